@@ -1,0 +1,44 @@
+"""The everywhere fallback: psutil sees sockets and interfaces, never per-process bytes.
+
+psutil has no per-process network byte counters on any platform, so every
+per-process byte figure from this backend is unknown (null), never zero and never
+disk I/O in disguise. What it does give: the number of open TCP/UDP sockets per
+process (the CONNS column) and, through the collector, per-interface rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from nettop_ui.core import Backend, Coverage, Probe, TrafficSample
+from nettop_ui.system import inet_connection_counts
+
+
+class PsutilBackend(Backend):
+    name = "psutil"
+    platforms = ("linux", "darwin", "win32", "freebsd", "openbsd", "netbsd", "sunos", "aix")
+    layer = "interface totals only (no per-process bytes)"
+    coverage = Coverage(
+        protocols=("tcp", "udp"),
+        per_process=False,
+        note="per-process bytes unknown; open sockets per process and interface rates only",
+    )
+    accuracy_rank = 90
+    summary = "psutil: open connections per process, interface totals; no per-process bytes"
+
+    @classmethod
+    def probe(cls) -> Probe:
+        return Probe(True, "always available (per-process bytes unknown)")
+
+    async def start(self) -> None:
+        return None
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        counts = await asyncio.to_thread(inet_connection_counts)
+        return TrafficSample(
+            ts=time.time(), interval_s=interval_s, processes=None, connection_counts=counts
+        )
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,196 @@
+"""Command line: `nettop-ui` (TUI or one-shot table), `--json`, `--list-backends`.
+
+Every user error ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import IO
+
+from nettop_ui import registry
+from nettop_ui.collector import Snapshot
+from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.format import human_bytes, human_rate
+from nettop_ui.jsonl import (
+    JsonlWriter,
+    failure_record,
+    is_active,
+    meta_record,
+    open_output,
+    sample_record,
+)
+from nettop_ui.monitor import monitor
+
+PROG = "nettop-ui"
+
+
+class UsageError(Exception):
+    """A one-line problem with what the user asked for."""
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
+    )
+    parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
+    parser.add_argument(
+        "--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ... (default: auto)"
+    )
+    parser.add_argument(
+        "--interval", type=positive_float, default=1.0, help="seconds between samples"
+    )
+    parser.add_argument("--json", action="store_true", help="stream JSON Lines instead of the TUI")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    stop.add_argument("--count", type=positive_int, help="stop after this many samples")
+    parser.add_argument("--output", metavar="FILE", help="write the JSON Lines to FILE")
+    parser.add_argument(
+        "--all", action="store_true", help="JSON: every process, not only those with traffic"
+    )
+    parser.add_argument(
+        "--connections", action="store_true", help="JSON: per-connection detail when known"
+    )
+    return parser
+
+
+def list_backends(out: IO[str]) -> int:
+    statuses = registry.probe_all()
+    try:
+        chosen, _ = registry.choose("auto")
+        chosen_name = chosen.name
+    except ValueError:
+        chosen_name = None
+    out.write(f"{'BACKEND':<10} {'STATUS':<11} {'LAYER':<26} DETAILS\n")
+    for st in statuses:
+        cls, probe = st.cls, st.probe
+        status = "available" if probe.available else "unavailable"
+        mark = " (auto)" if cls.name == chosen_name else ""
+        detail = probe.reason
+        if not probe.available and probe.fix:
+            detail += f"; fix: {probe.fix}"
+        out.write(f"{cls.name:<10} {status:<11} {cls.layer[:26]:<26} {detail}{mark}\n")
+        cov = cls.coverage
+        kinds = ", ".join(cov.protocols) + (", per-connection" if cov.per_connection else "")
+        out.write(f"{'':<10} {'':<11} {'':<26} covers: {kinds}\n")
+    if chosen_name:
+        out.write(f"auto picks: {chosen_name} (the most accurate that can run here)\n")
+    return 0
+
+
+def resolve_backend(name: str) -> tuple[type[Backend], str]:
+    try:
+        return registry.choose(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_json(args: argparse.Namespace) -> int:
+    cls, why = resolve_backend(args.backend)
+    out = open_output(args.output) if args.output else sys.stdout
+    writer = JsonlWriter(out)
+    writer.write(meta_record(cls, args.interval, time.time(), why))
+    failed: list[BackendFailure] = []
+
+    def emit(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        if isinstance(item, BackendFailure):
+            failed.append(item)
+            writer.write(failure_record(item))
+            return
+        writer.write(
+            sample_record(
+                snap,
+                all_processes=args.all,
+                with_connections=args.connections and cls.coverage.per_connection,
+            )
+        )
+
+    try:
+        asyncio.run(
+            monitor(cls(), args.interval, emit, duration_s=args.duration, count=args.count)
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if failed:
+        raise UsageError(f"backend {failed[0].backend} failed: {failed[0].message}")
+    return 0
+
+
+def print_table(args: argparse.Namespace) -> int:
+    """One-shot table of the processes that moved traffic during one interval."""
+    cls, why = resolve_backend(args.backend)
+    snaps: list[Snapshot] = []
+    failed: list[BackendFailure] = []
+
+    def keep(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        if isinstance(item, BackendFailure):
+            failed.append(item)
+        snaps.append(snap)
+
+    asyncio.run(monitor(cls(), args.interval, keep, count=1))
+    if failed:
+        raise UsageError(f"backend {failed[0].backend} failed: {failed[0].message}")
+    snap = snaps[-1]
+    print(f"backend: {cls.name} ({cls.layer}); {why}")
+    print(f"{'PID':>7} {'USER':<10} {'UP/s':>10} {'DOWN/s':>10} {'TOTAL':>10}  PROGRAM")
+    rows = [p for p in snap.processes if is_active(p)]
+    rows.sort(key=lambda p: -((p.sent_bps or 0) + (p.recv_bps or 0)))
+    for p in rows:
+        total = None if p.sent_bytes is None else p.sent_bytes + (p.recv_bytes or 0)
+        user = (p.user or "?")[:10]
+        name = p.name.encode("unicode_escape").decode("ascii")
+        print(
+            f"{p.pid:>7} {user:<10} {human_rate(p.sent_bps):>10} {human_rate(p.recv_bps):>10} "
+            f"{human_bytes(total):>10}  {name}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.list_backends:
+            return list_backends(sys.stdout)
+        if args.json or args.output:
+            return run_json(args)
+        return print_table(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

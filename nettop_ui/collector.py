@@ -1,0 +1,342 @@
+"""Joins a backend's per-PID byte deltas with psutil process facts into snapshots.
+
+Each process is tracked by its identity (pid, create_time), so a PID the kernel
+reuses for a new process starts from zero instead of inheriting the old totals.
+Traffic for a PID that is already gone is kept under the backend's name for it,
+and a process that had traffic keeps its totals, marked exited, for the whole run.
+
+`Collector.ingest` does blocking psutil work (tens of milliseconds for thousands of
+processes); callers run it off the UI thread / event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
+from nettop_ui.history import SeriesSet
+from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
+
+ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None when never seen live
+HISTORY_SERIES = ("sent_bps", "recv_bps", "cpu_percent", "rss_bytes")
+_ATTRS = ["ppid", "cmdline", "username", "create_time", "cpu_percent", "memory_info"]
+_ATTRS += ["io_counters", "num_threads"]
+if not sys.platform.startswith("linux"):
+    _ATTRS.append("name")
+
+
+@dataclass(slots=True)
+class ConnectionState:
+    """One connection of one process, cumulative since first seen."""
+
+    protocol: str
+    local: str
+    remote: str
+    sent_bytes: int = 0
+    recv_bytes: int = 0
+    sent_bps: float = 0.0
+    recv_bps: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass(slots=True)
+class ProcessState:
+    """Everything known about one process identity, as of the latest tick.
+
+    Byte figures are None when the backend cannot know them; process facts are None
+    when the process is gone or psutil was denied access.
+    """
+
+    pid: int
+    create_time: float | None
+    name: str
+    cmdline: list[str] = field(default_factory=list)
+    user: str | None = None
+    ppid: int | None = None
+    sent_bytes: int | None = None
+    recv_bytes: int | None = None
+    sent_bps: float | None = None
+    recv_bps: float | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    vms_bytes: int | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    read_bps: float | None = None
+    write_bps: float | None = None
+    threads: int | None = None
+    connection_count: int | None = None
+    exited: bool = False
+    exited_at: float | None = None
+    first_seen: float = 0.0
+    connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
+    history: SeriesSet | None = None
+
+    @property
+    def key(self) -> ProcessKey:
+        return (self.pid, self.create_time)
+
+    @property
+    def had_traffic(self) -> bool:
+        return bool(self.sent_bytes or self.recv_bytes)
+
+    @property
+    def total_bps(self) -> float | None:
+        if self.sent_bps is None or self.recv_bps is None:
+            return None
+        return self.sent_bps + self.recv_bps
+
+
+@dataclass(slots=True)
+class Unattributed:
+    """Bytes the backend saw but could not tie to a process."""
+
+    sent_bytes: int = 0
+    recv_bytes: int = 0
+    sent_bps: float = 0.0
+    recv_bps: float = 0.0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The monitor's state after one tick; what every sink renders."""
+
+    ts: float
+    interval_s: float
+    processes: list[ProcessState]
+    unattributed: Unattributed | None
+    system: SystemStats | None
+    failure: BackendFailure | None = None
+
+
+def read_comm(pid: int) -> str | None:
+    """The kernel's name for a process, exactly as `ps -o comm=` prints it."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return decode_untrusted(f.read().rstrip(b"\n"))
+    except OSError:
+        return None
+
+
+def decode_untrusted(raw: bytes) -> str:
+    """Bytes from the system as text; invalid UTF-8 is kept visible as \\xNN escapes."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def clean_surrogates(text: str) -> str:
+    """psutil decodes /proc with surrogateescape; make such text encodable, visibly."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", errors="surrogateescape")
+        return decode_untrusted(raw)
+
+
+class Collector:
+    """Turns backend samples into snapshots. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        *,
+        per_process_bytes: bool = True,
+        has_unattributed: bool = False,
+        history_size: int = 300,
+        exited_keep_s: float = 60.0,
+        count_connections: bool = True,
+        connection_keep_s: float = 30.0,
+        system: bool = True,
+    ) -> None:
+        self.per_process_bytes = per_process_bytes
+        self.history_size = history_size
+        self.exited_keep_s = exited_keep_s
+        self.count_connections = count_connections
+        self.connection_keep_s = connection_keep_s
+        self.started = time.time()
+        self.processes: dict[ProcessKey, ProcessState] = {}
+        self._live_by_pid: dict[int, ProcessKey] = {}
+        self._gone_by_pid: dict[int, ProcessKey] = {}
+        self.unattributed = Unattributed() if has_unattributed else None
+        self._system = SystemSampler() if system else None
+        self._self_pid = os.getpid()
+        self.last_failure: BackendFailure | None = None
+
+    # -- process facts -------------------------------------------------------------
+
+    def _scan(self, now: float, dt: float) -> None:
+        """Refresh facts for every live process and mark the vanished ones exited."""
+        seen: dict[int, ProcessKey] = {}
+        linux = sys.platform.startswith("linux")
+        for proc in psutil.process_iter(_ATTRS, ad_value=None):
+            info = proc.info
+            pid = proc.pid
+            key: ProcessKey = (pid, info["create_time"])
+            state = self.processes.get(key)
+            if state is None:
+                name = read_comm(pid) if linux else info.get("name")
+                if name is None:  # exited between listing and reading
+                    continue
+                state = ProcessState(pid, key[1], name, first_seen=now)
+                if self.per_process_bytes:
+                    state.sent_bytes = state.recv_bytes = 0
+                    state.sent_bps = state.recv_bps = 0.0
+                self.processes[key] = state
+            elif linux:
+                state.name = read_comm(pid) or state.name
+            self._update_facts(state, info, dt)
+            seen[pid] = key
+        for pid, key in self._live_by_pid.items():
+            if seen.get(pid) != key and key in self.processes:
+                state = self.processes[key]
+                state.exited, state.exited_at = True, now
+                state.cpu_percent = state.read_bps = state.write_bps = None
+                self._gone_by_pid[pid] = key
+        self._live_by_pid = seen
+
+    @staticmethod
+    def _update_facts(state: ProcessState, info: dict, dt: float) -> None:
+        if info.get("name") is not None:
+            state.name = clean_surrogates(info["name"])
+        state.cmdline = [clean_surrogates(a) for a in (info["cmdline"] or [])]
+        state.user = info["username"]
+        state.ppid = info["ppid"]
+        state.cpu_percent = info["cpu_percent"]
+        mem = info["memory_info"]
+        state.rss_bytes, state.vms_bytes = (mem.rss, mem.vms) if mem else (None, None)
+        io = info["io_counters"]
+        if io is not None:
+            if state.read_bytes is not None and state.write_bytes is not None and dt > 0:
+                state.read_bps = max(io.read_bytes - state.read_bytes, 0) / dt
+                state.write_bps = max(io.write_bytes - state.write_bytes, 0) / dt
+            state.read_bytes, state.write_bytes = io.read_bytes, io.write_bytes
+        else:
+            state.read_bytes = state.write_bytes = state.read_bps = state.write_bps = None
+        state.threads = info["num_threads"]
+
+    # -- traffic ---------------------------------------------------------------------
+
+    def _state_for_traffic(self, pid: int, backend_name: str | None, now: float) -> ProcessState:
+        key = self._live_by_pid.get(pid) or self._gone_by_pid.get(pid)
+        if key is not None and key in self.processes:
+            return self.processes[key]
+        # Never seen alive: it started and exited within one interval.
+        key = (pid, None)
+        state = self.processes.get(key)
+        if state is None:
+            state = ProcessState(pid, None, backend_name or "?", first_seen=now)
+            state.sent_bytes = state.recv_bytes = 0
+            state.exited, state.exited_at = True, now
+            self.processes[key] = state
+            self._gone_by_pid[pid] = key
+        return state
+
+    def _apply_traffic(self, sample: TrafficSample, now: float) -> None:
+        dt = sample.interval_s if sample.interval_s > 0 else 1.0
+        if sample.processes is None:
+            return
+        moved: dict[ProcessKey, tuple[int, int]] = {}
+        for t in sample.processes:
+            state = self._state_for_traffic(t.pid, t.name, now)
+            sent, recv = moved.get(state.key, (0, 0))
+            moved[state.key] = (sent + t.sent_bytes, recv + t.recv_bytes)
+        for state in self.processes.values():
+            sent, recv = moved.get(state.key, (0, 0))
+            state.sent_bytes = (state.sent_bytes or 0) + sent
+            state.recv_bytes = (state.recv_bytes or 0) + recv
+            state.sent_bps, state.recv_bps = sent / dt, recv / dt
+        if sample.connections is not None:
+            self._apply_connections(sample.connections, dt, now)
+        if self.unattributed is not None:
+            us, ur = sample.unattributed_sent or 0, sample.unattributed_recv or 0
+            self.unattributed.sent_bytes += us
+            self.unattributed.recv_bytes += ur
+            self.unattributed.sent_bps, self.unattributed.recv_bps = us / dt, ur / dt
+
+    def _apply_connections(self, conns: list[ConnectionTraffic], dt: float, now: float) -> None:
+        touched: set[int] = set()
+        for c in conns:
+            state = self._state_for_traffic(c.pid, None, now)
+            ckey = (c.protocol, c.local, c.remote)
+            conn = state.connections.get(ckey)
+            if conn is None:
+                conn = state.connections[ckey] = ConnectionState(c.protocol, c.local, c.remote)
+            conn.sent_bytes += c.sent_bytes
+            conn.recv_bytes += c.recv_bytes
+            conn.sent_bps, conn.recv_bps = c.sent_bytes / dt, c.recv_bytes / dt
+            conn.last_seen = now
+            touched.add(id(conn))
+        for state in self.processes.values():
+            if not state.connections:
+                continue
+            for ckey, conn in list(state.connections.items()):
+                if id(conn) not in touched:
+                    conn.sent_bps = conn.recv_bps = 0.0
+                    if now - conn.last_seen > self.connection_keep_s:
+                        del state.connections[ckey]
+
+    # -- the tick --------------------------------------------------------------------
+
+    def ingest(self, item: TrafficSample | BackendFailure) -> Snapshot:
+        """Fold one backend sample (or failure) into the state and return a snapshot."""
+        now = time.time()
+        if isinstance(item, BackendFailure):
+            self.last_failure = item
+            return self.snapshot(now, 0.0)
+        dt = item.interval_s
+        self._scan(now, dt)
+        self._apply_traffic(item, now)
+        counts = item.connection_counts
+        if counts is None and self.count_connections:
+            counts = inet_connection_counts()
+        for key, state in self.processes.items():
+            if not state.exited:
+                state.connection_count = counts.get(key[0], 0) if counts is not None else None
+            else:
+                state.connection_count = 0 if counts is not None else None
+            self._record_history(state, now)
+        self._forget_old(now)
+        system = self._system.sample() if self._system else None
+        return self.snapshot(now, dt, system)
+
+    def _record_history(self, state: ProcessState, now: float) -> None:
+        if state.exited:
+            return
+        if state.history is None:
+            state.history = SeriesSet(HISTORY_SERIES, self.history_size)
+        state.history.append(
+            now,
+            sent_bps=state.sent_bps,
+            recv_bps=state.recv_bps,
+            cpu_percent=state.cpu_percent,
+            rss_bytes=state.rss_bytes,
+        )
+
+    def _forget_old(self, now: float) -> None:
+        """Drop exited processes without traffic after a while; keep talkers' totals."""
+        for key, state in list(self.processes.items()):
+            if not state.exited or state.exited_at is None:
+                continue
+            if now - state.exited_at <= self.exited_keep_s:
+                continue
+            if state.had_traffic:  # keep the totals for the whole run, drop the rest
+                state.connections.clear()
+                state.history = None
+            else:
+                del self.processes[key]
+                if self._gone_by_pid.get(key[0]) == key:
+                    del self._gone_by_pid[key[0]]
+
+    def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
+        return Snapshot(
+            ts=now,
+            interval_s=dt,
+            processes=list(self.processes.values()),
+            unattributed=self.unattributed,
+            system=system,
+            failure=self.last_failure,
+        )

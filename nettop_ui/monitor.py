@@ -1,0 +1,77 @@
+"""Runs a backend and the collector together and hands each snapshot to a callback.
+
+The backend produces on the event loop; the collector's blocking psutil work runs in
+a worker thread so neither the loop nor a UI on it ever waits on /proc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+from nettop_ui.collector import Collector, Snapshot
+from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
+
+
+def make_collector(backend: Backend | type[Backend]) -> Collector:
+    return Collector(
+        per_process_bytes=backend.coverage.per_process,
+        has_unattributed=backend.has_unattributed,
+    )
+
+
+async def monitor(
+    backend: Backend,
+    interval_s: float,
+    on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None],
+    *,
+    duration_s: float | None = None,
+    count: int | None = None,
+    collector: Collector | None = None,
+    stop: asyncio.Event | None = None,
+    schedule: IntervalSchedule | None = None,
+    handle_signals: bool = True,
+) -> Collector:
+    """Sample until SIGINT/SIGTERM, `duration_s`, `count` samples or a backend failure.
+
+    A stop by signal or duration still produces one final sample covering the time
+    since the previous one.
+    """
+    collector = collector or make_collector(backend)
+    stop = stop or asyncio.Event()
+    queue: asyncio.Queue[TrafficSample | BackendFailure] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
+    producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
+    emitted = 0
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break  # the producer returned and the queue is drained
+            item = getter.result()
+            snap = await asyncio.to_thread(collector.ingest, item)
+            if count is None or emitted < count:
+                on_snapshot(snap, item)
+            emitted += 1
+            if isinstance(item, BackendFailure):
+                break
+            if count is not None and emitted >= count:
+                stop.set()
+    finally:
+        stop.set()
+        if timer:
+            timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    return collector
