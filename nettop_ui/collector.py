@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
+from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
@@ -71,6 +72,8 @@ class ProcessState:
     write_bps: float | None = None
     threads: int | None = None
     connection_count: int | None = None
+    gpu_memory_bytes: int | None = None  # None: no GPU, or not using one
+    gpu_sm_percent: float | None = None
     exited: bool = False
     exited_at: float | None = None
     first_seen: float = 0.0
@@ -112,6 +115,8 @@ class Snapshot:
     unattributed: Unattributed | None
     system: SystemStats | None
     failure: BackendFailure | None = None
+    gpu: GpuStats | None = None
+    gpu_unavailable: str | None = None  # why there is no GPU data, e.g. "no NVIDIA GPU"
 
 
 def read_comm(pid: int) -> str | None:
@@ -151,6 +156,7 @@ class Collector:
         count_connections: bool = True,
         connection_keep_s: float = 30.0,
         system: bool = True,
+        gpu: bool = True,
     ) -> None:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
@@ -163,6 +169,8 @@ class Collector:
         self._gone_by_pid: dict[int, ProcessKey] = {}
         self.unattributed = Unattributed() if has_unattributed else None
         self._system = SystemSampler() if system else None
+        self._gpu = GpuSampler() if gpu else None
+        self._gpu_stats: GpuStats | None = None
         self._self_pid = os.getpid()
         self.last_failure: BackendFailure | None = None
 
@@ -293,7 +301,11 @@ class Collector:
         counts = item.connection_counts
         if counts is None and self.count_connections:
             counts = inet_connection_counts()
+        gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         for key, state in self.processes.items():
+            if gpu is not None:
+                state.gpu_memory_bytes = gpu.process_memory.get(key[0]) if not state.exited else None
+                state.gpu_sm_percent = gpu.process_sm_percent.get(key[0])
             if not state.exited:
                 state.connection_count = counts.get(key[0], 0) if counts is not None else None
             else:
@@ -339,4 +351,6 @@ class Collector:
             unattributed=self.unattributed,
             system=system,
             failure=self.last_failure,
+            gpu=self._gpu_stats,
+            gpu_unavailable=self._gpu.unavailable if self._gpu else "GPU sampling off",
         )

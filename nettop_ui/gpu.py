@@ -1,0 +1,166 @@
+"""NVIDIA GPUs through NVML (nvidia-ml-py, `import pynvml`): per device and per process.
+
+Every NVML failure becomes one line in `GpuStats.error` or `GpuSampler.unavailable`,
+never an exception: NVML missing, a driver mismatch, no permission, or a GPU that
+falls off the bus leave the rest of nettop-ui running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class GpuDevice:
+    """One GPU (or MIG device) as NVML reports it; None where NVML does not say."""
+
+    index: str  # "0", or "0/1" for MIG instance 1 on GPU 0
+    name: str
+    util_percent: float | None = None
+    mem_util_percent: float | None = None
+    mem_used: int | None = None
+    mem_total: int | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+
+
+@dataclass(slots=True)
+class GpuStats:
+    """One tick of GPU figures: devices, and GPU memory / SM use per pid."""
+
+    devices: list[GpuDevice] = field(default_factory=list)
+    process_memory: dict[int, int] = field(default_factory=dict)
+    process_sm_percent: dict[int, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _nvml() -> Any:
+    import pynvml  # imported lazily: a missing package is one line, not a crash
+
+    return pynvml
+
+
+class GpuSampler:
+    """Initialises NVML once; `sample()` returns None when there is no usable GPU."""
+
+    def __init__(self) -> None:
+        self.unavailable: str | None = None
+        self._handles: list[tuple[str, Any]] = []
+        self._last_ts_us: dict[str, int] = {}
+        try:
+            nvml = _nvml()
+            nvml.nvmlInit()
+            for i in range(nvml.nvmlDeviceGetCount()):
+                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                self._handles.append((str(i), handle))
+                self._handles.extend(self._mig_handles(nvml, i, handle))
+            if not self._handles:
+                self.unavailable = "no NVIDIA GPU"
+        except ImportError:
+            self.unavailable = "no NVIDIA GPU (nvidia-ml-py not installed)"
+        except Exception as exc:
+            self.unavailable = _explain(exc)
+
+    @staticmethod
+    def _mig_handles(nvml: Any, i: int, handle: Any) -> list[tuple[str, Any]]:
+        try:
+            current, _ = nvml.nvmlDeviceGetMigMode(handle)
+        except Exception:
+            return []
+        if current != getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
+            return []
+        migs = []
+        for j in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+            try:
+                migs.append((f"{i}/{j}", nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)))
+            except Exception:
+                continue
+        return migs
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
+
+    def sample(self) -> GpuStats | None:
+        if not self.available:
+            return None
+        nvml = _nvml()
+        stats = GpuStats()
+        for index, handle in self._handles:
+            try:
+                stats.devices.append(self._device(nvml, index, handle))
+                self._processes(nvml, index, handle, stats)
+            except Exception as exc:  # e.g. the GPU fell off the bus
+                stats.error = f"GPU {index}: {_explain(exc)}"
+        return stats
+
+    @staticmethod
+    def _device(nvml: Any, index: str, handle: Any) -> GpuDevice:
+        name = nvml.nvmlDeviceGetName(handle)
+        dev = GpuDevice(index, name.decode() if isinstance(name, bytes) else str(name))
+        mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+        dev.mem_used, dev.mem_total = int(mem.used), int(mem.total)
+        dev.util_percent, dev.mem_util_percent = _optional(
+            lambda: _util(nvml.nvmlDeviceGetUtilizationRates(handle)), (None, None)
+        )
+        dev.temperature_c = _optional(
+            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)), None
+        )
+        dev.power_w = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, None)
+        dev.sm_clock_mhz = _optional(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)), None
+        )
+        dev.mem_clock_mhz = _optional(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)), None
+        )
+        return dev
+
+    def _processes(self, nvml: Any, index: str, handle: Any, stats: GpuStats) -> None:
+        for getter in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+            for proc in _optional(lambda g=getter: getattr(nvml, g)(handle), []):
+                used = proc.usedGpuMemory
+                if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
+                    continue
+                stats.process_memory[proc.pid] = stats.process_memory.get(proc.pid, 0) + int(used)
+        since = self._last_ts_us.get(index, 0)
+        samples = _optional(lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
+        for s in samples:
+            stats.process_sm_percent[s.pid] = max(
+                stats.process_sm_percent.get(s.pid, 0.0), float(s.smUtil)
+            )
+            self._last_ts_us[index] = max(self._last_ts_us.get(index, 0), int(s.timeStamp))
+
+    def close(self) -> None:
+        if self.available:
+            _optional(lambda: _nvml().nvmlShutdown(), None)
+
+
+def _util(rates: Any) -> tuple[float, float]:
+    return float(rates.gpu), float(rates.memory)
+
+
+def _optional(fn: Any, default: Any) -> Any:
+    """Call an NVML query that some drivers or devices do not support."""
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _explain(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "driver" in lowered and "not loaded" in lowered:
+        return "no NVIDIA GPU (driver not loaded)"
+    if "library not found" in lowered or "shared library" in lowered:
+        return "no NVIDIA GPU (NVML library not found)"
+    if "mismatch" in lowered:
+        return "NVIDIA driver/library version mismatch: reboot or reinstall the driver"
+    if "permission" in lowered or "no_permission" in lowered:
+        return "no permission to query the NVIDIA GPU"
+    if "lost" in lowered or "fallen off" in lowered:
+        return "the NVIDIA GPU fell off the bus"
+    return f"NVML: {text}"
