@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import IO
+from typing import IO, NoReturn
 
 from nettop_ui import registry
 from nettop_ui.collector import Snapshot
@@ -52,8 +52,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
     )
@@ -111,7 +118,10 @@ def resolve_backend(name: str) -> tuple[type[Backend], str]:
 
 def run_json(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
-    out = open_output(args.output) if args.output else sys.stdout
+    try:
+        out = open_output(args.output) if args.output else sys.stdout
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     writer = JsonlWriter(out)
     writer.write(meta_record(cls, args.interval, time.time(), why))
     failed: list[BackendFailure] = []
@@ -130,9 +140,7 @@ def run_json(args: argparse.Namespace) -> int:
         )
 
     try:
-        asyncio.run(
-            monitor(cls(), args.interval, emit, duration_s=args.duration, count=args.count)
-        )
+        asyncio.run(monitor(cls(), args.interval, emit, duration_s=args.duration, count=args.count))
     finally:
         if out is not sys.stdout:
             out.close()

@@ -304,7 +304,9 @@ class Collector:
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         for key, state in self.processes.items():
             if gpu is not None:
-                state.gpu_memory_bytes = gpu.process_memory.get(key[0]) if not state.exited else None
+                state.gpu_memory_bytes = (
+                    gpu.process_memory.get(key[0]) if not state.exited else None
+                )
                 state.gpu_sm_percent = gpu.process_sm_percent.get(key[0])
             if not state.exited:
                 state.connection_count = counts.get(key[0], 0) if counts is not None else None

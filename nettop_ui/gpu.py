@@ -119,7 +119,10 @@ class GpuSampler:
         return dev
 
     def _processes(self, nvml: Any, index: str, handle: Any, stats: GpuStats) -> None:
-        for getter in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        for getter in (
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlDeviceGetGraphicsRunningProcesses",
+        ):
             for proc in _optional(lambda g=getter: getattr(nvml, g)(handle), []):
                 used = proc.usedGpuMemory
                 if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE

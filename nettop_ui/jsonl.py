@@ -151,7 +151,7 @@ def open_output(path: str) -> IO[str]:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
         if os.path.islink(path):
-            raise OSError(f"refusing to write through the symlink {path}") from exc
+            raise OSError(exc.errno, f"refusing to write through the symlink {path}") from exc
         raise
     mode = os.fstat(fd).st_mode
     if mode & stat.S_IWOTH:

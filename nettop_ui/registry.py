@@ -85,7 +85,7 @@ def choose(name: str, platform: str = sys.platform) -> tuple[type[Backend], str]
     can replay captures on Linux); otherwise BackendError-style ValueError.
     """
     if name == "auto":
-        skipped = []
+        skipped: list[str] = []
         for status in probe_all(platform):
             if status.platform_ok and status.usable:
                 why = "most accurate backend that can run here"

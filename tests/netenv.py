@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -266,9 +265,7 @@ class BackendRun:
         """Wait until n more samples (or a failure) arrive."""
         with self._cond:
             target = len(self.samples) + n
-            ok = self._cond.wait_for(
-                lambda: len(self.samples) >= target or self.failures, timeout
-            )
+            ok = self._cond.wait_for(lambda: len(self.samples) >= target or self.failures, timeout)
         assert not self.failures, f"backend failed: {self.failures[0].message}"
         assert ok, f"backend produced no sample in {timeout}s"
 

@@ -16,6 +16,7 @@ Only loopback and addresses inside the test's own network namespaces are used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -129,10 +130,8 @@ def udp_client(
             payload = struct.pack("!I", reply) + b"u" * max(size - 4, 0)
             sent += s.sendto(payload, (to, port))
             if reply:
-                try:
+                with contextlib.suppress(TimeoutError):
                     recv += len(s.recv(CHUNK))
-                except TimeoutError:
-                    pass
             if pace_s:
                 time.sleep(pace_s)
     return sent, recv

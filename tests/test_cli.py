@@ -1,0 +1,152 @@
+"""The command line as a user runs it: real subprocesses, real output, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "nettop_ui"]
+PROCESS_KEYS = {
+    "pid", "name", "cmdline", "user", "sent_bytes", "recv_bytes", "sent_bps", "recv_bps",
+    "cpu_percent", "rss_bytes", "read_bytes", "write_bytes", "threads", "exited",
+}  # fmt: skip
+
+
+def run(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_list_backends_names_every_backend_with_status() -> None:
+    res = run("--list-backends")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for name in ("ebpf", "nethogs", "sockdiag", "psutil"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), out
+    assert "auto picks:" in out
+    assert res.stderr == ""
+
+
+def test_json_stream_psutil_backend() -> None:
+    res = run("--json", "--backend", "psutil", "--interval", "0.3", "--count", "2")
+    assert res.returncode == 0, res.stderr
+    meta, *samples = lines(res.stdout)
+    assert meta["type"] == "meta" and meta["schema"] == 1 and meta["backend"] == "psutil"
+    assert {"layer", "interval_s", "host", "started", "coverage"} <= meta.keys()
+    assert meta["coverage"]["per_process"] is False
+    assert len(samples) == 2
+    for s in samples:
+        assert s["type"] == "sample" and isinstance(s["ts"], float)
+        assert "unattributed" in s and "processes" in s
+        assert "lo" in s["interfaces"]
+    procs = [p for s in samples for p in s["processes"]]
+    for p in procs:
+        assert p.keys() >= PROCESS_KEYS
+        # psutil cannot know per-process bytes: null, never 0, never disk I/O.
+        assert p["sent_bytes"] is None and p["recv_bytes"] is None and p["sent_bps"] is None
+
+
+def test_json_all_processes_includes_this_test() -> None:
+    res = run("--json", "--backend", "psutil", "--interval", "0.2", "--count", "1", "--all")
+    _meta, sample = lines(res.stdout)
+    pids = {p["pid"] for p in sample["processes"]}
+    assert os.getpid() in pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_stream_with_final_sample(sig: signal.Signals) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "--json", "--backend", "psutil", "--interval", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    meta = json.loads(proc.stdout.readline())
+    assert meta["type"] == "meta"
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    (final,) = lines(out)
+    assert final["type"] == "sample" and final["interval_s"] < 5
+    assert "Traceback" not in err
+
+
+def test_duration_ends_stream() -> None:
+    start = time.monotonic()
+    res = run("--json", "--backend", "psutil", "--interval", "0.4", "--duration", "1.0")
+    assert res.returncode == 0
+    assert time.monotonic() - start < 15
+    samples = [r for r in lines(res.stdout) if r["type"] == "sample"]
+    assert 2 <= len(samples) <= 4
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--interval", "-1"], "must be a positive number"),
+        (["--interval", "abc"], "not a number"),
+        (["--count", "0"], "must be positive"),
+        (["--backend", "nope"], "unknown backend 'nope'"),
+        (["--duration", "1", "--count", "2"], "not allowed with"),
+        (["--json", "--backend", "psutil", "--output", "/nonexistent/x.jsonl"], "cannot write"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], needle: str) -> None:
+    res = run(*args)
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert needle in err and err.startswith("nettop-ui: error:")
+    assert "Traceback" not in err
+
+
+def test_output_file_is_written_safely(tmp_path: Path) -> None:
+    target = tmp_path / "rec.jsonl"
+    res = run(
+        "--backend", "psutil", "--interval", "0.2", "--count", "2", "--output", str(target),
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        preexec_fn=lambda: os.umask(0),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ""
+    records = lines(target.read_text())
+    assert [r["type"] for r in records] == ["meta", "sample", "sample"]
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert not mode & stat.S_IWOTH, oct(mode)
+
+
+def test_output_refuses_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "rec.jsonl"
+    link.symlink_to(victim)
+    res = run("--json", "--backend", "psutil", "--count", "1", "--output", str(link))
+    assert res.returncode != 0
+    assert "symlink" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert victim.read_text() == "precious"
+
+
+def test_broken_pipe_is_quiet() -> None:
+    cmd = f"{sys.executable} -m nettop_ui --json --backend psutil --interval 0.1 --count 50"
+    res = subprocess.run(
+        f"{cmd} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(res.stdout)["type"] == "meta"
+    assert "Traceback" not in res.stderr

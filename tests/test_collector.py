@@ -1,0 +1,179 @@
+"""The collector joins backend byte deltas with real process facts, keyed by identity."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from nettop_ui.collector import Collector, ProcessState, Snapshot
+from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from tests.netenv import require_root
+
+# A child that names itself, allocates 64 MiB, writes 3 MiB to disk, then burns CPU.
+WORKER = r"""
+import ctypes, os, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+block = bytearray(64 * 1024 * 1024)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+with open(sys.argv[2], "wb") as f:
+    f.write(os.urandom(3 * 1024 * 1024))
+    f.flush()
+    os.fsync(f.fileno())
+print("ready", flush=True)
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    pass
+"""
+
+
+@pytest.fixture
+def worker(tmp_path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, "ntu-worker", str(tmp_path / "out.bin"), "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout and proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def sample(interval: float, *traffic: ProcessTraffic, **kw: int) -> TrafficSample:
+    return TrafficSample(time.time(), interval, list(traffic), **kw)  # type: ignore[arg-type]
+
+
+def find(snap: Snapshot, pid: int) -> list[ProcessState]:
+    return [p for p in snap.processes if p.pid == pid]
+
+
+def test_real_process_facts(worker: subprocess.Popen[str]) -> None:
+    collector = Collector(gpu=False)
+    collector.ingest(sample(0.5))
+    time.sleep(1.0)
+    snap = collector.ingest(sample(1.0))
+    (p,) = find(snap, worker.pid)
+    assert p.name == "ntu-worker"  # the kernel comm, as `ps -o comm=` shows it
+    ps_comm = subprocess.run(
+        ["ps", "-o", "comm=", "-p", str(worker.pid)], capture_output=True, text=True
+    ).stdout.strip()
+    assert p.name == ps_comm
+    assert p.cmdline[1:3] == ["-c", WORKER]
+    assert p.user == subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert p.rss_bytes is not None and p.rss_bytes >= 64 * 1024 * 1024
+    assert p.cpu_percent is not None and p.cpu_percent > 50  # one busy core is ~100
+    if os.geteuid() == 0 or p.user == os.environ.get("USER"):
+        assert p.write_bytes is not None and p.write_bytes >= 3 * 1024 * 1024
+    assert p.threads == 1
+    assert p.ppid == os.getpid()
+    # A process that moved nothing has zero bytes, known, not unknown.
+    assert (p.sent_bytes, p.recv_bytes) == (0, 0)
+
+
+def test_traffic_accumulates_and_rates(worker: subprocess.Popen[str]) -> None:
+    collector = Collector(gpu=False)
+    pid = worker.pid
+    collector.ingest(sample(1.0, ProcessTraffic(pid, 1000, 4000)))
+    snap = collector.ingest(sample(2.0, ProcessTraffic(pid, 3000, 0)))
+    (p,) = find(snap, pid)
+    assert (p.sent_bytes, p.recv_bytes) == (4000, 4000)
+    assert (p.sent_bps, p.recv_bps) == (1500.0, 0.0)
+    assert p.history is not None and p.history["sent_bps"].values() == [1000.0, 1500.0]
+
+
+def test_exited_process_keeps_totals_and_unknown_pid_uses_backend_name() -> None:
+    collector = Collector(gpu=False, exited_keep_s=0.0)
+    proc = subprocess.Popen(["sleep", "30"])
+    collector.ingest(sample(1.0, ProcessTraffic(proc.pid, 500, 700)))
+    proc.kill()
+    proc.wait()
+    # A pid that is gone and was never seen alive: named by the backend.
+    with open("/proc/sys/kernel/pid_max") as f:
+        ghost = int(f.read()) + 1  # beyond pid_max: never a live pid
+    collector.ingest(sample(1.0, ProcessTraffic(ghost, 10, 20, name="shortlived")))
+    time.sleep(0.01)
+    snap = collector.ingest(sample(1.0))
+    (p,) = find(snap, proc.pid)
+    assert p.exited and (p.sent_bytes, p.recv_bytes) == (500, 700)
+    assert (p.sent_bps, p.recv_bps) == (0.0, 0.0)
+    (g,) = find(snap, ghost)
+    assert g.exited and g.name == "shortlived" and (g.sent_bytes, g.recv_bytes) == (10, 20)
+    assert g.cpu_percent is None and g.rss_bytes is None  # unknown, not zero
+
+
+def test_exited_idle_process_is_forgotten_after_keep_time() -> None:
+    collector = Collector(gpu=False, exited_keep_s=0.0)
+    proc = subprocess.Popen(["sleep", "30"])
+    collector.ingest(sample(1.0))
+    proc.kill()
+    proc.wait()
+    collector.ingest(sample(1.0))
+    time.sleep(0.01)
+    snap = collector.ingest(sample(1.0))
+    assert find(snap, proc.pid) == []
+
+
+def _spawn_on_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """Start `sleep` on exactly this pid by steering the kernel's next pid (root only)."""
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(["sleep", "30"])
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    return None
+
+
+def test_reused_pid_starts_from_zero() -> None:
+    require_root()
+    collector = Collector(gpu=False)
+    first = subprocess.Popen(["sleep", "30"])
+    pid = first.pid
+    collector.ingest(sample(1.0, ProcessTraffic(pid, 111, 222)))
+    first.kill()
+    first.wait()
+    collector.ingest(sample(1.0))
+    second = _spawn_on_pid(pid)
+    assert second is not None, "could not recycle the pid"
+    try:
+        snap = collector.ingest(sample(1.0, ProcessTraffic(pid, 5, 6)))
+        states = sorted(find(snap, pid), key=lambda p: p.exited)
+        assert len(states) == 2
+        new, old = states
+        assert not new.exited and (new.sent_bytes, new.recv_bytes) == (5, 6)
+        assert old.exited and (old.sent_bytes, old.recv_bytes) == (111, 222)
+        assert new.create_time != old.create_time
+    finally:
+        second.kill()
+        second.wait()
+
+
+def test_unattributed_bucket_accumulates() -> None:
+    collector = Collector(gpu=False, has_unattributed=True)
+    collector.ingest(sample(1.0, unattributed_sent=100, unattributed_recv=50))
+    snap = collector.ingest(sample(2.0, unattributed_sent=100, unattributed_recv=0))
+    u = snap.unattributed
+    assert u is not None and (u.sent_bytes, u.recv_bytes) == (200, 50)
+    assert (u.sent_bps, u.recv_bps) == (50.0, 0.0)
+
+
+def test_backend_without_per_process_bytes_reports_unknown() -> None:
+    collector = Collector(gpu=False, per_process_bytes=False)
+    snap = collector.ingest(TrafficSample(time.time(), 1.0, None, connection_counts={}))
+    me = find(snap, os.getpid())[0]
+    assert me.sent_bytes is None and me.recv_bytes is None and me.sent_bps is None
+    assert me.read_bytes is not None  # disk I/O is known, and is not network I/O
+
+
+def test_failure_is_carried_in_snapshot() -> None:
+    collector = Collector(gpu=False)
+    snap = collector.ingest(BackendFailure("nethogs", "nethogs exited: killed"))
+    assert snap.failure is not None and snap.failure.message == "nethogs exited: killed"
