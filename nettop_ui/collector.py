@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from nettop_ui import procfs
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
@@ -25,10 +26,10 @@ from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
 ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None when never seen live
 HISTORY_SERIES = ("sent_bps", "recv_bps", "cpu_percent", "rss_bytes")
-_ATTRS = ["ppid", "cmdline", "username", "create_time", "cpu_percent", "memory_info"]
-_ATTRS += ["io_counters", "num_threads"]
-if not sys.platform.startswith("linux"):
-    _ATTRS.append("name")
+LINUX = sys.platform.startswith("linux")
+# Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
+_PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
+_PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads"]
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class ProcessState:
     exited: bool = False
     exited_at: float | None = None
     first_seen: float = 0.0
+    cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
     history: SeriesSet | None = None
 
@@ -119,20 +121,6 @@ class Snapshot:
     gpu_unavailable: str | None = None  # why there is no GPU data, e.g. "no NVIDIA GPU"
 
 
-def read_comm(pid: int) -> str | None:
-    """The kernel's name for a process, exactly as `ps -o comm=` prints it."""
-    try:
-        with open(f"/proc/{pid}/comm", "rb") as f:
-            return decode_untrusted(f.read().rstrip(b"\n"))
-    except OSError:
-        return None
-
-
-def decode_untrusted(raw: bytes) -> str:
-    """Bytes from the system as text; invalid UTF-8 is kept visible as \\xNN escapes."""
-    return raw.decode("utf-8", errors="backslashreplace")
-
-
 def clean_surrogates(text: str) -> str:
     """psutil decodes /proc with surrogateescape; make such text encodable, visibly."""
     try:
@@ -140,7 +128,7 @@ def clean_surrogates(text: str) -> str:
         return text
     except UnicodeEncodeError:
         raw = text.encode("utf-8", errors="surrogateescape")
-        return decode_untrusted(raw)
+        return raw.decode("utf-8", errors="backslashreplace")
 
 
 class Collector:
@@ -155,6 +143,7 @@ class Collector:
         exited_keep_s: float = 60.0,
         count_connections: bool = True,
         connection_keep_s: float = 30.0,
+        connection_count_every_s: float = 5.0,
         system: bool = True,
         gpu: bool = True,
     ) -> None:
@@ -173,31 +162,16 @@ class Collector:
         self._gpu_stats: GpuStats | None = None
         self._self_pid = os.getpid()
         self.last_failure: BackendFailure | None = None
+        # Counting sockets per process walks every fd of every process: do it seldom.
+        self.connection_count_every_s = connection_count_every_s
+        self._counts: dict[int, int] | None = None
+        self._counts_at = 0.0
 
     # -- process facts -------------------------------------------------------------
 
     def _scan(self, now: float, dt: float) -> None:
         """Refresh facts for every live process and mark the vanished ones exited."""
-        seen: dict[int, ProcessKey] = {}
-        linux = sys.platform.startswith("linux")
-        for proc in psutil.process_iter(_ATTRS, ad_value=None):
-            info = proc.info
-            pid = proc.pid
-            key: ProcessKey = (pid, info["create_time"])
-            state = self.processes.get(key)
-            if state is None:
-                name = read_comm(pid) if linux else info.get("name")
-                if name is None:  # exited between listing and reading
-                    continue
-                state = ProcessState(pid, key[1], name, first_seen=now)
-                if self.per_process_bytes:
-                    state.sent_bytes = state.recv_bytes = 0
-                    state.sent_bps = state.recv_bps = 0.0
-                self.processes[key] = state
-            elif linux:
-                state.name = read_comm(pid) or state.name
-            self._update_facts(state, info, dt)
-            seen[pid] = key
+        seen = self._scan_procfs(now, dt) if LINUX else self._scan_psutil(now, dt)
         for pid, key in self._live_by_pid.items():
             if seen.get(pid) != key and key in self.processes:
                 state = self.processes[key]
@@ -206,25 +180,68 @@ class Collector:
                 self._gone_by_pid[pid] = key
         self._live_by_pid = seen
 
+    def _new_state(self, key: ProcessKey, name: str, now: float) -> ProcessState:
+        state = ProcessState(key[0], key[1], name, first_seen=now)
+        if self.per_process_bytes:
+            state.sent_bytes = state.recv_bytes = 0
+            state.sent_bps = state.recv_bps = 0.0
+        self.processes[key] = state
+        return state
+
+    def _scan_procfs(self, now: float, dt: float) -> dict[int, ProcessKey]:
+        seen: dict[int, ProcessKey] = {}
+        for pid in procfs.list_pids():
+            st = procfs.read_stat(pid)
+            if st is None:  # exited between listing and reading
+                continue
+            key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
+            state = self.processes.get(key)
+            if state is None or state.name != st.comm:  # new, or exec'd into something else
+                if state is None:
+                    state = self._new_state(key, st.comm, now)
+                state.name = st.comm
+                state.cmdline = procfs.read_cmdline(pid)
+                state.user = procfs.read_user(pid)
+            state.ppid, state.threads = st.ppid, st.threads
+            state.rss_bytes, state.vms_bytes = st.rss_bytes, st.vms_bytes
+            if state.cpu_ticks is not None and dt > 0:
+                used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
+                state.cpu_percent = round(100.0 * used / dt, 1)
+            state.cpu_ticks = st.cpu_ticks
+            self._update_io(state, procfs.read_io(pid), dt)
+            seen[pid] = key
+        return seen
+
+    def _scan_psutil(self, now: float, dt: float) -> dict[int, ProcessKey]:
+        seen: dict[int, ProcessKey] = {}
+        for proc in psutil.process_iter(_PSUTIL_ATTRS, ad_value=None):
+            info = proc.info
+            key: ProcessKey = (proc.pid, info["create_time"])
+            state = self.processes.get(key)
+            if state is None:
+                state = self._new_state(key, clean_surrogates(info["name"] or "?"), now)
+            state.name = clean_surrogates(info["name"] or state.name)
+            state.cmdline = [clean_surrogates(a) for a in (info["cmdline"] or [])]
+            state.user = info["username"]
+            state.ppid = info["ppid"]
+            state.cpu_percent = info["cpu_percent"]
+            state.threads = info["num_threads"]
+            mem = info["memory_info"]
+            state.rss_bytes, state.vms_bytes = (mem.rss, mem.vms) if mem else (None, None)
+            io = info["io_counters"]
+            self._update_io(state, (io.read_bytes, io.write_bytes) if io else None, dt)
+            seen[proc.pid] = key
+        return seen
+
     @staticmethod
-    def _update_facts(state: ProcessState, info: dict, dt: float) -> None:
-        if info.get("name") is not None:
-            state.name = clean_surrogates(info["name"])
-        state.cmdline = [clean_surrogates(a) for a in (info["cmdline"] or [])]
-        state.user = info["username"]
-        state.ppid = info["ppid"]
-        state.cpu_percent = info["cpu_percent"]
-        mem = info["memory_info"]
-        state.rss_bytes, state.vms_bytes = (mem.rss, mem.vms) if mem else (None, None)
-        io = info["io_counters"]
-        if io is not None:
-            if state.read_bytes is not None and state.write_bytes is not None and dt > 0:
-                state.read_bps = max(io.read_bytes - state.read_bytes, 0) / dt
-                state.write_bps = max(io.write_bytes - state.write_bytes, 0) / dt
-            state.read_bytes, state.write_bytes = io.read_bytes, io.write_bytes
-        else:
+    def _update_io(state: ProcessState, io: tuple[int, int] | None, dt: float) -> None:
+        if io is None:
             state.read_bytes = state.write_bytes = state.read_bps = state.write_bps = None
-        state.threads = info["num_threads"]
+            return
+        if state.read_bytes is not None and state.write_bytes is not None and dt > 0:
+            state.read_bps = max(io[0] - state.read_bytes, 0) / dt
+            state.write_bps = max(io[1] - state.write_bytes, 0) / dt
+        state.read_bytes, state.write_bytes = io
 
     # -- traffic ---------------------------------------------------------------------
 
@@ -300,7 +317,9 @@ class Collector:
         self._apply_traffic(item, now)
         counts = item.connection_counts
         if counts is None and self.count_connections:
-            counts = inet_connection_counts()
+            if now - self._counts_at >= self.connection_count_every_s:
+                self._counts, self._counts_at = inet_connection_counts(), now
+            counts = self._counts
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         for key, state in self.processes.items():
             if gpu is not None:

@@ -1,0 +1,63 @@
+"""The /proc fast path agrees with psutil and never raises on hostile file contents."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import psutil
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nettop_ui import procfs
+
+
+def test_stat_facts_match_psutil() -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        facts = procfs.read_stat(proc.pid)
+        ps = psutil.Process(proc.pid)
+        assert facts is not None
+        assert facts.comm == "sleep"
+        assert facts.ppid == os.getpid()
+        assert procfs.create_time(facts.start_ticks) == ps.create_time()
+        assert facts.rss_bytes == ps.memory_info().rss
+        assert facts.threads == ps.num_threads()
+        assert procfs.read_cmdline(proc.pid) == ["sleep", "30"]
+        assert procfs.read_user(proc.pid) == ps.username()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_comm_with_parentheses_and_spaces() -> None:
+    raw = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 2 0 99 1000 10 x"
+    facts = procfs.parse_stat(raw)
+    assert facts is not None
+    assert facts.comm == "a) b (c)"
+    assert (facts.ppid, facts.cpu_ticks, facts.threads, facts.start_ticks) == (1, 10, 2, 99)
+
+
+def test_io_parse() -> None:
+    raw = b"rchar: 5\nwchar: 6\nsyscr: 1\nsyscw: 1\nread_bytes: 4096\nwrite_bytes: 8192\n"
+    assert procfs.parse_io(raw) == (4096, 8192)
+    assert procfs.parse_io(b"read_bytes: x\nwrite_bytes: 1\n") is None
+    assert procfs.parse_io(b"") is None
+
+
+@given(st.binary(max_size=600))
+def test_parse_stat_never_raises(raw: bytes) -> None:
+    procfs.parse_stat(raw)
+
+
+@given(st.binary(max_size=600))
+def test_parse_io_never_raises(raw: bytes) -> None:
+    procfs.parse_io(raw)
+
+
+@given(st.binary(min_size=1, max_size=15).filter(lambda b: b"\0" not in b and b"\n" not in b))
+def test_any_comm_bytes_round_trip_visibly(comm: bytes) -> None:
+    raw = b"7 (" + comm + b") S 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 100 2 x"
+    facts = procfs.parse_stat(raw)
+    assert facts is not None
+    assert facts.comm == comm.decode("utf-8", errors="backslashreplace")
