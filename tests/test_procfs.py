@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import psutil
 from hypothesis import given
@@ -14,6 +15,7 @@ from nettop_ui import procfs
 
 def test_stat_facts_match_psutil() -> None:
     proc = subprocess.Popen(["sleep", "30"])
+    time.sleep(0.3)  # let it finish exec and settle its memory
     try:
         facts = procfs.read_stat(proc.pid)
         ps = psutil.Process(proc.pid)
