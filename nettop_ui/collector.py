@@ -203,7 +203,8 @@ class Collector:
                 state.cmdline = procfs.read_cmdline(pid)
                 state.user = procfs.read_user(pid)
             state.ppid, state.threads = st.ppid, st.threads
-            state.rss_bytes, state.vms_bytes = st.rss_bytes, st.vms_bytes
+            mem = procfs.read_statm(pid)
+            state.vms_bytes, state.rss_bytes = mem if mem else (st.vms_bytes, st.rss_bytes)
             if state.cpu_ticks is not None and dt > 0:
                 used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)

@@ -23,7 +23,7 @@ def test_stat_facts_match_psutil() -> None:
         assert facts.comm == "sleep"
         assert facts.ppid == os.getpid()
         assert procfs.create_time(facts.start_ticks) == ps.create_time()
-        assert facts.rss_bytes == ps.memory_info().rss
+        assert procfs.read_statm(proc.pid) == (ps.memory_info().vms, ps.memory_info().rss)
         assert facts.threads == ps.num_threads()
         assert procfs.read_cmdline(proc.pid) == ["sleep", "30"]
         assert procfs.read_user(proc.pid) == ps.username()
@@ -53,8 +53,9 @@ def test_parse_stat_never_raises(raw: bytes) -> None:
 
 
 @given(st.binary(max_size=600))
-def test_parse_io_never_raises(raw: bytes) -> None:
+def test_parse_io_and_statm_never_raise(raw: bytes) -> None:
     procfs.parse_io(raw)
+    procfs.parse_statm(raw)
 
 
 @given(st.binary(min_size=1, max_size=15).filter(lambda b: b"\0" not in b and b"\n" not in b))
