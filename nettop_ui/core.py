@@ -123,6 +123,7 @@ class Backend(abc.ABC):
     # Lower is better; `--backend auto` takes the first available in this order.
     # The order follows the accuracy measured by bench/accuracy (docs/benchmarks.md).
     accuracy_rank: ClassVar[int] = 100
+    interval_s: float = 1.0  # set by produce() before start(), for backends that need it
     has_unattributed: ClassVar[bool] = False  # reports bytes it cannot tie to a process
     summary: ClassVar[str] = ""
 
@@ -158,6 +159,7 @@ class Backend(abc.ABC):
 
         Any failure becomes a BackendFailure on the queue; this never raises.
         """
+        self.interval_s = interval_s
         try:
             await self.start()
             started = time.monotonic()

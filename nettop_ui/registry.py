@@ -21,6 +21,7 @@ _BUILTIN = {
     "ebpf": "backends.ebpf:EbpfBackend",
     "nethogs": "backends.nethogs:NethogsBackend",
     "sockdiag": "backends.sockdiag:SockdiagBackend",
+    "nettop": "backends.nettop:NettopBackend",
     "psutil": "backends.psutil_backend:PsutilBackend",
 }
 

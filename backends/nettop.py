@@ -1,0 +1,310 @@
+"""macOS: per-process bytes from Apple's `nettop` in CSV logging mode.
+
+Runs `nettop -P -L 0 -s N -x -n -J bytes_in,bytes_out` (process rows only, CSV, samples
+forever, every N seconds, raw numbers, no name resolution). nettop prints a header line
+before every sample block and nothing else between blocks; each row is `name.pid,` then
+the cumulative bytes of that process's *currently open* sockets. So a process total
+drops when one of its sockets closes: the bytes a socket moved since the previous
+block are lost when it closes before the next one (deltas are clamped at zero rather
+than guessed).
+
+The parser follows the real captures in tests/fixtures/nettop/ (see FORMATS.md there):
+columns are mapped by header name, the unnamed column holds `name.pid` (split on the
+last dot: names contain dots, spaces and parentheses and are cut to 15 characters),
+a row with more fields than its header has commas in its name, connection rows
+(`tcp4 a:1<->b:2`, present without -P) belong to the process row above them, empty
+byte fields mean "no value". nettop is restarted if it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+from nettop_ui.core import (
+    Backend,
+    BackendError,
+    ConnectionTraffic,
+    Coverage,
+    Probe,
+    ProcessTraffic,
+    TrafficSample,
+)
+
+log = logging.getLogger(__name__)
+CONN_PREFIXES = ("tcp4", "tcp6", "udp4", "udp6", "quic4", "quic6")
+QUIET_S = 0.25  # a block is complete once nettop has been silent this long
+MAX_QUICK_RESTARTS = 3
+
+
+@dataclass(slots=True)
+class NettopRow:
+    """One process row (or connection row, with `connection` set) of one block."""
+
+    name: str
+    pid: int
+    bytes_in: int | None
+    bytes_out: int | None
+    connection: str | None = None  # "tcp4 1.2.3.4:5<->6.7.8.9:10" for connection rows
+
+
+@dataclass(slots=True)
+class NettopParser:
+    """Incremental parser: feed lines, get complete blocks of rows."""
+
+    columns: list[str] | None = None
+    block: list[NettopRow] = field(default_factory=list)
+    bad_lines: int = 0
+    _owner: tuple[str, int] | None = None
+
+    def feed(self, line: str) -> list[NettopRow] | None:
+        """Consume one line; return the previous block when this line starts a new one."""
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.startswith("#"):
+            return None
+        fields = line.split(",")
+        if "bytes_in" in fields and "bytes_out" in fields:
+            done = self.flush()
+            self.columns = fields
+            return done
+        if self.columns is None:  # chatter before the first header (a shell prompt, say)
+            self.bad_lines += 1
+            return None
+        row = self._row(fields)
+        if row is None:
+            self.bad_lines += 1
+            log.debug("nettop: unparsed line %r", line[:200])
+        else:
+            self.block.append(row)
+        return None
+
+    def flush(self) -> list[NettopRow] | None:
+        """The block collected so far, if any, and start a new one."""
+        done, self.block, self._owner = self.block, [], None
+        return done or None
+
+    def _row(self, fields: list[str]) -> NettopRow | None:
+        assert self.columns is not None
+        cols = self.columns
+        name_idx = next((i for i, c in enumerate(cols) if c == "" and i < len(cols) - 1), None)
+        if name_idx is None:
+            return None
+        extra = len(fields) - len(cols)
+        if extra < 0:
+            return None
+        if extra:  # commas inside the name: nettop does not quote fields
+            joined = ",".join(fields[name_idx : name_idx + extra + 1])
+            fields = [*fields[:name_idx], joined, *fields[name_idx + extra + 1 :]]
+        values = dict(zip(cols, fields, strict=True))
+        try:
+            bytes_in, bytes_out = _count(values["bytes_in"]), _count(values["bytes_out"])
+        except ValueError:
+            return None
+        label = fields[name_idx]
+        if label.split(" ", 1)[0] in CONN_PREFIXES and "<->" in label:
+            if self._owner is None:
+                return None
+            name, pid = self._owner
+            return NettopRow(name, pid, bytes_in, bytes_out, connection=label)
+        name, dot, pid_text = label.rpartition(".")
+        if not dot or not pid_text.isdigit():
+            return None
+        self._owner = (name, int(pid_text))
+        return NettopRow(name, int(pid_text), bytes_in, bytes_out)
+
+
+def _count(text: str) -> int | None:
+    text = text.strip()
+    return None if text == "" else int(text)
+
+
+def parse_capture(text: str) -> list[list[NettopRow]]:
+    """All blocks of a complete capture (for tests and replay)."""
+    parser = NettopParser()
+    blocks = [b for line in text.splitlines() if (b := parser.feed(line))]
+    if last := parser.flush():
+        blocks.append(last)
+    return blocks
+
+
+def split_connection(label: str) -> tuple[str, str, str]:
+    """`tcp4 1.2.3.4:5<->6.7.8.9:10` -> ("tcp", "1.2.3.4:5", "6.7.8.9:10")."""
+    proto, _, ends = label.partition(" ")
+    local, _, remote = ends.partition("<->")
+    return proto.rstrip("46"), local, remote
+
+
+class DeltaTracker:
+    """Turns blocks of cumulative per-process counts into per-interval deltas.
+
+    The first block is the baseline. A process first seen later contributes all of
+    its bytes (its sockets are new since the previous block). A count that drops
+    (a socket closed) contributes nothing for that interval.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, str], tuple[int, int]] | None = None
+
+    def update(self, block: list[NettopRow]) -> list[ProcessTraffic]:
+        current: dict[tuple[int, str], tuple[int, int]] = {}
+        for row in block:
+            if row.connection is None:
+                current[(row.pid, row.name)] = (row.bytes_out or 0, row.bytes_in or 0)
+        previous, self.last = self.last, current
+        if previous is None:
+            return []
+        out = []
+        for (pid, name), (sent, recv) in current.items():
+            old_sent, old_recv = previous.get((pid, name), (0, 0))
+            d_sent, d_recv = max(sent - old_sent, 0), max(recv - old_recv, 0)
+            if d_sent or d_recv:
+                out.append(ProcessTraffic(pid, d_sent, d_recv, name=name))
+        return out
+
+
+class NettopBackend(Backend):
+    name = "nettop"
+    platforms = ("darwin",)
+    layer = "socket payload (nettop's per-socket byte counts)"
+    coverage = Coverage(
+        protocols=("tcp", "udp", "quic"),
+        per_connection=False,
+        note="bytes of a socket that closes between two samples are missed",
+    )
+    accuracy_rank = 20
+    summary = "macOS nettop -P -L 0: per-process bytes, no root needed"
+
+    def __init__(self, executable: str | None = None) -> None:
+        self.executable = executable or shutil.which("nettop") or "nettop"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._parser = NettopParser()
+        self._deltas = DeltaTracker()
+        self._pending: list[ProcessTraffic] = []
+        self._error: str | None = None
+        self._restarts: list[float] = []
+
+    @classmethod
+    def probe(cls) -> Probe:
+        if shutil.which("nettop") is None:
+            fix = "run on macOS, where /usr/bin/nettop ships with the system"
+            return Probe(False, "nettop not found on PATH", fix)
+        if not sys.platform.startswith("darwin"):
+            return Probe(True, "a nettop executable is on PATH (replay or stand-in)")
+        return Probe(True, "per-process bytes without root")
+
+    def command(self) -> list[str]:
+        seconds = str(max(1, round(self.interval_s)))  # nettop's -s takes whole seconds
+        return [
+            self.executable,
+            "-P",
+            "-L",
+            "0",
+            "-s",
+            seconds,
+            "-x",
+            "-n",
+            "-J",
+            "bytes_in,bytes_out",
+        ]
+
+    async def start(self) -> None:
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        env = {**os.environ, "NSUnbufferedIO": "YES", "LC_ALL": "en_US.UTF-8"}
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
+        self._reader = asyncio.create_task(self._read_lines(self._proc))
+
+    async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        usage = False
+        while True:
+            try:
+                raw = await asyncio.wait_for(proc.stdout.readline(), QUIET_S)
+            except TimeoutError:
+                self._take(self._parser.flush())
+                continue
+            if not raw:
+                break
+            line = raw.decode("utf-8", errors="backslashreplace")
+            usage = usage or line.lower().startswith("usage")
+            self._take(self._parser.feed(line))
+        self._take(self._parser.flush())
+        err = b""
+        if proc.stderr is not None:
+            with contextlib.suppress(Exception):
+                err = await proc.stderr.read()
+        code = await proc.wait()
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {code}"]
+        if usage:
+            last = ["nettop rejected its arguments and printed its usage text"]
+        await self._restart_or_fail(last[0])
+
+    async def _restart_or_fail(self, why: str) -> None:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < 30] + [now]
+        if len(self._restarts) > MAX_QUICK_RESTARTS:
+            self._error = f"nettop keeps exiting: {why}"
+            return
+        log.warning("nettop exited (%s); restarting it", why)
+        self._deltas = DeltaTracker()  # a new nettop starts a new baseline
+        self._parser = NettopParser()
+        await self._spawn()
+
+    def _take(self, block: list[NettopRow] | None) -> None:
+        if block:
+            self._pending.extend(self._deltas.update(block))
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        if self._error:
+            raise BackendError(self._error)
+        merged: dict[tuple[int, str | None], list[int]] = {}
+        for t in self._pending:
+            acc = merged.setdefault((t.pid, t.name), [0, 0])
+            acc[0] += t.sent_bytes
+            acc[1] += t.recv_bytes
+        self._pending = []
+        procs = [ProcessTraffic(pid, s, r, name=n) for (pid, n), (s, r) in merged.items()]
+        return TrafficSample(time.time(), interval_s, procs)
+
+    async def close(self) -> None:
+        proc, reader = self._proc, self._reader
+        self._proc = self._reader = None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 3)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def connections_of(block: list[NettopRow]) -> list[ConnectionTraffic]:
+    """The connection rows of a block without -P, as cumulative per-connection counts."""
+    out = []
+    for row in block:
+        if row.connection is None or row.bytes_in is None or row.bytes_out is None:
+            continue
+        proto, local, remote = split_connection(row.connection)
+        out.append(ConnectionTraffic(row.pid, proto, local, remote, row.bytes_out, row.bytes_in))
+    return out
