@@ -1,4 +1,5 @@
-"""Command line: `nettop-ui` (TUI or one-shot table), `--json`, `--list-backends`.
+"""Command line: `nettop-ui` (the TUI on a terminal, else a one-shot table), `--json`,
+`--list-backends`.
 
 Every user error ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -179,6 +180,13 @@ def print_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tui(args: argparse.Namespace) -> int:
+    cls, why = resolve_backend(args.backend)
+    from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
+
+    return tui(cls, why, args.interval)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -187,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             return list_backends(sys.stdout)
         if args.json or args.output:
             return run_json(args)
+        if sys.stdout.isatty() and sys.stdin.isatty():
+            return run_tui(args)
         return print_table(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

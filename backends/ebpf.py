@@ -1,0 +1,434 @@
+"""Exact per-process, per-connection socket payload bytes from the kernel, through bcc.
+
+Hooks. On Linux 6.3+ two tracepoints, `sock:sock_send_length` and
+`sock:sock_recv_length`, fire after every sendmsg/recvmsg on a socket (read, write,
+send*, recv*, io_uring, and sendfile from 6.5) with the socket, its family and
+protocol, and the byte count the call returned. We count that count when it is
+positive, for every family except local IPC and kernel interfaces (AF_UNIX,
+AF_NETLINK, AF_KEY, AF_ALG): TCP, UDP, ICMP, raw IP, SCTP, AF_PACKET, vsock, ...
+MSG_PEEK reads (the data is read again later) and MSG_ERRQUEUE reads (error and
+timestamp reports, not payload) are skipped. Older kernels fall back to kprobes and
+kretprobes on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg and their IPv6 UDP
+twins, which see TCP and UDP only. `start` picks the tracepoints whenever they exist.
+Not seen by either: splice() from a socket and TCP zero-copy receive (no recvmsg),
+and AF_PACKET mmap rings.
+
+Aggregation happens in the kernel, in two bounded LRU hashes (so memory cannot grow
+without bound; PROC_MAX and CONN_MAX entries with traffic per interval, beyond which
+the least recently used entries are evicted and their bytes lost). `procs`, keyed by
+tgid, holds sent/recv bytes and the comm taken with bpf_get_current_comm when the
+process first moves a byte in an interval, so a process that exits before the next
+read is still named (the main thread's comm replaces another thread's once the main
+thread shows up). `conns`, keyed by tgid, family, protocol and the local and remote
+address and port read from the socket's struct sock_common, holds sent/recv bytes per
+connection. Nothing goes to user space per event. Every key also carries a
+generation: `read` bumps the kernel's generation counter, waits SETTLE_S for programs
+that read the old value to finish (they run for microseconds and cannot be
+preempted), then reads and deletes the entries of earlier generations, which nothing
+writes any more. So no byte counted during a read is lost or counted twice.
+
+Attribution. The hooks run in the task that called sendmsg/recvmsg; kernel users
+(NFS, SMB) run in kernel threads with their own pid and are reported like any
+process. Every byte therefore has a pid, and `has_unattributed` is False. Pids are
+those of the initial pid namespace. Unconnected UDP sockets have no remote address
+in the socket; their rows show the local endpoint and an empty remote. ICMP and raw
+IP rows show addresses without ports.
+
+bcc compiles the C half (ebpf_prog.c) against the kernel headers tree at
+/lib/modules/$(uname -r)/build, in a thread, with its stderr sent to a temporary
+file; a failure becomes a one-line BackendError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import ipaddress
+import os
+import platform
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from nettop_ui.core import (
+    Backend,
+    BackendError,
+    ConnectionTraffic,
+    Coverage,
+    Probe,
+    ProcessTraffic,
+    TrafficSample,
+)
+
+PROG = Path(__file__).with_name("ebpf_prog.c")
+PROC_MAX = 16384  # processes with traffic in one interval
+CONN_MAX = 65536  # connections with traffic in one interval
+TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+TRACEPOINTS = ("sock/sock_send_length", "sock/sock_recv_length")
+KPROBE_FUNCS = (
+    "tcp_sendmsg",
+    "tcp_recvmsg",
+    "udp_sendmsg",
+    "udp_recvmsg",
+    "udpv6_sendmsg",
+    "udpv6_recvmsg",
+)
+SETTLE_S = 0.005  # a BPF program runs for microseconds, without being preempted
+KRETPROBE_MAXACTIVE = 1024  # returns of this many concurrently blocked calls are caught
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+AF_PACKET = 17
+IP_PROTOCOLS = {
+    1: "icmp",
+    6: "tcp",
+    17: "udp",
+    58: "icmp",  # ICMPv6
+    132: "sctp",
+    136: "udplite",
+    255: "raw",
+    262: "mptcp",
+}
+FAMILIES = {AF_PACKET: "packet", 29: "can", 31: "bluetooth", 40: "vsock", 44: "xdp"}
+PORTLESS = ("icmp", "raw")  # shown as bare addresses: their "port" is a protocol or echo id
+
+NO_HOOKS_FIX = "run Linux 6.3+ or a kernel built with CONFIG_KPROBES, or use --backend nethogs"
+
+
+class EbpfBackend(Backend):
+    name = "ebpf"
+    platforms = ("linux",)
+    layer = "socket payload"
+    coverage = Coverage(
+        protocols=("tcp", "udp", "icmp", "raw", "sctp", "packet"),
+        per_connection=True,
+        note=(
+            "bytes each send/recv call returned, every socket family but AF_UNIX, AF_NETLINK, "
+            "AF_KEY and AF_ALG; TCP and UDP only on kernels before 6.3 (kprobes)"
+        ),
+    )
+    accuracy_rank = 10
+    has_unattributed = False
+    summary = "eBPF (bcc): exact socket payload bytes per process and connection, in the kernel"
+
+    def __init__(self) -> None:
+        self.hooks = ""  # "tracepoints" or "kprobes" once started
+        self._bpf: Any = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._generation = 0  # the kernel's `generation` counter, which read() bumps
+        self._batch = _kernel_version() >= (5, 6)  # BPF_MAP_LOOKUP_BATCH
+
+    @classmethod
+    def probe(cls) -> Probe:
+        if not sys.platform.startswith("linux"):
+            return Probe(False, "eBPF needs Linux", "use --backend auto to pick another backend")
+        missing = _bcc_missing()
+        if missing:
+            return Probe(
+                False,
+                missing,
+                "apt install python3-bpfcc and use a venv made with --system-site-packages "
+                "(the PyPI package 'bcc' is unrelated)",
+            )
+        if not _privileged():
+            return Probe(
+                False,
+                "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
+                "run with sudo, or grant CAP_BPF+CAP_PERFMON",
+            )
+        if not _headers_present():
+            return Probe(
+                False,
+                f"no kernel headers at /lib/modules/{platform.release()}/build (bcc needs them)",
+                "run ./install.sh, which links the nearest linux-headers tree",
+            )
+        tracefs = _tracefs()
+        if _tracepoints_present(tracefs):
+            return Probe(True, "tracepoints sock:sock_send_length and sock:sock_recv_length")
+        if tracefs is None and _kernel_version() >= (6, 3):
+            return Probe(True, "tracepoints sock:sock_send_length/sock_recv_length (Linux 6.3+)")
+        if _kprobes_available(tracefs):
+            return Probe(True, "kprobes on tcp/udp sendmsg/recvmsg (kernel before 6.3: TCP, UDP)")
+        return Probe(False, _no_hooks_reason(), NO_HOOKS_FIX)
+
+    async def start(self) -> None:
+        if self._bpf is None:
+            await asyncio.to_thread(self._load)  # bcc's compile takes a while
+
+    def _load(self) -> None:
+        probe = self.probe()
+        if not probe.available:
+            raise BackendError(f"{probe.reason} (fix: {probe.fix})")
+        hooks = _choose_hooks(_ensure_tracefs())
+        bpf = _compile(use_kprobes=hooks == "kprobes")
+        with self._lock:
+            if self._closed:  # close() ran while we compiled
+                _release(bpf)
+                return
+            self._bpf, self.hooks = bpf, hooks
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        try:
+            processes, connections = await asyncio.to_thread(self._drain)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"reading the eBPF maps failed: {exc}") from exc
+        return TrafficSample(
+            ts=time.time(), interval_s=interval_s, processes=processes, connections=connections
+        )
+
+    def _drain(self) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
+        with self._lock:  # close() waits for a drain in progress
+            if self._bpf is None:
+                raise BackendError("the ebpf backend is not running")
+            return self._drain_maps(self._bpf)
+
+    def _drain_maps(self, bpf: Any) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
+        self._generation = (self._generation + 1) % 2**32
+        bpf[b"generation"][ctypes.c_int(0)] = ctypes.c_uint32(self._generation)
+        time.sleep(SETTLE_S)  # let programs that read the old generation finish
+        processes = [
+            ProcessTraffic(k.tgid, v.sent, v.recv, v.comm.decode(errors="replace") or None)
+            for k, v in self._take(bpf[b"procs"])
+        ]
+        merged: dict[tuple[int, str, str, str], list[int]] = {}
+        for k, v in self._take(bpf[b"conns"]):
+            proto = _protocol(k.family, k.protocol)
+            local = _endpoint(k.family, bytes(k.laddr), k.lport, proto)
+            remote = _endpoint(k.family, bytes(k.raddr), socket.ntohs(k.rport), proto)
+            row = merged.setdefault((k.tgid, proto, local, remote), [0, 0])
+            row[0] += v.sent
+            row[1] += v.recv
+        connections = [
+            ConnectionTraffic(pid, proto, local, remote, sent, recv)
+            for (pid, proto, local, remote), (sent, recv) in merged.items()
+        ]
+        return processes, connections
+
+    def _take(self, table: Any) -> list[tuple[Any, Any]]:
+        """The entries of earlier generations, each removed from the map."""
+        items = table.items_lookup_batch() if self._batch else table.items()
+        old = [(k, v) for k, v in items if k.gen != self._generation]
+        for key, _ in old:
+            with contextlib.suppress(KeyError):  # evicted meanwhile: its bytes are still ours
+                del table[key]
+        return old
+
+    async def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            bpf, self._bpf = self._bpf, None
+        if bpf is not None:
+            _release(bpf)
+
+
+# -- probing ----------------------------------------------------------------------------
+
+
+def _kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) of a kernel release such as "6.18.44-fc-v657"."""
+    match = re.match(r"(\d+)\.(\d+)", release or platform.release())
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def _bcc_missing() -> str | None:
+    """Why bcc cannot be used, or None."""
+    try:
+        import bcc  # the distribution's python3-bpfcc, never the PyPI project
+    except Exception as exc:  # ImportError, or OSError when libbcc.so is missing
+        return f"bcc (python3-bpfcc) is not importable: {exc}"
+    if not hasattr(bcc, "BPF"):
+        return "the 'bcc' module found is not BCC (the PyPI package 'bcc' is unrelated)"
+    return None
+
+
+def _privileged() -> bool:
+    """CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON, in the effective set."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        caps = int(next(x for x in status.splitlines() if x.startswith("CapEff:")).split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return os.geteuid() == 0
+    both = (1 << CAP_BPF) | (1 << CAP_PERFMON)
+    return bool(caps & (1 << CAP_SYS_ADMIN)) or caps & both == both
+
+
+def _headers_present() -> bool:
+    build = Path("/lib/modules") / platform.release() / "build"
+    return build.is_dir() or Path("/sys/kernel/kheaders.tar.xz").exists()
+
+
+def _tracefs() -> Path | None:
+    return next((d for d in TRACEFS_DIRS if (d / "events").is_dir()), None)
+
+
+def _tracepoints_present(tracefs: Path | None) -> bool:
+    return tracefs is not None and all((tracefs / "events" / tp).is_dir() for tp in TRACEPOINTS)
+
+
+def _kprobes_available(tracefs: Path | None) -> bool:
+    if Path("/sys/bus/event_source/devices/kprobe").exists():
+        return True
+    return tracefs is not None and (tracefs / "kprobe_events").exists()
+
+
+def _no_hooks_reason() -> str:
+    return (
+        f"kernel {platform.release()} has neither the sock:sock_send_length/sock_recv_length "
+        "tracepoints (Linux 6.3+) nor kprobes"
+    )
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def _ensure_tracefs() -> Path:
+    """The mounted tracefs, mounting it on /sys/kernel/tracing if needed.
+
+    `ip netns exec` remounts /sys, which leaves tracefs unmounted inside it.
+    """
+    found = _tracefs()
+    if found is not None:
+        return found
+    target = TRACEFS_DIRS[0]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"nodev", bytes(target), b"tracefs", 0, None) != 0 and _tracefs() is None:
+        err = os.strerror(ctypes.get_errno())
+        raise BackendError(
+            f"tracefs is not mounted and mounting it failed ({err}) "
+            f"(fix: mount -t tracefs nodev {target})"
+        )
+    return target
+
+
+def _choose_hooks(tracefs: Path) -> str:
+    if _tracepoints_present(tracefs):
+        return "tracepoints"
+    if _kprobes_available(tracefs):
+        return "kprobes"
+    raise BackendError(f"{_no_hooks_reason()} (fix: {NO_HOOKS_FIX})")
+
+
+def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
+    # recvmsg lost its `noblock` argument in 5.19, moving `flags` from 5th to 4th.
+    flags_arg = "PT_REGS_PARM4(ctx)" if version >= (5, 19) else "PT_REGS_PARM5(ctx)"
+    read = "bpf_probe_read_kernel" if version >= (5, 5) else "bpf_probe_read"
+    return [
+        "-w",  # kernel headers are noisy under bcc's clang; errors still show
+        f"-DPROC_MAX={PROC_MAX}",
+        f"-DCONN_MAX={CONN_MAX}",
+        f"-DUSE_KPROBES={int(use_kprobes)}",
+        f"-DRECV_FLAGS(ctx)={flags_arg}",
+        f"-DREAD_KERNEL={read}",
+    ]
+
+
+def _compile(use_kprobes: bool) -> Any:
+    """Compile, load and attach the program; BackendError with one line when that fails."""
+    from bcc import BPF
+
+    with tempfile.TemporaryFile() as log:
+        try:
+            with _stderr_to(log):
+                text = PROG.read_bytes()
+                bpf = BPF(text=text, cflags=_cflags(use_kprobes, _kernel_version()))
+                if use_kprobes:
+                    _attach_kprobes(bpf)
+        except Exception as exc:
+            log.seek(0)
+            raise BackendError(_failure_line(log.read().decode(errors="replace"), exc)) from None
+    return bpf
+
+
+def _attach_kprobes(bpf: Any) -> None:
+    try:
+        for fn in KPROBE_FUNCS:
+            event = fn.encode()
+            try:
+                _attach_return(bpf, event)
+            except Exception:
+                if fn.startswith("udpv6"):  # IPv6 is a module that is not loaded
+                    continue
+                raise
+            bpf.attach_kprobe(event=event, fn_name=b"enter_" + event)
+    except Exception:
+        _release(bpf)
+        raise
+
+
+def _attach_return(bpf: Any, event: bytes) -> None:
+    """The kretprobe, with room for many concurrently blocked calls where the kernel allows."""
+    fn_name = b"leave_" + event
+    try:
+        bpf.attach_kretprobe(event=event, fn_name=fn_name, maxactive=KRETPROBE_MAXACTIVE)
+    except Exception:  # kernels before 4.12 take no maxactive
+        bpf.attach_kretprobe(event=event, fn_name=fn_name)
+
+
+def _release(bpf: Any) -> None:
+    """Detach every probe, close every map and program."""
+    bpf.cleanup()
+    atexit.unregister(bpf.cleanup)  # bcc registered it; drop the last reference
+
+
+@contextlib.contextmanager
+def _stderr_to(log: IO[bytes]) -> Iterator[None]:
+    """Point file descriptor 2 at `log` for the duration: bcc's compiler writes there.
+
+    It is process-wide: anything else written to stderr meanwhile lands in `log` too.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _failure_line(log: str, exc: BaseException) -> str:
+    """One line for the user out of bcc's exception and compiler output."""
+    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    error = next((line[line.index("error:") :] for line in lines if "error:" in line), None)
+    if what.startswith("Failed to compile"):
+        detail = error or (lines[0] if lines else "no compiler output")
+        return f"bcc could not compile the eBPF program: {detail}"
+    return f"bcc could not load the eBPF program: {what}"
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def _protocol(family: int, protocol: int) -> str:
+    if family in (socket.AF_INET, socket.AF_INET6):
+        return IP_PROTOCOLS.get(protocol, "raw")
+    return FAMILIES.get(family, f"af{family}")
+
+
+def _endpoint(family: int, addr: bytes, port: int, protocol: str) -> str:
+    """ "1.2.3.4:80", "[fd00::1]:80", "fd00::1" for ICMP and raw IP; "" when unknown."""
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return ""
+    ip = ipaddress.ip_address(addr[:4] if family == socket.AF_INET else addr[:16])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if protocol in PORTLESS:
+        return str(ip) if any(ip.packed) else ""
+    if port == 0 and not any(ip.packed):
+        return ""
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
