@@ -218,7 +218,9 @@ class NettopBackend(Backend):
         await self._spawn()
 
     async def _spawn(self) -> None:
-        env = {**os.environ, "NSUnbufferedIO": "YES", "LC_ALL": "en_US.UTF-8"}
+        env = {**os.environ, "NSUnbufferedIO": "YES"}  # line-buffered output from nettop
+        if sys.platform == "darwin":
+            env["LC_ALL"] = "en_US.UTF-8"  # plain digits in the numbers
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.command(),

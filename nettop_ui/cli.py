@@ -129,8 +129,15 @@ def run_json(args: argparse.Namespace) -> int:
 
     def emit(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         if isinstance(item, BackendFailure):
-            failed.append(item)
             writer.write(failure_record(item))
+            if item.fallback is None:
+                failed.append(item)
+            else:
+                print(
+                    f"{PROG}: backend {item.backend} failed ({item.message}); "
+                    f"continuing with {item.fallback}",
+                    file=sys.stderr,
+                )
             return
         writer.write(
             sample_record(

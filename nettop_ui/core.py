@@ -73,6 +73,7 @@ class BackendFailure:
     backend: str
     message: str
     ts: float = field(default_factory=time.time)
+    fallback: str | None = None  # the backend taking over, if any
 
 
 @dataclass(frozen=True, slots=True)

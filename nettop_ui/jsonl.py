@@ -129,14 +129,14 @@ def sample_record(
     return record
 
 
-def failure_record(failure: BackendFailure, fallback: str | None = None) -> dict[str, Any]:
+def failure_record(failure: BackendFailure) -> dict[str, Any]:
     return {
         "type": "event",
         "ts": failure.ts,
         "event": "backend_failed",
         "backend": failure.backend,
         "message": failure.message,
-        "fallback": fallback,
+        "fallback": failure.fallback,
     }
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
@@ -33,11 +34,15 @@ async def monitor(
     stop: asyncio.Event | None = None,
     schedule: IntervalSchedule | None = None,
     handle_signals: bool = True,
+    fallbacks: Sequence[type[Backend]] = (),
 ) -> Collector:
     """Sample until SIGINT/SIGTERM, `duration_s`, `count` samples or a backend failure.
 
     A stop by signal or duration still produces one final sample covering the time
-    since the previous one.
+    since the previous one. When the backend fails and `fallbacks` are given (the
+    backends `--backend auto` would have picked next), the next one that starts takes
+    over; the failure reaches `on_snapshot` with its `fallback` field naming it, and
+    the totals counted so far are kept.
     """
     collector = collector or make_collector(backend)
     stop = stop or asyncio.Event()
@@ -49,6 +54,7 @@ async def monitor(
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
     producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
     emitted = 0
+    remaining = list(fallbacks)
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
@@ -57,12 +63,18 @@ async def monitor(
                 getter.cancel()
                 break  # the producer returned and the queue is drained
             item = getter.result()
+            if isinstance(item, BackendFailure) and remaining and not stop.is_set():
+                item = dataclasses.replace(item, fallback=remaining[0].name)
             snap = await asyncio.to_thread(collector.ingest, item)
             if count is None or emitted < count:
                 on_snapshot(snap, item)
             emitted += 1
             if isinstance(item, BackendFailure):
-                break
+                if not remaining or stop.is_set():
+                    break
+                backend = remaining.pop(0)()
+                producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
+                continue
             if count is not None and emitted >= count:
                 stop.set()
     finally:

@@ -105,3 +105,12 @@ def choose(name: str, platform: str = sys.platform) -> tuple[type[Backend], str]
         fix = f" (fix: {probe.fix})" if probe.fix else ""
         raise ValueError(f"backend {name} cannot run: {probe.reason}{fix}")
     return cls, "chosen with --backend"
+
+
+def fallbacks_after(cls: type[Backend], platform: str = sys.platform) -> list[type[Backend]]:
+    """The backends `auto` would try after `cls`, in order, that can run here now."""
+    return [
+        st.cls
+        for st in probe_all(platform)
+        if st.platform_ok and st.usable and st.cls.accuracy_rank > cls.accuracy_rank
+    ]

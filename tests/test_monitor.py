@@ -1,0 +1,57 @@
+"""monitor(): final samples, counts, and falling back when a backend dies mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from backends.nettop import NettopBackend
+from backends.psutil_backend import PsutilBackend
+from nettop_ui.collector import Snapshot
+from nettop_ui.core import BackendFailure, TrafficSample
+from nettop_ui.monitor import monitor
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
+FAKEBIN = Path(__file__).parent / "fakebin"
+
+
+def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in nettop really exits each time; the backend gives up; psutil takes over."""
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
+    resolved = FIXTURES / "nettop_L1_J_noP_resolved_macos26_netglass.csv"
+    numeric = FIXTURES / "nettop_L1_J_noP_numeric_macos26_netglass.csv"
+    monkeypatch.setenv("NETTOP_REPLAY", f"{resolved}{os.pathsep}{numeric}")
+    monkeypatch.setenv("NETTOP_REPLAY_EXIT", "1")
+    items: list[TrafficSample | BackendFailure] = []
+    snaps: list[Snapshot] = []
+
+    def keep(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        items.append(item)
+        snaps.append(snap)
+        if len([i for i in items if isinstance(i, TrafficSample)]) >= 12:
+            stop.set()
+
+    stop = asyncio.Event()
+
+    async def go() -> None:
+        await monitor(
+            NettopBackend(), 1.0, keep, stop=stop, fallbacks=[PsutilBackend],
+            handle_signals=False, duration_s=40,
+        )  # fmt: skip
+
+    asyncio.run(go())
+    failures = [i for i in items if isinstance(i, BackendFailure)]
+    assert len(failures) == 1
+    assert failures[0].backend == "nettop" and failures[0].fallback == "psutil"
+    after = items[items.index(failures[0]) + 1 :]
+    assert after and all(isinstance(i, TrafficSample) and i.processes is None for i in after)
+    # What nettop counted before it died is still there at the end. Each restart of
+    # the stand-in replays the same real pair of samples from a fresh baseline.
+    apsd = [p for p in snaps[-1].processes if p.pid == 590]
+    assert apsd
+    runs = apsd[0].sent_bytes // (34544 - 34103)
+    assert runs >= 1
+    assert (apsd[0].sent_bytes, apsd[0].recv_bytes) == (runs * 441, runs * 1504)
