@@ -191,7 +191,8 @@ def run_tui(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
-    return tui(cls, why, args.interval)
+    fallbacks = registry.fallbacks_after(cls) if args.backend == "auto" else []
+    return tui(cls, why, args.interval, fallbacks=fallbacks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,49 @@
+"""The full-screen Textual interface of nettop-ui.
+
+`run_tui(backend_cls, why, interval_s)` runs it against a real backend; `NettopApp`
+takes any `FrameSource` (tests and screenshots use `ScriptedSource`). Textual is
+imported only inside this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nettop_ui.core import Backend
+from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.keymap import load_keymap
+from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
+
+__all__ = [
+    "FrameSource",
+    "MonitorSource",
+    "NettopApp",
+    "ScriptedSource",
+    "run_tui",
+    "safe_text",
+]
+
+
+def run_tui(
+    backend_cls: type[Backend],
+    why: str,
+    interval_s: float,
+    *,
+    fallbacks: Sequence[type[Backend]] = (),
+) -> int:
+    """Run the TUI until the user quits; returns the process exit status.
+
+    `fallbacks`: the backends to switch to, in order, if this one dies (as `--backend
+    auto` would pick them; `registry.fallbacks_after(backend_cls)`). The terminal is
+    restored on every exit path (q, F10, ctrl+c, SIGTERM, a crash).
+    """
+    keymap, keymap_problem = load_keymap()
+    source = MonitorSource(backend_cls(), interval_s, fallbacks)
+    app = NettopApp(source, why=why, keymap=keymap, handle_sigterm=True)
+    if keymap_problem:
+        app.call_later(app.notify, keymap_problem, severity="warning", markup=False)
+    result = app.run()
+    if app.return_code not in (None, 0):
+        return app.return_code
+    return result or 0

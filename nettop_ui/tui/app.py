@@ -1,0 +1,245 @@
+"""The Textual app: owns the frame source, the view options and the screens.
+
+Frames arrive from a `FrameSource` running as a worker (the collector's blocking work
+is in a thread); each is drawn on arrival unless the display is paused. The app never
+waits on sampling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import BindingType
+from textual.screen import Screen
+from textual.worker import Worker
+
+from nettop_ui.tui.bindings import APP_BINDINGS
+from nettop_ui.tui.detail_screen import DetailScreen
+from nettop_ui.tui.frame import Frame, ProcessView
+from nettop_ui.tui.help_screen import HelpScreen, binding_rows
+from nettop_ui.tui.kill import KillRefused, refusal, send_signal
+from nettop_ui.tui.kill_dialog import KillDialog
+from nettop_ui.tui.main_screen import MainScreen
+from nettop_ui.tui.model import ViewOptions
+from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.source import FrameSource, ScriptedSource
+from nettop_ui.tui.system_history import SystemHistory
+
+STOP_GRACE_S = 3.0  # how long quitting waits for the backend to close
+
+
+class NettopApp(App[int]):
+    """nettop-ui's full-screen interface.
+
+    `source` supplies frames: `MonitorSource` for a real backend, `ScriptedSource`
+    for tests and screenshots. `clock` (monotonic seconds) and `host` are injectable
+    so a screenshot is the same on every run.
+    """
+
+    CSS_PATH = Path(__file__).with_name("nettop.tcss")
+    BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
+    ENABLE_COMMAND_PALETTE = False
+    TITLE = "nettop-ui"
+
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        why: str = "",
+        host: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        keymap: dict[str, str] | None = None,
+        handle_sigterm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.why = why
+        self.host = host if host is not None else socket.gethostname()
+        self.clock = clock
+        self.started = clock()
+        self.opts = ViewOptions()
+        if not source.per_process:  # bytes unknown for every process: sort on sockets
+            self.opts.sort = "conns"
+        self.system_history = SystemHistory()
+        self.latest: Frame | None = None  # the newest frame received
+        self.shown: Frame | None = None  # the frame on display (older while paused)
+        self.paused = False
+        self.return_to: str | None = None  # row to select when the main screen resumes
+        self.source_error: str | None = None
+        self.frames_received = 0
+        self._selected: str | None = None
+        self._detail: DetailScreen | None = None
+        self._worker: Worker[None] | None = None
+        self._keymap_arg = keymap or {}
+        self._handle_sigterm = handle_sigterm
+        self._failure_seen: object | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[None]:
+        return MainScreen()
+
+    @property
+    def main(self) -> MainScreen:
+        screen = self.screen_stack[0]
+        assert isinstance(screen, MainScreen)
+        return screen
+
+    def on_mount(self) -> None:
+        if self._keymap_arg:
+            self.set_keymap(self._keymap_arg)
+        self.set_interval(1.0, self._tick)
+        if self.why:
+            self.notify(
+                f"{self.source.backend_name} ({self.source.layer}): {self.why}",
+                title="backend",
+                timeout=6,
+            )
+        if self._handle_sigterm:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGTERM, lambda: self.call_later(self.action_quit)
+                )
+
+    def start_source(self) -> None:
+        """Called by the main screen once mounted: frames can be drawn from now on."""
+        if self._worker is not None:
+            return
+        if isinstance(self.source, ScriptedSource):
+            self.source.emit_initial(self.on_frame)
+        self._worker = self.run_worker(
+            self._collect(), name="collector", group="collector", exit_on_error=False
+        )
+
+    async def _collect(self) -> None:
+        try:
+            await self.source.run(self.on_frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in sampling must not take the screen down
+            self.source_error = f"sampling stopped: {type(exc).__name__}: {exc}"
+            self.notify(
+                safe_text(self.source_error, 300), severity="error", timeout=15, markup=False
+            )
+            if self.shown is not None:
+                self.main.redraw()
+
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started
+
+    def _tick(self) -> None:
+        if self.screen is self.main:
+            self.main.tick_header()
+
+    # -- frames ---------------------------------------------------------------------
+
+    def on_frame(self, frame: Frame) -> None:
+        """A new frame from the source (on the event loop)."""
+        self.latest = frame
+        self.frames_received += 1
+        if frame.failure is not None and frame.failure is not self._failure_seen:
+            self._failure_seen = frame.failure
+            message = f"backend {frame.failure.backend} failed: {frame.failure.message}"
+            if frame.failure.fallback is not None:
+                message += f"; continuing with {frame.failure.fallback}"
+            self.notify(
+                safe_text(message, 300),
+                title="backend failure",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+        if not self.paused:
+            self.display_frame(frame)
+
+    def display_frame(self, frame: Frame) -> None:
+        self.shown = frame
+        gpu = {d.index: d.util_percent for d in frame.gpu.devices} if frame.gpu else None
+        self.system_history.add(frame.system, gpu)
+        if self.screen is self.main:
+            self.main.redraw()
+        elif self._detail is not None and self.screen is self._detail:
+            self._detail.show_frame(frame, self.opts.bits)
+
+    def watch_selected(self, key: str | None) -> None:
+        """The table cursor moved: have its full history ready for the drill-down."""
+        self._selected = key
+        self._update_watch()
+
+    def _update_watch(self) -> None:
+        keys = {
+            k for k in (self._selected, self._detail.process_key if self._detail else None) if k
+        }
+        self.source.watch(keys)
+
+    # -- actions --------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.latest is not None:
+            self.display_frame(self.latest)
+        elif self.screen is self.main:
+            self.main.tick_header()
+        self.notify("display paused; sampling continues" if self.paused else "resumed", timeout=2)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        note = f"backend: {self.source.backend_name} ({self.source.layer})"
+        if self.why:
+            note += f"; {self.why}"
+        self.push_screen(HelpScreen(binding_rows(self.screen), note))
+
+    async def action_quit(self) -> None:
+        self.source.stop()
+        if self._worker is not None and not self._worker.is_finished:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
+        self.exit(0)
+
+    def open_detail(self, key: str) -> None:
+        self.return_to = key
+        screen = DetailScreen(
+            key,
+            per_connection=self.source.per_connection,
+            backend_name=self.source.backend_name,
+            initial=self.shown,
+            bits=self.opts.bits,
+        )
+        self._detail = screen
+        self._update_watch()
+
+        def closed(_result: None) -> None:
+            self._detail = None
+            self._update_watch()
+
+        self.push_screen(screen, closed)
+
+    def open_kill_dialog(self, process: ProcessView) -> None:
+        reason = refusal(process.pid, process.create_time)
+        if process.exited:
+            reason = f"PID {process.pid} has already exited"
+        if reason is not None:
+            self.notify(reason, severity="warning", timeout=5, markup=False)
+            return
+
+        def chosen(sig: signal.Signals | None) -> None:
+            if sig is None:
+                return
+            try:
+                send_signal(process.pid, process.create_time, sig)
+            except KillRefused as exc:
+                self.notify(str(exc), severity="error", timeout=6, markup=False)
+                return
+            name = safe_text(process.name, 40)
+            self.notify(f"sent {sig.name} to {process.pid} ({name})", timeout=4, markup=False)
+
+        self.push_screen(KillDialog(process), chosen)

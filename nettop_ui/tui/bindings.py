@@ -1,0 +1,99 @@
+"""Every key of the app, each with a binding id so it can be remapped.
+
+Remap with `App.set_keymap({"sort_sent": "x"})`, or a keymap file read by `run_tui`
+(see `nettop_ui.tui.keymap`). Footer labels are short; `HELP` has the long form.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding, BindingType
+
+# Active everywhere, even in dialogs; hidden from the footer (the screens show their own).
+APP_BINDINGS: list[BindingType] = [
+    Binding("question_mark,f1", "help", "Help", show=False, id="help"),
+    Binding("q,f10", "quit", "Quit", show=False, id="quit"),
+    # Textual binds ctrl+c to a "press ctrl+q" hint; here it quits, like in htop.
+    Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
+]
+
+_COMMON: list[BindingType] = [
+    Binding("question_mark,f1", "app.help", "Help", id="help"),
+    Binding("q,f10", "app.quit", "Quit", id="quit"),
+]
+
+MAIN_BINDINGS: list[BindingType] = [
+    *_COMMON,
+    Binding("slash,backslash", "filter", "Filter", id="filter"),
+    Binding("delete", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+    Binding("k,f9", "kill", "Kill", id="kill"),
+    Binding("t,f5", "tree", "Tree", id="tree"),
+    Binding("U", "group_user", "Users", id="group_user"),
+    Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
+    Binding("m", "rates_totals", "Totals", id="rates_totals"),
+    Binding("b", "bits", "Bits", id="bits"),
+    Binding("a", "only_active", "Active", id="only_active"),
+    Binding("s", "sort('up')", "Sent", id="sort_sent"),
+    Binding("r", "sort('down')", "Recv", id="sort_recv"),
+    Binding("B", "sort('total')", "Total", id="sort_total"),
+    Binding("P", "sort('cpu')", "CPU", id="sort_cpu"),
+    Binding("M", "sort('mem')", "Mem", id="sort_mem"),
+    Binding("N", "sort('pid')", "PID", id="sort_pid"),
+    Binding("I", "invert_sort", "Invert", id="sort_invert"),
+    Binding("less_than_sign", "move_sort(-1)", "Sort ←", id="sort_left"),
+    Binding("greater_than_sign,f6", "move_sort(1)", "Sort →", id="sort_right"),
+    Binding("plus", "expand", "Expand", id="expand"),
+    Binding("minus", "collapse", "Collapse", id="collapse"),
+    Binding("1", "toggle_panel('cpu')", "CPU panel", show=False, id="panel_cpu"),
+    Binding("2", "toggle_panel('mem')", "Mem panel", show=False, id="panel_mem"),
+    Binding("3", "toggle_panel('net')", "Net panel", show=False, id="panel_net"),
+    Binding("4", "toggle_panel('disk')", "Disk panel", show=False, id="panel_disk"),
+    Binding("5", "toggle_panel('gpu')", "GPU panel", show=False, id="panel_gpu"),
+]
+
+DETAIL_BINDINGS: list[BindingType] = [
+    Binding("escape", "back", "Back", id="detail_back"),
+    *_COMMON,
+    Binding("k,f9", "kill", "Kill", id="kill"),
+    Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
+]
+
+# The long form of each binding, by id, for `?`.
+HELP: dict[str, str] = {
+    "open_process": "open the selected process (child tree, connections, charts)",
+    "help": "this help",
+    "quit": "quit (also ctrl+c)",
+    "filter": "filter on name, cmdline, user or PID; a leading ! makes it a regex",
+    "clear_filter": "clear the filter",
+    "kill": "send a signal to the selected process (SIGTERM, SIGINT, SIGHUP, SIGKILL)",
+    "tree": "process tree; each row's traffic includes its children's",
+    "group_user": "group processes by user",
+    "pause": "pause the display; sampling continues",
+    "rates_totals": "switch between rates and cumulative totals since start",
+    "bits": "switch between bytes and bits",
+    "only_active": "only processes that moved traffic since start",
+    "sort_sent": "sort by sent (UP)",
+    "sort_recv": "sort by received (DOWN)",
+    "sort_total": "sort by total bandwidth (the default)",
+    "sort_cpu": "sort by CPU %",
+    "sort_mem": "sort by memory",
+    "sort_pid": "sort by PID",
+    "sort_invert": "invert the sort order",
+    "sort_left": "sort on the column to the left",
+    "sort_right": "sort on the column to the right",
+    "expand": "tree / users: open the selected row",
+    "collapse": "tree / users: fold the selected row",
+    "panel_cpu": "show or hide the CPU panel",
+    "panel_mem": "show or hide the memory panel",
+    "panel_net": "show or hide the network panel",
+    "panel_disk": "show or hide the disk panel",
+    "panel_gpu": "show or hide the GPU panel",
+    "detail_back": "back to the table: same row, sort and filter",
+}
+
+HELP_NOTES = (
+    "Click a column header to sort on it; click again to reverse.",
+    "In the filter box esc keeps the filter and delete clears it.",
+    "Narrow terminals hide the least important columns; widen to see them all.",
+    "- means unknown (the backend cannot measure it), never zero.",
+    'Remap keys by id in ~/.config/nettop-ui/keymap.toml:  [keys]  sort_sent = "x"',
+)

@@ -1,0 +1,104 @@
+"""The filter box (`/` or `\\`): incremental, on name, cmdline, user or PID; `!` for a regex.
+
+`esc` or `enter` close the box and keep the filter (the bar stays, showing it);
+`delete` clears it and hides the bar.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Input, Static
+
+HINT = "esc keep · del clear · !regex"
+
+
+class FilterInput(Input):
+    """The text field; `delete` clears the whole filter, `esc` closes the box."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("delete", "clear_filter", "Clear filter", show=False, id="filter_clear"),
+        Binding("escape", "close_filter", "Close filter", show=False, id="filter_close"),
+    ]
+
+    def action_clear_filter(self) -> None:
+        self.post_message(FilterBar.Cleared())
+
+    def action_close_filter(self) -> None:
+        self.post_message(FilterBar.Closed())
+
+
+class FilterBar(Horizontal):
+    """A one-line bar above the footer; visible while editing or while a filter is set."""
+
+    DEFAULT_CSS = """
+    FilterBar { height: 1; display: none; }
+    FilterBar.-shown { display: block; }
+    FilterBar > #filter-label { width: auto; padding: 0 1; text-style: bold; }
+    FilterBar > FilterInput { border: none; height: 1; padding: 0; width: 1fr; }
+    FilterBar > #filter-hint { width: auto; color: $text-muted; padding: 0 1; }
+    FilterBar.-error > #filter-hint { color: $error; }
+    """
+
+    class Changed(Message):
+        """The filter text changed (every key stroke)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Closed(Message):
+        """Close the box and keep the filter."""
+
+    class Cleared(Message):
+        """Clear the filter and hide the bar."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Filter:", id="filter-label")
+        yield FilterInput(placeholder="name, cmdline, user or PID (!regex)", id="filter-input")
+        yield Static(HINT, id="filter-hint")
+
+    @property
+    def input(self) -> FilterInput:
+        return self.query_one(FilterInput)
+
+    @property
+    def editing(self) -> bool:
+        return self.has_class("-shown") and self.input.has_focus
+
+    def open(self, text: str) -> None:
+        self.add_class("-shown")
+        field = self.input
+        if field.value != text:
+            field.value = text
+        field.cursor_position = len(text)
+        field.focus()
+
+    def show_idle(self, text: str) -> None:
+        """Unfocused: shown while a filter is set, hidden otherwise."""
+        self.set_class(bool(text), "-shown")
+        if self.input.value != text:
+            with self.input.prevent(Input.Changed):
+                self.input.value = text
+
+    def set_status(self, error: str | None, shown: int, total: int) -> None:
+        """The hint on the right: a bad regex, or how many processes match."""
+        self.set_class(error is not None, "-error")
+        hint = self.query_one("#filter-hint", Static)
+        if error:
+            hint.update(Text(error, no_wrap=True))
+        else:
+            hint.update(Text(f"{shown} of {total} · {HINT}", no_wrap=True))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.post_message(self.Changed(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.post_message(self.Closed())

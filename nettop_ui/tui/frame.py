@@ -1,0 +1,251 @@
+"""Frozen copies of a collector snapshot, made in the collecting thread, read by the UI.
+
+The collector mutates its `ProcessState`s on every tick from a worker thread; the UI
+re-sorts, filters and redraws at any moment (a key press, a resize). So each tick is
+turned into a `Frame` of immutable views right after `Collector.ingest` returns, still
+off the UI thread, and the UI only ever reads frames.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from nettop_ui.collector import Collector, ProcessKey, ProcessState, Snapshot
+from nettop_ui.core import BackendFailure, TrafficSample
+from nettop_ui.gpu import GpuStats
+from nettop_ui.history import SeriesSet
+from nettop_ui.system import SystemStats
+
+SPARK_SECONDS = 60.0
+
+
+def row_key(pid: int, create_time: float | None) -> str:
+    """The DataTable row key of one process identity."""
+    return f"{pid}:{create_time}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnView:
+    """One connection of one process, as of one tick."""
+
+    protocol: str
+    local: str
+    remote: str
+    sent_bytes: int
+    recv_bytes: int
+    sent_bps: float
+    recv_bps: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryView:
+    """The recorded history of one process: timestamps and four series (NaN = unknown)."""
+
+    ts: tuple[float, ...]
+    sent_bps: tuple[float, ...]
+    recv_bps: tuple[float, ...]
+    cpu_percent: tuple[float, ...]
+    rss_bytes: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One process identity as of one tick. None means unknown, never zero."""
+
+    pid: int
+    create_time: float | None
+    name: str
+    cmdline: tuple[str, ...] = ()
+    user: str | None = None
+    ppid: int | None = None
+    sent_bytes: int | None = None
+    recv_bytes: int | None = None
+    sent_bps: float | None = None
+    recv_bps: float | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    read_bps: float | None = None
+    write_bps: float | None = None
+    threads: int | None = None
+    connection_count: int | None = None
+    gpu_memory_bytes: int | None = None
+    exited: bool = False
+    spark: tuple[float, ...] = ()  # total bps over the last SPARK_SECONDS, oldest first
+    connections: tuple[ConnView, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return row_key(self.pid, self.create_time)
+
+    @property
+    def identity(self) -> ProcessKey:
+        return (self.pid, self.create_time)
+
+    @property
+    def total_bps(self) -> float | None:
+        if self.sent_bps is None or self.recv_bps is None:
+            return None
+        return self.sent_bps + self.recv_bps
+
+    @property
+    def total_bytes(self) -> int | None:
+        if self.sent_bytes is None or self.recv_bytes is None:
+            return None
+        return self.sent_bytes + self.recv_bytes
+
+    @property
+    def had_traffic(self) -> bool:
+        return bool(self.sent_bytes or self.recv_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class UnattributedView:
+    """Bytes the backend saw but could not tie to a process."""
+
+    sent_bytes: int
+    recv_bytes: int
+    sent_bps: float | None
+    recv_bps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Everything the UI shows for one tick."""
+
+    ts: float
+    interval_s: float
+    processes: tuple[ProcessView, ...]
+    unattributed: UnattributedView | None = None
+    system: SystemStats | None = None
+    gpu: GpuStats | None = None
+    gpu_unavailable: str | None = None
+    failure: BackendFailure | None = None
+    traffic_known: bool = True  # False once the backend failed: rates are unknown from then
+    histories: dict[str, HistoryView] = field(default_factory=dict)
+
+    def by_key(self) -> dict[str, ProcessView]:
+        return {p.key: p for p in self.processes}
+
+
+def _spark(history: SeriesSet | None, points: int) -> tuple[float, ...]:
+    if history is None or not len(history):
+        return ()
+    sent = history["sent_bps"].last(points)
+    recv = history["recv_bps"].last(points)
+    return tuple(s + r for s, r in zip(sent, recv, strict=True))
+
+
+def _history(history: SeriesSet | None) -> HistoryView:
+    if history is None:
+        return HistoryView((), (), (), (), ())
+    return HistoryView(
+        tuple(history.ts),
+        tuple(history["sent_bps"]),
+        tuple(history["recv_bps"]),
+        tuple(history["cpu_percent"]),
+        tuple(history["rss_bytes"]),
+    )
+
+
+def view_of(state: ProcessState, spark_points: int, traffic_known: bool = True) -> ProcessView:
+    """A frozen copy of one `ProcessState`."""
+    sent_bps, recv_bps = (state.sent_bps, state.recv_bps) if traffic_known else (None, None)
+    conns: tuple[ConnView, ...] = ()
+    if state.connections:
+        conns = tuple(
+            ConnView(
+                c.protocol, c.local, c.remote, c.sent_bytes, c.recv_bytes, c.sent_bps, c.recv_bps
+            )
+            for c in list(state.connections.values())
+        )
+    spark = _spark(state.history, spark_points) if state.had_traffic else ()
+    return ProcessView(
+        pid=state.pid,
+        create_time=state.create_time,
+        name=state.name,
+        cmdline=tuple(state.cmdline),
+        user=state.user,
+        ppid=state.ppid,
+        sent_bytes=state.sent_bytes,
+        recv_bytes=state.recv_bytes,
+        sent_bps=sent_bps,
+        recv_bps=recv_bps,
+        cpu_percent=state.cpu_percent,
+        rss_bytes=state.rss_bytes,
+        read_bps=state.read_bps,
+        write_bps=state.write_bps,
+        threads=state.threads,
+        connection_count=state.connection_count,
+        gpu_memory_bytes=state.gpu_memory_bytes,
+        exited=state.exited,
+        spark=spark,
+        connections=conns,
+    )
+
+
+def build_frame(snap: Snapshot, watch: Collection[str] = (), traffic_known: bool = True) -> Frame:
+    """Freeze `snap`; full histories are copied only for the row keys in `watch`."""
+    interval = snap.interval_s if snap.interval_s > 0 else 1.0
+    points = max(1, math.ceil(SPARK_SECONDS / interval))
+    views = tuple(view_of(p, points, traffic_known) for p in snap.processes)
+    histories: dict[str, HistoryView] = {}
+    if watch:
+        for state in snap.processes:
+            key = row_key(state.pid, state.create_time)
+            if key in watch:
+                histories[key] = _history(state.history)
+    unattributed = None
+    if snap.unattributed is not None:
+        u = snap.unattributed
+        unattributed = UnattributedView(
+            u.sent_bytes,
+            u.recv_bytes,
+            u.sent_bps if traffic_known else None,
+            u.recv_bps if traffic_known else None,
+        )
+    return Frame(
+        ts=snap.ts,
+        interval_s=snap.interval_s,
+        processes=views,
+        unattributed=unattributed,
+        system=snap.system,
+        gpu=snap.gpu,
+        gpu_unavailable=snap.gpu_unavailable,
+        failure=snap.failure,
+        traffic_known=traffic_known,
+        histories=histories,
+    )
+
+
+class FrameCollector(Collector):
+    """A Collector that also freezes each snapshot into a `Frame`, in the calling thread.
+
+    `watch` (row keys whose full history the UI wants) is replaced whole by the UI
+    thread and read here, so no lock is needed. After `fail_traffic()` (the backend
+    died) per-process rates are unknown: they are cleared before every scan, so the
+    history records gaps instead of repeating the last rate forever.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch: frozenset[str] = frozenset()
+        self.frame: Frame | None = None
+        self.traffic_known = True
+        self._lock = threading.Lock()
+
+    def fail_traffic(self) -> None:
+        self.traffic_known = False
+        self.per_process_bytes = False  # processes first seen from now on: bytes unknown
+
+    def ingest(self, item: TrafficSample | BackendFailure) -> Snapshot:
+        with self._lock:
+            if not self.traffic_known:
+                for state in self.processes.values():
+                    state.sent_bps = state.recv_bps = None
+            snap = super().ingest(item)
+            self.frame = build_frame(snap, self.watch, self.traffic_known)
+            return snap

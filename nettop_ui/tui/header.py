@@ -1,0 +1,113 @@
+"""The top line: host, backend and what its bytes measure, interval, totals, uptime, state.
+
+Segments are dropped from the least important end when the terminal is narrow.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from nettop_ui.format import human_bytes
+from nettop_ui.tui.frame import Frame
+from nettop_ui.tui.model import ViewOptions
+from nettop_ui.tui.safe import safe_text
+
+
+def elapsed_text(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | None, str]:
+    """Up and down over all processes (+ unattributed); falls back to interfaces."""
+    ups: list[float | None]
+    downs: list[float | None]
+    if totals:
+        ups = [p.sent_bytes for p in frame.processes]
+        downs = [p.recv_bytes for p in frame.processes]
+    else:
+        ups = [p.sent_bps for p in frame.processes]
+        downs = [p.recv_bps for p in frame.processes]
+    up_known = [v for v in ups if v is not None]
+    down_known = [v for v in downs if v is not None]
+    u = frame.unattributed
+    if up_known or down_known:
+        up = float(sum(up_known))
+        down = float(sum(down_known))
+        if u is not None:
+            up += (u.sent_bytes if totals else u.sent_bps) or 0
+            down += (u.recv_bytes if totals else u.recv_bps) or 0
+        return up, down, ""
+    s = frame.system
+    if s is None or totals:
+        return None, None, ""
+    nic_up = [i.sent_bps for n, i in s.interfaces.items() if n != "lo" and i.sent_bps is not None]
+    nic_down = [i.recv_bps for n, i in s.interfaces.items() if n != "lo" and i.recv_bps is not None]
+    if not nic_up and not nic_down:
+        return None, None, ""
+    return float(sum(nic_up)), float(sum(nic_down)), " (interfaces)"
+
+
+class StatusHeader(Widget):
+    """One line of facts about this run; `set_state` then it redraws."""
+
+    DEFAULT_CSS = """
+    StatusHeader { height: 1; background: $panel; }
+    """
+
+    def __init__(
+        self, *, host: str, backend: str, layer: str, interval_s: float, **kwargs: object
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.host, self.backend, self.backend_layer = host, backend, layer
+        self.interval_s = interval_s
+        self.frame: Frame | None = None
+        self.opts = ViewOptions()
+        self.elapsed_s = 0.0
+        self.paused = False
+
+    def set_state(
+        self, frame: Frame | None, opts: ViewOptions, elapsed_s: float, paused: bool
+    ) -> None:
+        self.frame, self.opts, self.elapsed_s, self.paused = frame, opts, elapsed_s, paused
+        self.refresh()
+
+    def segments(self) -> list[Text]:
+        opts = self.opts
+        out = [Text("nettop-ui", style="bold")]
+        if self.paused:
+            out.append(Text(" PAUSED ", style="bold black on yellow"))
+        out.append(Text(f"{self.backend} · {self.backend_layer}", style="cyan"))
+        if self.frame is not None:
+            up, down, where = traffic_totals(self.frame, opts.totals)
+            suffix = "" if opts.totals else "/s"
+            text = Text("↑", style="bold green").append(human_bytes(up, opts.bits) + suffix)
+            text.append(" ↓", style="bold blue").append(human_bytes(down, opts.bits) + suffix)
+            if opts.totals:
+                text.append(" total")
+            text.append(where, style="dim")
+            out.append(text)
+        out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
+        out.append(Text(safe_text(self.host, 40), style="bold"))
+        out.append(Text(f"every {self.interval_s:g}s", style="dim"))
+        modes = {"tree": "tree (children rolled in)", "user": "by user"}
+        if opts.mode in modes:
+            out.append(Text(modes[opts.mode], style="magenta"))
+        if opts.only_active:
+            out.append(Text("active only", style="magenta"))
+        return out
+
+    def render(self) -> Text:
+        width = self.size.width
+        line = Text(no_wrap=True, end="")
+        for seg in self.segments():
+            sep = 3 if line.plain else 0
+            if len(line) + sep + len(seg) > width:
+                continue
+            if sep:
+                line.append(" │ ", style="dim")
+            line.append_text(seg)
+        return line

@@ -1,0 +1,344 @@
+"""The system panels: CPU, memory & swap, network interfaces, disk I/O, GPU.
+
+Each panel draws itself from the last frame and the `SystemHistory` at whatever size
+the layout gives it: one line when the terminal is small (`line_form`), a bordered
+box with per-core bars and history sparklines when there is room (`box_form`).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from nettop_ui.format import human_bytes
+from nettop_ui.gpu import GpuStats
+from nettop_ui.system import SystemStats
+from nettop_ui.tui.cells import sparkline
+from nettop_ui.tui.frame import Frame
+from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.system_history import SystemHistory
+
+BAR_FULL, BAR_EMPTY = "█", "░"
+
+
+def bar(percent: float, width: int) -> str:
+    width = max(width, 0)
+    filled = round(width * max(0.0, min(percent, 100.0)) / 100.0)
+    return BAR_FULL * filled + BAR_EMPTY * (width - filled)
+
+
+def pct_style(percent: float) -> str:
+    if percent >= 90:
+        return "bold red"
+    if percent >= 70:
+        return "yellow"
+    return "green"
+
+
+def rate(value: float | None, bits: bool = False) -> str:
+    text = human_bytes(value, bits)
+    return text if text == "-" else text + "/s"
+
+
+def fit(text: Text, width: int) -> Text:
+    text.truncate(max(width, 0), overflow="ellipsis")
+    text.no_wrap = True
+    return text
+
+
+class Panel(Widget):
+    """Base: holds the latest frame, history and unit choice; `render` picks the form."""
+
+    DEFAULT_CSS = """
+    Panel { height: 1; }
+    """
+    title = "panel"
+    number = 0
+
+    def __init__(self, history: SystemHistory, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.history = history
+        self.frame: Frame | None = None
+        self.bits = False
+
+    def on_mount(self) -> None:
+        self.border_title = f"{self.title} [{self.number}]"
+
+    def show_frame(self, frame: Frame, bits: bool) -> None:
+        self.frame, self.bits = frame, bits
+        self.refresh()
+
+    def render(self) -> Text:
+        width, height = self.content_region.width, self.content_region.height
+        if height <= 1:
+            return fit(self.line_form(width), width)
+        lines = self.box_form(width, height)
+        out = Text(no_wrap=True, end="")
+        for i, line in enumerate(lines[:height]):
+            if i:
+                out.append("\n")
+            out.append_text(fit(line, width))
+        return out
+
+    def label(self) -> Text:
+        return Text(f"{self.title:<4} ", style="bold")
+
+    def line_form(self, width: int) -> Text:
+        return self.label()
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        return [self.line_form(width)]
+
+    @property
+    def system(self) -> SystemStats | None:
+        return self.frame.system if self.frame else None
+
+    def waiting(self) -> Text:
+        return self.label().append("…", style="dim")
+
+
+class CpuPanel(Panel):
+    """Total CPU with history, and every core."""
+
+    title, number = "CPU", 1
+
+    def line_form(self, width: int) -> Text:
+        s = self.system
+        if s is None:
+            return self.waiting()
+        text = self.label().append(f"{s.cpu_percent:5.1f}% ", style=pct_style(s.cpu_percent))
+        cores = s.cpu_per_core
+        room = width - len(text) - 1
+        if len(cores) <= room // 2:
+            text.append(
+                sparkline(
+                    self.history.cpu.last(room - len(cores) - 1), room - len(cores) - 1, 100.0
+                ),
+                style="cyan",
+            )
+            text.append(" ")
+        for c in cores[: max(room, 0)]:
+            text.append(sparkline([c], 1, 100.0) if c > 0 else "▁", style=pct_style(c))
+        return text
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        s = self.system
+        if s is None:
+            return [self.waiting()]
+        head = Text(f"{s.cpu_percent:5.1f}% ", style=pct_style(s.cpu_percent))
+        head.append(sparkline(self.history.cpu.last(width - 7), width - 7, 100.0), style="cyan")
+        lines = [head]
+        cores = s.cpu_per_core
+        rows = height - 1
+        if len(cores) <= rows:
+            for i, c in enumerate(cores):
+                line = Text(f"{i:>2} ", style="dim")
+                line.append(bar(c, width - 9), style=pct_style(c))
+                line.append(f"{c:5.0f}%")
+                lines.append(line)
+            return lines
+        per_line = max(1, -(-len(cores) // max(rows, 1)))
+        cell = max(4, width // per_line)
+        for start in range(0, len(cores), per_line):
+            line = Text()
+            for i, c in enumerate(cores[start : start + per_line], start):
+                line.append(f"{i:>{cell - 2}}", style="dim")
+                line.append(sparkline([c], 1, 100.0) if c > 0 else "▁", style=pct_style(c))
+                line.append(" ")
+            lines.append(line)
+        return lines
+
+
+class MemPanel(Panel):
+    """Memory and swap in use, with the memory history."""
+
+    title, number = "MEM", 2
+
+    def line_form(self, width: int) -> Text:
+        s = self.system
+        if s is None:
+            return self.waiting()
+        mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
+        text = self.label().append(
+            f"{human_bytes(s.mem_used)}/{human_bytes(s.mem_total)} ", style=pct_style(mem)
+        )
+        text.append(f"{mem:.0f}%")
+        if s.swap_total:
+            swap = 100.0 * s.swap_used / s.swap_total
+            text.append("  SWP ", style="bold").append(f"{swap:.0f}%", style=pct_style(swap))
+        else:
+            text.append("  SWP ", style="bold").append("none", style="dim")
+        return text
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        s = self.system
+        if s is None:
+            return [self.waiting()]
+        mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
+        lines = [
+            Text(f"used {human_bytes(s.mem_used)} of {human_bytes(s.mem_total)}"),
+            Text(bar(mem, width - 6), style=pct_style(mem)).append(f"{mem:5.0f}%", style=""),
+            Text(sparkline(self.history.mem.last(width), width, 100.0), style="magenta"),
+        ]
+        if s.swap_total:
+            swap = 100.0 * s.swap_used / s.swap_total
+            lines.append(Text(f"swap {human_bytes(s.swap_used)} of {human_bytes(s.swap_total)}"))
+            lines.append(Text(bar(swap, width - 6), style=pct_style(swap)).append(f"{swap:5.0f}%"))
+        else:
+            lines.append(Text("no swap", style="dim"))
+        return lines
+
+
+class NetPanel(Panel):
+    """Rates per network interface (wire frames, this namespace), busiest first."""
+
+    title, number = "NET", 3
+
+    def _nics(self) -> list[tuple[str, float | None, float | None]]:
+        s = self.system
+        if s is None:
+            return []
+        nics = [(n, i.sent_bps, i.recv_bps) for n, i in s.interfaces.items()]
+        nics.sort(key=lambda t: (-((t[1] or 0) + (t[2] or 0)), t[0]))
+        return nics
+
+    def _peak(self, nics: list[tuple[str, float | None, float | None]], points: int) -> float:
+        """One scale for every interface, so a quiet one looks quiet next to a busy one."""
+        values = [v for n, _, _ in nics for v in self.history.nic_total(n, points) if v == v]
+        return max(values, default=0.0)
+
+    def line_form(self, width: int) -> Text:
+        nics = self._nics()
+        if not nics:
+            return self.waiting() if self.system is None else self.label().append("none")
+        name, up, down = nics[0]
+        text = self.label().append(safe_text(name, 12), style="bold cyan")
+        text.append(f" ↑{rate(up, self.bits)} ↓{rate(down, self.bits)} ")
+        room = width - len(text)
+        if room > 3:
+            spark = self.history.nic_total(name, room)
+            text.append(sparkline(spark, room, self._peak(nics, room) or None), style="green")
+        return text
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        nics = self._nics()
+        if not nics:
+            return [Text("no interfaces" if self.system else "…", style="dim")]
+        lines: list[Text] = []
+        per_nic = 2 if len(nics) * 2 <= height else 1
+        peak = self._peak(nics, width) or None
+        for name, up, down in nics[: height // per_nic]:
+            line = Text(f"{safe_text(name, 10):<10}", style="bold cyan")
+            line.append(f" ↑{rate(up, self.bits):>11} ↓{rate(down, self.bits):>11}")
+            if per_nic == 1:
+                room = width - len(line) - 1
+                if room > 2:
+                    line.append(" ")
+                    line.append(
+                        sparkline(self.history.nic_total(name, room), room, peak), style="green"
+                    )
+                lines.append(line)
+                continue
+            lines.append(line)
+            lines.append(
+                Text(sparkline(self.history.nic_total(name, width), width, peak), style="green")
+            )
+        return lines
+
+
+class DiskPanel(Panel):
+    """Disk read and write rates, with their histories."""
+
+    title, number = "DISK", 4
+
+    def line_form(self, width: int) -> Text:
+        s = self.system
+        if s is None:
+            return self.waiting()
+        text = self.label().append("R ", style="dim").append(rate(s.disk_read_bps))
+        text.append("  W ", style="dim").append(rate(s.disk_write_bps))
+        room = width - len(text) - 1
+        if room > 3:
+            reads = self.history.disk_read.last(room)
+            writes = self.history.disk_write.last(room)
+            both = [
+                a + b if a == a and b == b else float("nan")
+                for a, b in zip(reads, writes, strict=True)
+            ]
+            text.append(" ").append(sparkline(both, room), style="yellow")
+        return text
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        s = self.system
+        if s is None:
+            return [self.waiting()]
+        return [
+            Text("read  ", style="dim").append(rate(s.disk_read_bps)),
+            Text(sparkline(self.history.disk_read.last(width), width), style="green"),
+            Text("write ", style="dim").append(rate(s.disk_write_bps)),
+            Text(sparkline(self.history.disk_write.last(width), width), style="yellow"),
+        ]
+
+
+class GpuPanel(Panel):
+    """NVIDIA devices: utilisation, memory, temperature, power; quiet when there is none."""
+
+    title, number = "GPU", 5
+
+    def _gpu(self) -> tuple[GpuStats | None, str | None]:
+        if self.frame is None:
+            return None, None
+        return self.frame.gpu, self.frame.gpu_unavailable
+
+    def line_form(self, width: int) -> Text:
+        gpu, why = self._gpu()
+        if self.frame is None:
+            return self.waiting()
+        if gpu is None or not gpu.devices:
+            return self.label().append(safe_text(why or "no NVIDIA GPU", 60), style="dim")
+        text = self.label()
+        for dev in gpu.devices:
+            text.append(f"{dev.index}:", style="dim")
+            util = dev.util_percent
+            text.append(f"{util:.0f}% " if util is not None else "-% ", style=pct_style(util or 0))
+            if dev.mem_used is not None and dev.mem_total:
+                text.append(f"{human_bytes(dev.mem_used)}/{human_bytes(dev.mem_total)} ")
+            if dev.temperature_c is not None:
+                text.append(f"{dev.temperature_c:.0f}°C ")
+        return text
+
+    def box_form(self, width: int, height: int) -> list[Text]:
+        gpu, why = self._gpu()
+        if self.frame is None:
+            return [self.waiting()]
+        if gpu is None or not gpu.devices:
+            return [Text(safe_text(why or "no NVIDIA GPU", 80), style="dim")]
+        lines: list[Text] = []
+        for dev in gpu.devices:
+            lines.append(Text(f"{dev.index} {safe_text(dev.name, 40)}", style="bold"))
+            util = dev.util_percent
+            line = Text("util ", style="dim")
+            line.append(
+                f"{util:3.0f}% " if util is not None else "  -% ", style=pct_style(util or 0)
+            )
+            ring = self.history.gpu_util.get(dev.index)
+            room = width - len(line)
+            if ring is not None and room > 2:
+                line.append(sparkline(ring.last(room), room, 100.0), style="green")
+            lines.append(line)
+            mem = Text("mem  ", style="dim")
+            if dev.mem_used is not None and dev.mem_total:
+                mem.append(f"{human_bytes(dev.mem_used)}/{human_bytes(dev.mem_total)}")
+            else:
+                mem.append("-")
+            lines.append(mem)
+            extra = Text()
+            extra.append(f"{dev.temperature_c:.0f}°C " if dev.temperature_c is not None else "-°C ")
+            extra.append(f"{dev.power_w:.0f}W" if dev.power_w is not None else "-W")
+            lines.append(extra)
+        if gpu.error:
+            lines.append(Text(safe_text(gpu.error, 80), style="yellow"))
+        return lines
+
+
+PANEL_CLASSES: tuple[type[Panel], ...] = (CpuPanel, MemPanel, NetPanel, DiskPanel, GpuPanel)

@@ -1,0 +1,191 @@
+"""Where frames come from: a live backend + collector, or a script (tests, screenshots).
+
+A source runs as a Textual worker on the app's event loop. The live source drives
+`nettop_ui.monitor.monitor`, whose blocking collector work runs in a thread; each
+finished tick reaches the UI as one `Frame` through the `emit` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from nettop_ui.collector import Snapshot
+from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.monitor import monitor
+from nettop_ui.tui.frame import Frame, FrameCollector, build_frame
+
+Emit = Callable[[Frame], None]
+
+
+class FrameSource:
+    """Base class: `run(emit)` until `stop()`; `watch` asks for full process histories."""
+
+    backend_name: str = "scripted"
+    layer: str = "scripted"
+    per_connection: bool = False
+    per_process: bool = True  # False: the backend cannot tie bytes to processes (psutil)
+    interval_s: float = 1.0
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+        self._monitor_stop = asyncio.Event()  # set by monitor() itself when it ends
+        self.watch_keys: frozenset[str] = frozenset()
+
+    def watch(self, keys: Iterable[str]) -> None:
+        """Ask for the full history of these row keys in the next frames."""
+        self.watch_keys = frozenset(keys)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._monitor_stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self, emit: Emit) -> None:
+        raise NotImplementedError
+
+
+class MonitorSource(FrameSource):
+    """A real backend through the collector. A backend failure leaves the rest running.
+
+    With `fallbacks` (what `--backend auto` would try next), the monitor switches to the
+    next backend and the source follows it (name, layer, what it can measure). After a
+    failure with nothing to fall back to, the collector keeps scanning (CPU, memory,
+    disk, interfaces and process facts stay live); per-process traffic becomes unknown.
+    """
+
+    def __init__(
+        self, backend: Backend, interval_s: float, fallbacks: Sequence[type[Backend]] = ()
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.fallbacks = list(fallbacks)
+        self._describe(backend)
+        self.interval_s = interval_s
+        self.collector = FrameCollector(
+            per_process_bytes=backend.coverage.per_process,
+            has_unattributed=backend.has_unattributed,
+        )
+
+    def _describe(self, backend: Backend | type[Backend]) -> None:
+        self.backend_name = backend.name
+        self.layer = backend.layer
+        self.per_connection = backend.coverage.per_connection
+        self.per_process = backend.coverage.per_process
+
+    def _switched(self, failure: BackendFailure) -> None:
+        """The monitor moved on to `failure.fallback`: describe that backend from now on."""
+        cls = next((c for c in self.fallbacks if c.name == failure.fallback), None)
+        if cls is None:
+            return
+        self._describe(cls)
+        if not self.per_process:
+            self.collector.fail_traffic()  # its samples carry no per-process bytes
+
+    def _emit_frame(self, emit: Emit) -> None:
+        frame = self.collector.frame
+        if frame is not None:
+            emit(frame)
+
+    async def run(self, emit: Emit) -> None:
+        collector = self.collector
+
+        def on_snapshot(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+            if isinstance(item, BackendFailure) and item.fallback is not None:
+                self._switched(item)
+            collector.watch = self.watch_keys
+            self._emit_frame(emit)
+
+        collector.watch = self.watch_keys
+        await monitor(
+            self.backend,
+            self.interval_s,
+            on_snapshot,
+            collector=collector,
+            stop=self._monitor_stop,
+            handle_signals=False,
+            fallbacks=self.fallbacks,
+        )
+        if self._stop.is_set():
+            return
+        collector.fail_traffic()  # monitor only returns early when no backend is left
+        last = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            collector.watch = self.watch_keys
+            sample = TrafficSample(time.time(), now - last, None)
+            await asyncio.to_thread(collector.ingest, sample)
+            last = now
+            self._emit_frame(emit)
+
+
+class ScriptedSource(FrameSource):
+    """Frames from ready-made snapshots: all of `initial` at once, then whatever is pushed.
+
+    For tests and screenshots: no psutil, no clock, so what is drawn is fully determined.
+    """
+
+    def __init__(
+        self,
+        initial: Iterable[Snapshot] = (),
+        *,
+        backend_name: str = "scripted",
+        layer: str = "socket payload",
+        per_connection: bool = True,
+        per_process: bool = True,
+        interval_s: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.initial = list(initial)
+        self.per_process = per_process
+        self.backend_name = backend_name
+        self.layer = layer
+        self.per_connection = per_connection
+        self.interval_s = interval_s
+        self.last: Snapshot | None = None
+        self._queue: asyncio.Queue[Snapshot] = asyncio.Queue()
+        self._emit: Emit | None = None
+
+    def frame_of(self, snap: Snapshot) -> Frame:
+        return build_frame(snap, self.watch_keys, traffic_known=snap.failure is None)
+
+    def emit_initial(self, emit: Emit) -> None:
+        """Emit the initial snapshots synchronously (before the first paint)."""
+        self._emit = emit
+        for snap in self.initial:
+            self.last = snap
+            emit(self.frame_of(snap))
+        self.initial = []
+
+    def watch(self, keys: Iterable[str]) -> None:
+        changed = frozenset(keys) != self.watch_keys
+        super().watch(keys)
+        if changed and self._emit is not None and self.last is not None:
+            self._emit(self.frame_of(self.last))
+
+    def push(self, snap: Snapshot) -> None:
+        """Emit one more snapshot (from the test, on the app's loop)."""
+        self._queue.put_nowait(snap)
+
+    async def run(self, emit: Emit) -> None:
+        self.emit_initial(emit)
+        while not self._stop.is_set():
+            getter = asyncio.ensure_future(self._queue.get())
+            stopper = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                return
+            stopper.cancel()
+            snap = getter.result()
+            self.last = snap
+            emit(self.frame_of(snap))

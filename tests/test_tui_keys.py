@@ -1,0 +1,476 @@
+"""Every key of the TUI, driven by Pilot against a scripted backend and real processes.
+
+The backend (`tests.tui_fixtures.ScriptedBackend`) reports fixed byte rates for
+processes the test spawned; the real collector joins them with /proc facts, so the
+table shows real PIDs, names and users with known traffic.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from nettop_ui.tui import MonitorSource, NettopApp
+from nettop_ui.tui.detail_screen import DetailScreen
+from nettop_ui.tui.filter_bar import FilterBar
+from nettop_ui.tui.frame import row_key
+from nettop_ui.tui.help_screen import HelpScreen
+from nettop_ui.tui.kill_dialog import KillDialog
+from nettop_ui.tui.panels import Panel
+from nettop_ui.tui.process_table import ProcessTable
+from tests.tui_fixtures import (
+    KIB,
+    MIB,
+    Child,
+    ScriptedBackend,
+    pid_order,
+    screen_lines,
+    spawn_named,
+    steady,
+    table_order,
+    wait_for,
+)
+
+INTERVAL = 0.2
+HOSTILE = "[b]x\x1b[31m\u202ez"  # markup, an escape sequence and a bidi override
+
+
+@pytest.fixture(scope="module")
+def kids() -> Iterator[dict[str, Child]]:
+    """alpha sends most, beta receives most, hostile has a name that attacks terminals."""
+    children = {
+        "alpha": spawn_named("ntu-alpha", "--role", "alpha"),
+        "beta": spawn_named("ntu-beta", "--role", "beta"),
+        "hostile": spawn_named(HOSTILE, "--title", "[red]x[/red]\nline2\tTAB", "B" * 100_000),
+    }
+    yield children
+    for child in children.values():
+        child.stop()
+
+
+def rates(kids: dict[str, Child]) -> dict[int, tuple[int, int]]:
+    fixed = {
+        "alpha": (5 * MIB, 100 * KIB),  # total 5.1 MiB/s, most sent
+        "beta": (10 * KIB, 2 * MIB),  # total 2 MiB/s, most received
+        "hostile": (1 * KIB, 1 * KIB),
+    }
+    return {child.pid: fixed.get(name, (50 * KIB, 50 * KIB)) for name, child in kids.items()}
+
+
+@asynccontextmanager
+async def running(
+    kids: dict[str, Child], size: tuple[int, int] = (100, 30), **kwargs: Any
+) -> AsyncIterator[tuple[NettopApp, Pilot[int]]]:
+    backend = ScriptedBackend(steady(rates(kids), INTERVAL), fail_at=kwargs.pop("fail_at", None))
+    source = MonitorSource(backend, INTERVAL, kwargs.pop("fallbacks", ()))
+    app = NettopApp(source, host="test", **kwargs)
+    notes: list[str] = []
+    notify = app.notify
+
+    def capture(message: str, *args: Any, **kw: Any) -> None:
+        notes.append(message)
+        notify(message, *args, **kw)
+
+    app.notify = capture  # type: ignore[method-assign]
+    app.notes = notes  # type: ignore[attr-defined]
+    async with app.run_test(size=size) as pilot:
+        pids = [c.pid for c in kids.values()]
+        await wait_for(
+            pilot,
+            lambda: len(pid_order(app, pids)) == len(pids) and app.frames_received >= 2,
+            "the first frames",
+        )
+        yield app, pilot
+
+
+def key_of(app: NettopApp, pid: int) -> str:
+    return next(k for k in table_order(app) if k.startswith(f"{pid}:"))
+
+
+def select(app: NettopApp, pid: int) -> None:
+    assert app.main.table.select_key(key_of(app, pid))
+
+
+async def press(pilot: Pilot[int], *keys: str) -> None:
+    await pilot.press(*keys)
+    await pilot.pause()
+
+
+# -- what is drawn ------------------------------------------------------------------------
+
+
+async def test_rows_keyed_by_identity_and_busiest_first(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, _pilot):
+        alpha, beta = kids["alpha"].pid, kids["beta"].pid
+        assert pid_order(app, [alpha, beta]) == [alpha, beta]
+        assert app.opts.sort == "total" and app.opts.descending
+        import psutil
+
+        create_time = psutil.Process(alpha).create_time()
+        assert abs(float(key_of(app, alpha).split(":")[1]) - create_time) < 0.01
+        assert row_key(alpha, create_time).split(":")[0] == str(alpha)
+        table = app.main.table
+        cell = table.get_cell(key_of(app, alpha), "up")
+        assert cell.value == pytest.approx(5 * MIB, rel=0.2)  # a raw, sortable value
+        assert "unattributed" in table_order(app)
+
+
+async def test_hostile_names_render_literally_on_one_row(kids: dict[str, Child]) -> None:
+    async with running(kids, size=(160, 48)) as (app, _pilot):
+        lines = screen_lines(app)
+        row = next(line for line in lines if str(kids["hostile"].pid) in line)
+        assert "[b]x\\e[31m\\u202ez" in row  # markup shown as text, escapes made visible
+        assert "\\n" in row  # the newlines of its argv, shown as \n on the same row
+        assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines)
+        assert len(lines) == 48
+
+
+# -- sorting ------------------------------------------------------------------------------
+
+
+async def test_sort_keys(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        alpha, beta = kids["alpha"].pid, kids["beta"].pid
+        await press(pilot, "s")
+        assert app.opts.sort == "up" and pid_order(app, [alpha, beta]) == [alpha, beta]
+        await press(pilot, "r")
+        assert app.opts.sort == "down" and pid_order(app, [alpha, beta]) == [beta, alpha]
+        await press(pilot, "B")
+        assert app.opts.sort == "total" and pid_order(app, [alpha, beta]) == [alpha, beta]
+        await press(pilot, "I")
+        assert not app.opts.descending
+        assert pid_order(app, [alpha, beta]) == [beta, alpha]
+        await press(pilot, "P")
+        assert (app.opts.sort, app.opts.descending) == ("cpu", True)
+        await press(pilot, "M")
+        assert app.opts.sort == "mem"
+        mems = [r.value("mem") for r in app.main.rows if r.value("mem") is not None]
+        assert mems == sorted(mems, reverse=True)
+        await press(pilot, "N")
+        assert (app.opts.sort, app.opts.descending) == ("pid", False)
+        pids = [r.value("pid") for r in app.main.rows if r.value("pid") is not None]
+        assert pids == sorted(pids)
+        await press(pilot, "greater_than_sign")
+        assert app.opts.sort == "user"
+        await press(pilot, "less_than_sign")
+        assert app.opts.sort == "pid"
+        await press(pilot, "f6")
+        assert app.opts.sort == "user"
+
+
+async def test_header_click_sorts_and_click_again_reverses(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        table = app.main.table
+        x = sum(c.get_render_width(table) for c in list(table.columns.values())[:3])
+        await pilot.click(ProcessTable, offset=(x + 2, 0))  # the UP/s header
+        await pilot.pause()
+        assert (app.opts.sort, app.opts.descending) == ("up", True)
+        await pilot.click(ProcessTable, offset=(x + 2, 0))
+        await pilot.pause()
+        assert (app.opts.sort, app.opts.descending) == ("up", False)
+
+
+async def test_selection_follows_the_process_across_resorts(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        beta = kids["beta"].pid
+        select(app, beta)
+        await press(pilot, "r")
+        assert app.main.table.selected_key == key_of(app, beta)
+        await press(pilot, "N")
+        assert app.main.table.selected_key == key_of(app, beta)
+        ticks = app.frames_received
+        await wait_for(pilot, lambda: app.frames_received >= ticks + 2, "two more ticks")
+        assert app.main.table.selected_key == key_of(app, beta)
+
+
+# -- filtering ----------------------------------------------------------------------------
+
+
+async def test_filter_box(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        alpha, beta = kids["alpha"].pid, kids["beta"].pid
+        bar = app.main.query_one(FilterBar)
+        await press(pilot, "slash", *"ntu-al")
+        assert bar.has_class("-shown") and bar.input.has_focus
+        procs = [r for r in app.main.rows if r.process is not None]
+        assert [r.value("pid") for r in procs] == [alpha]
+        assert app.opts.sort == "total"  # letters typed in the box are not keys
+        await press(pilot, "escape")  # closes the box, keeps the filter
+        assert not bar.input.has_focus and bar.has_class("-shown")
+        assert app.opts.filter_text == "ntu-al"
+        await press(pilot, "backslash", "delete")  # `\` opens it too; delete clears
+        assert app.opts.filter_text == "" and not bar.has_class("-shown")
+        await press(pilot, "slash", *"!ntu-(al|be)", "enter")
+        shown = {r.value("pid") for r in app.main.rows if r.process is not None}
+        assert shown == {alpha, beta}
+        await press(pilot, "delete")  # on the table, delete clears too
+        assert app.opts.filter_text == ""
+        await press(pilot, "slash", *"![", "escape")  # a bad regex filters nothing
+        assert bar.has_class("-error")
+        assert len(app.main.rows) > 3
+        await press(pilot, "delete", "slash", *str(beta))  # by PID
+        assert beta in {r.value("pid") for r in app.main.rows}
+        await press(pilot, "escape", "delete", "slash", "root")  # by user
+        assert all(r.value("user") == "root" for r in app.main.rows if r.process)
+
+
+# -- views --------------------------------------------------------------------------------
+
+
+async def test_tree_view_rolls_children_up_and_folds(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        parent = os.getpid()  # pytest: the parent of every spawned child
+        await press(pilot, "t")
+        assert app.opts.mode == "tree"
+        rows = {r.key: r for r in app.main.rows}
+        me = rows[key_of(app, parent)]
+        assert me.value("total") >= 5 * MIB  # the children's traffic is rolled in
+        order = table_order(app)
+        assert order.index(key_of(app, parent)) < order.index(key_of(app, kids["alpha"].pid))
+        select(app, parent)
+        await press(pilot, "minus")
+        assert key_of(app, parent) in app.opts.collapsed
+        assert not any(k.startswith(f"{kids['alpha'].pid}:") for k in table_order(app))
+        await press(pilot, "plus")
+        assert any(k.startswith(f"{kids['alpha'].pid}:") for k in table_order(app))
+        await press(pilot, "f5")
+        assert app.opts.mode == "flat"
+
+
+async def test_group_by_user(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        await press(pilot, "U")
+        assert app.opts.mode == "user"
+        groups = [r for r in app.main.rows if r.kind == "group"]
+        assert "user:root" in [g.key for g in groups]
+        assert not any(r.kind == "proc" for r in app.main.rows)  # folded by default
+        app.main.table.select_key("user:root")
+        await press(pilot, "plus")
+        assert any(r.kind == "proc" for r in app.main.rows)
+        await press(pilot, "minus")
+        assert not any(r.kind == "proc" for r in app.main.rows)
+        await press(pilot, "enter")  # enter opens a group too
+        assert "user:root" in app.opts.expanded_groups
+        await press(pilot, "U")
+        assert app.opts.mode == "flat"
+
+
+async def test_only_active(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        before = len(app.main.rows)
+        await press(pilot, "a")
+        pids = {r.value("pid") for r in app.main.rows if r.process}
+        assert pids == {c.pid for c in kids.values()}
+        assert len(app.main.rows) < before
+        await press(pilot, "a")
+        assert len(app.main.rows) == before or len(app.main.rows) > len(pids)
+
+
+async def test_rates_totals_and_bits(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        table = app.main.table
+        alpha = key_of(app, kids["alpha"].pid)
+        await press(pilot, "m")
+        assert app.opts.totals
+        labels = [c.label.plain.strip() for c in table.columns.values()]
+        assert "UP" in labels and "UP/s" not in labels
+        sent = table.get_cell(alpha, "up").value
+        assert isinstance(sent, int) and sent > 0  # cumulative bytes
+        await press(pilot, "b")
+        assert app.opts.bits
+        assert table.get_cell(alpha, "up").text.plain.endswith("ib")  # e.g. "12.0Mib"
+        await press(pilot, "m", "b")
+        assert not app.opts.totals and not app.opts.bits
+        assert table.get_cell(alpha, "up").text.plain.endswith("iB")
+
+
+async def test_panel_keys(kids: dict[str, Child]) -> None:
+    async with running(kids, size=(80, 24)) as (app, pilot):
+        for key, panel in zip("12345", ("cpu", "mem", "net", "disk", "gpu"), strict=True):
+            widget = app.main.query_one(f"#panel-{panel}", Panel)
+            assert widget.display
+            await press(pilot, key)
+            assert not widget.display
+        assert not app.main.query_one("#panels").display  # all hidden: no empty strip
+        await press(pilot, "3")
+        assert app.main.query_one("#panel-net", Panel).display
+        text = "\n".join(screen_lines(app))
+        assert "GPU" not in text.split("PID")[0]
+
+
+async def test_pause_freezes_the_display_while_sampling_goes_on(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        await press(pilot, "space")
+        assert app.paused
+        shown, received = app.shown, app.frames_received
+        await wait_for(pilot, lambda: app.frames_received >= received + 2, "sampling")
+        assert app.shown is shown
+        assert "PAUSED" in screen_lines(app)[0]
+        await press(pilot, "Z")
+        assert not app.paused and app.shown is app.latest
+
+
+# -- drill-down ---------------------------------------------------------------------------
+
+
+async def test_enter_opens_the_process_and_escape_returns(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        alpha = kids["alpha"].pid
+        await press(pilot, "slash", *"ntu", "escape", "s")
+        select(app, alpha)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.process_key == key_of(app, alpha)
+        await wait_for(
+            pilot,
+            lambda: app.latest is not None and key_of(app, alpha) in app.latest.histories,
+            "the process history",
+        )
+        text = "\n".join(screen_lines(app))
+        assert f"PID {alpha}" in text and "ntu-alpha" in text
+        assert "127.0.0.1:40000" in text  # its connections (scripted per-connection view)
+        assert "traffic" in text and "CPU %" in text  # the two charts
+        await press(pilot, "escape")
+        assert app.screen is app.main
+        assert app.main.table.selected_key == key_of(app, alpha)
+        assert (app.opts.sort, app.opts.filter_text) == ("up", "ntu")
+
+
+async def test_drill_down_tree_lists_children_live(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        select(app, os.getpid())
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DetailScreen)
+        text = "\n".join(screen_lines(app))
+        for name in ("ntu-alpha", "ntu-beta"):
+            assert name in text
+        assert "Σ" in text  # the subtree's rates next to the parent's own
+
+
+# -- kill ---------------------------------------------------------------------------------
+
+
+async def test_kill_dialog_sends_sigterm_by_default(kids: dict[str, Child]) -> None:
+    victim = spawn_named("ntu-victim")
+    local = {**kids, "victim": victim}
+    try:
+        async with running(local) as (app, pilot):
+            select(app, victim.pid)
+            await press(pilot, "k")
+            assert isinstance(app.screen, KillDialog)
+            assert "ntu-victim" in "\n".join(screen_lines(app))
+            await press(pilot, "escape")
+            assert app.screen is app.main and victim.proc.poll() is None
+            await press(pilot, "f9")
+            assert isinstance(app.screen, KillDialog)
+            await press(pilot, "enter")
+            assert victim.proc.wait(5) == -signal.SIGTERM
+    finally:
+        victim.stop()
+
+
+async def test_kill_refuses_pid_1_and_itself(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        select(app, 1)
+        await press(pilot, "k")
+        assert app.screen is app.main  # no dialog
+        assert any("never signalled" in n for n in app.notes)  # type: ignore[attr-defined]
+        select(app, os.getpid())  # in the test, nettop-ui runs inside pytest
+        await press(pilot, "k")
+        assert app.screen is app.main
+        assert any("nettop-ui itself" in n for n in app.notes)  # type: ignore[attr-defined]
+
+
+# -- help, quit, failure, keymap ------------------------------------------------------------
+
+
+async def test_help_lists_every_key(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        await press(pilot, "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        ids = {row[2] for row in app.screen.rows}
+        assert {"sort_sent", "filter", "tree", "kill", "pause", "panel_gpu", "quit"} <= ids
+        await press(pilot, "escape", "f1")
+        assert isinstance(app.screen, HelpScreen)
+        await press(pilot, "escape")
+        assert app.screen is app.main
+
+
+@pytest.mark.parametrize("key", ["q", "f10", "ctrl+c"])
+async def test_quit_keys(kids: dict[str, Child], key: str) -> None:
+    async with running(kids) as (app, pilot):
+        await pilot.press(key)
+        await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=5)
+        assert app.return_value == 0
+        assert app.source.stopped
+
+
+async def test_backend_failure_shows_a_banner_and_the_rest_keeps_running(
+    kids: dict[str, Child],
+) -> None:
+    async with running(kids, fail_at=3) as (app, pilot):
+        await wait_for(
+            pilot, lambda: app.shown is not None and app.shown.failure is not None, "the failure"
+        )
+        await pilot.pause()
+        banner = "\n".join(screen_lines(app)[:4])
+        assert "backend scripted failed" in banner and "capture process died" in banner
+        ticks = app.frames_received
+        await wait_for(pilot, lambda: app.frames_received >= ticks + 2, "frames after failure")
+        alpha = app.main.table.get_cell(key_of(app, kids["alpha"].pid), "up")
+        assert alpha.value is None and alpha.text.plain.strip() == "-"  # unknown, not 0
+        await press(pilot, "s")  # keys still work
+        assert app.opts.sort == "up"
+
+
+class FallbackBackend(ScriptedBackend):
+    """What `--backend auto` would pick next: sees no traffic at all."""
+
+    name = "fallback"
+    layer = "wire frames"
+
+    def __init__(self) -> None:
+        super().__init__(lambda _tick: [])
+
+
+async def test_backend_failure_with_a_fallback_says_so_and_switches(
+    kids: dict[str, Child],
+) -> None:
+    async with running(kids, fail_at=3, fallbacks=[FallbackBackend]) as (app, pilot):
+        await wait_for(pilot, lambda: app.source.backend_name == "fallback", "the switch")
+        ticks = app.frames_received
+        await wait_for(pilot, lambda: app.frames_received >= ticks + 2, "the fallback's frames")
+        top = "\n".join(screen_lines(app)[:4])
+        assert "continuing with fallback" in top and "fallback · wire frames" in top
+        alpha = app.main.table.get_cell(key_of(app, kids["alpha"].pid), "up")
+        assert alpha.value == 0  # the new backend saw nothing from it: known zero
+
+
+async def test_keys_are_remappable_by_binding_id(kids: dict[str, Child]) -> None:
+    async with running(kids, keymap={"sort_sent": "x"}) as (app, pilot):
+        await press(pilot, "s")
+        assert app.opts.sort == "total"
+        await press(pilot, "x")
+        assert app.opts.sort == "up"
+
+
+async def test_exited_process_stays_dimmed_with_its_totals(kids: dict[str, Child]) -> None:
+    gone = spawn_named("ntu-gone")
+    async with running({**kids, "gone": gone}) as (app, pilot):
+        key = key_of(app, gone.pid)
+        gone.stop()
+        await wait_for(
+            pilot,
+            lambda: any(r.key == key and r.kind == "exited" for r in app.main.rows),
+            "the exit",
+        )
+        cell = app.main.table.get_cell(key, "pid")
+        assert "dim" in str(cell.text.style)
+        await press(pilot, "m")
+        assert app.main.table.get_cell(key, "total").value > 0

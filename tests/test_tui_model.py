@@ -1,0 +1,288 @@
+"""The TUI's pure parts: safe text, cells, sparklines, filtering, sorting, tree, groups, kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nettop_ui.collector import Snapshot
+from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.tui.cells import make_cell, sparkline
+from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame
+from nettop_ui.tui.header import traffic_totals
+from nettop_ui.tui.keymap import load_keymap
+from nettop_ui.tui.kill import KillRefused, refusal, send_signal
+from nettop_ui.tui.model import (
+    Matcher,
+    ViewOptions,
+    build_rows,
+    parent_index,
+    sort_rows,
+    visible_columns,
+)
+from nettop_ui.tui.safe import ELLIPSIS, literal, safe_text
+from tests.tui_fixtures import spawn_named
+
+
+def proc(
+    pid: int,
+    ppid: int = 1,
+    name: str = "p",
+    up: float | None = 0.0,
+    down: float | None = 0.0,
+    **kw: Any,
+) -> ProcessView:
+    sent = None if up is None else int(up * 10)
+    recv = None if down is None else int(down * 10)
+    return ProcessView(
+        pid=pid,
+        create_time=100.0 + pid,
+        name=name,
+        ppid=ppid,
+        sent_bps=up,
+        recv_bps=down,
+        sent_bytes=sent,
+        recv_bytes=recv,
+        **kw,
+    )
+
+
+def frame(*procs: ProcessView) -> Frame:
+    return Frame(ts=0.0, interval_s=1.0, processes=tuple(procs))
+
+
+# -- safe text ----------------------------------------------------------------------------
+
+
+@given(st.text())
+def test_safe_text_never_leaves_control_or_bidi_characters(text: str) -> None:
+    out = safe_text(text, 80)
+    assert len(out) <= 80
+    for ch in out:
+        assert unicodedata.category(ch) != "Cc"
+        assert not 0x202A <= ord(ch) <= 0x202E and not 0x2066 <= ord(ch) <= 0x2069
+
+
+def test_safe_text_examples() -> None:
+    assert safe_text("a\nb\tc\x1b[31m\x7f\x9b") == "a\\nb\\tc\\e[31m\\x7f\\x9b"
+    assert safe_text("\u202eevil") == "\\u202eevil"
+    assert safe_text(None) == "-"
+    huge = "x" * 100_000
+    assert safe_text(huge, 50) == "x" * 49 + ELLIPSIS
+    text = literal("[red]not markup[/red]")
+    assert text.plain == "[red]not markup[/red]" and not text.spans
+
+
+def test_cells_render_text_not_markup_and_unknown_as_dash() -> None:
+    from nettop_ui.tui.model import Program
+
+    cell = make_cell("program", Program("", "[kworker/0:1]", ""), "proc", False)
+    assert cell.text.plain == "[kworker/0:1]"
+    assert make_cell("up", None, "proc", False).text.plain == "-"
+    assert make_cell("up", 0.0, "proc", False).text.plain == "0B"
+    assert make_cell("up", 1536.0, "proc", True).text.plain == "12.0Kib"
+    assert make_cell("cpu", None, "exited", False).text.style == "dim"
+    low, high = make_cell("up", 1.0, "proc", False), make_cell("up", 2.0, "proc", False)
+    assert low < high and make_cell("up", None, "proc", False) > high  # unknown sorts apart
+
+
+def test_sparkline() -> None:
+    assert sparkline((), 5) == "     "
+    assert sparkline((0.0, 0.0), 4) == "    "
+    assert sparkline((1.0, 2.0, 4.0, 8.0), 4) == "▁▂▄█"
+    assert sparkline(tuple(float(i) for i in range(60)), 10)[-1] == "█"
+    assert len(sparkline(tuple(float(i) for i in range(61)), 10)) == 10
+    assert sparkline((float("nan"), 5.0), 2) == " █"
+
+
+# -- filter, sort, views ------------------------------------------------------------------
+
+
+def test_matcher() -> None:
+    p = proc(4242, name="nginx", cmdline=("nginx", "-g", "daemon off;"), user="www-data")
+    assert Matcher("NGI").matches(p) and Matcher("daemon").matches(p)
+    assert Matcher("www").matches(p) and Matcher("424").matches(p)
+    assert not Matcher("apache").matches(p)
+    assert Matcher("!^ngin[x]$").matches(p)
+    bad = Matcher("![")
+    assert bad.error and not bad.active and bad.matches(p)  # a bad regex filters nothing
+
+
+def test_sort_puts_unknown_last_both_ways() -> None:
+    f = frame(proc(10, up=5.0), proc(11, up=None, down=None), proc(12, up=1.0))
+    rows = build_rows(f, ViewOptions(sort="up", descending=True))
+    assert [r.value("pid") for r in rows] == [10, 12, 11]
+    rows = sort_rows(rows, "up", descending=False)
+    assert [r.value("pid") for r in rows] == [12, 10, 11]
+
+
+def test_tree_rolls_children_into_parents_and_folds() -> None:
+    f = frame(
+        proc(1, 0, "init"),
+        proc(10, 1, "shell", up=1.0),
+        proc(11, 10, "curl", up=100.0),
+        proc(12, 10, "wget", up=10.0),
+        proc(20, 1, "idle"),
+    )
+    opts = ViewOptions(mode="tree")
+    rows = build_rows(f, opts)
+    assert [r.value("pid") for r in rows] == [1, 10, 11, 12, 20]
+    assert rows[0].value("up") == 111.0 and rows[1].value("up") == 111.0
+    assert rows[2].value("program").prefix == "│  ├─"
+    opts.collapsed.add(rows[1].key)
+    assert [r.value("pid") for r in build_rows(f, opts)] == [1, 10, 20]
+    opts.filter_text = "wget"  # a match keeps the path to it
+    opts.collapsed.clear()
+    assert [r.value("pid") for r in build_rows(f, opts)] == [1, 10, 12]
+
+
+def test_parent_index_survives_cycles_and_reused_pids() -> None:
+    a, b = proc(5, 6), proc(6, 5)
+    parents = parent_index([a, b])
+    assert None in parents.values()
+    old = ProcessView(7, 1.0, "old", exited=True, ppid=1)
+    new = ProcessView(7, 2.0, "new", ppid=1)
+    child = proc(8, 7)
+    assert parent_index([old, new, child])[child.key] == new.key
+
+
+def test_user_groups_sum_and_open() -> None:
+    f = frame(
+        proc(1, user="root", up=1.0),
+        proc(2, user="alice", up=2.0),
+        proc(3, user="alice", up=3.0, cpu_percent=10.0),
+    )
+    opts = ViewOptions(mode="user")
+    rows = build_rows(f, opts)
+    assert [(r.key, r.value("up")) for r in rows] == [("user:alice", 5.0), ("user:root", 1.0)]
+    opts.expanded_groups.add("user:alice")
+    assert [r.key.split(":")[0] for r in build_rows(f, opts)] == ["user", "3", "2", "user"]
+
+
+def test_only_active_and_unattributed() -> None:
+    from nettop_ui.tui.frame import UnattributedView
+
+    f = Frame(0.0, 1.0, (proc(1), proc(2, up=1.0)), UnattributedView(5, 5, 1.0, 1.0))
+    rows = build_rows(f, ViewOptions(only_active=True))
+    assert [r.key for r in rows] == ["unattributed", proc(2).key]  # 2 B/s beats 1 B/s
+    unknown = frame(
+        proc(1, up=None, down=None, connection_count=2),
+        proc(2, up=None, down=None, connection_count=0),
+    )
+    assert [r.value("pid") for r in build_rows(unknown, ViewOptions(only_active=True))] == [1]
+
+
+def test_columns_fit_the_terminal() -> None:
+    narrow, program = visible_columns(79, has_gpu=False)
+    assert {"pid", "program", "up", "down", "total"} <= set(narrow)
+    assert "read" not in narrow and program >= 18
+    wide, _ = visible_columns(159, has_gpu=True)
+    assert "gpu" in wide and "conns" in wide and "user" in wide
+
+
+def test_header_totals_fall_back_to_interfaces_when_bytes_are_unknown() -> None:
+    from nettop_ui.system import InterfaceStats, SystemStats
+
+    system = SystemStats(
+        0.0,
+        0.0,
+        [],
+        1,
+        1,
+        0,
+        0,
+        None,
+        None,
+        {"eth0": InterfaceStats(0, 0, 10.0, 20.0), "lo": InterfaceStats(0, 0, 5.0, 5.0)},
+    )
+    f = Frame(0.0, 1.0, (proc(1, up=None, down=None),), system=system)
+    assert traffic_totals(f, totals=False) == (10.0, 20.0, " (interfaces)")
+    assert traffic_totals(frame(proc(1, up=3.0, down=4.0)), totals=False) == (3.0, 4.0, "")
+
+
+# -- frames -------------------------------------------------------------------------------
+
+
+def test_frame_collector_makes_rates_unknown_after_a_failure() -> None:
+    collector = FrameCollector(gpu=False, system=False, count_connections=False)
+    pid = os.getpid()
+    collector.ingest(TrafficSample(time.time(), 1.0, [ProcessTraffic(pid, 100, 200)]))
+    assert collector.frame is not None
+    me = next(p for p in collector.frame.processes if p.pid == pid)
+    assert (me.sent_bps, me.recv_bps) == (100.0, 200.0)
+    collector.ingest(BackendFailure("x", "gone"))
+    assert collector.frame.failure is not None
+    collector.fail_traffic()
+    collector.ingest(TrafficSample(time.time(), 1.0, None))
+    me = next(p for p in collector.frame.processes if p.pid == pid)
+    assert me.sent_bps is None and me.sent_bytes == 100  # totals kept, rates unknown
+    assert not collector.frame.traffic_known
+
+
+def test_build_frame_copies_history_only_for_watched_keys() -> None:
+    from tests.tui_fixtures import scripted_snapshots
+
+    snap: Snapshot = scripted_snapshots(5)[-1]
+    key = f"{snap.processes[3].pid}:{snap.processes[3].create_time}"
+    f = build_frame(snap, {key})
+    assert list(f.histories) == [key] and len(f.histories[key].ts) == 5
+    assert f.by_key()[key].spark  # the last minute of traffic, for the sparkline
+
+
+# -- kill, keymap -------------------------------------------------------------------------
+
+
+def test_kill_refuses_init_itself_unknown_and_reused_pids() -> None:
+    assert refusal(1, 1.0) and refusal(0, 1.0) and refusal(-5, 1.0)
+    assert refusal(os.getpid(), 1.0)
+    assert refusal(12345, None)
+    child = spawn_named("ntu-kill")
+    try:
+        with pytest.raises(KillRefused, match="another process"):
+            send_signal(child.pid, psutil.Process(child.pid).create_time() - 5, signal.SIGTERM)
+        assert child.proc.poll() is None
+        send_signal(child.pid, psutil.Process(child.pid).create_time(), signal.SIGKILL)
+        assert child.proc.wait(5) == -signal.SIGKILL
+        with pytest.raises(KillRefused, match="exited"):
+            send_signal(child.pid, 1.0, signal.SIGTERM)
+    finally:
+        child.stop()
+
+
+def test_keymap_file(tmp_path: Path) -> None:
+    path = tmp_path / "keymap.toml"
+    assert load_keymap(path) == ({}, None)
+    path.write_text('[keys]\nsort_sent = "x"\n')
+    assert load_keymap(path) == ({"sort_sent": "x"}, None)
+    path.write_text("[keys\n")
+    keymap, problem = load_keymap(path)
+    assert keymap == {} and problem is not None
+
+
+async def test_without_per_process_bytes_the_table_sorts_on_connections() -> None:
+    from nettop_ui.tui import NettopApp, ScriptedSource
+    from tests.tui_fixtures import FixedClock, scripted_snapshots
+
+    snaps = scripted_snapshots(3)
+    for snap in snaps:
+        for p in snap.processes:
+            p.sent_bps = p.recv_bps = None
+            p.sent_bytes = p.recv_bytes = None
+    source = ScriptedSource(snaps, backend_name="psutil", per_process=False)
+    app = NettopApp(source, host="t", clock=FixedClock())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.opts.sort == "conns" and "conns" in app.main.table.column_keys
+        first = app.main.rows[0]
+        assert first.value("pid") == 901 and first.value("up") is None  # 48 sockets
+        await pilot.press("a")  # "active" means: has sockets, when bytes are unknown
+        assert all(r.value("conns") for r in app.main.rows if r.process)

@@ -1,0 +1,398 @@
+"""Inputs for the TUI tests: a fully scripted snapshot stream and a scripted backend.
+
+`scripted_snapshots()` builds Snapshots by hand (fixed pids, names, numbers, clock), so
+an SVG screenshot of the app is identical on every machine. `ScriptedBackend` is a real
+`Backend` that reports scripted byte counts for real processes the test spawned, so the
+collector joins them with real /proc facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from nettop_ui.collector import ConnectionState, ProcessState, Snapshot, Unattributed
+from nettop_ui.core import (
+    Backend,
+    ConnectionTraffic,
+    Coverage,
+    Probe,
+    ProcessTraffic,
+    TrafficSample,
+)
+from nettop_ui.history import SeriesSet
+from nettop_ui.system import InterfaceStats, SystemStats
+
+T0 = 1_700_000_000.0  # the scripted clock
+KIB = 1024
+MIB = 1024 * 1024
+HOSTILE_NAME = "[red]x[/red]\x1b]0;pwned\x07\u202eevil"
+
+
+# -- fully scripted snapshots (screenshots) ---------------------------------------------
+
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int
+    name: str
+    user: str
+    up: float  # bytes/s now
+    down: float
+    cmdline: list[str] = field(default_factory=list)
+    cpu: float = 0.0
+    rss: int = 10 * MIB
+    conns: int = 0
+    exited: bool = False
+    read: float = 0.0
+    write: float = 0.0
+
+
+PROCS = [
+    Proc(1, 0, "systemd", "root", 0, 0, ["/sbin/init"], 0.0, 12 * MIB),
+    Proc(612, 1, "sshd", "root", 1.2 * KIB, 300, ["sshd: /usr/sbin/sshd -D"], 0.0, 9 * MIB, 2),
+    Proc(900, 1, "nginx", "root", 0, 0, ["nginx: master process /usr/sbin/nginx"], 0.0, 6 * MIB),
+    Proc(
+        901,
+        900,
+        "nginx",
+        "www-data",
+        5.5 * MIB,
+        180 * KIB,
+        ["nginx: worker process"],
+        22.5,
+        40 * MIB,
+        48,
+    ),
+    Proc(
+        902,
+        900,
+        "nginx",
+        "www-data",
+        2.1 * MIB,
+        90 * KIB,
+        ["nginx: worker process"],
+        11.0,
+        38 * MIB,
+        31,
+    ),
+    Proc(
+        1300,
+        1,
+        "postgres",
+        "postgres",
+        40 * KIB,
+        900 * KIB,
+        ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main"],
+        6.3,
+        210 * MIB,
+        12,
+        read=2 * MIB,
+        write=512 * KIB,
+    ),
+    Proc(2001, 612, "bash", "alice", 0, 0, ["-bash"], 0.0, 5 * MIB),
+    Proc(
+        2002,
+        2001,
+        "python3",
+        "alice",
+        800 * KIB,
+        12 * MIB,
+        ["python3", "train.py", "--epochs", "3"],
+        97.0,
+        1900 * MIB,
+        4,
+        read=8 * MIB,
+    ),
+    Proc(
+        2003,
+        2001,
+        "curl",
+        "alice",
+        0,
+        0,
+        ["curl", "-O", "https://example.test/big.iso"],
+        0.0,
+        0,
+        0,
+        exited=True,
+    ),
+    Proc(2100, 2, "[kworker/0:1]", "root", 0, 0, [], 0.1, 0),
+    Proc(
+        2200,
+        2001,
+        HOSTILE_NAME,
+        "alice",
+        3 * KIB,
+        1 * KIB,
+        [HOSTILE_NAME, "--title", "[bold]x[/bold]\nnext line\tTAB", "A" * 5000],
+        0.5,
+        3 * MIB,
+        1,
+    ),
+    Proc(2300, 1, "chronyd", "_chrony", 0, 0, ["/usr/sbin/chronyd", "-F", "1"], 0.0, 4 * MIB, 1),
+]
+
+
+def _history(p: Proc, n: int) -> SeriesSet:
+    hist = SeriesSet(("sent_bps", "recv_bps", "cpu_percent", "rss_bytes"), 300)
+    for i in range(n):
+        wave = 0.5 + 0.5 * ((i * 7 + p.pid) % 11) / 10
+        hist.append(
+            T0 + i,
+            sent_bps=p.up * wave,
+            recv_bps=p.down * (1.5 - wave),
+            cpu_percent=p.cpu * wave,
+            rss_bytes=p.rss * (0.8 + 0.2 * i / max(n, 1)),
+        )
+    return hist
+
+
+def _state(p: Proc, n: int, with_history: bool) -> ProcessState:
+    state = ProcessState(p.pid, T0 - 1000 - p.pid, p.name)
+    state.cmdline = list(p.cmdline)
+    state.user = p.user
+    state.ppid = p.ppid
+    state.sent_bps = 0.0 if p.exited else p.up
+    state.recv_bps = 0.0 if p.exited else p.down
+    state.sent_bytes = int(p.up * n * 0.9) + (700 * MIB if p.exited else 0)
+    state.recv_bytes = int(p.down * n * 0.9) + (3 * 1024 * MIB if p.exited else 0)
+    state.exited = p.exited
+    state.cpu_percent = None if p.exited else p.cpu
+    state.rss_bytes = None if p.exited else p.rss
+    state.read_bps = None if p.exited else p.read
+    state.write_bps = None if p.exited else p.write
+    state.threads = 1 if not p.exited else None
+    state.connection_count = p.conns
+    if with_history:
+        state.history = _history(p, n)
+    if p.pid == 901:
+        for i, (remote, up, down) in enumerate(
+            [
+                ("203.0.113.7:51234", 3 * MIB, 60 * KIB),
+                ("198.51.100.20:40110", 2 * MIB, 100 * KIB),
+                ("[2001:db8::5]:443", 0.5 * MIB, 20 * KIB),
+            ]
+        ):
+            key = ("tcp", f"10.0.0.2:{443 + i * 0}", remote)
+            state.connections[key] = ConnectionState(
+                "tcp", key[1], remote, int(up * n), int(down * n), up, down, T0 + n
+            )
+    return state
+
+
+def _system(i: int) -> SystemStats:
+    cores = [20.0 + (i * 13 + c * 29) % 70 for c in range(4)]
+    return SystemStats(
+        ts=T0 + i,
+        cpu_percent=sum(cores) / len(cores),
+        cpu_per_core=cores,
+        mem_total=16 * 1024 * MIB,
+        mem_used=int((6.2 + 0.05 * i) * 1024 * MIB),
+        swap_total=2 * 1024 * MIB,
+        swap_used=128 * MIB,
+        disk_read_bps=(2 + (i % 5)) * MIB,
+        disk_write_bps=(1 + (i % 3)) * 512 * KIB,
+        interfaces={
+            "eth0": InterfaceStats(10**10, 10**11, (8 + i % 4) * MIB, (13 + i % 6) * MIB),
+            "lo": InterfaceStats(10**9, 10**9, 120 * KIB, 120 * KIB),
+            "wg0": InterfaceStats(10**8, 10**8, 0.0, 0.0),
+        },
+    )
+
+
+def scripted_snapshots(count: int = 40) -> list[Snapshot]:
+    """`count` ticks of a fixed little machine; only the last carries process histories."""
+    snaps = []
+    for i in range(1, count + 1):
+        last = i == count
+        snaps.append(
+            Snapshot(
+                ts=T0 + i,
+                interval_s=1.0,
+                processes=[_state(p, i, last) for p in PROCS],
+                unattributed=Unattributed(2 * MIB, 5 * MIB, 3 * KIB, 9 * KIB),
+                system=_system(i),
+                gpu=None,
+                gpu_unavailable="no NVIDIA GPU",
+            )
+        )
+    return snaps
+
+
+class FixedClock:
+    """A monotonic clock that says what the test wants."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- a scripted backend over real processes ---------------------------------------------
+
+# A child that names itself (prctl PR_SET_NAME) and sleeps until stdin closes.
+NAMED_CHILD = r"""
+import ctypes, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class Child:
+    """A spawned process with a chosen name."""
+
+    proc: subprocess.Popen[str]
+    name: str
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def spawn_named(name: str, *argv: str) -> Child:
+    """A Python child whose comm is `name` (cut to 15 bytes by the kernel), argv as given."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NAMED_CHILD, name, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return Child(proc, name)
+
+
+@contextlib.contextmanager
+def named_children(*names: str) -> Iterator[list[Child]]:
+    children = [spawn_named(n, "--role", n) for n in names]
+    try:
+        yield children
+    finally:
+        for c in children:
+            c.stop()
+
+
+Script = Callable[[int], list[ProcessTraffic]]
+
+
+class ScriptedBackend(Backend):
+    """Reports `script(tick)` as the traffic of each interval; connections for the first pid.
+
+    Set `fail_at` to make the n-th read raise (a backend that dies while running).
+    """
+
+    name = "scripted"
+    platforms = ("linux",)
+    layer = "socket payload"
+    coverage: ClassVar[Coverage] = Coverage(protocols=("tcp",), per_connection=True)
+    has_unattributed = True
+
+    def __init__(self, script: Script, fail_at: int | None = None) -> None:
+        self.script = script
+        self.fail_at = fail_at
+        self.tick = 0
+
+    @classmethod
+    def probe(cls) -> Probe:
+        return Probe(True, "scripted")
+
+    async def start(self) -> None:
+        return None
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        self.tick += 1
+        if self.fail_at is not None and self.tick >= self.fail_at:
+            from nettop_ui.core import BackendError
+
+            raise BackendError("scripted failure: the capture process died")
+        await asyncio.sleep(0)
+        traffic = self.script(self.tick)
+        conns = [
+            ConnectionTraffic(
+                t.pid,
+                "tcp",
+                "127.0.0.1:5000",
+                f"127.0.0.1:{40000 + i}",
+                t.sent_bytes // 2,
+                t.recv_bytes // 2,
+            )
+            for i, t in enumerate(traffic[:1] * 2)
+        ]
+        return TrafficSample(
+            ts=time.time(),
+            interval_s=interval_s,
+            processes=traffic,
+            connections=conns,
+            unattributed_sent=100,
+            unattributed_recv=200,
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+def steady(rates: dict[int, tuple[int, int]], interval_s: float) -> Script:
+    """Each pid moves (up, down) bytes per second, every tick."""
+
+    def script(_tick: int) -> list[ProcessTraffic]:
+        return [
+            ProcessTraffic(pid, int(up * interval_s), int(down * interval_s))
+            for pid, (up, down) in rates.items()
+        ]
+
+    return script
+
+
+def own_pid() -> int:
+    return os.getpid()
+
+
+def screen_lines(app: object) -> list[str]:
+    """The screen as plain text lines, like `tmux capture-pane` (reads Textual internals)."""
+    screen = app.screen  # type: ignore[attr-defined]
+    return [strip.text for strip in screen._compositor.render_strips()]
+
+
+async def wait_for(
+    pilot: Any, predicate: Callable[[], bool], what: str, timeout: float = 8.0
+) -> None:
+    """Let the app run until `predicate()` holds; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def table_order(app: Any) -> list[str]:
+    """Row keys in the order the process table draws them."""
+    table = app.main.table
+    return [row.key.value for row in table.ordered_rows]
+
+
+def pid_order(app: Any, pids: list[int]) -> list[int]:
+    """`pids` in the order they appear in the table."""
+    wanted = {str(p) for p in pids}
+    return [int(k.split(":")[0]) for k in table_order(app) if k.split(":")[0] in wanted]
