@@ -141,6 +141,7 @@ class Network:
         size: int = 1000,
         reply: int = 0,
         pace: float = 0.0,
+        rate: float = 0.0,
         linger: bool = True,
     ) -> Client:
         addr, fam = self.address(target)
@@ -148,6 +149,7 @@ class Network:
         cmd = [sys.executable, GEN, proto, "--name", name, "--to", addr, "--port", str(port)]
         if proto == "tcp":
             cmd += ["--up", str(up), "--down", str(down), "--conns", str(conns)]
+            cmd += ["--rate", str(rate)]
         else:
             cmd += ["--datagrams", str(datagrams), "--size", str(size), "--reply", str(reply)]
             cmd += ["--pace", str(pace)]

@@ -39,11 +39,18 @@ def family_of(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def send_n(sock: socket.socket, n: int) -> int:
+def send_n(sock: socket.socket, n: int, rate: float = 0.0) -> int:
+    """Send n bytes; with a rate (bytes/s), paced in 16 KiB writes."""
     sent = 0
     block = b"x" * CHUNK
+    step = 16384 if rate else CHUNK
+    start = time.monotonic()
     while sent < n:
-        sent += sock.send(block[: min(CHUNK, n - sent)])
+        sent += sock.send(block[: min(step, n - sent)])
+        if rate:
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
     return sent
 
 
@@ -109,12 +116,14 @@ def udp_server(bind: str, port: int) -> None:
 # -- clients --------------------------------------------------------------------------
 
 
-def tcp_client(to: str, port: int, up: int, down: int, conns: int) -> tuple[int, int]:
+def tcp_client(
+    to: str, port: int, up: int, down: int, conns: int, rate: float = 0.0
+) -> tuple[int, int]:
     sent = recv = 0
     for _ in range(conns):
         with socket.create_connection((to, port), timeout=30) as s:
             sent += s.send(struct.pack("!QQ", up, down))
-            sent += send_n(s, up)
+            sent += send_n(s, up, rate)
             s.shutdown(socket.SHUT_WR) if down == 0 else None
             recv += recv_n(s, down)
     return sent, recv
@@ -151,6 +160,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1000, help="UDP datagram size")
     p.add_argument("--reply", type=int, default=0, help="UDP reply size per datagram")
     p.add_argument("--pace", type=float, default=0.0, help="seconds between datagrams")
+    p.add_argument("--rate", type=float, default=0.0, help="TCP upload pace, bytes/s")
     p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before moving data")
     p.add_argument("--linger", action="store_true", help="stay alive until stdin closes")
     a = p.parse_args()
@@ -164,7 +174,7 @@ def main() -> None:
     if a.delay:
         time.sleep(a.delay)
     if a.mode == "tcp":
-        sent, recv = tcp_client(a.to, a.port, a.up, a.down, a.conns)
+        sent, recv = tcp_client(a.to, a.port, a.up, a.down, a.conns, a.rate)
     else:
         sent, recv = udp_client(a.to, a.port, a.datagrams, a.size, a.reply, a.pace)
     print(json.dumps({"pid": os.getpid(), "sent": sent, "recv": recv}), flush=True)

@@ -1,0 +1,275 @@
+"""Linux: per-process bytes from `nethogs -t` (libpcap packet capture), for comparison
+and as a fallback where eBPF cannot run.
+
+Runs `nethogs -t -v 2 -C -a -d N`: trace mode, cumulative bytes since nethogs started,
+UDP on, every device (loopback included), a refresh every N whole seconds. Each
+refresh prints `Refreshing:` and then one line per process,
+`name[ args]/pid/uid<TAB>sent<TAB>recv` (see tests/fixtures/FORMATS.md, from nethogs's
+source). The backend turns those totals into deltas per (pid, name).
+
+What a nethogs byte is: the length of each captured IP packet, headers included, so it
+reads above socket payload (and a process's UDP may be counted under "unknown UDP").
+Totals print with six significant digits (`1.25701e+07`), so above 1 MB a total is
+rounded; deltas are clamped at zero so rounding never makes traffic negative.
+Rows nethogs cannot tie to a process (`unknown TCP`, `unknown UDP`, and rows named
+after a connection, pid 0) go to the unattributed bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from nettop_ui.core import Backend, BackendError, Coverage, Probe, ProcessTraffic, TrafficSample
+
+log = logging.getLogger(__name__)
+QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
+
+
+@dataclass(frozen=True, slots=True)
+class NethogsRow:
+    """One process line of a refresh block: cumulative bytes since nethogs started."""
+
+    name: str
+    pid: int
+    uid: int
+    sent: float
+    recv: float
+
+    @property
+    def attributed(self) -> bool:
+        return self.pid > 0
+
+
+def parse_line(line: str) -> NethogsRow | None:
+    """Parse one process line; None if it is not one.
+
+    Fields are split on the last two TABs (a name can contain tabs) or, in copies
+    where TABs became spaces, on the last two runs of whitespace; then the name is
+    split from `/pid/uid` on the last two slashes (names contain slashes).
+    """
+    line = line.rstrip("\r\n")
+    parts = line.rsplit("\t", 2) if line.count("\t") >= 2 else line.strip().rsplit(None, 2)
+    if len(parts) != 3:
+        return None
+    head, sent_text, recv_text = parts
+    head = head.rstrip(" ")
+    name, sep1, rest = head.rpartition("/")
+    name, sep2, pid_text = name.rpartition("/")
+    if not (sep1 and sep2):
+        return None
+    try:
+        pid, uid = int(pid_text), int(rest)
+        sent, recv = float(sent_text), float(recv_text)
+    except ValueError:
+        return None
+    if pid < 0 or not (sent >= 0 and recv >= 0) or sent == float("inf") or recv == float("inf"):
+        return None
+    return NethogsRow(name, pid, uid, sent, recv)
+
+
+@dataclass(slots=True)
+class NethogsParser:
+    """Incremental parser: feed lines, get each complete refresh block."""
+
+    block: list[NethogsRow] | None = None
+    bad_lines: int = 0
+    blocks: int = 0
+    _started: bool = field(default=False)
+
+    def feed(self, line: str) -> list[NethogsRow] | None:
+        """Consume one line; return the previous block when this line starts a new one."""
+        text = line.strip()
+        if text == "Refreshing:":
+            done = self.flush()
+            self.block = []
+            return done
+        if self.block is None or not text or text.startswith("Unknown connection:"):
+            return None  # startup chatter, blank separators, debug lines
+        row = parse_line(line)
+        if row is None:
+            self.bad_lines += 1
+            log.debug("nethogs: unparsed line %r", line[:200])
+        else:
+            self.block.append(row)
+        return None
+
+    def flush(self) -> list[NethogsRow] | None:
+        done, self.block = self.block, ([] if self.block is not None else None)
+        if done is not None:
+            self.blocks += 1
+        return done
+
+
+def parse_output(text: str) -> list[list[NethogsRow]]:
+    """Every block of a complete `nethogs -t` output (for tests and replays)."""
+    parser = NethogsParser()
+    blocks = [b for line in text.splitlines() if (b := parser.feed(line)) is not None]
+    last = parser.flush()
+    if last is not None:
+        blocks.append(last)
+    return blocks
+
+
+class NethogsDeltas:
+    """Cumulative totals per (pid, name) -> deltas since the previous block."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, str], tuple[float, float]] = {}
+
+    def update(self, block: list[NethogsRow]) -> tuple[list[ProcessTraffic], int, int]:
+        """(per-process deltas, unattributed sent, unattributed recv) for one block."""
+        procs: list[ProcessTraffic] = []
+        un_sent = un_recv = 0
+        for row in block:
+            key = (row.pid, row.name)
+            old_sent, old_recv = self.last.get(key, (0.0, 0.0))
+            self.last[key] = (max(row.sent, old_sent), max(row.recv, old_recv))
+            d_sent = round(max(row.sent - old_sent, 0.0))
+            d_recv = round(max(row.recv - old_recv, 0.0))
+            if not (d_sent or d_recv):
+                continue
+            if row.attributed:
+                procs.append(ProcessTraffic(row.pid, d_sent, d_recv, name=display_name(row.name)))
+            else:
+                un_sent += d_sent
+                un_recv += d_recv
+        return procs, un_sent, un_recv
+
+
+def display_name(argv0: str) -> str:
+    """nethogs names a process by argv[0], often a path: show its last component."""
+    base = argv0.rsplit("/", 1)[-1] if not argv0.endswith("/") else argv0
+    return base or argv0
+
+
+class NethogsBackend(Backend):
+    name = "nethogs"
+    platforms = ("linux",)
+    layer = "wire frames (captured IP packets, headers included)"
+    coverage = Coverage(
+        protocols=("tcp", "udp"),
+        per_connection=False,
+        note="packet lengths, not payload; totals rounded to 6 digits; "
+        "traffic it cannot tie to a process is unattributed",
+    )
+    accuracy_rank = 30
+    has_unattributed = True
+    summary = "nethogs -t: libpcap capture attributed through /proc"
+
+    def __init__(self, executable: str | None = None) -> None:
+        self.executable = executable or shutil.which("nethogs") or "/usr/sbin/nethogs"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._parser = NethogsParser()
+        self._deltas = NethogsDeltas()
+        self._pending: list[ProcessTraffic] = []
+        self._unattributed = [0, 0]
+        self._error: str | None = None
+
+    @classmethod
+    def probe(cls) -> Probe:
+        if not sys.platform.startswith("linux"):
+            return Probe(False, "runs on Linux only", "")
+        path = shutil.which("nethogs") or (
+            "/usr/sbin/nethogs" if os.path.exists("/usr/sbin/nethogs") else None
+        )
+        if path is None:
+            return Probe(False, "nethogs is not installed", "apt install nethogs")
+        if os.geteuid() != 0 and not _has_capture_caps(path):
+            return Probe(
+                False,
+                "needs root to capture packets",
+                f"run with sudo, or setcap cap_net_admin,cap_net_raw+ep {path}",
+            )
+        return Probe(True, "packet capture on every device")
+
+    def command(self) -> list[str]:
+        seconds = str(max(1, round(self.interval_s)))  # nethogs's -d takes whole seconds
+        return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", seconds]
+
+    async def start(self) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
+        self._reader = asyncio.create_task(self._read_lines(self._proc))
+
+    async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await asyncio.wait_for(proc.stdout.readline(), QUIET_S)
+            except TimeoutError:
+                if self._parser.block:  # the block is complete: nethogs went quiet
+                    self._take(self._parser.flush())
+                continue
+            if not raw:
+                break
+            self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
+        self._take(self._parser.flush())
+        err = b""
+        if proc.stderr is not None:
+            with contextlib.suppress(Exception):
+                err = await proc.stderr.read()
+        code = await proc.wait()
+        lines = err.decode("utf-8", errors="replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit status {code}"
+        self._error = f"nethogs exited: {why}"
+
+    def _take(self, block: list[NethogsRow] | None) -> None:
+        if block:
+            procs, un_sent, un_recv = self._deltas.update(block)
+            self._pending.extend(procs)
+            self._unattributed[0] += un_sent
+            self._unattributed[1] += un_recv
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        if self._error:
+            raise BackendError(self._error)
+        procs, self._pending = self._pending, []
+        (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
+        return TrafficSample(
+            time.time(),
+            interval_s,
+            procs,
+            unattributed_sent=un_sent,
+            unattributed_recv=un_recv,
+        )
+
+    async def close(self) -> None:
+        proc, reader = self._proc, self._reader
+        self._proc = self._reader = None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 3)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+
+
+def _has_capture_caps(path: str) -> bool:
+    """Whether the binary carries cap_net_admin and cap_net_raw (via getcap)."""
+    getcap = shutil.which("getcap") or "/usr/sbin/getcap"
+    try:
+        out = subprocess.run([getcap, path], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "cap_net_admin" in out and "cap_net_raw" in out
