@@ -142,6 +142,7 @@ class Network:
         reply: int = 0,
         pace: float = 0.0,
         rate: float = 0.0,
+        hold: float = 0.0,
         linger: bool = True,
     ) -> Client:
         addr, fam = self.address(target)
@@ -149,7 +150,7 @@ class Network:
         cmd = [sys.executable, GEN, proto, "--name", name, "--to", addr, "--port", str(port)]
         if proto == "tcp":
             cmd += ["--up", str(up), "--down", str(down), "--conns", str(conns)]
-            cmd += ["--rate", str(rate)]
+            cmd += ["--rate", str(rate), "--hold", str(hold)]
         else:
             cmd += ["--datagrams", str(datagrams), "--size", str(size), "--reply", str(reply)]
             cmd += ["--pace", str(pace)]

@@ -117,7 +117,7 @@ def udp_server(bind: str, port: int) -> None:
 
 
 def tcp_client(
-    to: str, port: int, up: int, down: int, conns: int, rate: float = 0.0
+    to: str, port: int, up: int, down: int, conns: int, rate: float = 0.0, hold: float = 0.0
 ) -> tuple[int, int]:
     sent = recv = 0
     for _ in range(conns):
@@ -126,6 +126,7 @@ def tcp_client(
             sent += send_n(s, up, rate)
             s.shutdown(socket.SHUT_WR) if down == 0 else None
             recv += recv_n(s, down)
+            time.sleep(hold)  # keep the connection open, e.g. for a poller to see it
     return sent, recv
 
 
@@ -160,6 +161,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1000, help="UDP datagram size")
     p.add_argument("--reply", type=int, default=0, help="UDP reply size per datagram")
     p.add_argument("--pace", type=float, default=0.0, help="seconds between datagrams")
+    p.add_argument("--hold", type=float, default=0.0, help="seconds to keep each TCP conn open")
     p.add_argument("--rate", type=float, default=0.0, help="TCP upload pace, bytes/s")
     p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before moving data")
     p.add_argument("--linger", action="store_true", help="stay alive until stdin closes")
@@ -174,7 +176,7 @@ def main() -> None:
     if a.delay:
         time.sleep(a.delay)
     if a.mode == "tcp":
-        sent, recv = tcp_client(a.to, a.port, a.up, a.down, a.conns, a.rate)
+        sent, recv = tcp_client(a.to, a.port, a.up, a.down, a.conns, a.rate, a.hold)
     else:
         sent, recv = udp_client(a.to, a.port, a.datagrams, a.size, a.reply, a.pace)
     print(json.dumps({"pid": os.getpid(), "sent": sent, "recv": recv}), flush=True)
