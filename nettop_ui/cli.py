@@ -93,18 +93,17 @@ def list_backends(out: IO[str]) -> int:
         chosen_name = chosen.name
     except ValueError:
         chosen_name = None
-    out.write(f"{'BACKEND':<10} {'STATUS':<11} {'LAYER':<26} DETAILS\n")
     for st in statuses:
         cls, probe = st.cls, st.probe
         status = "available" if probe.available else "unavailable"
-        mark = " (auto)" if cls.name == chosen_name else ""
-        detail = probe.reason
+        mark = "  <- auto" if cls.name == chosen_name else ""
+        out.write(f"{cls.name:<10} {status:<12} {probe.reason}{mark}\n")
         if not probe.available and probe.fix:
-            detail += f"; fix: {probe.fix}"
-        out.write(f"{cls.name:<10} {status:<11} {cls.layer[:26]:<26} {detail}{mark}\n")
+            out.write(f"{'':<10} {'fix:':<12} {probe.fix}\n")
         cov = cls.coverage
-        kinds = ", ".join(cov.protocols) + (", per-connection" if cov.per_connection else "")
-        out.write(f"{'':<10} {'':<11} {'':<26} covers: {kinds}\n")
+        kinds = ", ".join(cov.protocols) + (", per connection" if cov.per_connection else "")
+        out.write(f"{'':<10} {'measures:':<12} {cls.layer}\n")
+        out.write(f"{'':<10} {'covers:':<12} {kinds}\n")
     if chosen_name:
         out.write(f"auto picks: {chosen_name} (the most accurate that can run here)\n")
     return 0

@@ -150,3 +150,27 @@ def test_broken_pipe_is_quiet() -> None:
     )
     assert json.loads(res.stdout)["type"] == "meta"
     assert "Traceback" not in res.stderr
+
+
+def test_list_backends_without_root_says_what_fixes_each() -> None:
+    from tests.netenv import require_root
+
+    require_root()  # to become an unprivileged user
+    res = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *CLI, "--list-backends"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd(), "HOME": "/tmp"},
+    )
+    assert res.returncode == 0, res.stderr
+    blocks: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        if line[:1].strip():
+            name = line.split()[0]
+        blocks[name] = blocks.get(name, "") + line + "\n"
+    assert "unavailable" in blocks["ebpf"] and "CAP_BPF" in blocks["ebpf"]
+    assert "unavailable" in blocks["nethogs"] and "fix:" in blocks["nethogs"]
+    assert "setcap cap_net_admin,cap_net_raw+ep" in blocks["nethogs"]
+    assert "your own processes" in blocks["sockdiag"]
+    assert "auto picks: sockdiag" in res.stdout
