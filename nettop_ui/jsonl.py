@@ -154,7 +154,7 @@ def open_output(path: str) -> IO[str]:
             raise OSError(exc.errno, f"refusing to write through the symlink {path}") from exc
         raise
     mode = os.fstat(fd).st_mode
-    if mode & stat.S_IWOTH:
+    if stat.S_ISREG(mode) and mode & stat.S_IWOTH:  # never chmod a device (/dev/null)
         os.fchmod(fd, stat.S_IMODE(mode) & ~stat.S_IWOTH)
     return os.fdopen(fd, "w", encoding="utf-8")
 
