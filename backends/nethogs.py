@@ -13,6 +13,18 @@ Totals print with six significant digits (`1.25701e+07`), so above 1 MB a total 
 rounded; deltas are clamped at zero so rounding never makes traffic negative.
 Rows nethogs cannot tie to a process (`unknown TCP`, `unknown UDP`, and rows named
 after a connection, pid 0) go to the unattributed bucket.
+
+Error sources, all nethogs's own (the wrapper reproduces nethogs's totals exactly,
+tested against a tee of its own nethogs's output): six-digit rounding of totals above
+1e6 (up to 5 bytes per 1e6, never negative here since deltas clamp at zero and the
+baseline keeps the highest total seen); packets seen before nethogs ties a connection to
+a process go to "unknown"; nethogs 0.8.7 does not tie unconnected UDP sockets to
+processes at all (their bytes are unattributed); on loopback both ends are local, so
+one direction is lost; fast bursts lose packets to libpcap (two nethogs instances watching
+the same traffic disagree by up to half of a fast download). A block is complete when
+the next `Refreshing:` arrives or nethogs has been quiet for QUIET_S. If nethogs exits,
+read() raises BackendError with the last line of its stderr (or the signal that killed
+it); it is not restarted.
 """
 
 from __future__ import annotations
@@ -22,15 +34,18 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from nettop_ui.core import Backend, BackendError, Coverage, Probe, ProcessTraffic, TrafficSample
 
 log = logging.getLogger(__name__)
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
+LINE_LIMIT = 1 << 20  # longest line read; longer ones are counted as unparsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +80,8 @@ def parse_line(line: str) -> NethogsRow | None:
     name, sep2, pid_text = name.rpartition("/")
     if not (sep1 and sep2):
         return None
+    if not (_is_number(pid_text) and _is_number(rest)):
+        return None
     try:
         pid, uid = int(pid_text), int(rest)
         sent, recv = float(sent_text), float(recv_text)
@@ -73,6 +90,11 @@ def parse_line(line: str) -> NethogsRow | None:
     if pid < 0 or not (sent >= 0 and recv >= 0) or sent == float("inf") or recv == float("inf"):
         return None
     return NethogsRow(name, pid, uid, sent, recv)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (int() would also take spaces, `_` and other scripts' digits)."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(slots=True)
@@ -153,14 +175,14 @@ def display_name(argv0: str) -> str:
 class NethogsBackend(Backend):
     name = "nethogs"
     platforms = ("linux",)
-    layer = "wire frames (captured IP packets, headers included)"
+    layer = "wire frames (IP packets with headers, as libpcap captures them; GSO/GRO super-packets)"
     coverage = Coverage(
         protocols=("tcp", "udp"),
         per_connection=False,
-        note="packet lengths, not payload; totals rounded to 6 digits; "
-        "traffic it cannot tie to a process is unattributed",
+        note="packet lengths, not payload; totals rounded to 6 digits; traffic it cannot "
+        "tie to a process (unconnected UDP, a connection's first packets) is unattributed",
     )
-    accuracy_rank = 30
+    accuracy_rank = 40
     has_unattributed = True
     summary = "nethogs -t: libpcap capture attributed through /proc"
 
@@ -168,11 +190,14 @@ class NethogsBackend(Backend):
         self.executable = executable or shutil.which("nethogs") or "/usr/sbin/nethogs"
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._stderr: deque[str] = deque(maxlen=20)
         self._parser = NethogsParser()
         self._deltas = NethogsDeltas()
         self._pending: list[ProcessTraffic] = []
         self._unattributed = [0, 0]
         self._error: str | None = None
+        self._closing = False
 
     @classmethod
     def probe(cls) -> Probe:
@@ -191,6 +216,11 @@ class NethogsBackend(Backend):
             )
         return Probe(True, "packet capture on every device")
 
+    @property
+    def bad_lines(self) -> int:
+        """Lines of nethogs's output that did not parse (logged at debug level)."""
+        return self._parser.bad_lines
+
     def command(self) -> list[str]:
         seconds = str(max(1, round(self.interval_s)))  # nethogs's -d takes whole seconds
         return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", seconds]
@@ -202,12 +232,36 @@ class NethogsBackend(Backend):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
+        self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
         self._reader = asyncio.create_task(self._read_lines(self._proc))
 
+    async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        """Keep the last lines of stderr, reading it all along so nethogs never blocks."""
+        assert proc.stderr is not None
+        while raw := await proc.stderr.readline():
+            line = raw.decode("utf-8", errors="backslashreplace").strip()
+            if line:
+                self._stderr.append(line)
+
     async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            await self._read_stdout(proc)
+            if self._stderr_task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._stderr_task, 2)
+            code = await proc.wait()
+            if not self._closing:
+                self._error = f"nethogs exited: {self._why(code)}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must surface through read(), not vanish
+            self._error = f"nethogs output reader failed: {type(exc).__name__}: {exc}"
+
+    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         while True:
             try:
@@ -216,18 +270,24 @@ class NethogsBackend(Backend):
                 if self._parser.block:  # the block is complete: nethogs went quiet
                     self._take(self._parser.flush())
                 continue
+            except ValueError:  # a line over LINE_LIMIT: asyncio dropped it
+                self._parser.bad_lines += 1
+                log.debug("nethogs: dropped a line longer than %d bytes", LINE_LIMIT)
+                continue
             if not raw:
                 break
             self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
         self._take(self._parser.flush())
-        err = b""
-        if proc.stderr is not None:
-            with contextlib.suppress(Exception):
-                err = await proc.stderr.read()
-        code = await proc.wait()
-        lines = err.decode("utf-8", errors="replace").strip().splitlines()
-        why = lines[-1] if lines else f"exit status {code}"
-        self._error = f"nethogs exited: {why}"
+
+    def _why(self, code: int) -> str:
+        last = self._stderr[-1] if self._stderr else ""
+        if code < 0:
+            try:
+                why = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                why = f"killed by signal {-code}"
+            return f"{why} (last stderr line: {last})" if last else why
+        return last or f"exit status {code}"
 
     def _take(self, block: list[NethogsRow] | None) -> None:
         if block:
@@ -239,7 +299,13 @@ class NethogsBackend(Backend):
     async def read(self, interval_s: float) -> TrafficSample:
         if self._error:
             raise BackendError(self._error)
-        procs, self._pending = self._pending, []
+        merged: dict[tuple[int, str | None], list[int]] = {}
+        for t in self._pending:
+            acc = merged.setdefault((t.pid, t.name), [0, 0])
+            acc[0] += t.sent_bytes
+            acc[1] += t.recv_bytes
+        self._pending = []
+        procs = [ProcessTraffic(pid, s, r, name=n) for (pid, n), (s, r) in merged.items()]
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
         return TrafficSample(
             time.time(),
@@ -250,19 +316,24 @@ class NethogsBackend(Backend):
         )
 
     async def close(self) -> None:
-        proc, reader = self._proc, self._reader
-        self._proc = self._reader = None
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 3)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+        self._closing = True
+        proc, tasks = self._proc, (self._reader, self._stderr_task)
+        self._proc = self._reader = self._stderr_task = None
+        if proc is not None:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 3)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            await proc.wait()  # always reaped
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
 
 def _has_capture_caps(path: str) -> bool:

@@ -150,7 +150,7 @@ class SockdiagBackend(Backend):
         note="TCP only; bytes of connections that open and close between two polls "
         "are missed; this network namespace only",
     )
-    accuracy_rank = 40
+    accuracy_rank = 30
     has_unattributed = True
     summary = "sock_diag netlink: TCP counters per socket, no root needed"
 

@@ -27,6 +27,7 @@ from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None when never seen live
 HISTORY_SERIES = ("sent_bps", "recv_bps", "cpu_percent", "rss_bytes")
 LINUX = sys.platform.startswith("linux")
+FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
 _PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads"]
@@ -79,6 +80,8 @@ class ProcessState:
     exited_at: float | None = None
     first_seen: float = 0.0
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
+    mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
+    sched: bytes | None = None  # procfs: /proc/PID/schedstat at the last full read
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
     history: SeriesSet | None = None
 
@@ -166,12 +169,18 @@ class Collector:
         self.connection_count_every_s = connection_count_every_s
         self._counts: dict[int, int] | None = None
         self._counts_at = 0.0
+        self._files: procfs.ProcFiles | None = None  # Linux: /proc files held between scans
+        self._scans = 0
+        self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
 
     # -- process facts -------------------------------------------------------------
 
     def _scan(self, now: float, dt: float) -> None:
         """Refresh facts for every live process and mark the vanished ones exited."""
         seen = self._scan_procfs(now, dt) if LINUX else self._scan_psutil(now, dt)
+        if self._files is not None:
+            for pid in self._live_by_pid.keys() - seen.keys():
+                self._files.forget(pid)
         for pid, key in self._live_by_pid.items():
             if seen.get(pid) != key and key in self.processes:
                 state = self.processes[key]
@@ -189,9 +198,42 @@ class Collector:
         return state
 
     def _scan_procfs(self, now: float, dt: float) -> dict[int, ProcessKey]:
+        """Read /proc for every process; skip what a process cannot have changed.
+
+        A single-threaded process that has not been on a CPU since the last scan (its
+        /proc/PID/schedstat, run time and run count, reads the same) cannot have changed
+        its CPU time, threads, memory mappings, disk I/O, name or command line, so its
+        stat, statm and io are not read again: most processes sleep through most
+        seconds, and this halves the reads. What can change without it running is read
+        anyway: its parent (when the parent exits: every process whose parent just
+        vanished is read in full) and its RSS (reclaim: every process is read in full
+        every FULL_SCAN_EVERY scans, in turns).
+        """
         seen: dict[int, ProcessKey] = {}
-        for pid in procfs.list_pids():
-            st = procfs.read_stat(pid)
+        if self._files is None:
+            self._files = procfs.ProcFiles()
+        files = self._files
+        self._scans += 1
+        pids = procfs.list_pids()
+        orphaned = self._live_by_pid.keys() - set(pids)  # their children have a new parent
+        for pid in pids:
+            known = self._live_by_pid.get(pid)
+            state = self.processes.get(known) if known is not None else None
+            sched = None
+            if state is None or state.threads == 1:
+                sched = files.read(pid, "schedstat")  # before stat: a later run shows
+                if (
+                    known is not None
+                    and state is not None
+                    and sched is not None
+                    and sched == state.sched
+                    and state.ppid not in orphaned
+                    and (pid + self._scans) % FULL_SCAN_EVERY
+                ):
+                    self._slept(state, dt)
+                    seen[pid] = known
+                    continue
+            st = files.stat(pid)
             if st is None:  # exited between listing and reading
                 continue
             key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
@@ -203,15 +245,31 @@ class Collector:
                 state.cmdline = procfs.read_cmdline(pid)
                 state.user = procfs.read_user(pid)
             state.ppid, state.threads = st.ppid, st.threads
-            mem = procfs.read_statm(pid)
-            state.vms_bytes, state.rss_bytes = mem if mem else (st.vms_bytes, st.rss_bytes)
+            state.sched = sched if st.threads == 1 else None
+            # The process's memory moves by its own page faults and (un)mappings, or by
+            # reclaim, which moves the approximate RSS in stat too: when none of those
+            # moved, statm would say what it said last time, give or take that error.
+            probe = (st.vms_bytes, st.rss_bytes, st.faults)
+            if probe != state.mem_probe:
+                mem = files.statm(pid)
+                state.vms_bytes, state.rss_bytes = mem if mem else (st.vms_bytes, st.rss_bytes)
+                state.mem_probe = probe
             if state.cpu_ticks is not None and dt > 0:
                 used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
             state.cpu_ticks = st.cpu_ticks
-            self._update_io(state, procfs.read_io(pid), dt)
+            self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
+
+    @staticmethod
+    def _slept(state: ProcessState, dt: float) -> None:
+        """What a full read finds for a process that has not run: no CPU, no disk I/O."""
+        if dt > 0:
+            if state.cpu_ticks is not None:
+                state.cpu_percent = 0.0
+            if state.read_bytes is not None and state.write_bytes is not None:
+                state.read_bps = state.write_bps = 0.0
 
     def _scan_psutil(self, now: float, dt: float) -> dict[int, ProcessKey]:
         seen: dict[int, ProcessKey] = {}
@@ -319,7 +377,7 @@ class Collector:
         counts = item.connection_counts
         if counts is None and self.count_connections:
             if now - self._counts_at >= self.connection_count_every_s:
-                self._counts, self._counts_at = inet_connection_counts(), now
+                self._counts, self._counts_at = self._count_sockets(), now
             counts = self._counts
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         for key, state in self.processes.items():
@@ -337,17 +395,21 @@ class Collector:
         system = self._system.sample() if self._system else None
         return self.snapshot(now, dt, system)
 
+    def _count_sockets(self) -> dict[int, int] | None:
+        if not LINUX:
+            return inet_connection_counts()
+        if self._sockets is None:
+            self._sockets = procfs.SocketCounter()
+        return self._sockets.count()
+
     def _record_history(self, state: ProcessState, now: float) -> None:
         if state.exited:
             return
         if state.history is None:
             state.history = SeriesSet(HISTORY_SERIES, self.history_size)
-        state.history.append(
-            now,
-            sent_bps=state.sent_bps,
-            recv_bps=state.recv_bps,
-            cpu_percent=state.cpu_percent,
-            rss_bytes=state.rss_bytes,
+        # In HISTORY_SERIES order.
+        state.history.append_row(
+            now, (state.sent_bps, state.recv_bps, state.cpu_percent, state.rss_bytes)
         )
 
     def _forget_old(self, now: float) -> None:

@@ -7,7 +7,27 @@ A `Ring` stores floats in an `array('d')`, so 2,000 processes with a few series 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+
+NAN = float("nan")
+
+
+def _window(
+    data: array[float], size: int, head: int, count: int, n: int, col: int = 0
+) -> list[float]:
+    """The newest `n` (at most `count`) entries of column `col` of a ring of `size` rows
+    in `data`, `len(data) // size` floats a row, the next to write at row `head`."""
+    n = min(max(n, 0), count)
+    if n == 0:
+        return []
+    width = len(data) // size
+    start = (head - n) % size
+    end = start + n
+    if end <= size:
+        return data[start * width + col : end * width : width].tolist()
+    older = data[start * width + col :: width].tolist()
+    return older + data[col : (end - size) * width : width].tolist()
 
 
 class Ring:
@@ -31,36 +51,80 @@ class Ring:
         return self._count
 
     def __iter__(self) -> Iterator[float]:
-        start = (self._head - self._count) % self.size
-        for i in range(self._count):
-            yield self._data[(start + i) % self.size]
+        return iter(self.values())
 
     def values(self) -> list[float]:
-        return list(self)
+        return self.last(self._count)
 
     def last(self, n: int) -> list[float]:
         """The newest `n` values (fewer if not that many yet), oldest first."""
-        vals = self.values()
-        return vals[-n:] if n < len(vals) else vals
+        return _window(self._data, self.size, self._head, self._count, n)
+
+
+@lru_cache(maxsize=64)
+def _columns(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names, 1)}  # column 0: the timestamps
 
 
 class SeriesSet:
-    """Named rings of equal size, appended to together, with their timestamps."""
+    """Named series of equal length, appended to together, with their timestamps.
 
-    __slots__ = ("rings", "ts")
+    One array holds them all, a row per point (timestamp first): one of these is kept
+    for every process, so that is two objects rather than a dozen, and one call to
+    append a point to all of them.
+    """
+
+    __slots__ = ("_columns", "_count", "_data", "_head", "size")
 
     def __init__(self, names: tuple[str, ...], size: int) -> None:
-        self.ts = Ring(size)
-        self.rings = {name: Ring(size) for name in names}
+        self.size = size
+        self._columns = _columns(tuple(names))
+        self._data = array("d", bytes(8 * size * (len(names) + 1)))
+        self._head = 0  # row of the next write
+        self._count = 0
 
     def append(self, ts: float, **values: float | None) -> None:
-        self.ts.append(ts)
-        for name, ring in self.rings.items():
-            value = values.get(name)
-            ring.append(float("nan") if value is None else float(value))
+        self.append_row(ts, [values.get(name) for name in self._columns])
 
-    def __getitem__(self, name: str) -> Ring:
-        return self.rings[name]
+    def append_row(self, ts: float, values: Iterable[float | None]) -> None:
+        """Append one point: `values` in the order of the names (None: unknown, NaN)."""
+        data, base = self._data, self._head * (len(self._columns) + 1)
+        data[base] = ts
+        for i, value in enumerate(values, base + 1):
+            data[i] = NAN if value is None else value
+        self._head = (self._head + 1) % self.size
+        if self._count < self.size:
+            self._count += 1
+
+    @property
+    def ts(self) -> Column:
+        return Column(self, 0)
+
+    def __getitem__(self, name: str) -> Column:
+        return Column(self, self._columns[name])
 
     def __len__(self) -> int:
-        return len(self.ts)
+        return self._count
+
+
+class Column:
+    """One series of a SeriesSet, read-only, oldest first."""
+
+    __slots__ = ("_col", "_set")
+
+    def __init__(self, series: SeriesSet, col: int) -> None:
+        self._set, self._col = series, col
+
+    def __len__(self) -> int:
+        return self._set._count
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.values())
+
+    def values(self) -> list[float]:
+        return self.last(len(self))
+
+    def last(self, n: int) -> list[float]:
+        """The newest `n` values (fewer if not that many yet), oldest first."""
+        s = self._set
+        return _window(s._data, s.size, s._head, s._count, n, self._col)

@@ -7,6 +7,7 @@ wire frames on each interface and are never attributed to processes.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -93,6 +94,10 @@ class SystemSampler:
 
 def inet_connection_counts() -> dict[int, int] | None:
     """Open TCP/UDP sockets per pid, from one system-wide pass; None if not permitted."""
+    if sys.platform.startswith("linux"):
+        from nettop_ui import procfs  # the same count, without walking our own /proc files
+
+        return procfs.inet_socket_counts()
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, PermissionError):

@@ -43,7 +43,7 @@ def send_n(sock: socket.socket, n: int, rate: float = 0.0) -> int:
     """Send n bytes; with a rate (bytes/s), paced in 16 KiB writes."""
     sent = 0
     block = b"x" * CHUNK
-    step = 16384 if rate else CHUNK
+    step = min(16384, max(1, int(rate / 10))) if rate else CHUNK  # ~10 writes/s at least
     start = time.monotonic()
     while sent < n:
         sent += sock.send(block[: min(step, n - sent)])

@@ -24,6 +24,7 @@ from textual.worker import Worker
 from nettop_ui.tui.bindings import APP_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, ProcessView
+from nettop_ui.tui.heap import HeapPolicy
 from nettop_ui.tui.help_screen import HelpScreen, binding_rows
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.kill_dialog import KillDialog
@@ -81,6 +82,7 @@ class NettopApp(App[int]):
         self._keymap_arg = keymap or {}
         self._handle_sigterm = handle_sigterm
         self._failure_seen: object | None = None
+        self.heap = HeapPolicy()  # garbage-collector settings while the app runs
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class NettopApp(App[int]):
         return screen
 
     def on_mount(self) -> None:
+        self.heap.start()
         if self._keymap_arg:
             self.set_keymap(self._keymap_arg)
         self.set_interval(1.0, self._tick)
@@ -159,6 +162,10 @@ class NettopApp(App[int]):
             )
         if not self.paused:
             self.display_frame(frame)
+        self.heap.frame(self.frames_received)
+
+    def on_unmount(self) -> None:
+        self.heap.stop()
 
     def display_frame(self, frame: Frame) -> None:
         self.shown = frame

@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, JustifyMethod, OverflowMethod
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from nettop_ui.format import human_bytes
@@ -30,12 +34,40 @@ ROW_STYLES: dict[RowKind, str] = {
 class Cell:
     """A table cell: `value` (raw, for sorting and diffing) and `text` (what is drawn)."""
 
-    __slots__ = ("row", "text", "value")
+    __slots__ = ("_text", "row", "value")
 
-    def __init__(self, value: Any, text: Text, row: str = "") -> None:
+    def __init__(self, value: Any, text: Text | None, row: str = "") -> None:
         self.value = value
-        self.text = text
+        self._text = text
         self.row = row  # set on the PID cell: the row key, for positional sorting
+
+    @property
+    def text(self) -> Text:
+        assert self._text is not None
+        return self._text
+
+    def looks_like(self, other: Cell) -> bool:
+        """True when `other` is known to draw exactly as this cell does."""
+        return False
+
+    def line(
+        self, console: Console, options: ConsoleOptions, style: Style, post: Style
+    ) -> list[Segment] | None:
+        """The cell drawn on one line as DataTable draws it; None if it would take more.
+
+        The segments `console.render_lines(Styled(Padding(cell, 0), style, post))` gives
+        for one line `options.max_width` wide (tests/test_tui_render.py checks), with
+        the Text rendered straight rather than through Padding, Styled and two passes
+        of line splitting: several times cheaper.
+        """
+        text = self.text
+        if "\n" in text.plain or "\t" in text.plain or text.end not in ("", "\n"):
+            return None
+        segments = list(console.render(text, options))
+        if text.end:
+            segments.pop()  # the "\n" that ends the line
+        line = Segment.adjust_line_length(segments, options.max_width, Style.null(), pad=True)
+        return _styled(line, style, post)
 
     def __rich__(self) -> Text:
         return self.text
@@ -59,6 +91,103 @@ class Cell:
         return hash(self.value) if not isinstance(self.value, tuple | list) else 0
 
 
+class LineCell(Cell):
+    """A one-line cell held as a plain string and a style; its `Text` is made when drawn.
+
+    The process table holds a cell for every column of every process, but draws only the
+    rows on screen (and caches those renders): a `Text` kept per cell would be thousands
+    more objects to build each tick and for the garbage collector to walk.
+    """
+
+    __slots__ = ("justify", "overflow", "plain", "style")
+
+    def __init__(
+        self,
+        value: Any,
+        plain: str,
+        style: str = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        row: str = "",
+    ) -> None:
+        super().__init__(value, None, row)
+        self.plain, self.style, self.justify, self.overflow = plain, style, justify, overflow
+
+    @property
+    def text(self) -> Text:
+        return Text(
+            self.plain,
+            style=self.style,
+            justify=self.justify,
+            overflow=self.overflow,
+            no_wrap=True,
+            end="",
+        )
+
+    def looks_like(self, other: Cell) -> bool:
+        return (
+            isinstance(other, LineCell)
+            and self.plain == other.plain
+            and self.style == other.style
+            and self.justify == other.justify
+            and self.overflow == other.overflow
+        )
+
+    def __str__(self) -> str:
+        return self.plain
+
+    def line(
+        self, console: Console, options: ConsoleOptions, style: Style, post: Style
+    ) -> list[Segment] | None:
+        """As `Cell.line`, without making a Text: about ten times cheaper than Rich."""
+        plain, justify, width = self.plain, self.justify, options.max_width
+        if width <= 0 or "\t" in plain or "\n" in plain or max(len(plain), cell_len(plain)) > width:
+            return super().line(console, options, style, post)  # to be cropped: Rich's way
+        if justify == "right":
+            plain = plain.rstrip()
+            plain = " " * (width - cell_len(plain)) + plain
+        elif justify == "left":
+            plain += " " * (width - cell_len(plain))
+        elif justify not in (None, "default"):
+            return super().line(console, options, style, post)
+        own = console.get_style(self.style) if self.style else None
+        segments = [Segment(plain, own)] if plain or own is None else []  # as Text.render
+        gap = width - cell_len(plain)
+        if gap:
+            segments.append(Segment(" " * gap, Style.null()))
+        return _styled(segments, style, post)
+
+
+class ProgramCell(Cell):
+    """The PROGRAM cell: its `Text` (tree prefix, bold name, dim arguments) made when drawn."""
+
+    __slots__ = ("style",)
+
+    def __init__(self, value: Program, style: str) -> None:
+        super().__init__(value, None)
+        self.style = style
+
+    @property
+    def text(self) -> Text:
+        return program_text(self.value, self.style)
+
+    def looks_like(self, other: Cell) -> bool:
+        return (
+            isinstance(other, ProgramCell)
+            and self.value == other.value
+            and self.style == other.style
+        )
+
+
+def _styled(segments: list[Segment], style: Style, post: Style) -> list[Segment]:
+    """What textual's Styled does to each segment: `style` under it, `post` over it."""
+    if style:
+        segments = [Segment(text, style + s) for text, s, _ in segments]
+    if post:
+        segments = [Segment(text, s + post if s else post) for text, s, _ in segments]
+    return segments
+
+
 def sparkline(
     values: tuple[float, ...] | list[float], width: int = SPARK_WIDTH, peak: float | None = None
 ) -> str:
@@ -71,27 +200,21 @@ def sparkline(
         return " " * max(width, 0)
     n = len(values)
     per = max(1, math.ceil(n / width))
-    buckets: list[float] = []
-    end = n
-    while end > 0 and len(buckets) < width:
-        chunk = [v for v in values[max(0, end - per) : end] if v == v]
-        buckets.append(max(chunk) if chunk else 0.0)
-        end -= per
+    # NaN (unknown) counts as 0: a bucket at or below 0 is blank either way.
+    known = [v if v == v else 0.0 for v in values]
+    buckets = [max(known[max(0, end - per) : end]) for end in range(n, 0, -per)][:width]
     buckets.reverse()
     peak = peak if peak is not None else max(buckets)
     if peak <= 0:
         return " " * width
-    chars = []
-    for b in buckets:
-        if b <= 0:
-            chars.append(" ")
-        else:
-            chars.append(BLOCKS[max(1, min(8, round(8 * min(b, peak) / peak)))])
+    chars = [
+        " " if b <= 0 else BLOCKS[max(1, min(8, round(8 * min(b, peak) / peak)))] for b in buckets
+    ]
     return " " * (width - len(chars)) + "".join(chars)
 
 
 def _number(value: Any, text: str, style: str) -> Cell:
-    return Cell(value, Text(text, style=style, justify="right", no_wrap=True, end=""))
+    return LineCell(value, text, style, justify="right")
 
 
 def fmt_bytes(value: float | None, bits: bool = False) -> str:
@@ -117,29 +240,21 @@ def make_cell(column: str, value: Any, kind: RowKind, bits: bool, row: str = "")
     """The cell for one raw value in one column (`row`: the row key, for the PID cell)."""
     style = ROW_STYLES[kind]
     if value is None and (kind == "unattributed" or (kind == "group" and column == "pid")):
-        return Cell(None, Text("", end=""), row)  # not applicable rather than unknown
+        return LineCell(None, "", row=row)  # not applicable rather than unknown
     if column == "program":
-        return Cell(value, program_text(value, style))
+        return ProgramCell(value, style)
     if column == "user":
-        text = Text(
-            safe_text(value, 8) if value is not None else UNKNOWN,
-            style=style,
-            no_wrap=True,
-            overflow="ellipsis",
-            end="",
-        )
         if kind == "unattributed":
-            text = Text("", end="")
-        return Cell(value, text)
+            return LineCell(value, "")
+        name = safe_text(value, 8) if value is not None else UNKNOWN
+        return LineCell(value, name, style, overflow="ellipsis")
     if column == "pid":
         # Padded by hand: the trailing gap before the left-aligned columns must survive.
-        text = Text(f"{value:>7} ", style=style, no_wrap=True, end="")
-        return Cell(value, text, row)
+        return LineCell(value, f"{value:>7} ", style, row=row)
     if column in ("up", "down", "total"):
         return _number(value, fmt_bytes(value, bits), style)
     if column == "spark":
-        text = Text(sparkline(value), style=style or "green", justify="right", no_wrap=True, end="")
-        return Cell(None, text)
+        return LineCell(None, sparkline(value), style or "green", justify="right")
     if column == "cpu":
         return _number(value, f"{value:.1f}" if value is not None else UNKNOWN, style)
     if column in ("mem", "gpu", "read", "write"):

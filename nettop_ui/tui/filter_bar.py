@@ -58,6 +58,8 @@ class FilterBar(Horizontal):
     class Cleared(Message):
         """Clear the filter and hide the bar."""
 
+    _hint = HINT  # the hint's text, as last set
+
     def compose(self) -> ComposeResult:
         yield Static("Filter:", id="filter-label")
         yield FilterInput(placeholder="name, cmdline, user or PID (!regex)", id="filter-input")
@@ -87,13 +89,18 @@ class FilterBar(Horizontal):
                 self.input.value = text
 
     def set_status(self, error: str | None, shown: int, total: int) -> None:
-        """The hint on the right: a bad regex, or how many processes match."""
+        """The hint on the right: a bad regex, or how many processes match.
+
+        Called on every tick: the hint is touched only when its text changes, and lays
+        the screen out again (its width follows its text) only while the bar is shown;
+        showing the bar lays it out anyway.
+        """
         self.set_class(error is not None, "-error")
-        hint = self.query_one("#filter-hint", Static)
-        if error:
-            hint.update(Text(error, no_wrap=True))
-        else:
-            hint.update(Text(f"{shown} of {total} · {HINT}", no_wrap=True))
+        text = error or f"{shown} of {total} · {HINT}"
+        if text != self._hint:
+            self._hint = text
+            hint = self.query_one("#filter-hint", Static)
+            hint.update(Text(text, no_wrap=True), layout=self.has_class("-shown"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

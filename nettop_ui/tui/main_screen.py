@@ -20,7 +20,7 @@ from nettop_ui.tui.bindings import MAIN_BINDINGS
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.header import StatusHeader
-from nettop_ui.tui.model import COLUMN_BY_KEY, Matcher, RowData, build_rows
+from nettop_ui.tui.model import COLUMN_BY_KEY, Matcher, RowCache, RowData, build_rows
 from nettop_ui.tui.panels import PANEL_CLASSES, Panel
 from nettop_ui.tui.process_table import ProcessTable
 from nettop_ui.tui.safe import safe_text
@@ -41,6 +41,7 @@ class MainScreen(Screen[None]):
         super().__init__(id="main")
         self._layout_for: tuple[int, int, bool] | None = None
         self.rows: list[RowData] = []
+        self._row_cache = RowCache()
 
     @property
     def nettop(self) -> NettopApp:
@@ -121,7 +122,7 @@ class MainScreen(Screen[None]):
         if frame is None:
             return
         self._ensure_layout()
-        self.rows = build_rows(frame, app.opts)
+        self.rows = build_rows(frame, app.opts, self._row_cache)
         self.table.show(self.rows, app.opts)
         bar = self.query_one(FilterBar)
         shown = sum(1 for r in self.rows if r.process is not None)

@@ -276,8 +276,35 @@ def sort_rows(rows: list[RowData], column: str, descending: bool) -> list[RowDat
 # -- the three views ------------------------------------------------------------------
 
 
-def build_rows(frame: Frame, opts: ViewOptions) -> list[RowData]:
-    """The rows to show, in order, for `frame` under `opts`."""
+def _flat_row(p: ProcessView, opts: ViewOptions) -> RowData:
+    return RowData(p.key, "exited" if p.exited else "proc", process_values(p, opts), p)
+
+
+class RowCache:
+    """Flat rows kept from one `build_rows` to the next.
+
+    The collector hands on an unchanged process's `ProcessView` as is (see
+    `frame.view_of`), so the row made from it can be handed on too, and the table
+    skips it by identity: a tick makes new rows only for the processes that changed.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, RowData] = {}
+        self._totals: bool | None = None  # the one option flat values depend on
+
+    def rows(self, procs: Iterable[ProcessView], opts: ViewOptions) -> list[RowData]:
+        if opts.totals != self._totals:
+            self._rows, self._totals = {}, opts.totals
+        old, new = self._rows, {}
+        for p in procs:
+            row = old.get(p.key)
+            new[p.key] = row if row is not None and row.process is p else _flat_row(p, opts)
+        self._rows = new
+        return list(new.values())
+
+
+def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -> list[RowData]:
+    """The rows to show, in order, for `frame` under `opts` (flat rows from `cache`)."""
     matcher = Matcher(opts.filter_text)
     procs = [p for p in frame.processes if not opts.only_active or is_active(p)]
     extra = _unattributed_row(frame, opts)
@@ -290,11 +317,8 @@ def build_rows(frame: Frame, opts: ViewOptions) -> list[RowData]:
         return _tree_rows(procs, matcher, opts, extra)
     if opts.mode == "user":
         return _user_rows([p for p in procs if matcher.matches(p)], opts, extra)
-    rows = [
-        RowData(p.key, "exited" if p.exited else "proc", process_values(p, opts), p)
-        for p in procs
-        if matcher.matches(p)
-    ]
+    shown = [p for p in procs if matcher.matches(p)]
+    rows = [_flat_row(p, opts) for p in shown] if cache is None else cache.rows(shown, opts)
     if extra is not None:
         rows.append(extra)
     return sort_rows(rows, opts.sort, opts.descending)

@@ -1,8 +1,14 @@
 """The process table: a DataTable keyed by process identity, updated in place.
 
 Each tick `show()` diffs the new rows against what is drawn, inside one
-`batch_update()`: changed cells are replaced (`update_width=False`, widths are fixed),
-new rows added, gone rows removed, then one sort puts the rows in the model's order.
+`batch_update()`: a cell is replaced (widths are fixed) only when its text changed, not
+merely its raw value; new rows are added, gone rows removed, and
+one sort puts the rows in the model's order when that order changed.
+
+DataTable keys all its render caches on a counter that every `update_cell` and `sort`
+bumps, so each tick it would render every visible cell anew (most of the CPU of a
+refresh). `_render_cell` instead keeps a cell's rendered lines for as long as that
+`Cell` object is on display, whatever row it has moved to.
 Once the user has picked a row (arrow keys, a click, a search), the cursor follows that
 process across re-sorts; until then, and after ctrl+home, it stays on the top row, so a
 fresh screen always has the busiest process selected.
@@ -10,13 +16,23 @@ fresh screen always has the busiest process selected.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
+from rich.padding import Padding
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual._types import SegmentLines
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.message import Message
+from textual.renderables.styled import Styled
+from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
 from nettop_ui.tui.cells import Cell, make_cell
 from nettop_ui.tui.model import (
@@ -29,6 +45,25 @@ from nettop_ui.tui.model import (
 )
 
 REBUILD_ABOVE = 200  # removing more rows than this at once: clear and re-add (remove is O(n))
+CELL_CACHE = 2048  # rendered cells kept: a couple of screens' worth
+TICK_CACHE = 512  # lines kept by DataTable's caches, which every tick outdates
+
+
+@lru_cache(maxsize=4096)
+def _meta(row: int, column: int, out_of_bounds: bool = False) -> Style:
+    """What DataTable puts on a cell's segments for mouse events to read."""
+    if out_of_bounds:  # the blank right of the last column
+        return Style.from_meta({"row": row, "column": column, "out_of_bounds": True})
+    return Style.from_meta({"row": row, "column": column})
+
+
+class _Drawn:
+    """What one row shows: its kind, the raw values and the cells made from them."""
+
+    __slots__ = ("cells", "kind", "values")
+
+    def __init__(self, kind: RowKind, values: tuple[Any, ...], cells: list[Cell]) -> None:
+        self.kind, self.values, self.cells = kind, values, cells
 
 
 class ProcessTable(DataTable[Cell]):
@@ -46,6 +81,8 @@ class ProcessTable(DataTable[Cell]):
             self.key = key
 
     def __init__(self, **kwargs: Any) -> None:
+        # Before DataTable's __init__, which already clears the render caches.
+        self._lines: LRUCache[tuple[Any, ...], tuple[Cell, SegmentLines]] = LRUCache(CELL_CACHE)
         super().__init__(
             cursor_type="row",
             cell_padding=0,
@@ -53,7 +90,14 @@ class ProcessTable(DataTable[Cell]):
             show_row_labels=False,
             **kwargs,
         )
-        self._drawn: dict[str, tuple[RowKind, tuple[Any, ...]]] = {}
+        # DataTable keys these on its update counter, so each tick outdates all they hold:
+        # beyond a screenful they only keep garbage alive for the collector to walk.
+        for cache in (self._row_render_cache, self._row_renderable_cache, self._line_cache):
+            cache.maxsize = TICK_CACHE
+        self._drawn: dict[str, _Drawn] = {}
+        self._style_now: Style | None = None  # set while rendering: see render_lines
+        self._widths_now: list[int] = []
+        self._order: list[str] = []  # row keys in the order of the last sort
         self._columns: list[str] = []
         self._program_width = 0
         self._format: tuple[bool, bool] = (False, False)  # (bits, totals) the cells were made with
@@ -75,6 +119,7 @@ class ProcessTable(DataTable[Cell]):
         self._columns, self._program_width = columns, program_width
         self.clear(columns=True)
         self._drawn.clear()
+        self._order = []
         self._labels.clear()
         for key in columns:
             col = COLUMN_BY_KEY[key]
@@ -156,26 +201,54 @@ class ProcessTable(DataTable[Cell]):
             for key in gone:
                 self.remove_row(key)
                 del self._drawn[key]
-            indexes = [(c, INDEX[c]) for c in self._columns]
+            added = False
+            changed = False
             for row in rows:
                 drawn = self._drawn.get(row.key)
                 if drawn is None:
-                    self.add_row(*self._cells(row, opts.bits), key=row.key, height=1)
-                elif reformat or drawn[0] != row.kind:
-                    for col, cell in zip(self._columns, self._cells(row, opts.bits), strict=True):
-                        self.update_cell(row.key, col, cell, update_width=False)
+                    cells = self._cells(row, opts.bits)
+                    self.add_row(*cells, key=row.key, height=1)
+                    self._drawn[row.key] = _Drawn(row.kind, row.values, cells)
+                    added = True
                 else:
-                    old = drawn[1]
-                    for col, i in indexes:
-                        value = row.values[i]
-                        if value != old[i]:
-                            cell = make_cell(col, value, row.kind, opts.bits, row.key)
-                            self.update_cell(row.key, col, cell, update_width=False)
-                self._drawn[row.key] = (row.kind, row.values)
+                    redo = reformat or drawn.kind != row.kind
+                    changed = self._update_row(row, drawn, opts.bits, redo) or changed
+            if changed:  # what update_cell does, once for all the cells replaced
+                self._update_count += 1
+                self.refresh()
             self._set_labels(opts)
-            position = {r.key: i for i, r in enumerate(rows)}
-            self.sort("pid", key=lambda cell: position.get(cell.row, len(position)))
+            order = [r.key for r in rows]
+            if added or gone or order != self._order:
+                position = {key: i for i, key in enumerate(order)}
+                self.sort("pid", key=lambda cell: position.get(cell.row, len(position)))
+                self._order = order
             self._restore_cursor(selected, cursor_row)
+
+    def _update_row(self, row: RowData, drawn: _Drawn, bits: bool, redo: bool) -> bool:
+        """Replace the cells of `row` whose text changed (every cell when `redo`).
+
+        Writes DataTable's cell store directly: `update_cell` would also refresh the
+        widget once per cell; `show` does that once. True if any cell was replaced.
+        """
+        old = drawn.values
+        if old is row.values and not redo:
+            return False  # the very same row as last time
+        changed = False
+        data = self._data[RowKey(row.key)]
+        for n, col in enumerate(self._columns):
+            i = INDEX[col]
+            value = row.values[i]
+            if not redo and value == old[i]:
+                continue
+            cell = make_cell(col, value, row.kind, bits, row.key)
+            shown = drawn.cells[n]
+            if not redo and cell.looks_like(shown):
+                shown.value = value  # keep the drawn cell, and its rendered lines
+                continue
+            drawn.cells[n] = data[ColumnKey(col)] = cell
+            changed = True
+        drawn.kind, drawn.values = row.kind, row.values
+        return changed
 
     def _restore_cursor(self, selected: str | None, cursor_row: int) -> None:
         if not self.row_count:
@@ -187,6 +260,153 @@ class ProcessTable(DataTable[Cell]):
             except RowDoesNotExist:
                 pass  # gone (filtered out, or dropped): stay at the same height
         self.move_cursor(row=min(cursor_row, self.row_count - 1), scroll=cursor_row != 0)
+
+    # -- rendering ------------------------------------------------------------------
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Looked up once per render instead of once per line (an ancestor walk each).
+        self._style_now = self.rich_style
+        self._widths_now = [c.get_render_width(self) for c in self.ordered_columns]
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._style_now, self._widths_now = None, []
+
+    def render_line(self, y: int) -> Strip:
+        """DataTable's, with the widget's style from `render_lines`."""
+        if self._style_now is None or self.fixed_rows:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._style_now)
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[SegmentLines, SegmentLines]:
+        """DataTable's for a body row with a row cursor, less what it looked up for every
+        line although it cannot change within a render (column widths, the background
+        of the widget, the header's style). Its per-row cache is left out: the line
+        cache above it already holds what it would."""
+        if (
+            not self._widths_now
+            or row_key is self._header_row_key
+            or self.cursor_type != "row"
+            or self.fixed_columns
+            or self.zebra_stripes
+            or self._should_render_row_labels
+        ):
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        row = self._row_locations.get(row_key)
+        if row is None:
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        cursor, hover = row == cursor_location.row, row == hover_location.row
+        cells = [
+            self._render_cell(row, column, base_style, width, cursor, hover)[line_no]
+            for column, width in enumerate(self._widths_now)
+        ]
+        extend, _ = self._get_styles_to_render_cell(
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            False,
+            False,
+        )
+        gap = max(0, self.size.width - sum(self._widths_now))
+        cells.append([Segment(" " * gap, base_style + extend + _meta(row, 0, True))])
+        return [], cells
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        """DataTable's rendering of one cell, cached by the `Cell` object, not the tick.
+
+        Mirrors `DataTable._render_cell` (Textual 8.2.8) for one-line body cells; the
+        row/column meta that mouse clicks read is put on afterwards, since it changes
+        whenever the rows are re-sorted while the rendered text does not.
+        """
+        if row_index < 0 or column_index < 0 or self.fixed_rows or self.fixed_columns:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None or self.rows[row_key].height != 1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell = self._data[row_key][column_key]
+        key = (id(cell), base_style, width, cursor, hover, self._pseudo_class_state)
+        hit = self._lines.get(key)
+        if hit is not None and hit[0] is cell:
+            lines = hit[1]
+        else:
+            lines = self._draw(cell, base_style, width, cursor, hover)
+            self._lines[key] = (cell, lines)  # holding `cell` keeps its id from being reused
+        meta = _meta(row_index, column_index)
+        return [
+            [Segment(text, style + meta if style else meta) for text, style, _ in line]
+            for line in lines
+        ]
+
+    def _draw(
+        self, cell: Cell, base_style: Style, width: int, cursor: bool, hover: bool
+    ) -> SegmentLines:
+        """One body cell, without meta: directly if it can, through Rich if not."""
+        component_style, post_style = self._get_styles_to_render_cell(
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        style = base_style + component_style
+        options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
+        if width > 0 and not self.cell_padding:
+            line = cell.line(self.app.console, options, style, post_style)
+            if line is not None:
+                return [line]
+        styled = Styled(Padding(cell, (0, self.cell_padding)), style, post_style)
+        return self.app.console.render_lines(styled, options)
+
+    def _get_offsets(self, y: int) -> tuple[RowKey, int]:
+        """DataTable's, without its list of every line of every row (rebuilt each tick):
+        here every row is one line high, so line y is simply row y."""
+        if self.show_header:
+            if y < self.header_height:
+                return self._header_row_key, y
+            y -= self.header_height
+        row_key = self._row_locations.get_key(y)
+        if row_key is None:
+            raise LookupError(f"no row at line {y}")
+        return row_key, 0
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._lines.clear()
+
+    def notify_style_update(self) -> None:
+        self._lines.clear()
+        super().notify_style_update()
 
     # The user moving the cursor means: follow this process.
     def action_cursor_up(self) -> None:

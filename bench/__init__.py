@@ -1,0 +1,1 @@
+"""Benchmarks: run each with `.venv/bin/python -m bench.NAME`; results in docs/benchmarks.md."""

@@ -1,0 +1,317 @@
+"""bench/tui: the CPU cost of one TUI refresh with 2,000 live processes, and the app's RSS.
+
+    .venv/bin/python -m bench.tui [--procs 2000] [--movers 200] [--ticks 60] [--rounds 3]
+                                  [--size 160x48 --size 80x24] [--no-write]
+
+Spawns `--procs` real `sleep` processes, then drives the real app headless
+(`App.run_test`), in a fresh Python process per terminal size and round. Each tick is
+what the live app does once a second: the real collector ingests a `TrafficSample` in
+which `--movers` of those processes moved a random number of bytes (one
+`ProcessTraffic` per pid, as a backend reports them) and scans /proc for every process,
+the snapshot is frozen into a `Frame`, the app applies it (`on_frame`) and the screen
+renders: layout, the lines of every dirty widget, and the escape sequences the update
+would write to the terminal (headless mode skips that last step; `BenchApp._display`
+does it). The socket count (every 5 s in the app) runs on every 5th tick.
+
+CPU is process time (all threads) over the measured ticks divided by their number,
+after a warm-up; RSS is VmRSS of the app's process after the run. Each size runs
+`--rounds` times; the round with the median total is reported (the machine's noise
+shows in the range). The table goes to stdout and, unless `--no-write`, to
+docs/benchmarks.md between the tui markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from textual._compositor import CompositorUpdate
+
+from bench.report import write_section
+from nettop_ui.collector import Collector
+from nettop_ui.core import ProcessTraffic, TrafficSample
+from nettop_ui.tui import FrameSource, NettopApp
+from nettop_ui.tui.frame import Frame, FrameCollector
+
+SIZES = ("160x48", "80x24")
+GOAL_CPU_MS, GOAL_RSS_MB = 100.0, 150.0
+SLEEP_S = 900  # the children outlive a crashed run by at most this long
+COUNT_EVERY = 5  # ticks between socket counts (the app: every 5 s, one tick a second)
+MOVERS_ENV = "BENCH_TUI_MOVERS"  # the movers' pids, for the measuring process
+
+
+# -- the load ---------------------------------------------------------------------------
+
+
+def spawn_sleepers(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` idle processes that show up in /proc like any other."""
+    null = subprocess.DEVNULL
+    return [
+        subprocess.Popen(["sleep", str(SLEEP_S)], stdin=null, stdout=null, stderr=null)
+        for _ in range(count)
+    ]
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
+class BenchSource(FrameSource):
+    """A live collector driven one tick at a time by the benchmark, not by a clock."""
+
+    backend_name = "bench"
+    layer = "socket payload"
+
+    def __init__(self, movers: list[int], seed: int = 1) -> None:
+        super().__init__()
+        self.movers = movers
+        self.collector = FrameCollector(per_process_bytes=True)
+        self.rng = random.Random(seed)
+        self.ticks = 0
+        self._emit: Callable[[Frame], None] | None = None
+
+    async def run(self, emit: Callable[[Frame], None]) -> None:
+        self._emit = emit
+        await self._stop.wait()
+
+    @property
+    def ready(self) -> bool:
+        return self._emit is not None
+
+    def sample(self) -> TrafficSample:
+        """One second of traffic: every mover sent and received 100 B to 3 MB."""
+        rng = self.rng
+        traffic = [
+            ProcessTraffic(pid, int(10 ** rng.uniform(2, 6.5)), int(10 ** rng.uniform(2, 6.5)))
+            for pid in self.movers
+        ]
+        return TrafficSample(time.time(), 1.0, traffic)
+
+    def tick(self) -> tuple[float, float, float]:
+        """Collect, freeze and hand one frame to the app: CPU seconds of each step."""
+        assert self._emit is not None
+        due = self.ticks % COUNT_EVERY == 0
+        self.collector._counts_at = 0.0 if due else time.time()  # as if a second apart
+        self.ticks += 1
+        sample = self.sample()
+        self.collector.watch = self.watch_keys
+        t0 = time.process_time()
+        snap = Collector.ingest(self.collector, sample)  # FrameCollector.ingest,
+        t1 = time.process_time()
+        frame = self.collector.freeze(snap)  # in two timed steps
+        t2 = time.process_time()
+        self._emit(frame)
+        t3 = time.process_time()
+        return t1 - t0, t2 - t1, t3 - t2
+
+
+class BenchApp(NettopApp):
+    """The real app, also building the terminal output that headless mode skips."""
+
+    def __init__(self, source: FrameSource) -> None:
+        super().__init__(source, host="bench")
+        self.updates = 0
+        self.terminal_bytes = 0
+
+    def _display(self, screen: Any, renderable: Any) -> None:
+        super()._display(screen, renderable)
+        if isinstance(renderable, CompositorUpdate) and not self._batch_count:
+            self.updates += 1
+            self.terminal_bytes += len(renderable.render_segments(self.console))
+
+
+# -- measuring (in a process of its own) ----------------------------------------------
+
+
+@dataclass
+class Result:
+    """Mean CPU milliseconds per refresh, by step, and the memory after the run."""
+
+    size: str
+    scan_ms: float
+    frame_ms: float
+    apply_ms: float
+    render_ms: float
+    idle_ms: float  # one pilot.pause() with nothing new: the harness's own share
+    rss_mb: float
+    peak_mb: float
+    terminal_kb: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.scan_ms + self.frame_ms + self.apply_ms + self.render_ms
+
+
+def memory_mb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process, in MB."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+async def measure(
+    size: str, movers: list[int], ticks: int, warmup: int, interval: float = 0.0
+) -> Result:
+    width, height = map(int, size.split("x"))
+    source = BenchSource(movers)
+    app = BenchApp(source)
+    async with app.run_test(size=(width, height)) as pilot:
+        while not source.ready:
+            await pilot.pause(0.01)
+        for _ in range(warmup):
+            source.tick()
+            await pilot.pause()
+        totals = [0.0, 0.0, 0.0, 0.0]
+        updates, out_bytes = app.updates, app.terminal_bytes
+        for _ in range(ticks):
+            await asyncio.sleep(interval)  # the app's pace: idle between refreshes
+            scan, freeze, apply = source.tick()
+            t0 = time.process_time()
+            await pilot.pause()  # messages, layout, render, terminal output
+            render = time.process_time() - t0
+            for i, v in enumerate((scan, freeze, apply, render)):
+                totals[i] += v
+        assert app.updates - updates >= ticks, "the screen did not render every tick"
+        out_bytes = app.terminal_bytes - out_bytes
+        t0 = time.process_time()
+        for _ in range(ticks):
+            await pilot.pause()
+        idle = (time.process_time() - t0) / ticks
+        rss, peak = memory_mb()
+    ms = [1000 * t / ticks for t in totals]
+    return Result(size, *ms, 1000 * idle, rss, peak, out_bytes / ticks / 1024)
+
+
+def run_round(size: str, movers: list[int], args: argparse.Namespace) -> Result:
+    """One measurement in a fresh interpreter, so that its RSS is the app's alone."""
+    cmd = [sys.executable, "-m", "bench.tui", "--one", size, "--ticks", str(args.ticks)]
+    cmd += ["--warmup", str(args.warmup), "--interval", str(args.interval)]
+    env = {**os.environ, MOVERS_ENV: ",".join(map(str, movers))}
+    env.setdefault("COLORTERM", "truecolor")  # render as for a modern terminal
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return Result(**json.loads(out.splitlines()[-1]))
+
+
+# -- reporting ------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{platform.node()} ({model}, {os.cpu_count()} cores, kernel {platform.release()}, "
+        f"Python {platform.python_version()}, Textual 8.2.8)"
+    )
+
+
+def table(rows: list[tuple[Result, list[float]]]) -> str:
+    lines = [
+        "| terminal | collect | freeze frame | UI apply | render | **CPU / refresh** "
+        "| range of rounds | RSS | peak RSS | harness idle | terminal output |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for r, totals in rows:
+        lines.append(
+            f"| {r.size} | {r.scan_ms:.1f} ms | {r.frame_ms:.1f} ms | {r.apply_ms:.1f} ms "
+            f"| {r.render_ms:.1f} ms | **{r.total_ms:.1f} ms** "
+            f"| {min(totals):.0f}–{max(totals):.0f} ms | {r.rss_mb:.0f} MB | {r.peak_mb:.0f} MB "
+            f"| {r.idle_ms:.1f} ms | {r.terminal_kb:.1f} KiB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def section(rows: list[tuple[Result, list[float]]], args: argparse.Namespace) -> str:
+    worst_cpu = max(r.total_ms for r, _ in rows)
+    worst_rss = max(max(r.rss_mb, r.peak_mb) for r, _ in rows)
+    met = worst_cpu < GOAL_CPU_MS and worst_rss < GOAL_RSS_MB
+    return f"""\
+Run {datetime.date.today().isoformat()} on {machine()}, `python -m bench.tui`
+({args.procs:,} processes, {args.movers} moving traffic, {args.ticks} ticks after
+{args.warmup} of warm-up, median of {args.rounds} rounds).
+
+Goal: under {GOAL_CPU_MS:.0f} ms of CPU per refresh and under {GOAL_RSS_MB:.0f} MB RSS.
+Here at worst {worst_cpu:.0f} ms and {worst_rss:.0f} MB: **{"met" if met else "not met"}**.
+
+{table(rows)}
+Method: {args.procs:,} real `sleep` processes run; the real app runs headless
+(`App.run_test`) in a fresh Python process per terminal size and round. Each tick is
+one refresh of the live app, back to back:
+
+- **collect**: the real collector ingests a `TrafficSample` in which {args.movers} of the
+  processes moved 100 B to 3 MB each (random, so the busiest rows reorder every tick)
+  and reads /proc for every process; the socket count, every 5 s in the app, runs on
+  every 5th tick;
+- **freeze frame**: the snapshot becomes an immutable `Frame`;
+- **UI apply**: the app builds, sorts and diffs the rows, updates the table, panels and
+  header (`on_frame`);
+- **render**: Textual handles the messages, lays out and renders every dirty widget,
+  and the bench builds the escape sequences the update would write to a terminal
+  (headless mode skips that); *harness idle*, the CPU of one `pilot.pause()` with
+  nothing to do, is part of it. *Terminal output* is what one refresh would write.
+
+Figures are process CPU time (every thread) over the ticks divided by their number,
+sorted by TOTAL/s with the cursor on the top row. RSS is the app process's VmRSS after
+the run, peak its VmHWM. The host is a shared VM: a round can run 20% slower than the
+next, hence the median of several and the range.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--procs", type=int, default=2000)
+    parser.add_argument("--movers", type=int, default=200)
+    parser.add_argument("--ticks", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="idle seconds between ticks (the app: 1)"
+    )
+    parser.add_argument("--size", action="append", help="WxH (default: 160x48 and 80x24)")
+    parser.add_argument("--no-write", action="store_true", help="don't touch docs/")
+    parser.add_argument("--one", metavar="WxH", help=argparse.SUPPRESS)  # a single round
+    args = parser.parse_args()
+    if args.one:
+        movers = [int(p) for p in os.environ[MOVERS_ENV].split(",")]
+        result = asyncio.run(measure(args.one, movers, args.ticks, args.warmup, args.interval))
+        print(json.dumps(asdict(result)))
+        return
+    children = spawn_sleepers(args.procs)
+    rows: list[tuple[Result, list[float]]] = []
+    try:
+        movers = [p.pid for p in children[: args.movers]]
+        for size in args.size or SIZES:
+            rounds = sorted(
+                (run_round(size, movers, args) for _ in range(args.rounds)),
+                key=lambda r: r.total_ms,
+            )
+            rows.append((rounds[len(rounds) // 2], [r.total_ms for r in rounds]))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    finally:
+        stop_all(children)
+    print()
+    print(table(rows))
+    if not args.no_write:
+        body = section(rows, args)
+        write_section("tui", body, title="TUI: CPU per refresh and memory (bench/tui)")
+        print("written to docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
