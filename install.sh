@@ -9,7 +9,7 @@ DEV=0
 [[ "${1:-}" == "--dev" ]] && DEV=1
 
 need_pkgs=(python3-venv python3-bpfcc nethogs iproute2 procps)
-[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping)
+[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -18,6 +18,17 @@ if ((${#missing[@]})); then
     echo "install.sh: installing ${missing[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# --dev: a real Prometheus for tests/test_prometheus.py, which runs its own instance.
+# Without recommends (no node-exporter and its timers); the package's own service,
+# which its postinst starts where systemd runs, is stopped and disabled.
+if [[ $DEV == 1 ]] && ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q "ok installed"; then
+    echo "install.sh: installing prometheus" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
 fi
 
 # bcc compiles its programs against /lib/modules/$(uname -r)/build. Kernels without a

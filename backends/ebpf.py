@@ -142,7 +142,8 @@ class EbpfBackend(Backend):
             return Probe(
                 False,
                 "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
-                "run with sudo, or grant CAP_BPF+CAP_PERFMON",
+                "run with sudo, or give a dedicated copy of the venv's python "
+                "cap_bpf,cap_perfmon,cap_dac_read_search+ep (setcap; see docs/security.md)",
             )
         if not _headers_present():
             return Probe(

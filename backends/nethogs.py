@@ -41,7 +41,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from nettop_ui.core import Backend, BackendError, Coverage, Probe, ProcessTraffic, TrafficSample
+from nettop_ui.core import (
+    Backend,
+    BackendError,
+    Coverage,
+    Probe,
+    ProcessTraffic,
+    TrafficSample,
+    merge_by_process,
+)
 
 log = logging.getLogger(__name__)
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
@@ -299,13 +307,7 @@ class NethogsBackend(Backend):
     async def read(self, interval_s: float) -> TrafficSample:
         if self._error:
             raise BackendError(self._error)
-        merged: dict[tuple[int, str | None], list[int]] = {}
-        for t in self._pending:
-            acc = merged.setdefault((t.pid, t.name), [0, 0])
-            acc[0] += t.sent_bytes
-            acc[1] += t.recv_bytes
-        self._pending = []
-        procs = [ProcessTraffic(pid, s, r, name=n) for (pid, n), (s, r) in merged.items()]
+        procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
         return TrafficSample(
             time.time(),

@@ -35,6 +35,7 @@ from nettop_ui.core import (
     Probe,
     ProcessTraffic,
     TrafficSample,
+    merge_by_process,
 )
 
 log = logging.getLogger(__name__)
@@ -276,13 +277,7 @@ class NettopBackend(Backend):
     async def read(self, interval_s: float) -> TrafficSample:
         if self._error:
             raise BackendError(self._error)
-        merged: dict[tuple[int, str | None], list[int]] = {}
-        for t in self._pending:
-            acc = merged.setdefault((t.pid, t.name), [0, 0])
-            acc[0] += t.sent_bytes
-            acc[1] += t.recv_bytes
-        self._pending = []
-        procs = [ProcessTraffic(pid, s, r, name=n) for (pid, n), (s, r) in merged.items()]
+        procs, self._pending = merge_by_process(self._pending), []
         return TrafficSample(time.time(), interval_s, procs)
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import IO, NoReturn
 
-from nettop_ui import registry
+from nettop_ui import jobs, registry
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.format import human_bytes, human_rate
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
+        epilog="One command or process: nettop-ui run|attach|summary --help",
     )
     parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
     parser.add_argument(
@@ -83,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections", action="store_true", help="JSON: per-connection detail when known"
     )
+    prom = parser.add_argument_group("Prometheus exporter (docs/prometheus.md)")
+    prom.add_argument(
+        "--prometheus", metavar="[HOST:]PORT", help="serve /metrics (host default 127.0.0.1)"
+    )
+    prom.add_argument("--headless", action="store_true", help="no TUI: only the exporter")
+    prom.add_argument(
+        "--group-by",
+        choices=("name", "user", "cgroup", "exe"),
+        default="name",
+        help="what the groupname label is (default: program name)",
+    )
+    prom.add_argument(
+        "--prometheus-top",
+        type=positive_int,
+        default=50,
+        metavar="N",
+        help='groups with their own series; the rest sum into groupname="other" (default 50)',
+    )
+    prom.add_argument("--prometheus-pids", action="store_true", help="also per-PID series")
     return parser
 
 
@@ -194,12 +214,57 @@ def run_tui(args: argparse.Namespace) -> int:
     return tui(cls, why, args.interval, fallbacks=fallbacks)
 
 
+def run_prometheus(args: argparse.Namespace) -> int:
+    """`--prometheus`: serve /metrics next to the TUI, or alone with `--headless`."""
+    if not args.prometheus:
+        raise UsageError("--headless needs --prometheus [HOST:]PORT")
+    if args.json or args.output:
+        raise UsageError("--prometheus runs with the TUI or --headless, not with --json")
+    if not args.headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise UsageError("--prometheus without a terminal needs --headless")
+    from nettop_ui import prometheus  # prometheus_client loads only for the exporter
+
+    cls, why = resolve_backend(args.backend)
+    exporter = prometheus.Exporter(
+        cls, group_by=args.group_by, top=args.prometheus_top, pids=args.prometheus_pids
+    )
+    try:
+        server = prometheus.serve(exporter, args.prometheus)
+    except prometheus.ListenError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{PROG}: serving Prometheus metrics at {server.url}", file=sys.stderr, flush=True)
+    fallbacks = registry.fallbacks_after(cls) if args.backend == "auto" else []
+    try:
+        if not args.headless:
+            from nettop_ui.tui import run_tui as tui
+
+            return tui(cls, why, args.interval, fallbacks=fallbacks, on_snapshot=exporter.update)
+        failed = prometheus.run_headless(
+            exporter,
+            cls,
+            args.interval,
+            duration_s=args.duration,
+            count=args.count,
+            fallbacks=fallbacks,
+        )
+    finally:
+        server.close()
+    if failed:
+        raise UsageError(f"backend {failed.backend} failed: {failed.message}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in jobs.COMMANDS:  # run, attach, summary: nettop_ui/jobs.py
+        return jobs.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.list_backends:
             return list_backends(sys.stdout)
+        if args.prometheus or args.headless:
+            return run_prometheus(args)
         if args.json or args.output:
             return run_json(args)
         if sys.stdout.isatty() and sys.stdin.isatty():

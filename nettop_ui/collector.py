@@ -3,7 +3,9 @@
 Each process is tracked by its identity (pid, create_time), so a PID the kernel
 reuses for a new process starts from zero instead of inheriting the old totals.
 Traffic for a PID that is already gone is kept under the backend's name for it,
-and a process that had traffic keeps its totals, marked exited, for the whole run.
+and a process that had traffic keeps its totals, marked exited, for the whole run; past
+`max_exited` exited processes the oldest are folded into one total (`Snapshot.folded`),
+so process churn cannot grow memory without bound and no byte is lost.
 
 `Collector.ingest` does blocking psutil work (tens of milliseconds for thousands of
 processes); callers run it off the UI thread / event loop.
@@ -30,7 +32,7 @@ LINUX = sys.platform.startswith("linux")
 FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
-_PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads"]
+_PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads", "cpu_times"]
 
 
 @dataclass(slots=True)
@@ -66,6 +68,8 @@ class ProcessState:
     sent_bps: float | None = None
     recv_bps: float | None = None
     cpu_percent: float | None = None
+    cpu_user_s: float | None = None  # CPU seconds in user mode since the process started
+    cpu_system_s: float | None = None  # ... and in the kernel on its behalf
     rss_bytes: int | None = None
     vms_bytes: int | None = None
     read_bytes: int | None = None
@@ -111,6 +115,15 @@ class Unattributed:
 
 
 @dataclass(slots=True)
+class FoldedExited:
+    """Totals of exited talkers no longer listed one by one (see Collector.max_exited)."""
+
+    processes: int = 0
+    sent_bytes: int = 0
+    recv_bytes: int = 0
+
+
+@dataclass(slots=True)
 class Snapshot:
     """The monitor's state after one tick; what every sink renders."""
 
@@ -122,6 +135,7 @@ class Snapshot:
     failure: BackendFailure | None = None
     gpu: GpuStats | None = None
     gpu_unavailable: str | None = None  # why there is no GPU data, e.g. "no NVIDIA GPU"
+    folded: FoldedExited | None = None
 
 
 def clean_surrogates(text: str) -> str:
@@ -144,6 +158,7 @@ class Collector:
         has_unattributed: bool = False,
         history_size: int = 300,
         exited_keep_s: float = 60.0,
+        max_exited: int = 2000,
         count_connections: bool = True,
         connection_keep_s: float = 30.0,
         connection_count_every_s: float = 5.0,
@@ -153,6 +168,10 @@ class Collector:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
         self.exited_keep_s = exited_keep_s
+        # Process churn would otherwise grow the list (and memory) without bound: beyond
+        # this many exited talkers the oldest are folded into one total, bytes conserved.
+        self.max_exited = max_exited
+        self.folded = FoldedExited()
         self.count_connections = count_connections
         self.connection_keep_s = connection_keep_s
         self.started = time.time()
@@ -258,6 +277,8 @@ class Collector:
                 used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
             state.cpu_ticks = st.cpu_ticks
+            state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
+            state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
@@ -285,6 +306,10 @@ class Collector:
             state.ppid = info["ppid"]
             state.cpu_percent = info["cpu_percent"]
             state.threads = info["num_threads"]
+            times = info["cpu_times"]
+            state.cpu_user_s, state.cpu_system_s = (
+                (times.user, times.system) if times else (None, None)
+            )
             mem = info["memory_info"]
             state.rss_bytes, state.vms_bytes = (mem.rss, mem.vms) if mem else (None, None)
             io = info["io_counters"]
@@ -426,6 +451,20 @@ class Collector:
                 del self.processes[key]
                 if self._gone_by_pid.get(key[0]) == key:
                     del self._gone_by_pid[key[0]]
+        self._fold_oldest_exited()
+
+    def _fold_oldest_exited(self) -> None:
+        exited = [s for s in self.processes.values() if s.exited]
+        if len(exited) <= self.max_exited:
+            return
+        exited.sort(key=lambda s: s.exited_at or 0.0)
+        for state in exited[: len(exited) - self.max_exited]:
+            self.folded.processes += state.had_traffic
+            self.folded.sent_bytes += state.sent_bytes or 0
+            self.folded.recv_bytes += state.recv_bytes or 0
+            del self.processes[state.key]
+            if self._gone_by_pid.get(state.pid) == state.key:
+                del self._gone_by_pid[state.pid]
 
     def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
         return Snapshot(
@@ -437,4 +476,5 @@ class Collector:
             failure=self.last_failure,
             gpu=self._gpu_stats,
             gpu_unavailable=self._gpu.unavailable if self._gpu else "GPU sampling off",
+            folded=self.folded if self.folded.processes else None,
         )

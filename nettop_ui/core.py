@@ -32,6 +32,16 @@ class ProcessTraffic:
     name: str | None = None
 
 
+def merge_by_process(deltas: list[ProcessTraffic]) -> list[ProcessTraffic]:
+    """Sum deltas that name the same (pid, name): several reads folded into one sample."""
+    merged: dict[tuple[int, str | None], list[int]] = {}
+    for t in deltas:
+        acc = merged.setdefault((t.pid, t.name), [0, 0])
+        acc[0] += t.sent_bytes
+        acc[1] += t.recv_bytes
+    return [ProcessTraffic(pid, s, r, name=n) for (pid, n), (s, r) in merged.items()]
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionTraffic:
     """Bytes moved over one connection (protocol, local and remote endpoint) in one interval."""

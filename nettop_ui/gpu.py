@@ -29,10 +29,15 @@ class GpuDevice:
 
 @dataclass(slots=True)
 class GpuStats:
-    """One tick of GPU figures: devices, and GPU memory / SM use per pid."""
+    """One tick of GPU figures: devices, and GPU memory / SM use per pid.
+
+    `process_memory` sums a pid's memory over every device; `process_memory_by_device`
+    keeps it per device index.
+    """
 
     devices: list[GpuDevice] = field(default_factory=list)
     process_memory: dict[int, int] = field(default_factory=dict)
+    process_memory_by_device: dict[str, dict[int, int]] = field(default_factory=dict)
     process_sm_percent: dict[int, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -128,6 +133,8 @@ class GpuSampler:
                 if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
                     continue
                 stats.process_memory[proc.pid] = stats.process_memory.get(proc.pid, 0) + int(used)
+                on_device = stats.process_memory_by_device.setdefault(index, {})
+                on_device[proc.pid] = on_device.get(proc.pid, 0) + int(used)
         since = self._last_ts_us.get(index, 0)
         samples = _optional(lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
         for s in samples:

@@ -52,6 +52,8 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
         "sent_bps": _rate(p.sent_bps),
         "recv_bps": _rate(p.recv_bps),
         "cpu_percent": p.cpu_percent,
+        "cpu_user_s": p.cpu_user_s,
+        "cpu_system_s": p.cpu_system_s,
         "rss_bytes": p.rss_bytes,
         "vms_bytes": p.vms_bytes,
         "read_bytes": p.read_bytes,
@@ -104,6 +106,13 @@ def sample_record(
             "recv_bytes": u.recv_bytes,
             "sent_bps": _rate(u.sent_bps),
             "recv_bps": _rate(u.recv_bps),
+        }
+    if snap.folded is not None:
+        f = snap.folded
+        record["exited_folded"] = {
+            "processes": f.processes,
+            "sent_bytes": f.sent_bytes,
+            "recv_bytes": f.recv_bytes,
         }
     if snap.system is not None:
         s = snap.system

@@ -45,6 +45,8 @@ class StatFacts:
     vms_bytes: int
     rss_bytes: int  # approximate since Linux 6.2 (see parse_statm)
     faults: int = 0  # minor + major page faults
+    user_ticks: int = 0  # utime: CPU time in user mode since the process started
+    system_ticks: int = 0  # stime: in the kernel on its behalf
 
 
 def _read(path: str, size: int = 4096) -> bytes:
@@ -77,6 +79,8 @@ def parse_stat(raw: bytes) -> StatFacts | None:
             vms_bytes=int(fields[20]),
             rss_bytes=int(fields[21]) * PAGE_SIZE,
             faults=int(fields[7]) + int(fields[9]),
+            user_ticks=int(fields[11]),
+            system_ticks=int(fields[12]),
         )
     except ValueError:
         return None

@@ -12,6 +12,7 @@ import pytest
 
 from nettop_ui.collector import Collector, ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.jsonl import sample_record
 from tests.netenv import require_root
 
 # A child that names itself, allocates 64 MiB, writes 3 MiB to disk, then burns CPU.
@@ -177,3 +178,25 @@ def test_failure_is_carried_in_snapshot() -> None:
     collector = Collector(gpu=False)
     snap = collector.ingest(BackendFailure("nethogs", "nethogs exited: killed"))
     assert snap.failure is not None and snap.failure.message == "nethogs exited: killed"
+
+
+def test_churn_folds_the_oldest_exited_talkers_and_keeps_every_byte() -> None:
+    collector = Collector(max_exited=3, exited_keep_s=0.0, system=False, gpu=False)
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(5)]
+    try:
+        collector.ingest(sample(1.0, *[ProcessTraffic(p.pid, 100, 10) for p in procs]))
+        for p in procs:
+            p.kill()
+            p.wait()
+        collector.ingest(sample(1.0))
+        snap = collector.ingest(sample(1.0))
+    finally:
+        for p in procs:
+            p.kill()
+    listed = [s for s in snap.processes if s.pid in {p.pid for p in procs}]
+    assert len(listed) == 3 and all(s.exited for s in listed)
+    assert snap.folded is not None and snap.folded.processes == 2
+    total_sent = sum(s.sent_bytes or 0 for s in listed) + snap.folded.sent_bytes
+    assert (total_sent, snap.folded.recv_bytes) == (500, 20)
+    record = sample_record(snap)
+    assert record["exited_folded"] == {"processes": 2, "sent_bytes": 200, "recv_bytes": 20}

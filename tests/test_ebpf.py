@@ -280,7 +280,7 @@ def test_probe_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ebpf, "_bcc_missing", lambda: None)
     monkeypatch.setattr(ebpf, "_privileged", lambda: False)
     probe = EbpfBackend.probe()
-    assert not probe.available and "CAP_BPF+CAP_PERFMON" in probe.fix
+    assert not probe.available and "cap_bpf,cap_perfmon" in probe.fix
 
     monkeypatch.setattr(ebpf, "_privileged", lambda: True)
     monkeypatch.setattr(ebpf, "_headers_present", lambda: False)

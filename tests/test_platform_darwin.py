@@ -18,6 +18,7 @@ FAKEBIN = Path(__file__).parent / "fakebin"
 SCRIPT = r"""
 import importlib, os, pkgutil, sys, time
 import psutil  # psutil picks its platform module at import: load the real one first
+import urllib.request  # as "darwin" it would import _scproxy, built only on macOS
 sys.platform = "darwin"
 import nettop_ui, backends
 names = []

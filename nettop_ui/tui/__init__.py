@@ -7,9 +7,10 @@ imported only inside this package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from nettop_ui.core import Backend
+from nettop_ui.collector import Snapshot
+from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.safe import safe_text
@@ -31,15 +32,17 @@ def run_tui(
     interval_s: float,
     *,
     fallbacks: Sequence[type[Backend]] = (),
+    on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None] | None = None,
 ) -> int:
     """Run the TUI until the user quits; returns the process exit status.
 
     `fallbacks`: the backends to switch to, in order, if this one dies (as `--backend
     auto` would pick them; `registry.fallbacks_after(backend_cls)`). The terminal is
-    restored on every exit path (q, F10, ctrl+c, SIGTERM, a crash).
+    restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `on_snapshot` also
+    gets every snapshot, between two collector ticks (the Prometheus exporter).
     """
     keymap, keymap_problem = load_keymap()
-    source = MonitorSource(backend_cls(), interval_s, fallbacks)
+    source = MonitorSource(backend_cls(), interval_s, fallbacks, on_snapshot=on_snapshot)
     app = NettopApp(source, why=why, keymap=keymap, handle_sigterm=True)
     if keymap_problem:
         app.call_later(app.notify, keymap_problem, severity="warning", markup=False)

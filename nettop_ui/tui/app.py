@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,15 @@ from nettop_ui.tui.source import FrameSource, ScriptedSource
 from nettop_ui.tui.system_history import SystemHistory
 
 STOP_GRACE_S = 3.0  # how long quitting waits for the backend to close
+
+
+def _terminal_alive() -> bool:
+    """False once the controlling terminal has hung up (its ioctls then fail)."""
+    try:
+        termios.tcgetattr(0)  # stdin: the terminal the app reads keys from
+    except (termios.error, OSError):
+        return False
+    return True
 
 
 class NettopApp(App[int]):
@@ -106,11 +117,27 @@ class NettopApp(App[int]):
                 title="backend",
                 timeout=6,
             )
-        if self._handle_sigterm:
+        if self._handle_sigterm:  # SIGHUP too: its default would orphan a backend's child
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                asyncio.get_running_loop().add_signal_handler(
-                    signal.SIGTERM, lambda: self.call_later(self.action_quit)
-                )
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+                loop.add_signal_handler(signal.SIGHUP, self._hangup)
+
+    def _hangup(self) -> None:
+        """SIGHUP: quit like `q`. When the terminal itself has gone (closed window),
+        there is nothing to restore and Textual's shutdown would wait on it forever:
+        stop the backend (and any child of it), then leave."""
+        if _terminal_alive():
+            self.call_later(self.action_quit)
+        else:
+            self.call_later(self._leave_hung_up)
+
+    async def _leave_hung_up(self) -> None:
+        self.source.stop()
+        if self._worker is not None and not self._worker.is_finished:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
+        os._exit(128 + signal.SIGHUP)
 
     def start_source(self) -> None:
         """Called by the main screen once mounted: frames can be drawn from now on."""

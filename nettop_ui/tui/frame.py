@@ -127,6 +127,7 @@ class Frame:
     gpu_unavailable: str | None = None
     failure: BackendFailure | None = None
     traffic_known: bool = True  # False once the backend failed: rates are unknown from then
+    folded_bytes: tuple[int, int] = (0, 0)  # (sent, recv) of exited processes folded away
     histories: dict[str, HistoryView] = field(default_factory=dict)
 
     def by_key(self) -> dict[str, ProcessView]:
@@ -267,6 +268,7 @@ def build_frame(
         gpu_unavailable=snap.gpu_unavailable,
         failure=snap.failure,
         traffic_known=traffic_known,
+        folded_bytes=(snap.folded.sent_bytes, snap.folded.recv_bytes) if snap.folded else (0, 0),
         histories=histories,
     )
 

@@ -22,7 +22,8 @@ def elapsed_text(seconds: float) -> str:
 
 
 def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | None, str]:
-    """Up and down over all processes (+ unattributed); falls back to interfaces."""
+    """Up and down over all processes (+ unattributed, + exited processes folded away);
+    falls back to interfaces."""
     ups: list[float | None]
     downs: list[float | None]
     if totals:
@@ -40,6 +41,9 @@ def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | No
         if u is not None:
             up += (u.sent_bytes if totals else u.sent_bps) or 0
             down += (u.recv_bytes if totals else u.recv_bps) or 0
+        if totals:
+            up += frame.folded_bytes[0]
+            down += frame.folded_bytes[1]
         return up, down, ""
     s = frame.system
     if s is None or totals:

@@ -154,7 +154,8 @@ class MainScreen(Screen[None]):
 
     def tick_header(self) -> None:
         app = self.nettop
-        self.query_one(StatusHeader).set_state(app.shown, app.opts, app.elapsed_s(), app.paused)
+        for header in self.query(StatusHeader):  # none while the app is shutting down
+            header.set_state(app.shown, app.opts, app.elapsed_s(), app.paused)
 
     # -- events ---------------------------------------------------------------------
 

@@ -60,10 +60,16 @@ class MonitorSource(FrameSource):
     """
 
     def __init__(
-        self, backend: Backend, interval_s: float, fallbacks: Sequence[type[Backend]] = ()
+        self,
+        backend: Backend,
+        interval_s: float,
+        fallbacks: Sequence[type[Backend]] = (),
+        *,
+        on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None] | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.on_snapshot = on_snapshot  # also gets every snapshot (the Prometheus exporter)
         self.fallbacks = list(fallbacks)
         self._describe(backend)
         self.interval_s = interval_s
@@ -95,7 +101,9 @@ class MonitorSource(FrameSource):
     async def run(self, emit: Emit) -> None:
         collector = self.collector
 
-        def on_snapshot(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+            if self.on_snapshot is not None:
+                self.on_snapshot(snap, item)
             if isinstance(item, BackendFailure) and item.fallback is not None:
                 self._switched(item)
             collector.watch = self.watch_keys

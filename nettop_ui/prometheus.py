@@ -1,0 +1,507 @@
+"""Prometheus exporter: `nettop-ui --prometheus [HOST:]PORT` serves /metrics.
+
+The monitor hands every snapshot to `Exporter.update` (on its own thread, between two
+collector ticks); `update` folds it into per-group counters and swaps an immutable
+`View` in under a lock. A scrape (`Exporter.collect`, on the HTTP server's threads)
+only reads the latest view, so it never waits on /proc nor sees a half-updated tick.
+
+Rules (docs/prometheus.md says the same for users):
+
+- Counters are counters, never rates, in base units (bytes, seconds).
+- Processes are grouped (`groupname`: program name by default, or user, cgroup,
+  executable). A group's counter only ever adds each tick's per-process deltas, each
+  process tracked by (pid, create_time), so a process that exits takes nothing away.
+  Network bytes count from the monitor's start; CPU seconds and disk bytes from the
+  start of processes born after the monitor's first tick (older processes count from
+  that tick, not from their birth, so the first scrape shows no fake burst).
+- At most `top` groups get their own series: those with the most network bytes since
+  the start (then CPU seconds), so membership only changes when a group overtakes
+  another. The other groups' deltas are added to `groupname="other"`, which never goes
+  backwards either. A group that drops out of the top keeps its value and its series
+  goes stale; if it comes back, its series resumes from its full total.
+- A value the backend cannot know (per-process bytes with the psutil backend) is not
+  exported at all, never as 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import operator
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import psutil
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector as PromCollector
+
+from nettop_ui import registry
+from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
+from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.monitor import monitor
+
+GROUP_BY = ("name", "user", "cgroup", "exe")
+DEFAULT_TOP = 50
+OTHER = "other"  # the groups beyond the top N
+OTHER_RENAMED = "[other]"  # a program really called "other", kept apart from the bucket
+UNKNOWN = "unknown"
+# The cumulative per-process figures summed per group, in this order.
+COUNTERS = ("sent_bytes", "recv_bytes", "cpu_user_s", "cpu_system_s", "read_bytes", "write_bytes")
+SENT, RECV, CPU_USER, CPU_SYSTEM, READ, WRITE = range(len(COUNTERS))
+FROM_MONITOR_START = (SENT, RECV)  # the others count from the process's start
+Values = tuple[float | None, ...]  # one figure per COUNTERS entry; None: unknown
+_counters_of = operator.attrgetter(*COUNTERS)
+
+
+@dataclass(slots=True)
+class Totals:
+    """Running sums of COUNTERS for one group; `known` says which ever had a value."""
+
+    values: list[float] = field(default_factory=lambda: [0.0] * len(COUNTERS))
+    known: list[bool] = field(default_factory=lambda: [False] * len(COUNTERS))
+
+    def add(self, other: Totals) -> None:
+        for i, value in enumerate(other.values):
+            self.values[i] += value
+            self.known[i] = self.known[i] or other.known[i]
+
+    def exported(self) -> Values:
+        return tuple(v if k else None for v, k in zip(self.values, self.known, strict=True))
+
+    def rank(self) -> tuple[float, float]:
+        """Network bytes, then CPU seconds: what puts a group in the top N."""
+        v = self.values
+        return (v[SENT] + v[RECV], v[CPU_USER] + v[CPU_SYSTEM])
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """One group's series in a view."""
+
+    group: str
+    counters: Values
+    procs: int  # live processes
+    rss_bytes: int | None
+    vms_bytes: int | None
+    gpu_memory: tuple[tuple[str, int], ...] = ()  # (device index, bytes), nonzero only
+
+
+@dataclass(frozen=True, slots=True)
+class PidRow:
+    """One live process's series (`--prometheus-pids`)."""
+
+    pid: int
+    group: str
+    counters: Values
+    rss_bytes: int | None
+    vms_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Everything a scrape renders, as of one monitor tick. Never mutated."""
+
+    ts: float
+    backend: str
+    layer: str
+    coverage: str
+    groups: tuple[GroupRow, ...]
+    pids: tuple[PidRow, ...] | None
+    unattributed: tuple[int, int] | None
+
+
+def read_cgroup(pid: int) -> str | None:
+    """The process's cgroup path (the v2 line, else the first v1 hierarchy's)."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="backslashreplace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:] or "/"
+    return lines[0].split(":", 2)[-1] if lines else None
+
+
+def read_exe(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def _sum_known(values: Sequence[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known or not values else None
+
+
+class Exporter(PromCollector):
+    """Turns monitor snapshots into Prometheus metric families; see the module doc."""
+
+    def __init__(
+        self,
+        backend: type[Backend],
+        *,
+        group_by: str = "name",
+        top: int = DEFAULT_TOP,
+        pids: bool = False,
+    ) -> None:
+        if group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
+        self.group_by = group_by
+        self.top = top
+        self.pids = pids
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._view: View | None = None
+        self._ticks = 0
+        # Per process: its cumulative figures at the last tick, and its group then.
+        self._last: dict[ProcessKey, tuple[Values, str]] = {}
+        self._read_group: dict[ProcessKey, tuple[str, str]] = {}  # cgroup/exe: (name, group)
+        self._totals: dict[str, Totals] = {}
+        self._ever_named: set[str] = set()
+        self._other = Totals()
+        self._other_used = False
+        self._self = psutil.Process()
+
+    # -- the monitor side --------------------------------------------------------------
+
+    def group_of(self, p: ProcessState) -> str:
+        if self.group_by == "name":
+            group = p.name
+        elif self.group_by == "user":
+            group = p.user or UNKNOWN
+        else:
+            # Read once per process (again after an exec renames it), and only while it
+            # lives: a dead process's PID may already belong to another one.
+            cached = self._read_group.get(p.key)
+            if cached is not None and cached[0] == p.name:
+                return cached[1]
+            if p.exited or p.create_time is None:
+                return cached[1] if cached else UNKNOWN
+            read = read_cgroup if self.group_by == "cgroup" else read_exe
+            group = read(p.pid) or UNKNOWN
+            self._read_group[p.key] = (p.name, group)
+        return OTHER_RENAMED if group == OTHER else group
+
+    def _deltas(self, p: ProcessState, group: str, first_tick: bool, into: Totals) -> None:
+        """Add what `p` did since the last tick to `into`; remember its figures."""
+        now: tuple[float | None, ...] = _counters_of(p)
+        last = self._last.get(p.key)
+        if last is not None and last == (now, group):
+            return  # the common case: a process that did nothing since the last tick
+        prev = last[0] if last is not None else None
+        kept: list[float | None] = []
+        for i, value in enumerate(now):
+            before = prev[i] if prev is not None else None
+            kept.append(value if value is not None else before)
+            if value is None:
+                continue
+            if before is not None:
+                delta = value - before
+            elif prev is None and (i in FROM_MONITOR_START or not first_tick):
+                delta = value  # new since the last tick: all of it happened since
+            else:
+                delta = 0.0  # first look at an old process: its past is not ours to count
+            into.values[i] += max(delta, 0.0)
+            into.known[i] = True
+        self._last[p.key] = (tuple(kept), group)
+
+    def update(self, snap: Snapshot, item: TrafficSample | BackendFailure | None = None) -> None:
+        """Fold one snapshot in and publish a new view. Call between collector ticks."""
+        if isinstance(item, BackendFailure) and item.fallback is not None:
+            self._backend = registry.load_backends().get(item.fallback, self._backend)
+        first_tick = self._ticks == 0
+        self._ticks += 1
+        tick: dict[str, Totals] = {}
+        live: dict[str, list[ProcessState]] = {}
+        seen: set[ProcessKey] = set()
+        for p in snap.processes:
+            group = self.group_of(p)
+            seen.add(p.key)
+            self._deltas(p, group, first_tick, tick.setdefault(group, Totals()))
+            if not p.exited:
+                live.setdefault(group, []).append(p)
+        for key in self._last.keys() - seen:  # gone from the snapshot: nothing more to add
+            del self._last[key]
+            self._read_group.pop(key, None)
+        for group, delta in tick.items():
+            self._totals.setdefault(group, Totals()).add(delta)
+        for group in self._totals.keys() - tick.keys() - self._ever_named:
+            del self._totals[group]  # no process left, never had a series of its own
+        named = self._named()
+        self._ever_named |= named
+        others: list[ProcessState] = []
+        for group, delta in tick.items():
+            if group not in named:
+                self._other.add(delta)
+                self._other_used = True
+                others.extend(live.get(group, ()))
+        gpu = snap.gpu.process_memory_by_device if snap.gpu is not None else {}
+        rows = [self._row(g, self._totals[g].exported(), live.get(g, []), gpu) for g in named]
+        rows.sort(key=lambda r: r.group)
+        if self._other_used:
+            rows.append(self._row(OTHER, self._other.exported(), others, gpu))
+        pid_rows = None
+        if self.pids:
+            pid_rows = tuple(
+                PidRow(
+                    p.pid, group, tuple(getattr(p, n) for n in COUNTERS), p.rss_bytes, p.vms_bytes
+                )
+                for group, procs in live.items()
+                for p in procs
+            )
+        u = snap.unattributed
+        cov = self._backend.coverage
+        view = View(
+            ts=snap.ts,
+            backend=self._backend.name,
+            layer=self._backend.layer,
+            coverage=",".join(cov.protocols) + (";per_connection" if cov.per_connection else ""),
+            groups=tuple(rows),
+            pids=pid_rows,
+            unattributed=(u.sent_bytes, u.recv_bytes) if u is not None else None,
+        )
+        with self._lock:
+            self._view = view
+
+    def _named(self) -> set[str]:
+        """The top N groups; ties go to the group seen first (dict order), for stability."""
+        if len(self._totals) <= self.top:
+            return set(self._totals)
+        return set(heapq.nlargest(self.top, self._totals, key=lambda g: self._totals[g].rank()))
+
+    @staticmethod
+    def _row(
+        group: str, counters: Values, procs: list[ProcessState], gpu: dict[str, dict[int, int]]
+    ) -> GroupRow:
+        memory = tuple(
+            (dev, used)
+            for dev, by_pid in sorted(gpu.items())
+            if (used := sum(by_pid.get(p.pid, 0) for p in procs))
+        )
+        return GroupRow(
+            group,
+            counters,
+            len(procs),
+            _sum_known([p.rss_bytes for p in procs]),
+            _sum_known([p.vms_bytes for p in procs]),
+            memory,
+        )
+
+    # -- the scrape side ---------------------------------------------------------------
+
+    @property
+    def view(self) -> View | None:
+        with self._lock:
+            return self._view
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._own_metrics()
+        view = self.view
+        if view is None:
+            return
+        info = InfoMetricFamily("nettop_backend", "The backend measuring network bytes.")
+        info.add_metric(
+            [], {"backend": view.backend, "layer": view.layer, "coverage": view.coverage}
+        )
+        yield info
+        ts = GaugeMetricFamily(
+            "nettop_exporter_last_sample_timestamp_seconds",
+            "Unix time of the monitor tick these figures come from.",
+            value=view.ts,
+        )
+        yield ts
+        yield from _families("nettop_process", "groupname", view.groups, lambda r: [r.group])
+        procs = GaugeMetricFamily(
+            "nettop_process_num_procs", "Live processes in the group.", labels=["groupname"]
+        )
+        gpu = GaugeMetricFamily(
+            "nettop_process_gpu_memory_bytes",
+            "GPU memory used by the group's live processes, per GPU (NVML).",
+            labels=["groupname", "gpu"],
+        )
+        for r in view.groups:
+            procs.add_metric([r.group], r.procs)
+            for dev, used in r.gpu_memory:
+                gpu.add_metric([r.group, dev], used)
+        yield procs
+        if gpu.samples:
+            yield gpu
+        if view.pids is not None:
+            yield from _families("nettop_pid", "pid", view.pids, lambda r: [str(r.pid), r.group])
+        if view.unattributed is not None:
+            sent, recv = view.unattributed
+            doc = "Network bytes the backend saw but could not tie to a process, since start."
+            yield CounterMetricFamily("nettop_unattributed_network_transmit_bytes", doc, value=sent)
+            yield CounterMetricFamily("nettop_unattributed_network_receive_bytes", doc, value=recv)
+
+    def _own_metrics(self) -> Iterator[Metric]:
+        times = os.times()
+        cpu = CounterMetricFamily(
+            "nettop_exporter_cpu_seconds",
+            "CPU time of the nettop-ui process (monitor, exporter and TUI, all threads).",
+            labels=["mode"],
+        )
+        cpu.add_metric(["user"], times.user)
+        cpu.add_metric(["system"], times.system)
+        yield cpu
+        try:
+            rss = self._self.memory_info().rss
+        except psutil.Error:
+            return
+        yield GaugeMetricFamily(
+            "nettop_exporter_resident_memory_bytes",
+            "Resident memory of the nettop-ui process.",
+            value=rss,
+        )
+
+
+def _families(
+    prefix: str,
+    first_label: str,
+    rows: Sequence[GroupRow] | Sequence[PidRow],
+    labels_of: Callable[..., list[str]],
+) -> Iterator[Metric]:
+    """The counter and memory families for group rows or pid rows; unknown values left out."""
+    labels = [first_label, "groupname"] if first_label == "pid" else [first_label]
+    what = "since the monitor started"
+    tx = CounterMetricFamily(
+        f"{prefix}_network_transmit_bytes",
+        f"Network bytes sent, in the backend's layer (nettop_backend_info), {what}.",
+        labels=labels,
+    )
+    rx = CounterMetricFamily(
+        f"{prefix}_network_receive_bytes",
+        f"Network bytes received, in the backend's layer (nettop_backend_info), {what}.",
+        labels=labels,
+    )
+    cpu = CounterMetricFamily(
+        f"{prefix}_cpu_seconds", "CPU time, by mode.", labels=[*labels, "mode"]
+    )
+    read = CounterMetricFamily(
+        f"{prefix}_read_bytes", "Disk bytes read (/proc/PID/io read_bytes).", labels=labels
+    )
+    write = CounterMetricFamily(
+        f"{prefix}_write_bytes", "Disk bytes written (/proc/PID/io write_bytes).", labels=labels
+    )
+    mem = GaugeMetricFamily(
+        f"{prefix}_memory_bytes",
+        "Memory of the live processes, by type.",
+        labels=[*labels, "memtype"],
+    )
+    for r in rows:
+        lv = labels_of(r)
+        c = r.counters
+        for counter, i in ((tx, SENT), (rx, RECV), (read, READ), (write, WRITE)):
+            if (value := c[i]) is not None:
+                counter.add_metric(lv, value)
+        for mode, i in (("user", CPU_USER), ("system", CPU_SYSTEM)):
+            if (value := c[i]) is not None:
+                cpu.add_metric([*lv, mode], value)
+        for memtype, size in (("resident", r.rss_bytes), ("virtual", r.vms_bytes)):
+            if size is not None:
+                mem.add_metric([*lv, memtype], size)
+    families: tuple[Metric, ...] = (tx, rx, cpu, read, write, mem)
+    for family in families:
+        if family.samples:
+            yield family
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+class ListenError(Exception):
+    """A bad `--prometheus` address, or one that cannot be bound: one line for the user."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port); the host defaults to 127.0.0.1."""
+    host, port = "127.0.0.1", text
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if not rest.startswith(":"):
+            raise ListenError(f"--prometheus {text!r}: expected [IPv6]:PORT")
+        port = rest[1:]
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+        if ":" in host:
+            raise ListenError(f"--prometheus {text!r}: put an IPv6 address in brackets, [::1]:PORT")
+    if not host:
+        raise ListenError(f"--prometheus {text!r}: empty host")
+    if not port.isdigit() or int(port) > 65535:
+        raise ListenError(f"--prometheus {text!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
+@dataclass
+class MetricsServer:
+    """The running HTTP server; `url` is where /metrics is served."""
+
+    httpd: object
+    thread: threading.Thread
+    url: str
+
+    def close(self) -> None:
+        self.httpd.shutdown()  # type: ignore[attr-defined]
+        self.httpd.server_close()  # type: ignore[attr-defined]
+
+
+def serve(exporter: Exporter, listen: str) -> MetricsServer:
+    """Serve the exporter's /metrics on `listen` ([HOST:]PORT) in a daemon thread."""
+    host, port = parse_listen(listen)
+    metrics = CollectorRegistry()
+    metrics.register(exporter)
+    try:
+        httpd, thread = start_http_server(port, host, registry=metrics)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ListenError(f"cannot serve Prometheus metrics on {host}:{port}: {why}") from None
+    bound = httpd.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
+    return MetricsServer(httpd, thread, f"http://{shown}:{bound}/metrics")
+
+
+def run_headless(
+    exporter: Exporter,
+    backend: type[Backend],
+    interval_s: float,
+    *,
+    duration_s: float | None = None,
+    count: int | None = None,
+    fallbacks: Sequence[type[Backend]] = (),
+) -> BackendFailure | None:
+    """Feed the exporter until SIGINT/SIGTERM, the duration or count; the fatal failure, if any."""
+    failed: list[BackendFailure] = []
+
+    def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        exporter.update(snap, item)
+        if isinstance(item, BackendFailure) and item.fallback is None:
+            failed.append(item)
+        elif isinstance(item, BackendFailure):
+            print(
+                f"nettop-ui: backend {item.backend} failed ({item.message}); "
+                f"continuing with {item.fallback}",
+                file=sys.stderr,
+            )
+
+    asyncio.run(
+        monitor(
+            backend(),
+            interval_s,
+            on_snapshot,
+            duration_s=duration_s,
+            count=count,
+            fallbacks=fallbacks,
+        )
+    )
+    return failed[0] if failed else None

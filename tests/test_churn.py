@@ -1,0 +1,87 @@
+"""Process churn: 300 short-lived processes a second, each moving a few KB, for 60 s.
+
+nettop-ui (ebpf) must get through it without an exception, still attribute every byte
+(the kernel captures each process's comm, so one that exits inside an interval is still
+named), and keep its memory flat once the exited list has reached its cap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.netenv import require_root
+
+RATE, SECONDS, BYTES = 300, 60, 4096
+NAME = "ntu-churn-kid"
+CHURN = [sys.executable, "-m", "tests.churn", "--name", NAME]
+
+
+def test_churn_is_attributed_and_memory_stays_flat(tmp_path: Path) -> None:
+    require_root()
+    out = tmp_path / "churn.jsonl"
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "nettop_ui", "--json", "--backend", "ebpf", "--interval", "1"],
+        stdout=out.open("w"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    churn: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while out.read_text().count("\n") < 2:  # meta + a first sample: the probe is attached
+            assert monitor.poll() is None and time.monotonic() < deadline, "monitor did not start"
+            time.sleep(0.5)
+        churn = subprocess.Popen(
+            [*CHURN, "--rate", str(RATE), "--seconds", str(SECONDS), "--bytes", str(BYTES)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        rss: dict[int, int] = {}
+        start = time.monotonic()
+        while churn.poll() is None:
+            time.sleep(1)
+            rss[int(time.monotonic() - start)] = psutil.Process(monitor.pid).memory_info().rss
+        result = json.loads(churn.communicate(timeout=60)[0])
+        time.sleep(3)  # two more intervals: the last children's bytes reach a sample
+        rss_after = psutil.Process(monitor.pid).memory_info().rss
+        monitor.send_signal(2)
+        _, err = monitor.communicate(timeout=30)
+    finally:
+        for proc in (monitor, churn):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert monitor.returncode == 0 and "Traceback" not in err, err
+    # The generator paces itself at RATE; on 2 busy cores it reached 248/s (14,903 children
+    # in 60 s, none failed). Below 200/s this would no longer be the churn asked for.
+    assert result["failed"] == 0 and result["children"] >= 200 * SECONDS, result
+    assert result["server_recv"] == result["child_sent"]
+
+    last = json.loads(out.read_text().splitlines()[-1])
+    kids = [p for p in last["processes"] if p["name"] == NAME]
+    folded = last.get("exited_folded") or {"sent_bytes": 0, "processes": 0}
+    # Each child still listed carries exactly its own payload, under its own pid and name.
+    assert len(kids) >= 1000 and all(p["sent_bytes"] == BYTES for p in kids), kids[:3]
+    # No byte lost: the children listed plus the exited processes folded into one total
+    # (these children, and whatever else exited on the machine meanwhile) cover them all.
+    attributed = sum(p["sent_bytes"] for p in kids) + folded["sent_bytes"]
+    assert attributed >= result["child_sent"], (attributed, result["child_sent"])
+    assert len(kids) <= 2000 and folded["processes"] >= result["children"] - 2000
+    server = next(p for p in last["processes"] if p["pid"] == result["pid"])
+    assert server["recv_bytes"] == result["server_recv"]
+
+    # Memory: by 30 s the exited list is at its cap (2,000, reached after ~8 s) and the
+    # connections of exited processes age out (30 s). Measured at 300/s: 155 MB at the
+    # start, 193 MB at 30 s, at most 215 MB later (the allocator settling; bench/soak shows
+    # RSS flat over 30 minutes at 50/s). Growth after 30 s beyond 20% would be a leak, and
+    # once the churn stops memory must not grow at all.
+    warm = rss[min(k for k in rss if k >= 30)]
+    during = max(v for k, v in rss.items() if k >= 30)
+    assert during <= warm * 1.20, (warm, during, rss)
+    assert rss_after <= during * 1.02, (rss_after, during)

@@ -1,0 +1,193 @@
+"""The real TUI in a real terminal (tmux) under hostile conditions.
+
+Processes with hostile names and command lines move traffic and must show literally,
+one row each, without touching the terminal (no clear, no title change); signals and
+a closed terminal must end the app with the terminal restored and no child left;
+a 20x5 terminal must not crash it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from nettop_ui.tui.safe import safe_text
+from tests.netenv import Network, require, require_root
+from tests.tmuxterm import PROMPT, App, Terminal, children_of, gone, header_line, table_rows
+
+# (comm, argv[1:]): markup, CSI clear, OSC title, OSC 8 link, bidi override, tab, newline.
+HOSTILE = [
+    ("[bold red]x[/]", ["[kworker/0:1]", "[link=http://evil]y[/link]"]),
+    (
+        "\x1b[2J\x1b]0;pwned\x07",
+        ["\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\", "\x1b]2;owned\x07"],
+    ),
+    ("\u202eevil\tt\nx", ["line1\nline2\ttab", "\u202egnp.exe"]),
+]
+ARGV0 = "py"  # short, so the hostile arguments fit on the row
+# Sets its comm, then uploads to the loopback server, ~320 KB/s, until killed.
+UPLOAD = """
+import ctypes, socket, struct, time
+ctypes.CDLL(None).prctl(15, {comm!r}, 0, 0, 0)
+s = socket.create_connection(("127.0.0.1", {port}))
+s.send(struct.pack("!QQ", 1 << 40, 0))
+print("ready", flush=True)
+while True:
+    s.send(b"h" * 16384)
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def hostile(net: Network) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One uploading process per HOSTILE entry; `python - ARGS`, the code on stdin."""
+    require_root()
+    procs = []
+    try:
+        for comm, args in HOSTILE:
+            proc = subprocess.Popen(
+                [ARGV0, "-", *args],
+                executable=sys.executable,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            procs.append(proc)
+            code = UPLOAD.format(comm=comm.encode(), port=net.ports["tcp-lo"])
+            assert proc.stdin and proc.stdout
+            proc.stdin.write(code.encode())
+            proc.stdin.close()
+            assert proc.stdout.readline().strip() == b"ready"
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+
+
+def program_cell(screen: str, row: str) -> str:
+    """The PROGRAM cell of a row (left-aligned; the next cells follow after 2+ spaces)."""
+    head = header_line(screen)
+    assert head is not None
+    start = screen.split("\n")[head].index("PROGRAM")
+    return re.split(r"\s{2,}", row[start:])[0]
+
+
+def test_hostile_names_render_literally_on_one_row(
+    hostile: list[subprocess.Popen[bytes]],
+) -> None:
+    term = Terminal(160, 48)
+    app = App(term, "--backend", "ebpf", "--interval", "1")
+    pids = [p.pid for p in hostile]
+
+    def all_shown(screen: str) -> bool:
+        shown = {int(r.split()[0]) for r in table_rows(screen)}
+        return set(pids) <= shown
+
+    try:
+        screen = term.wait_for(all_shown, 90, "every hostile process in the table")
+        time.sleep(2)  # a few more frames: any escape that got through would act now
+        screen = term.wait_for(all_shown, 10, "every hostile process in the table")
+        lines = screen.split("\n")
+        assert lines[0].startswith("nettop-ui "), "the screen was cleared or scrolled"
+        assert len(lines) >= 48
+        rows = table_rows(screen)
+        for pid, (comm, args) in zip(pids, HOSTILE, strict=True):
+            (row,) = [r for r in rows if r.split()[0] == str(pid)]
+            assert sum(line.lstrip().startswith(f"{pid} ") for line in lines) == 1
+            cell = program_cell(screen, row)
+            # argv[0] is not the comm, so the whole command line follows the name.
+            expected = safe_text(comm) + " " + safe_text(" ".join([ARGV0, "-", *args]))
+            # Shown literally (escapes visible, markup as text), maybe cut with an ellipsis.
+            assert len(cell) > 20 and expected.startswith(cell.removesuffix("…")), (cell, row)
+            assert "\\e" in expected or "[" in expected or "\\u202e" in expected
+        title = term.display("#{pane_title}")
+        assert "pwned" not in title and "owned" not in title, title
+        assert "\x1b" not in screen and "\u202e" not in screen
+    finally:
+        app.kill()
+        term.close()
+
+
+def assert_restored_shell(term: Terminal) -> None:
+    screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.rstrip()), 10, "prompt")
+    assert "Traceback" not in screen, screen
+    assert term.display("#{alternate_on}") == "0", "still on the alternate screen"
+    term.type("echo ok-$((1+1))")
+    term.keys("Enter")
+    term.wait_for(lambda s: "\nok-2\n" in s, 10, "the shell's echo (terminal restored)")
+
+
+SIGNAL_CASES = [
+    (signal.SIGTERM, "ebpf"),
+    (signal.SIGINT, "sockdiag"),
+    (signal.SIGHUP, "nethogs"),
+]
+
+
+@pytest.mark.parametrize(("sig", "backend"), SIGNAL_CASES, ids=lambda v: str(v))
+def test_signal_ends_app_and_restores_terminal(
+    net: Network, sig: signal.Signals, backend: str
+) -> None:
+    require_root()
+    term = Terminal(160, 48)
+    app = App(term, "--backend", backend, "--interval", "1")
+    try:
+        app.wait_table()
+        kids = children_of(app.proc.pid)
+        if backend == "nethogs":
+            assert any(k.name() == "nethogs" for k in kids), "no nethogs child to check"
+        os.kill(app.proc.pid, sig)
+        app.wait_exit(10)
+        assert not gone(kids), f"{sig.name} left a child running"
+        assert_restored_shell(term)
+    finally:
+        app.kill()
+        term.close()
+
+
+def test_closed_terminal_ends_app_and_its_child(net: Network) -> None:
+    require_root()
+    require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
+    term = Terminal(160, 48)
+    app = App(term, "--backend", "nethogs", "--interval", "1")
+    try:
+        app.wait_table()
+        kids = children_of(app.proc.pid)
+        assert any(k.name() == "nethogs" for k in kids), "no nethogs child to check"
+        term.tmux("kill-session", "-t", "ntu")
+        app.wait_exit(10)
+        assert not gone(kids), "the closed terminal left a child running"
+    finally:
+        app.kill()
+        term.close()
+
+
+def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
+    require_root()
+    term = Terminal(160, 48)
+    app = App(term, "--backend", "ebpf", "--interval", "1")
+    try:
+        app.wait_table()
+        term.resize(20, 5)
+        term.wait_for(lambda s: len(s.rstrip("\n").split("\n")) <= 5, 10, "a 20x5 screen")
+        deadline = time.monotonic() + 3  # three frames drawn at 20x5
+        while time.monotonic() < deadline:
+            assert app.proc.is_running() and app.proc.status() != psutil.STATUS_ZOMBIE
+            time.sleep(0.2)
+        assert "Traceback" not in term.screen()
+        term.resize(160, 48)
+        screen = term.wait_for(lambda s: len(table_rows(s)) >= 20, 10, "the full table again")
+        assert screen.split("\n")[0].startswith("nettop-ui ")
+        assert "UP/s" in screen and "DOWN/s" in screen and "CONNS" in screen
+    finally:
+        app.kill()
+        term.close()

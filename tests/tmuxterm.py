@@ -1,0 +1,205 @@
+"""A real terminal for end-to-end TUI tests: the real `nettop-ui` in a detached tmux.
+
+Each `Terminal` runs its own tmux server (a private socket, no config file) with one
+window of a fixed size holding `bash --norc --noprofile` whose prompt is `PROMPT`, so
+"back at a clean shell" is checkable. Keys go in with `tmux send-keys`, the screen
+comes out with `tmux capture-pane -p`; `wait_for` polls it with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from tests.netenv import require
+
+NETTOP_UI = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nettop-ui")
+PROMPT = "NTU-SHELL> "
+ESC_GAP_S = 0.5
+_UNIT = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_rate(text: str) -> float:
+    """Bytes/s of a table cell such as `2.4MiB` or `0B`."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(B|KiB|MiB|GiB)(?:/s)?", text.strip())
+    assert m, f"not a rate: {text!r}"
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+class Terminal:
+    """One tmux window of `width` x `height` with a bash at `PROMPT`."""
+
+    def __init__(self, width: int = 160, height: int = 48) -> None:
+        require(shutil.which("tmux") is not None, "needs tmux (apt install tmux)")
+        self.socket = f"ntu-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.target = "ntu:0.0"
+        self.tmux(
+            "new-session", "-d", "-s", "ntu", "-x", str(width), "-y", str(height),
+            "env PS1='NTU-SHELL> ' bash --norc --noprofile",
+        )  # fmt: skip
+        self.tmux("set", "-g", "window-size", "manual")
+        self.tmux("set", "-g", "status", "off")  # the window is the whole terminal
+        self.wait_for(lambda s: s.rstrip().endswith(PROMPT.rstrip()), 10, "the shell prompt")
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        res = subprocess.run(
+            ["tmux", "-f", "/dev/null", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if check:
+            assert res.returncode == 0, f"tmux {args}: {res.stderr}"
+        return res.stdout
+
+    def keys(self, *keys: str) -> None:
+        """Key names as tmux knows them (Enter, Escape, DC for delete, C-c)."""
+        self.tmux("send-keys", "-t", self.target, *keys)
+
+    def escape(self) -> None:
+        """The escape key alone. A key sent right after it would read as alt+key (ESC is
+        also the start of escape sequences), so leave the app a moment to take it."""
+        self.keys("Escape")
+        time.sleep(ESC_GAP_S)
+
+    def type(self, text: str) -> None:
+        """Literal text, one character at a time as a user types it."""
+        self.tmux("send-keys", "-t", self.target, "-l", text)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.target)
+
+    def lines(self) -> list[str]:
+        return self.screen().split("\n")
+
+    def display(self, fmt: str) -> str:
+        return self.tmux("display", "-p", "-t", self.target, fmt).strip()
+
+    def wait_for(self, check: Callable[[str], object], timeout: float, what: str) -> str:
+        """Poll the screen until `check(screen)` is true; fail showing the last screen.
+
+        A check that raises (a row not there yet, a cell not a rate yet) counts as false.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            try:
+                if check(screen):
+                    return screen
+            except (AssertionError, IndexError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout}s; screen:\n{screen}")
+            time.sleep(0.2)
+
+    def resize(self, width: int, height: int) -> None:
+        self.tmux("resize-window", "-t", "ntu", "-x", str(width), "-y", str(height))
+
+    @property
+    def shell_pid(self) -> int:
+        return int(self.display("#{pane_pid}"))
+
+    def close(self) -> None:
+        self.tmux("kill-server", check=False)
+
+
+class App:
+    """`nettop-ui ARGS` started from the terminal's shell, with its process found."""
+
+    def __init__(self, term: Terminal, *args: str) -> None:
+        self.term = term
+        term.type(" ".join([NETTOP_UI, *args]))
+        term.keys("Enter")
+        self.proc = self._find(15)
+
+    def _find(self, timeout: float) -> psutil.Process:
+        shell = psutil.Process(self.term.shell_pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in shell.children(recursive=True):
+                try:
+                    if any("nettop-ui" in part for part in child.cmdline()):
+                        return child
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError("nettop-ui did not start under the shell")
+
+    def wait_table(self, timeout: float = 90) -> str:
+        """Wait until the process table has a header and rows (the backend is running)."""
+        return self.term.wait_for(
+            lambda s: header_line(s) is not None and len(table_rows(s)) > 2, timeout, "table"
+        )
+
+    def wait_exit(self, timeout: float = 10) -> None:
+        try:
+            self.proc.wait(timeout)
+        except psutil.TimeoutExpired:
+            raise AssertionError(f"nettop-ui still running {timeout}s later") from None
+
+    def kill(self) -> None:
+        """Clean-up: the app and whatever it started, by pid."""
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+
+
+def header_line(screen: str) -> int | None:
+    """Index of the table header row (PID ... UP/s ...), or None."""
+    for i, line in enumerate(screen.split("\n")):
+        if re.match(r"\s*PID[▼▲]?\s+(USER[▼▲]?\s+)?PROGRAM", line) and "UP/s" in line:
+            return i
+    return None
+
+
+def table_rows(screen: str) -> list[str]:
+    """The process rows under the header, top to bottom (stops at the first non-row)."""
+    lines = screen.split("\n")
+    head = header_line(screen)
+    if head is None:
+        return []
+    rows = []
+    for line in lines[head + 1 :]:
+        if not re.match(r"\s*\d+ ", line):
+            break
+        rows.append(line)
+    return rows
+
+
+def column(screen: str, row: str, label: str) -> str:
+    """The right-aligned cell of `row` under the header `label` (sort arrow included)."""
+    head = header_line(screen)
+    assert head is not None
+    header = screen.split("\n")[head]
+    m = re.search(re.escape(label) + r"[▼▲]?", header)
+    assert m, f"no {label} column in {header!r}"
+    return row[: m.end()].split()[-1]
+
+
+def pid_of(row: str) -> int:
+    return int(row.split()[0])
+
+
+def children_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def gone(procs: list[psutil.Process], timeout: float = 5) -> list[psutil.Process]:
+    """Those of `procs` still alive after `timeout` seconds."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return alive
