@@ -10,6 +10,7 @@ import pytest
 
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
+from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
@@ -55,3 +56,34 @@ def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPat
     runs = apsd[0].sent_bytes // (34544 - 34103)
     assert runs >= 1
     assert (apsd[0].sent_bytes, apsd[0].recv_bytes) == (runs * 441, runs * 1504)
+
+
+def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
+    """The sockdiag backend's netlink socket fails under it (closed, as a dying netlink
+    would leave it): the run goes on with psutil and says why in one line."""
+    backend = SockdiagBackend()
+    items: list[TrafficSample | BackendFailure] = []
+    stop = asyncio.Event()
+
+    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        items.append(item)
+        if len(items) == 2:
+            backend._diag.close()  # type: ignore[union-attr]  # the fault
+        if len(items) >= 5:
+            stop.set()
+
+    async def go() -> None:
+        await monitor(
+            backend, 0.5, keep, stop=stop, fallbacks=[PsutilBackend],
+            handle_signals=False, duration_s=30,
+        )  # fmt: skip
+
+    asyncio.run(go())
+    failures = [i for i in items if isinstance(i, BackendFailure)]
+    assert len(failures) == 1, items
+    assert failures[0].backend == "sockdiag" and failures[0].fallback == "psutil"
+    assert (
+        failures[0].message.startswith("sock_diag poll failed") and "\n" not in failures[0].message
+    )
+    after = items[items.index(failures[0]) + 1 :]
+    assert after and all(isinstance(i, TrafficSample) and i.processes is None for i in after)

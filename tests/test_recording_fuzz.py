@@ -13,7 +13,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nettop_ui.summary import RecordingError, format_summary, read_recording, summarize
+from nettop_ui.summary import (
+    TREE_FIELDS,
+    RecordingError,
+    format_summary,
+    read_recording,
+    summarize,
+)
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
 JSONISH = st.recursive(
@@ -23,21 +29,11 @@ JSONISH = st.recursive(
     ),
     max_leaves=20,
 )
-TREE_KEYS = [
-    "cpu_percent",
-    "rss_bytes",
-    "read_bytes",
-    "write_bytes",
-    "sent_bytes",
-    "recv_bytes",
-    "gpu_memory_bytes",
-    "processes",
-]
 SAMPLE = st.fixed_dictionaries(
     {
         "type": st.just("sample"),
         "ts": SCALARS | JSONISH,
-        "tree": st.dictionaries(st.sampled_from(TREE_KEYS), SCALARS | JSONISH),
+        "tree": st.dictionaries(st.sampled_from(TREE_FIELDS), SCALARS | JSONISH),
     }
 )
 RECORD = SAMPLE | st.fixed_dictionaries(
