@@ -22,10 +22,13 @@ read is still named (the main thread's comm replaces another thread's once the m
 thread shows up). `conns`, keyed by tgid, family, protocol and the local and remote
 address and port read from the socket's struct sock_common, holds sent/recv bytes per
 connection. Nothing goes to user space per event. Every key also carries a
-generation: `read` bumps the kernel's generation counter, waits SETTLE_S for programs
-that read the old value to finish (they run for microseconds and cannot be
-preempted), then reads and deletes the entries of earlier generations, which nothing
-writes any more. So no byte counted during a read is lost or counted twice.
+generation: `read` bumps the kernel's generation counter, then reads the entries of
+earlier generations. A program that read the old generation just before the bump may
+still add to its entry a little later (tracepoint programs run with migration, not
+preemption, disabled, so on a busy preemptible kernel one can stall past SETTLE_S),
+so the previous generation's entries are reported and kept, and deleted one read
+later with whatever arrived since. So no byte is lost or counted
+twice unless a program stalls for a whole interval.
 
 Attribution. The hooks run in the task that called sendmsg/recvmsg; kernel users
 (NFS, SMB) run in kernel threads with their own pid and are reported like any
@@ -81,7 +84,7 @@ KPROBE_FUNCS = (
     "udpv6_sendmsg",
     "udpv6_recvmsg",
 )
-SETTLE_S = 0.005  # a BPF program runs for microseconds, without being preempted
+SETTLE_S = 0.005  # a BPF program runs for microseconds (unless preempted: see _take)
 KRETPROBE_MAXACTIVE = 1024  # returns of this many concurrently blocked calls are caught
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
@@ -124,6 +127,8 @@ class EbpfBackend(Backend):
         self._closed = False
         self._lock = threading.Lock()
         self._generation = 0  # the kernel's `generation` counter, which read() bumps
+        # Previous generation's entries, reported but not deleted yet: key -> (sent, recv)
+        self._reported: dict[bytes, tuple[int, int]] = {}
         self._batch = _kernel_version() >= (5, 6)  # BPF_MAP_LOOKUP_BATCH
 
     @classmethod
@@ -196,33 +201,51 @@ class EbpfBackend(Backend):
     def _drain_maps(self, bpf: Any) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
         self._generation = (self._generation + 1) % 2**32
         bpf[b"generation"][ctypes.c_int(0)] = ctypes.c_uint32(self._generation)
-        time.sleep(SETTLE_S)  # let programs that read the old generation finish
+        time.sleep(SETTLE_S)  # most programs that read the old generation are done
+        reported: dict[bytes, tuple[int, int]] = {}
         processes = [
-            ProcessTraffic(k.tgid, v.sent, v.recv, v.comm.decode(errors="replace") or None)
-            for k, v in self._take(bpf[b"procs"])
+            ProcessTraffic(k.tgid, sent, recv, v.comm.decode(errors="replace") or None)
+            for k, v, sent, recv in self._take(bpf[b"procs"], reported)
         ]
         merged: dict[tuple[int, str, str, str], list[int]] = {}
-        for k, v in self._take(bpf[b"conns"]):
+        for k, _conn, sent, recv in self._take(bpf[b"conns"], reported):
             proto = _protocol(k.family, k.protocol)
             local = _endpoint(k.family, bytes(k.laddr), k.lport, proto)
             remote = _endpoint(k.family, bytes(k.raddr), socket.ntohs(k.rport), proto)
             row = merged.setdefault((k.tgid, proto, local, remote), [0, 0])
-            row[0] += v.sent
-            row[1] += v.recv
+            row[0] += sent
+            row[1] += recv
         connections = [
             ConnectionTraffic(pid, proto, local, remote, sent, recv)
             for (pid, proto, local, remote), (sent, recv) in merged.items()
+            if sent or recv
         ]
-        return processes, connections
+        self._reported = reported
+        return [p for p in processes if p.sent_bytes or p.recv_bytes], connections
 
-    def _take(self, table: Any) -> list[tuple[Any, Any]]:
-        """The entries of earlier generations, each removed from the map."""
+    def _take(
+        self, table: Any, reported: dict[bytes, tuple[int, int]]
+    ) -> list[tuple[Any, Any, int, int]]:
+        """(key, value, new sent, new recv) for the entries of earlier generations.
+
+        The previous generation's entries stay in the map (their values noted in
+        `reported`) for late writers; older ones are deleted, reporting what came since.
+        """
         items = table.items_lookup_batch() if self._batch else table.items()
-        old = [(k, v) for k, v in items if k.gen != self._generation]
-        for key, _ in old:
-            with contextlib.suppress(KeyError):  # evicted meanwhile: its bytes are still ours
-                del table[key]
-        return old
+        previous = (self._generation - 1) % 2**32
+        out = []
+        for k, v in items:
+            if k.gen == self._generation:
+                continue
+            ident = bytes(k)
+            sent0, recv0 = self._reported.get(ident, (0, 0))
+            out.append((k, v, max(v.sent - sent0, 0), max(v.recv - recv0, 0)))
+            if k.gen == previous:
+                reported[ident] = (v.sent, v.recv)
+            else:
+                with contextlib.suppress(KeyError):  # evicted meanwhile
+                    del table[k]
+        return out
 
     async def close(self) -> None:
         with self._lock:

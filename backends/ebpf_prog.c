@@ -35,8 +35,9 @@ struct sock_head {
 };
 
 // Keys carry the generation they were counted in. User space bumps `generation` before
-// each read and then drains only entries of earlier generations, which no program
-// writes any more: nothing counted during the read can be lost.
+// each read and then drains only entries of earlier generations, keeping the previous
+// one for one more read: a program preempted just after reading the old generation may
+// still add to it (see ebpf.py, _take).
 struct proc_key {
     u32 tgid;
     u32 gen;
