@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
-        epilog="One command or process: nettop-ui run|attach|summary --help",
+        epilog="One command or process: nettop-ui run|attach|summary|replay --help",
     )
     parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
     parser.add_argument(
@@ -256,7 +256,7 @@ def run_prometheus(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and argv[0] in jobs.COMMANDS:  # run, attach, summary: nettop_ui/jobs.py
+    if argv[:1] and argv[0] in jobs.COMMANDS:  # run, attach, summary, replay: jobs.py
         return jobs.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)

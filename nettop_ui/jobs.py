@@ -3,6 +3,7 @@
     nettop-ui run [OPTIONS] -- CMD [ARGS...]   start CMD held, monitor its tree, exit as it did
     nettop-ui attach PID [--duration S]       monitor a running process and its children
     nettop-ui summary FILE [--json]           peaks, means and totals of a recording
+    nettop-ui replay FILE                     a recording in the TUI, with a timeline
 
 `cli.main` hands these over to `main` here. Every user error is one line on stderr.
 """
@@ -20,11 +21,11 @@ from typing import IO, Any
 from nettop_ui import registry
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
-from nettop_ui.summary import RecordingError, format_summary, read_recording, summarize
+from nettop_ui.summary import format_summary, read_recording_or_say, summarize
 from nettop_ui.watch import Attached, Command, Target, TargetError, WatchOptions, watch
 
 PROG = "nettop-ui"
-COMMANDS = ("run", "attach", "summary")
+COMMANDS = ("run", "attach", "summary", "replay")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="summarise a run/attach recording")
     summary.add_argument("file")
     summary.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    replay = sub.add_parser("replay", help="replay a run/attach recording in the TUI")
+    replay.add_argument("file")
     return parser
 
 
@@ -178,14 +181,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def summary_command(args: argparse.Namespace) -> int:
-    try:
-        records, problem = read_recording(args.file)
-    except OSError as exc:
-        print(f"{PROG}: error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+    loaded = read_recording_or_say(args.file)
+    if loaded is None:
         return 1
-    except RecordingError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    records, problem = loaded
     if problem:
         print(f"{PROG}: warning: {args.file}: {problem}; summarised up to there", file=sys.stderr)
     result = summarize(records)
@@ -201,6 +200,10 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "summary":
             return summary_command(args)
+        if args.command == "replay":
+            from nettop_ui.tui.replay import run_replay  # Textual loads only for the TUI
+
+            return run_replay(args.file)
         if args.command == "attach":
             return _watch(args, lambda: Attached(args.pid))
         return run_command(args)

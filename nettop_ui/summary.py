@@ -8,6 +8,7 @@ stopped; `summarize` works on the records it read, or on samples held in memory.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -90,6 +91,18 @@ def _is_numbers(tree: Any) -> bool:
     return tree is None or (
         isinstance(tree, dict) and all(_is_number(tree.get(k)) for k in TREE_FIELDS)
     )
+
+
+def read_recording_or_say(path: str) -> tuple[list[Record], str | None] | None:
+    """read_recording for a command: on failure, one `nettop-ui: error:` line on stderr
+    and None."""
+    try:
+        return read_recording(path)
+    except OSError as exc:
+        print(f"nettop-ui: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    except RecordingError as exc:
+        print(f"nettop-ui: error: {exc}", file=sys.stderr)
+    return None
 
 
 def _why(exc: ValueError) -> str:

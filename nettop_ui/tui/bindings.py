@@ -57,6 +57,16 @@ DETAIL_BINDINGS: list[BindingType] = [
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
 ]
 
+# `nettop-ui replay` only (nettop_ui.tui.replay.ReplayApp): the timeline. Priority, so
+# the table does not take left/right/home/end; the app hands them on while typing.
+REPLAY_BINDINGS: list[BindingType] = [
+    Binding("left", "replay_step(-1)", "Back", priority=True, id="replay_back"),
+    Binding("right", "replay_step(1)", "Fwd", priority=True, id="replay_forward"),
+    Binding("home", "replay_first", "First", show=False, priority=True, id="replay_first"),
+    Binding("end", "replay_last", "Last", show=False, priority=True, id="replay_last"),
+    Binding("space", "replay_play", "Play", priority=True, id="replay_play"),
+]
+
 # The long form of each binding, by id, for `?`.
 HELP: dict[str, str] = {
     "open_process": "open the selected process (child tree, connections, charts)",
@@ -88,6 +98,11 @@ HELP: dict[str, str] = {
     "panel_disk": "show or hide the disk panel",
     "panel_gpu": "show or hide the GPU panel",
     "detail_back": "back to the table: same row, sort and filter",
+    "replay_back": "replay: one sample back",
+    "replay_forward": "replay: one sample forward",
+    "replay_first": "replay: jump to the first sample",
+    "replay_last": "replay: jump to the last sample",
+    "replay_play": "replay: play (one sample per recorded interval) or pause",
 }
 
 HELP_NOTES = (

@@ -72,6 +72,7 @@ class StatusHeader(Widget):
         self.opts = ViewOptions()
         self.elapsed_s = 0.0
         self.paused = False
+        self.position: str | None = None  # replay: where on the timeline, instead of uptime
 
     def set_state(
         self, frame: Frame | None, opts: ViewOptions, elapsed_s: float, paused: bool
@@ -84,6 +85,8 @@ class StatusHeader(Widget):
         out = [Text("nettop-ui", style="bold")]
         if self.paused:
             out.append(Text(" PAUSED ", style="bold black on yellow"))
+        if self.position is not None:
+            out.append(Text(f" {self.position} ", style="bold black on cyan"))
         out.append(Text(f"{self.backend} · {self.backend_layer}", style="cyan"))
         if self.frame is not None:
             up, down, where = traffic_totals(self.frame, opts.totals)
@@ -94,7 +97,8 @@ class StatusHeader(Widget):
                 text.append(" total")
             text.append(where, style="dim")
             out.append(text)
-        out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
+        if self.position is None:
+            out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
         out.append(Text(safe_text(self.host, 40), style="bold"))
         out.append(Text(f"every {self.interval_s:g}s", style="dim"))
         modes = {"tree": "tree (children rolled in)", "user": "by user"}

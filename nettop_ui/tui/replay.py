@@ -1,0 +1,317 @@
+"""`nettop-ui replay FILE`: a `run`/`attach` recording in the TUI, with a timeline.
+
+`ReplaySource` turns each recorded sample back into the collector's `ProcessState`s
+and freezes it with `build_frame`, so the app draws it exactly as it draws a live
+tick; sort, filter, tree and drill-down work unchanged. `ReplayApp` adds the timeline
+keys (left/right one sample, home/end first/last, space play/pause), bound only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual.binding import BindingType
+from textual.widgets import Input
+
+from nettop_ui.collector import (
+    HISTORY_SERIES,
+    ConnectionState,
+    ProcessKey,
+    ProcessState,
+    Snapshot,
+    Unattributed,
+)
+from nettop_ui.history import SeriesSet
+from nettop_ui.summary import Record, RecordingError, read_recording_or_say
+from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.bindings import REPLAY_BINDINGS
+from nettop_ui.tui.detail_screen import DetailScreen
+from nettop_ui.tui.frame import Frame, build_frame
+from nettop_ui.tui.header import StatusHeader
+from nettop_ui.tui.keymap import load_keymap
+from nettop_ui.tui.main_screen import MainScreen
+from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.source import Emit, FrameSource
+
+PROG = "nettop-ui"
+MIN_STEP_S = 0.02  # play never advances faster than this, whatever the timestamps say
+MAX_STEP_S = 60.0
+
+
+def _num(record: dict[str, Any], key: str) -> float | None:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _int(record: dict[str, Any], key: str) -> int | None:
+    value = _num(record, key)
+    return None if value is None else int(value)
+
+
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def process_state(record: dict[str, Any]) -> ProcessState | None:
+    """A recorded process record (the --json keys) as a `ProcessState`; None if unusable."""
+    pid = _int(record, "pid")
+    if pid is None:
+        return None
+    cmdline = record.get("cmdline")
+    state = ProcessState(
+        pid=pid,
+        create_time=_num(record, "start_time"),
+        name=_text(record.get("name"), "?"),
+        cmdline=[a for a in cmdline if isinstance(a, str)] if isinstance(cmdline, list) else [],
+        user=_text(record.get("user")) or None,
+        ppid=_int(record, "ppid"),
+        sent_bytes=_int(record, "sent_bytes"),
+        recv_bytes=_int(record, "recv_bytes"),
+        sent_bps=_num(record, "sent_bps"),
+        recv_bps=_num(record, "recv_bps"),
+        cpu_percent=_num(record, "cpu_percent"),
+        cpu_user_s=_num(record, "cpu_user_s"),
+        cpu_system_s=_num(record, "cpu_system_s"),
+        rss_bytes=_int(record, "rss_bytes"),
+        vms_bytes=_int(record, "vms_bytes"),
+        read_bytes=_int(record, "read_bytes"),
+        write_bytes=_int(record, "write_bytes"),
+        read_bps=_num(record, "read_bps"),
+        write_bps=_num(record, "write_bps"),
+        threads=_int(record, "threads"),
+        connection_count=_int(record, "connection_count"),
+        gpu_memory_bytes=_int(record, "gpu_memory_bytes"),
+        gpu_sm_percent=_num(record, "gpu_sm_percent"),
+        exited=record.get("exited") is True,
+    )
+    conns = record.get("connections")
+    for c in conns if isinstance(conns, list) else ():
+        if not isinstance(c, dict):
+            continue
+        conn = ConnectionState(
+            protocol=_text(c.get("protocol"), "?"),
+            local=_text(c.get("local")),
+            remote=_text(c.get("remote")),
+            sent_bytes=_int(c, "sent_bytes") or 0,
+            recv_bytes=_int(c, "recv_bytes") or 0,
+            sent_bps=_num(c, "sent_bps") or 0.0,
+            recv_bps=_num(c, "recv_bps") or 0.0,
+        )
+        state.connections[(conn.protocol, conn.local, conn.remote)] = conn
+    return state
+
+
+def _processes(sample: Record) -> list[ProcessState]:
+    records = sample.get("processes")
+    states = (process_state(r) for r in records if isinstance(r, dict)) if records else ()
+    return [s for s in states if s is not None] if isinstance(records, list) else []
+
+
+class ReplaySource(FrameSource):
+    """Frames from the samples of one recording; the position moves only when asked."""
+
+    def __init__(self, records: Iterable[Record], path: str = "", problem: str | None = None):
+        super().__init__()
+        records = list(records)
+        meta = next((r for r in records if r.get("type") == "meta"), {})
+        self.samples = [r for r in records if r.get("type") == "sample"]
+        if not self.samples:
+            raise RecordingError(f"no samples to replay in {path}")
+        self.path, self.problem = path, problem
+        found = meta.get("coverage")
+        coverage: dict[str, Any] = found if isinstance(found, dict) else {}
+        self.backend_name = _text(meta.get("backend"), "recording")
+        self.layer = _text(meta.get("layer"), "recorded")
+        self.per_process = coverage.get("per_process") is not False
+        self.per_connection = coverage.get("per_connection") is True
+        self.interval_s = _num(meta, "interval_s") or 1.0
+        self.index = 0
+        self.playing = False
+        self._emit: Emit | None = None
+        self._wake = asyncio.Event()
+        # Per process identity: (sample index, ts, HISTORY_SERIES values) for its history.
+        self._rows: dict[ProcessKey, list[tuple[int, float, tuple[float | None, ...]]]] = {}
+        self._states = [_processes(s) for s in self.samples]
+        for i, (sample, states) in enumerate(zip(self.samples, self._states, strict=True)):
+            for p in states:
+                values = (p.sent_bps, p.recv_bps, p.cpu_percent, p.rss_bytes)
+                self._rows.setdefault(p.key, []).append((i, sample["ts"], values))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    # -- frames -----------------------------------------------------------------------
+
+    def _history(self, key: ProcessKey, upto: int) -> SeriesSet:
+        rows = self._rows.get(key, [])
+        rows = rows[: bisect_right(rows, upto, key=lambda r: r[0])]
+        history = SeriesSet(HISTORY_SERIES, max(1, len(rows)))
+        for _i, ts, values in rows:
+            history.append_row(ts, values)
+        return history
+
+    def frame_at(self, index: int) -> Frame:
+        sample = self.samples[index]
+        states = self._states[index]
+        for state in states:  # built anew each time: the history is as of `index`
+            state.history = self._history(state.key, index)
+        unattributed = None
+        u = sample.get("unattributed")
+        if isinstance(u, dict):
+            unattributed = Unattributed(
+                _int(u, "sent_bytes") or 0,
+                _int(u, "recv_bytes") or 0,
+                _num(u, "sent_bps") or 0.0,
+                _num(u, "recv_bps") or 0.0,
+            )
+        interval = _num(sample, "interval_s") or self.interval_s
+        snap = Snapshot(sample["ts"], interval, list(states), unattributed, None)
+        snap.gpu_unavailable = "not recorded"
+        return build_frame(snap, self.watch_keys)
+
+    def position(self) -> str:
+        """`replay 3/40 · 2026-01-02 10:00:03 (+2.0s)`, and `▶` while playing."""
+        ts = self.samples[self.index]["ts"]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+        offset = ts - self.samples[0]["ts"]
+        mark = "▶ " if self.playing else ""
+        return f"{mark}replay {self.index + 1}/{len(self)} · {when} (+{offset:.1f}s)"
+
+    def _show(self) -> None:
+        if self._emit is not None:
+            self._emit(self.frame_at(self.index))
+
+    # -- the timeline -----------------------------------------------------------------
+
+    def goto(self, index: int) -> None:
+        self.index = max(0, min(index, len(self) - 1))
+        if self.index == len(self) - 1:
+            self.playing = False
+        self._wake.set()  # restart the play timer from here
+        self._show()
+
+    def step(self, delta: int) -> None:
+        self.goto(self.index + delta)
+
+    def toggle_play(self) -> None:
+        if not self.playing and self.index == len(self) - 1:
+            self.index = 0  # play again from the start
+        self.playing = not self.playing
+        self._wake.set()
+        self._show()
+
+    def _delay(self) -> float:
+        """Seconds until the next sample, as recorded."""
+        here, after = self.samples[self.index], self.samples[self.index + 1]
+        delay = after["ts"] - here["ts"]
+        return min(max(delay, MIN_STEP_S), MAX_STEP_S)
+
+    def watch(self, keys: Iterable[str]) -> None:
+        changed = frozenset(keys) != self.watch_keys
+        super().watch(keys)
+        if changed:
+            self._show()
+
+    def stop(self) -> None:
+        super().stop()
+        self._wake.set()
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        self._show()
+        while not self._stop.is_set():
+            self._wake.clear()
+            playing = self.playing and self.index < len(self) - 1
+            timeout = self._delay() if playing else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                if self.playing and not self._stop.is_set():
+                    self.step(1)
+
+
+class ReplayApp(NettopApp):
+    """The app, fed by a `ReplaySource`, with the timeline keys.
+
+    The keys are priority bindings (left/right/home/end would otherwise move the
+    table), handed on to the focused widget while the filter box is being edited or a
+    dialog is open.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = REPLAY_BINDINGS
+    TITLE = "nettop-ui replay"
+
+    def __init__(self, source: ReplaySource, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
+        self.replay = source
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        if self.replay.problem:
+            self.notify(
+                safe_text(f"{self.replay.path}: {self.replay.problem}; replaying up to there", 300),
+                title="damaged recording",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause":  # the live display pause: space plays and pauses here
+            return False
+        if action.startswith("replay_"):
+            if not isinstance(self.screen, (MainScreen, DetailScreen)):
+                return False
+            return not isinstance(self.focused, Input)
+        return super().check_action(action, parameters)
+
+    def display_frame(self, frame: Frame) -> None:
+        position = self.replay.position()
+        for header in self.main.query(StatusHeader):
+            header.position = position
+        super().display_frame(frame)
+
+    def elapsed_s(self) -> float:
+        return self.replay.samples[self.replay.index]["ts"] - self.replay.samples[0]["ts"]
+
+    def action_replay_step(self, delta: int) -> None:
+        self.replay.step(delta)
+
+    def action_replay_first(self) -> None:
+        self.replay.goto(0)
+
+    def action_replay_last(self) -> None:
+        self.replay.goto(len(self.replay) - 1)
+
+    def action_replay_play(self) -> None:
+        self.replay.toggle_play()
+
+
+def run_replay(path: str) -> int:
+    """Replay the recording at `path` until the user quits; one stderr line on error."""
+    loaded = read_recording_or_say(path)
+    if loaded is None:
+        return 1
+    records, problem = loaded
+    try:
+        source = ReplaySource(records, path, problem)
+    except RecordingError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    keymap, keymap_problem = load_keymap()
+    app = ReplayApp(source, why="", keymap=keymap, handle_sigterm=True)
+    if keymap_problem:
+        app.call_later(app.notify, keymap_problem, severity="warning", markup=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        app.run()
+    if problem:
+        print(f"{PROG}: warning: {path}: {problem}; replayed up to there", file=sys.stderr)
+    return app.return_code or 0
