@@ -33,6 +33,8 @@ HOSTILE = [
     ),
     ("\u202eevil\tt\nx", ["line1\nline2\ttab", "\u202egnp.exe"]),
 ]
+# Invalid UTF-8 in the comm and the argv, and a 100 KB argument.
+RAW_COMM, RAW_ARGS = b"bad\xff\xfe", [b"\xff\x80arg", b"Z" * 100_000]
 ARGV0 = "py"  # short, so the hostile arguments fit on the row
 # Sets its comm, then uploads to the loopback server, ~320 KB/s, until killed.
 UPLOAD = """
@@ -49,11 +51,14 @@ while True:
 
 @pytest.fixture
 def hostile(net: Network) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """One uploading process per HOSTILE entry; `python - ARGS`, the code on stdin."""
+    """One uploading process per HOSTILE entry, then the RAW one; `python - ARGS`, the
+    code on stdin."""
     require_root()
     procs = []
+    entries: list[tuple[bytes, list[str] | list[bytes]]]
+    entries = [(c.encode(), a) for c, a in HOSTILE] + [(RAW_COMM, RAW_ARGS)]
     try:
-        for comm, args in HOSTILE:
+        for comm, args in entries:
             proc = subprocess.Popen(
                 [ARGV0, "-", *args],
                 executable=sys.executable,
@@ -61,7 +66,7 @@ def hostile(net: Network) -> Iterator[list[subprocess.Popen[bytes]]]:
                 stdout=subprocess.PIPE,
             )
             procs.append(proc)
-            code = UPLOAD.format(comm=comm.encode(), port=net.ports["tcp-lo"])
+            code = UPLOAD.format(comm=comm, port=net.ports["tcp-lo"])
             assert proc.stdin and proc.stdout
             proc.stdin.write(code.encode())
             proc.stdin.close()
@@ -100,7 +105,7 @@ def test_hostile_names_render_literally_on_one_row(
         assert lines[0].startswith("nettop-ui "), "the screen was cleared or scrolled"
         assert len(lines) >= 48
         rows = table_rows(screen)
-        for pid, (comm, args) in zip(pids, HOSTILE, strict=True):
+        for pid, (comm, args) in zip(pids[:-1], HOSTILE, strict=True):
             (row,) = [r for r in rows if r.split()[0] == str(pid)]
             assert sum(line.lstrip().startswith(f"{pid} ") for line in lines) == 1
             cell = program_cell(screen, row)
@@ -109,6 +114,12 @@ def test_hostile_names_render_literally_on_one_row(
             # Shown literally (escapes visible, markup as text), maybe cut with an ellipsis.
             assert len(cell) > 20 and expected.startswith(cell.removesuffix("…")), (cell, row)
             assert "\\e" in expected or "[" in expected or "\\u202e" in expected
+        # Invalid UTF-8 shows as visible escapes; 100 KB of argv stays on its one row.
+        raw_pid = hostile[-1].pid
+        (raw_row,) = [r for r in rows if r.split()[0] == str(raw_pid)]
+        assert sum(line.lstrip().startswith(f"{raw_pid} ") for line in lines) == 1
+        assert program_cell(screen, raw_row).startswith("bad\\xff\\xfe py - \\xff\\x80arg Z")
+        assert len(raw_row) <= 160
         title = term.display("#{pane_title}")
         assert "pwned" not in title and "owned" not in title, title
         assert "\x1b" not in screen and "\u202e" not in screen
