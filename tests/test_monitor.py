@@ -70,7 +70,9 @@ def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
     def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         items.append(item)
         if len(items) == 2:
-            backend._diag.close()  # type: ignore[union-attr]  # the fault
+            # The fault, on the backend's netlink thread, between two polls (closing it
+            # under a dump in flight would leave pyroute2 waiting forever instead).
+            backend._worker.submit(backend._diag.close)  # type: ignore[union-attr]
         if len(items) >= 5:
             stop.set()
 
