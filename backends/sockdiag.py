@@ -40,6 +40,7 @@ from nettop_ui.core import (
 )
 
 POLL_S = 0.25
+CALL_TIMEOUT_S = 15.0  # a netlink dump takes milliseconds; this means it is stuck
 TCP_LISTEN = 10
 ALL_STATES_BUT_LISTEN = 0xFFF & ~(1 << TCP_LISTEN)
 INET_DIAG_INFO_EXT = 1 << (2 - 1)  # request the INET_DIAG_INFO attribute (tcp_info)
@@ -188,7 +189,13 @@ class SockdiagBackend(Backend):
     async def _in_worker(self, fn: Any, *args: Any) -> Any:
         # pyroute2's sync API drives an event loop of its own: keep every netlink
         # call on one dedicated thread, never on the caller's loop.
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        # A dump that never completes (pyroute2 waiting on a socket that died under it)
+        # must end the backend with one line, not freeze it: hence the timeout.
+        call = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        try:
+            return await asyncio.wait_for(call, CALL_TIMEOUT_S)
+        except TimeoutError:
+            raise BackendError(f"sock_diag call timed out after {CALL_TIMEOUT_S:g} s") from None
 
     def _open(self) -> None:
         from pyroute2.netlink.diag import DiagSocket
