@@ -1,7 +1,8 @@
 """Linux without root: TCP byte counters per socket from the kernel's sock_diag netlink.
 
-Every poll asks the kernel (NETLINK_SOCK_DIAG through pyroute2's DiagSocket) for all
-IPv4 and IPv6 TCP sockets with their `tcp_info`, whose `tcpi_bytes_acked` (payload the
+Every poll asks the kernel (NETLINK_SOCK_DIAG through pyroute2's DiagSocket) for the
+IPv4 and IPv6 TCP sockets a process can hold (not listeners, SYN_RECV or TIME_WAIT)
+with their `tcp_info`, whose `tcpi_bytes_acked` (payload the
 peer acknowledged) and `tcpi_bytes_received` (payload received) are exact socket
 payload counters. Sockets are tied to processes through the `socket:[inode]` links in
 /proc/PID/fd: without root that is only the user's own processes, so other sockets'
@@ -41,8 +42,11 @@ from nettop_ui.core import (
 
 POLL_S = 0.25
 CALL_TIMEOUT_S = 15.0  # a netlink dump takes milliseconds; this means it is stuck
-TCP_LISTEN = 10
-ALL_STATES_BUT_LISTEN = 0xFFF & ~(1 << TCP_LISTEN)
+TCP_SYN_RECV, TCP_TIME_WAIT, TCP_LISTEN = 3, 6, 10
+# Every state a socket held by a process can be in. Listeners move no payload; SYN_RECV
+# and TIME_WAIT sockets belong to no process (no inode, no tcp_info), and a busy server
+# has tens of thousands of TIME_WAIT ones: dumping them made every poll take seconds.
+OWNED_STATES = 0xFFF & ~(1 << TCP_LISTEN | 1 << TCP_SYN_RECV | 1 << TCP_TIME_WAIT)
 INET_DIAG_INFO_EXT = 1 << (2 - 1)  # request the INET_DIAG_INFO attribute (tcp_info)
 SocketKey = tuple[int, int]  # (inode, cookie)
 
@@ -191,11 +195,13 @@ class SockdiagBackend(Backend):
         # call on one dedicated thread, never on the caller's loop.
         # A dump that never completes (pyroute2 waiting on a socket that died under it)
         # must end the backend with one line, not freeze it: hence the timeout.
+        # asyncio.wait, not wait_for: a caller that is cancelled (close() stopping the
+        # poller) returns at once instead of waiting for the call in the thread to end.
         call = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
-        try:
-            return await asyncio.wait_for(call, CALL_TIMEOUT_S)
-        except TimeoutError:
-            raise BackendError(f"sock_diag call timed out after {CALL_TIMEOUT_S:g} s") from None
+        done, _ = await asyncio.wait({call}, timeout=CALL_TIMEOUT_S)
+        if not done:
+            raise BackendError(f"sock_diag call timed out after {CALL_TIMEOUT_S:g} s")
+        return call.result()
 
     def _open(self) -> None:
         from pyroute2.netlink.diag import DiagSocket
@@ -225,7 +231,7 @@ class SockdiagBackend(Backend):
         out: list[TcpSocket] = []
         for family in (socket.AF_INET, socket.AF_INET6):
             msgs = self._diag.get_sock_stats(
-                family=family, states=ALL_STATES_BUT_LISTEN, extensions=INET_DIAG_INFO_EXT
+                family=family, states=OWNED_STATES, extensions=INET_DIAG_INFO_EXT
             )
             out.extend(s for m in msgs if (s := to_socket(m)) is not None)
         return out

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from backends.ebpf import EbpfBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
+from tests.netenv import require_root
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
 FAKEBIN = Path(__file__).parent / "fakebin"
@@ -89,3 +91,41 @@ def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
     )
     after = items[items.index(failures[0]) + 1 :]
     assert after and all(isinstance(i, TrafficSample) and i.processes is None for i in after)
+
+
+@pytest.mark.timeout(180)
+def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
+    """The ebpf backend's programs are detached and its maps closed under it (bcc's
+    cleanup, as a dying program would leave them): auto's next backend takes over.
+
+    This once hung in CI: right after the churn test, tens of thousands of TIME_WAIT
+    sockets made every sock_diag dump of the fallback take seconds, and stopping it
+    waited for each. sockdiag now skips sockets no process holds, and stops at once.
+    """
+    require_root()
+    backend = EbpfBackend()
+    items: list[TrafficSample | BackendFailure] = []
+    stop = asyncio.Event()
+
+    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        items.append(item)
+        if len(items) == 2:
+            with backend._lock:  # between two reads, as a fault from outside would land
+                backend._bpf.cleanup()  # programs detached, map fds closed
+        if len(items) >= 5:
+            stop.set()
+
+    async def go() -> None:
+        await monitor(
+            backend, 0.5, keep, stop=stop, fallbacks=[SockdiagBackend],
+            handle_signals=False, duration_s=120,
+        )  # fmt: skip
+
+    asyncio.run(go())
+    failures = [i for i in items if isinstance(i, BackendFailure)]
+    assert len(failures) == 1, items
+    assert failures[0].backend == "ebpf" and failures[0].fallback == "sockdiag"
+    message = failures[0].message
+    assert message.startswith("reading the eBPF maps failed") and "\n" not in message
+    after = items[items.index(failures[0]) + 1 :]
+    assert after and all(isinstance(i, TrafficSample) and i.processes is not None for i in after)

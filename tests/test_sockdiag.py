@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,8 +20,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pyroute2.netlink.diag import DiagSocket
 
-from backends.sockdiag import SockdiagBackend, endpoint, payload_counts, socket_inode, to_socket
+from backends.sockdiag import (
+    INET_DIAG_INFO_EXT,
+    OWNED_STATES,
+    SockdiagBackend,
+    endpoint,
+    payload_counts,
+    socket_inode,
+    to_socket,
+)
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
 
 ROOT = Path(__file__).parent.parent
@@ -179,3 +189,26 @@ def test_netlink_messages_with_any_damage_never_raise(changes: list[tuple[int, i
         return  # pyroute2 refused it; a poll that fails ends the backend with one line
     sock = to_socket(msg)
     assert sock is None or (sock.acked >= 0 and sock.received >= 0)
+
+
+def test_sockets_no_process_holds_are_not_dumped() -> None:
+    """TIME_WAIT sockets (tens of thousands on a busy server) have no owner: a dump that
+    included them took seconds a poll. The kernel is asked not to send them at all."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = server.accept()
+        accepted.close()  # the client closed first: its end is now in TIME_WAIT
+    server.close()
+    with DiagSocket() as diag:
+        diag.bind()
+
+        def states(mask: int) -> list[int]:
+            msgs = diag.get_sock_stats(
+                family=socket.AF_INET, states=mask, extensions=INET_DIAG_INFO_EXT
+            )
+            return [m["idiag_state"] for m in msgs if m["idiag_dport"] == port]
+
+        assert states(0xFFF).count(6) == 20  # they are there: 6 is TIME_WAIT
+        assert states(OWNED_STATES) == []
