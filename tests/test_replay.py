@@ -16,7 +16,7 @@ from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.header import StatusHeader
 from nettop_ui.tui.help_screen import binding_rows
 from nettop_ui.tui.replay import ReplayApp, ReplaySource
-from tests.tui_fixtures import table_order, wait_for
+from tests.tui_fixtures import capture_notices, table_order, wait_for
 
 NETTOP_UI = str(Path(sys.executable).with_name("nettop-ui"))
 # Allocates 2 MB every 0.1 s for 2 s: its RSS differs from one sample to the next.
@@ -167,14 +167,7 @@ async def test_a_truncated_recording_replays_up_to_the_damage(
     assert len(source) == 3
     assert source.problem is not None and "line 5" in source.problem
     app = ReplayApp(source, host="test")
-    notes: list[str] = []
-    notify = app.notify
-
-    def capture(message: str, *args: Any, **kw: Any) -> None:
-        notes.append(message)
-        notify(message, *args, **kw)
-
-    app.notify = capture  # type: ignore[method-assign]
+    notes = capture_notices(app)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: app.shown is not None, "the first frame")
         assert any("line 5" in n and "replaying up to there" in n for n in notes), notes

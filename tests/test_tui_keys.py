@@ -29,6 +29,7 @@ from tests.tui_fixtures import (
     MIB,
     Child,
     ScriptedBackend,
+    capture_notices,
     pid_order,
     screen_lines,
     spawn_named,
@@ -38,7 +39,8 @@ from tests.tui_fixtures import (
 )
 
 INTERVAL = 0.2
-HOSTILE = "[b]x\x1b[31m\u202ez"  # markup, an escape sequence and a bidi override
+# Markup, an escape sequence, a bidi override and a byte that is not UTF-8 (0xff).
+HOSTILE = "[b]x\x1b[31m\u202ez\udcff"
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +72,7 @@ async def running(
     backend = ScriptedBackend(steady(rates(kids), INTERVAL), fail_at=kwargs.pop("fail_at", None))
     source = MonitorSource(backend, INTERVAL, kwargs.pop("fallbacks", ()))
     app = NettopApp(source, host="test", **kwargs)
-    notes: list[str] = []
-    notify = app.notify
-
-    def capture(message: str, *args: Any, **kw: Any) -> None:
-        notes.append(message)
-        notify(message, *args, **kw)
-
-    app.notify = capture  # type: ignore[method-assign]
-    app.notes = notes  # type: ignore[attr-defined]
+    app.notes = capture_notices(app)  # type: ignore[attr-defined]
     async with app.run_test(size=size) as pilot:
         pids = [c.pid for c in kids.values()]
         await wait_for(
@@ -125,7 +119,7 @@ async def test_hostile_names_render_literally_on_one_row(kids: dict[str, Child])
     async with running(kids, size=(160, 48)) as (app, _pilot):
         lines = screen_lines(app)
         row = next(line for line in lines if str(kids["hostile"].pid) in line)
-        assert "[b]x\\e[31m\\u202ez" in row  # markup shown as text, escapes made visible
+        assert "[b]x\\e[31m\\u202ez\\xff" in row  # markup as text, escapes made visible
         assert "\\n" in row  # the newlines of its argv, shown as \n on the same row
         assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines)
         assert len(lines) == 48

@@ -240,10 +240,11 @@ class FixedClock:
 
 # -- a scripted backend over real processes ---------------------------------------------
 
-# A child that names itself (prctl PR_SET_NAME) and sleeps until stdin closes.
+# A child that names itself (prctl PR_SET_NAME) and sleeps until stdin closes. The name
+# goes through os.fsencode, so a str with surrogate escapes names it with raw bytes.
 NAMED_CHILD = r"""
-import ctypes, sys
-ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, os.fsencode(sys.argv[1]), 0, 0, 0)
 print("ready", flush=True)
 sys.stdin.read()
 """
@@ -396,3 +397,16 @@ def pid_order(app: Any, pids: list[int]) -> list[int]:
     """`pids` in the order they appear in the table."""
     wanted = {str(p) for p in pids}
     return [int(k.split(":")[0]) for k in table_order(app) if k.split(":")[0] in wanted]
+
+
+def capture_notices(app: Any) -> list[str]:
+    """Every message `app.notify` shows from now on, in order (the toasts still show)."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def capture(message: str, *args: Any, **kw: Any) -> None:
+        notes.append(message)
+        notify(message, *args, **kw)
+
+    app.notify = capture
+    return notes

@@ -314,20 +314,25 @@ class ProcessTable(DataTable[Cell]):
             self._render_cell(row, column, base_style, width, cursor, hover)[line_no]
             for column, width in enumerate(self._widths_now)
         ]
-        extend, _ = self._get_styles_to_render_cell(
-            False,
-            False,
-            False,
+        extend, _ = self._body_styles(cursor, hover, css_priority=False)
+        gap = max(0, self.size.width - sum(self._widths_now))
+        cells.append([Segment(" " * gap, base_style + extend + _meta(row, 0, True))])
+        return [], cells
+
+    def _body_styles(self, cursor: bool, hover: bool, css_priority: bool) -> tuple[Style, Style]:
+        """DataTable's (component, post) styles for a body cell; with `css_priority`, the
+        cursor's colours give way to the cell's where the CSS asks for that."""
+        return self._get_styles_to_render_cell(
+            False,  # not a header
+            False,  # not the row label
+            False,  # not the label column
             hover,
             cursor,
             self.show_cursor,
             self._show_hover_cursor,
-            False,
-            False,
+            css_priority and self.cursor_foreground_priority == "css",
+            css_priority and self.cursor_background_priority == "css",
         )
-        gap = max(0, self.size.width - sum(self._widths_now))
-        cells.append([Segment(" " * gap, base_style + extend + _meta(row, 0, True))])
-        return [], cells
 
     def _render_cell(
         self,
@@ -368,17 +373,7 @@ class ProcessTable(DataTable[Cell]):
         self, cell: Cell, base_style: Style, width: int, cursor: bool, hover: bool
     ) -> SegmentLines:
         """One body cell, without meta: directly if it can, through Rich if not."""
-        component_style, post_style = self._get_styles_to_render_cell(
-            False,
-            False,
-            False,
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
-        )
+        component_style, post_style = self._body_styles(cursor, hover, css_priority=True)
         style = base_style + component_style
         options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
         if width > 0 and not self.cell_padding:
