@@ -58,9 +58,9 @@ def test_churn_is_attributed_and_memory_stays_flat(tmp_path: Path) -> None:
             if proc is not None and proc.poll() is None:
                 proc.kill()
     assert monitor.returncode == 0 and "Traceback" not in err, err
-    # The generator paces itself at RATE; on 2 busy cores it reached 248/s (14,903 children
-    # in 60 s, none failed). Below 200/s this would no longer be the churn asked for.
-    assert result["failed"] == 0 and result["children"] >= 200 * SECONDS, result
+    # The generator (C) paces itself at RATE: on 2 cores, beside nettop-ui, it made all
+    # 18,000. A machine too busy to keep within 3% of the rate fails here, not later.
+    assert result["failed"] == 0 and result["children"] >= 0.97 * RATE * SECONDS, result
     assert result["server_recv"] == result["child_sent"]
 
     last = json.loads(out.read_text().splitlines()[-1])
@@ -82,12 +82,10 @@ def test_churn_is_attributed_and_memory_stays_flat(tmp_path: Path) -> None:
     server = next(p for p in last["processes"] if p["pid"] == result["pid"])
     assert server["recv_bytes"] == result["server_recv"]
 
-    # Memory: by 30 s the exited list is at its cap (2,000, reached after ~8 s) and the
-    # connections of exited processes age out (30 s). Measured at 300/s: 155 MB at the
-    # start, 193 MB at 30 s, at most 215 MB later (the allocator settling; bench/soak shows
-    # RSS flat over 30 minutes at 50/s). Growth after 30 s beyond 20% would be a leak, and
-    # once the churn stops memory must not grow at all.
-    warm = rss[min(k for k in rss if k >= 30)]
-    during = max(v for k, v in rss.items() if k >= 30)
-    assert during <= warm * 1.20, (warm, during, rss)
+    # Memory: after a 10 s warm-up (the exited list reaches its cap of 2,000 after ~7 s)
+    # RSS stays within 10%. Measured at 300/s: 154 MB at the start, 167 MB at 10 s, at
+    # most 171 MB later, 171 MB after. Once the churn stops memory must not grow at all.
+    warm = rss[min(k for k in rss if k >= 10)]
+    during = max(v for k, v in rss.items() if k >= 10)
+    assert during <= warm * 1.10, (warm, during, rss)
     assert rss_after <= during * 1.02, (rss_after, during)
