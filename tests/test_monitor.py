@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
-from nettop_ui.core import BackendFailure, TrafficSample
+from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
 from tests.netenv import require_root
 
@@ -60,37 +61,50 @@ def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPat
     assert (apsd[0].sent_bytes, apsd[0].recv_bytes) == (runs * 441, runs * 1504)
 
 
-def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
-    """The sockdiag backend's netlink socket fails under it (closed, as a dying netlink
-    would leave it): the run goes on with psutil and says why in one line."""
-    backend = SockdiagBackend()
+def run_with_fault(
+    backend: Backend, fault: Callable[[], None], fallback: type[Backend]
+) -> tuple[BackendFailure, list[TrafficSample | BackendFailure]]:
+    """Monitor `backend` at 0.5 s, call `fault` after its second sample, stop three
+    items later; the one failure, and the items after it."""
     items: list[TrafficSample | BackendFailure] = []
     stop = asyncio.Event()
 
     def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         items.append(item)
         if len(items) == 2:
-            # The fault, on the backend's netlink thread, between two polls (closing it
-            # under a dump in flight would leave pyroute2 waiting forever instead).
-            backend._worker.submit(backend._diag.close)  # type: ignore[union-attr]
+            fault()
         if len(items) >= 5:
             stop.set()
 
     async def go() -> None:
         await monitor(
-            backend, 0.5, keep, stop=stop, fallbacks=[PsutilBackend],
-            handle_signals=False, duration_s=30,
+            backend, 0.5, keep, stop=stop, fallbacks=[fallback],
+            handle_signals=False, duration_s=120,
         )  # fmt: skip
 
     asyncio.run(go())
     failures = [i for i in items if isinstance(i, BackendFailure)]
     assert len(failures) == 1, items
-    assert failures[0].backend == "sockdiag" and failures[0].fallback == "psutil"
-    assert (
-        failures[0].message.startswith("sock_diag poll failed") and "\n" not in failures[0].message
-    )
+    assert failures[0].backend == backend.name and failures[0].fallback == fallback.name
+    assert "\n" not in failures[0].message
     after = items[items.index(failures[0]) + 1 :]
-    assert after and all(isinstance(i, TrafficSample) and i.processes is None for i in after)
+    assert after and all(isinstance(i, TrafficSample) for i in after)
+    return failures[0], after
+
+
+def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
+    """The sockdiag backend's netlink socket fails under it (closed, as a dying netlink
+    would leave it): the run goes on with psutil and says why in one line."""
+    backend = SockdiagBackend()
+
+    def fault() -> None:
+        # On the backend's netlink thread, between two polls (closing it under a dump
+        # in flight would leave pyroute2 waiting forever instead).
+        backend._worker.submit(backend._diag.close)  # type: ignore[union-attr]
+
+    failure, after = run_with_fault(backend, fault, PsutilBackend)
+    assert failure.message.startswith("sock_diag poll failed")
+    assert all(isinstance(i, TrafficSample) and i.processes is None for i in after)
 
 
 @pytest.mark.timeout(180)
@@ -104,28 +118,11 @@ def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
     """
     require_root()
     backend = EbpfBackend()
-    items: list[TrafficSample | BackendFailure] = []
-    stop = asyncio.Event()
 
-    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        items.append(item)
-        if len(items) == 2:
-            with backend._lock:  # between two reads, as a fault from outside would land
-                backend._bpf.cleanup()  # programs detached, map fds closed
-        if len(items) >= 5:
-            stop.set()
+    def fault() -> None:
+        with backend._lock:  # between two reads, as a fault from outside would land
+            backend._bpf.cleanup()  # programs detached, map fds closed
 
-    async def go() -> None:
-        await monitor(
-            backend, 0.5, keep, stop=stop, fallbacks=[SockdiagBackend],
-            handle_signals=False, duration_s=120,
-        )  # fmt: skip
-
-    asyncio.run(go())
-    failures = [i for i in items if isinstance(i, BackendFailure)]
-    assert len(failures) == 1, items
-    assert failures[0].backend == "ebpf" and failures[0].fallback == "sockdiag"
-    message = failures[0].message
-    assert message.startswith("reading the eBPF maps failed") and "\n" not in message
-    after = items[items.index(failures[0]) + 1 :]
-    assert after and all(isinstance(i, TrafficSample) and i.processes is not None for i in after)
+    failure, after = run_with_fault(backend, fault, SockdiagBackend)
+    assert failure.message.startswith("reading the eBPF maps failed")
+    assert all(isinstance(i, TrafficSample) and i.processes is not None for i in after)
