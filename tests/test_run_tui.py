@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 
-from tests.tmuxterm import App, Terminal, pid_of, table_rows
+from tests.tmuxterm import pid_of, table_rows, tui
 
 LOAD = str(Path(__file__).parent / "treeload.py")
 
 
 def test_run_tui_shows_only_the_tree_and_exits_with_its_code() -> None:
-    term = Terminal(150, 40)
-    app = None
-    try:
-        app = App(term, "run", "--backend", "psutil", "--interval", "0.3", "--",
-                  sys.executable, LOAD, "--cpu", "4", "--exit", "5")  # fmt: skip
+    with tui(150, 40, "run", "--backend", "psutil", "--interval", "0.3", "--",
+             sys.executable, LOAD, "--cpu", "4", "--exit", "5") as (term, app):  # fmt: skip
         # The command runs under nettop-ui; with its child, those are the only rows.
         screen = term.wait_for(lambda s: len(table_rows(s)) == 2, 60, "the tree's two rows")
         tree = {p.pid for p in app.proc.children(recursive=True)}
@@ -29,54 +25,31 @@ def test_run_tui_shows_only_the_tree_and_exits_with_its_code() -> None:
         term.wait_for(lambda s: "exited; q quits" in s, 60, "the exit notice")
         term.keys("q")
         app.wait_exit(15)
-        term.type("echo rc=$?")
-        term.keys("Enter")
-        term.wait_for(lambda s: "rc=5" in s, 10, "the command's exit code")
-    finally:
-        if app is not None:
-            with contextlib.suppress(Exception):
-                app.kill()
-        term.close()
+        term.expect_exit_status(5, "the command's exit code")
 
 
 def test_quitting_the_tui_terminates_the_command() -> None:
-    term = Terminal(150, 40)
-    app = None
-    try:
-        app = App(term, "run", "--backend", "psutil", "--interval", "0.3", "--", "sleep", "60")
+    args = ("run", "--backend", "psutil", "--interval", "0.3", "--", "sleep", "60")
+    with tui(150, 40, *args) as (term, app):
         term.wait_for(lambda s: len(table_rows(s)) == 1, 60, "the command's row")
         (sleeper,) = app.proc.children()
         term.keys("q")
         app.wait_exit(15)
         assert not sleeper.is_running()
-        term.type("echo rc=$?")
-        term.keys("Enter")
-        term.wait_for(lambda s: "rc=143" in s, 10, "SIGTERM's exit code")
-    finally:
-        if app is not None:
-            with contextlib.suppress(Exception):
-                app.kill()
-        term.close()
+        term.expect_exit_status(143, "SIGTERM's exit code")
 
 
 def test_attach_tui_follows_a_process_until_it_exits() -> None:
     sleeper = subprocess.Popen(["sleep", "4"])
-    term = Terminal(150, 40)
-    app = None
+    args = ("attach", str(sleeper.pid), "--backend", "psutil", "--interval", "0.3")
     try:
-        app = App(term, "attach", str(sleeper.pid), "--backend", "psutil", "--interval", "0.3")
-        screen = term.wait_for(lambda s: len(table_rows(s)) == 1, 60, "the process's row")
-        assert pid_of(table_rows(screen)[0]) == sleeper.pid
-        term.wait_for(lambda s: f"process {sleeper.pid} exited" in s, 30, "the exit notice")
-        term.keys("q")
-        app.wait_exit(15)
-        term.type("echo rc=$?")
-        term.keys("Enter")
-        term.wait_for(lambda s: "rc=0" in s, 10, "exit status 0")
+        with tui(150, 40, *args) as (term, app):
+            screen = term.wait_for(lambda s: len(table_rows(s)) == 1, 60, "the process's row")
+            assert pid_of(table_rows(screen)[0]) == sleeper.pid
+            term.wait_for(lambda s: f"process {sleeper.pid} exited" in s, 30, "the exit notice")
+            term.keys("q")
+            app.wait_exit(15)
+            term.expect_exit_status(0, "exit status 0")
     finally:
-        if app is not None:
-            with contextlib.suppress(Exception):
-                app.kill()
         sleeper.kill()
         sleeper.wait()
-        term.close()

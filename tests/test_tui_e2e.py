@@ -22,6 +22,7 @@ from tests.tmuxterm import (
     parse_rate,
     pid_of,
     table_rows,
+    tui,
 )
 
 HEAVY, HEAVY_RATE = "ntu-tui-heavy", 3_000_000  # bytes/s
@@ -93,9 +94,7 @@ def quit_to_clean_shell(term: Terminal, app: App) -> None:
 def test_tui_shows_ranks_filters_and_drills_down(
     net: Network, uploads: tuple[Client, Client]
 ) -> None:
-    term = Terminal(160, 48)
-    app = App(term, "--backend", "ebpf", "--interval", "1")
-    try:
+    with tui(160, 48, "--backend", "ebpf", "--interval", "1") as (term, app):
         app.wait_table()
         both = HEAVY_RATE + LIGHT_RATE
         server = next(p.pid for p in net.servers if "srv-tcp4" in p.args)  # type: ignore[operator]
@@ -142,21 +141,13 @@ def test_tui_shows_ranks_filters_and_drills_down(
         term.wait_for(lambda s: rows_named(s, HEAVY) and rows_named(s, LIGHT), 10, "all rows")
 
         quit_to_clean_shell(term, app)
-    finally:
-        app.kill()
-        term.close()
 
 
 def test_tui_narrow_terminal_still_ranks(uploads: tuple[Client, Client]) -> None:
-    term = Terminal(80, 24)
-    app = App(term, "--backend", "ebpf", "--interval", "1")
-    try:
+    with tui(80, 24, "--backend", "ebpf", "--interval", "1") as (term, app):
         app.wait_table()
         term.type("s")
         heavy = uploads[0].proc.pid
         screen = term.wait_for(top_is(heavy, "UP/s", HEAVY_RATE), 60, "the heavy client on top")
         assert all(len(line) <= 80 for line in screen.split("\n"))
         quit_to_clean_shell(term, app)
-    finally:
-        app.kill()
-        term.close()

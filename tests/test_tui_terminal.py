@@ -22,7 +22,7 @@ import pytest
 
 from nettop_ui.tui.safe import safe_text
 from tests.netenv import Network, require, require_root
-from tests.tmuxterm import PROMPT, App, Terminal, children_of, gone, header_line, table_rows
+from tests.tmuxterm import PROMPT, Terminal, children_of, gone, header_line, table_rows, tui
 
 # (comm, argv[1:]): markup, CSI clear, OSC title, OSC 8 link, bidi override, tab, newline.
 HOSTILE = [
@@ -89,15 +89,13 @@ def program_cell(screen: str, row: str) -> str:
 def test_hostile_names_render_literally_on_one_row(
     hostile: list[subprocess.Popen[bytes]],
 ) -> None:
-    term = Terminal(160, 48)
-    app = App(term, "--backend", "ebpf", "--interval", "1")
     pids = [p.pid for p in hostile]
 
     def all_shown(screen: str) -> bool:
         shown = {int(r.split()[0]) for r in table_rows(screen)}
         return set(pids) <= shown
 
-    try:
+    with tui(160, 48, "--backend", "ebpf", "--interval", "1") as (term, _app):
         screen = term.wait_for(all_shown, 90, "every hostile process in the table")
         time.sleep(2)  # a few more frames: any escape that got through would act now
         screen = term.wait_for(all_shown, 10, "every hostile process in the table")
@@ -123,9 +121,6 @@ def test_hostile_names_render_literally_on_one_row(
         title = term.display("#{pane_title}")
         assert "pwned" not in title and "owned" not in title, title
         assert "\x1b" not in screen and "\u202e" not in screen
-    finally:
-        app.kill()
-        term.close()
 
 
 def assert_restored_shell(term: Terminal) -> None:
@@ -149,9 +144,7 @@ def test_signal_ends_app_and_restores_terminal(
     net: Network, sig: signal.Signals, backend: str
 ) -> None:
     require_root()
-    term = Terminal(160, 48)
-    app = App(term, "--backend", backend, "--interval", "1")
-    try:
+    with tui(160, 48, "--backend", backend, "--interval", "1") as (term, app):
         app.wait_table()
         kids = children_of(app.proc.pid)
         if backend == "nethogs":
@@ -160,33 +153,23 @@ def test_signal_ends_app_and_restores_terminal(
         app.wait_exit(10)
         assert not gone(kids), f"{sig.name} left a child running"
         assert_restored_shell(term)
-    finally:
-        app.kill()
-        term.close()
 
 
 def test_closed_terminal_ends_app_and_its_child(net: Network) -> None:
     require_root()
     require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
-    term = Terminal(160, 48)
-    app = App(term, "--backend", "nethogs", "--interval", "1")
-    try:
+    with tui(160, 48, "--backend", "nethogs", "--interval", "1") as (term, app):
         app.wait_table()
         kids = children_of(app.proc.pid)
         assert any(k.name() == "nethogs" for k in kids), "no nethogs child to check"
         term.tmux("kill-session", "-t", "ntu")
         app.wait_exit(10)
         assert not gone(kids), "the closed terminal left a child running"
-    finally:
-        app.kill()
-        term.close()
 
 
 def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
     require_root()
-    term = Terminal(160, 48)
-    app = App(term, "--backend", "ebpf", "--interval", "1")
-    try:
+    with tui(160, 48, "--backend", "ebpf", "--interval", "1") as (term, app):
         app.wait_table()
         term.resize(20, 5)
         term.wait_for(lambda s: len(s.rstrip("\n").split("\n")) <= 5, 10, "a 20x5 screen")
@@ -199,6 +182,3 @@ def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
         screen = term.wait_for(lambda s: len(table_rows(s)) >= 20, 10, "the full table again")
         assert screen.split("\n")[0].startswith("nettop-ui ")
         assert "UP/s" in screen and "DOWN/s" in screen and "CONNS" in screen
-    finally:
-        app.kill()
-        term.close()

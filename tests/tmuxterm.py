@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -107,6 +107,12 @@ class Terminal:
     def shell_pid(self) -> int:
         return int(self.display("#{pane_pid}"))
 
+    def expect_exit_status(self, code: int, what: str) -> None:
+        """Ask the shell for the last command's exit status and wait to see `code`."""
+        self.type("echo rc=$?")
+        self.keys("Enter")
+        self.wait_for(lambda s: f"rc={code}" in s, 10, what)
+
     def close(self) -> None:
         self.tmux("kill-server", check=False)
 
@@ -154,6 +160,21 @@ class App:
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+
+
+@contextlib.contextmanager
+def tui(width: int, height: int, *args: str) -> Iterator[tuple[Terminal, App]]:
+    """A `width`x`height` terminal running `nettop-ui ARGS`; on the way out the app and
+    what it started are killed and the terminal closed, whatever happened."""
+    term = Terminal(width, height)
+    try:
+        app = App(term, *args)
+        try:
+            yield term, app
+        finally:
+            app.kill()
+    finally:
+        term.close()
 
 
 def header_line(screen: str) -> int | None:
