@@ -148,26 +148,34 @@ def test_command_not_found_and_no_command() -> None:
     assert res.returncode == 2 and res.stderr.count("\n") == 1
 
 
+def signalled_run(
+    out: Path, sig: signal.Signals, *cmd: str, settle_s: float = 0
+) -> tuple[int, str]:
+    """`nettop-ui run --output OUT -- CMD`; once CMD prints "ready" (and `settle_s`
+    later), send nettop-ui `sig`. Its exit status and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nettop_ui", "run", "--backend", "psutil", "--interval", "0.2",
+         "--output", str(out), "--", *cmd],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(settle_s)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
 def test_sigint_reaches_cmd_and_the_recording_ends_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "int.jsonl"
     child = "import signal, sys, time\n"
     child += "signal.signal(signal.SIGINT, lambda *a: sys.exit(3))\n"
     child += "print('ready', flush=True)\ntime.sleep(60)\n"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nettop_ui", "run", "--backend", "psutil", "--interval", "0.2",
-         "--output", str(out), "--", sys.executable, "-c", child],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, err
+    code, err = signalled_run(out, signal.SIGINT, sys.executable, "-c", child, settle_s=0.5)
+    assert code == 3, err
     assert "Traceback" not in err
     recs = records(out)  # every line is whole JSON
     check_shape(recs)
@@ -177,19 +185,8 @@ def test_sigint_reaches_cmd_and_the_recording_ends_cleanly(tmp_path: Path) -> No
 
 def test_sigterm_reaches_cmd(tmp_path: Path) -> None:
     out = tmp_path / "term.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nettop_ui", "run", "--backend", "psutil", "--interval", "0.2",
-         "--output", str(out), "--", "sh", "-c", "echo ready; exec sleep 60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = signalled_run(out, signal.SIGTERM, "sh", "-c", "echo ready; exec sleep 60")
+    assert code == 143, err
     check_shape(records(out))
 
 
