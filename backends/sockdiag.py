@@ -39,6 +39,7 @@ from nettop_ui.core import (
     ProcessTraffic,
     TrafficSample,
 )
+from nettop_ui.procfs import socket_owners
 
 POLL_S = 0.25
 CALL_TIMEOUT_S = 15.0  # a netlink dump takes milliseconds; this means it is stuck
@@ -112,37 +113,6 @@ def to_socket(msg: Any) -> TcpSocket | None:
         acked=acked,
         received=received,
     )
-
-
-def socket_inode(link: str) -> int | None:
-    """`socket:[12345]` (an /proc/PID/fd link target) -> 12345."""
-    if link.startswith("socket:[") and link.endswith("]"):
-        digits = link[8:-1]
-        if digits.isascii() and digits.isdigit():
-            return int(digits)
-    return None
-
-
-def scan_socket_owners() -> dict[int, int]:
-    """inode -> lowest pid holding it, over every /proc/PID/fd this user can read."""
-    owners: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        fd_dir = f"/proc/{name}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:  # another user's process, or gone
-            continue
-        for fd in fds:
-            try:
-                inode = socket_inode(os.readlink(f"{fd_dir}/{fd}"))
-            except OSError:
-                continue
-            if inode is not None and (inode not in owners or pid < owners[inode]):
-                owners[inode] = pid
-    return owners
 
 
 class SockdiagBackend(Backend):
@@ -248,7 +218,7 @@ class SockdiagBackend(Backend):
         now = time.monotonic()
         # Rescan /proc for new sockets, and now and then for ones no fd held last time.
         if unknown - self._unowned or (unknown and now - self._scanned_at > 1.0):
-            self._owners = scan_socket_owners()
+            self._owners = socket_owners()
             self._unowned = {i for i in unknown if i not in self._owners}
             self._scanned_at = now
         for s in sockets:

@@ -20,6 +20,7 @@ import pwd
 import resource
 import weakref
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -304,9 +305,9 @@ class ProcFiles:
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6")
 
 
-def inet_inodes() -> set[str] | None:
+def inet_inodes() -> set[int] | None:
     """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
-    inodes: set[str] = set()
+    inodes: set[int] = set()
     for table in INET_TABLES:
         try:
             with open(f"/proc/net/{table}", "rb") as f:
@@ -317,21 +318,31 @@ def inet_inodes() -> set[str] | None:
             return None
         for line in lines:
             fields = line.split(maxsplit=10)
-            if len(fields) > 9:
-                inodes.add(fields[9].decode("ascii", "replace"))
+            if len(fields) > 9 and fields[9].isdigit():
+                inodes.add(int(fields[9]))
     return inodes
 
 
-def socket_holders(inodes: set[str]) -> dict[str, int]:
-    """Socket inode -> the first process (in /proc order) holding it, for `inodes`.
+def socket_inode(link: str) -> int | None:
+    """`socket:[12345]` (an /proc/PID/fd link target) -> 12345."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        digits = link[8:-1]
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+    return None
+
+
+def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
+    """Socket inode -> the lowest pid holding it, over every /proc/PID/fd this user can
+    read; only the inodes in `wanted`, when given.
 
     Reads the fd links of every process, as psutil does, but skips the /proc files
     this process holds open (`ProcFiles`): thousands of readlinks that could never
     find a socket.
     """
     own, skip = os.getpid(), {str(fd) for fd in ProcFiles.held()}
-    holders: dict[str, int] = {}
-    for pid in list_pids():
+    owners: dict[int, int] = {}
+    for pid in sorted(list_pids()):  # ascending: the first holder found is the lowest
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:  # gone, or not ours to look into
@@ -340,14 +351,12 @@ def socket_holders(inodes: set[str]) -> dict[str, int]:
             if pid == own and fd in skip:
                 continue
             try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
             except OSError:
                 continue
-            if link.startswith("socket:["):
-                inode = link[8:-1]
-                if inode in inodes:
-                    holders.setdefault(inode, pid)
-    return holders
+            if inode is not None and (wanted is None or inode in wanted):
+                owners.setdefault(inode, pid)
+    return owners
 
 
 def inet_socket_counts() -> dict[int, int] | None:
@@ -356,7 +365,7 @@ def inet_socket_counts() -> dict[int, int] | None:
     inodes = inet_inodes()
     if inodes is None:
         return None
-    return dict(Counter(socket_holders(inodes).values()))
+    return dict(Counter(socket_owners(inodes).values()))
 
 
 class SocketCounter:
@@ -373,8 +382,8 @@ class SocketCounter:
 
     def __init__(self, full_every: int = 6) -> None:
         self.full_every = full_every
-        self._holders: dict[str, int] = {}
-        self._seen: set[str] = set()  # every inode the last walk looked for
+        self._holders: dict[int, int] = {}
+        self._seen: set[int] = set()  # every inode the last walk looked for
         self._since_walk = 0
 
     def count(self) -> dict[int, int] | None:
@@ -383,6 +392,6 @@ class SocketCounter:
             return None
         self._since_walk += 1
         if self._since_walk >= self.full_every or not inodes <= self._seen:
-            self._holders, self._seen, self._since_walk = socket_holders(inodes), inodes, 0
+            self._holders, self._seen, self._since_walk = socket_owners(inodes), inodes, 0
         holders = self._holders
         return dict(Counter(holders[i] for i in inodes if i in holders))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 
@@ -64,3 +65,23 @@ def test_any_comm_bytes_round_trip_visibly(comm: bytes) -> None:
     facts = procfs.parse_stat(raw)
     assert facts is not None
     assert facts.comm == comm.decode("utf-8", errors="backslashreplace")
+
+
+def test_socket_counts_agree_with_psutil() -> None:
+    """The sockets this process holds, counted from /proc/net and the fd links (and the
+    cached count), are the ones psutil lists for it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        expected = len(psutil.Process().net_connections("inet"))
+        assert expected >= 4
+        counts = procfs.inet_socket_counts()
+        assert counts is not None and counts[os.getpid()] == expected
+        cached = procfs.SocketCounter().count()
+        assert cached is not None and cached[os.getpid()] == expected
+    finally:
+        for s in (listener, client, accepted, udp):
+            s.close()

@@ -28,9 +28,9 @@ from backends.sockdiag import (
     SockdiagBackend,
     endpoint,
     payload_counts,
-    socket_inode,
     to_socket,
 )
+from nettop_ui.procfs import socket_inode
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
 
 ROOT = Path(__file__).parent.parent
