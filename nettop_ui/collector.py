@@ -13,6 +13,7 @@ processes); callers run it off the UI thread / event loop.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
 ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None when never seen live
 HISTORY_SERIES = ("sent_bps", "recv_bps", "cpu_percent", "rss_bytes")
+history_row = operator.attrgetter(*HISTORY_SERIES)  # a ProcessState's values, in that order
 LINUX = sys.platform.startswith("linux")
 FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
@@ -432,10 +434,7 @@ class Collector:
             return
         if state.history is None:
             state.history = SeriesSet(HISTORY_SERIES, self.history_size)
-        # In HISTORY_SERIES order.
-        state.history.append_row(
-            now, (state.sent_bps, state.recv_bps, state.cpu_percent, state.rss_bytes)
-        )
+        state.history.append_row(now, history_row(state))
 
     def _forget_old(self, now: float) -> None:
         """Drop exited processes without traffic after a while; keep talkers' totals."""

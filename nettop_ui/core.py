@@ -13,8 +13,15 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
+
+
+def sum_known(values: Iterable[Any]) -> Any:
+    """Sum of the known values; None (unknown) when none is known."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 @dataclass(frozen=True, slots=True)

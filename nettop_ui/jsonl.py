@@ -18,7 +18,8 @@ from nettop_ui.core import Backend, BackendFailure
 SCHEMA = 1
 
 
-def _rate(value: float | None) -> float | None:
+def round_rate(value: float | None) -> float | None:
+    """A rate (or percentage) to one decimal, as every record carries it."""
     return None if value is None else round(value, 1)
 
 
@@ -49,8 +50,8 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
         "user": p.user,
         "sent_bytes": p.sent_bytes,
         "recv_bytes": p.recv_bytes,
-        "sent_bps": _rate(p.sent_bps),
-        "recv_bps": _rate(p.recv_bps),
+        "sent_bps": round_rate(p.sent_bps),
+        "recv_bps": round_rate(p.recv_bps),
         "cpu_percent": p.cpu_percent,
         "cpu_user_s": p.cpu_user_s,
         "cpu_system_s": p.cpu_system_s,
@@ -58,8 +59,8 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
         "vms_bytes": p.vms_bytes,
         "read_bytes": p.read_bytes,
         "write_bytes": p.write_bytes,
-        "read_bps": _rate(p.read_bps),
-        "write_bps": _rate(p.write_bps),
+        "read_bps": round_rate(p.read_bps),
+        "write_bps": round_rate(p.write_bps),
         "threads": p.threads,
         "connection_count": p.connection_count,
         "exited": p.exited,
@@ -72,8 +73,8 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
                 "remote": c.remote,
                 "sent_bytes": c.sent_bytes,
                 "recv_bytes": c.recv_bytes,
-                "sent_bps": _rate(c.sent_bps),
-                "recv_bps": _rate(c.recv_bps),
+                "sent_bps": round_rate(c.sent_bps),
+                "recv_bps": round_rate(c.recv_bps),
             }
             for c in p.connections.values()
         ]
@@ -104,8 +105,8 @@ def sample_record(
         record["unattributed"] = {
             "sent_bytes": u.sent_bytes,
             "recv_bytes": u.recv_bytes,
-            "sent_bps": _rate(u.sent_bps),
-            "recv_bps": _rate(u.recv_bps),
+            "sent_bps": round_rate(u.sent_bps),
+            "recv_bps": round_rate(u.recv_bps),
         }
     if snap.folded is not None:
         f = snap.folded
@@ -123,15 +124,15 @@ def sample_record(
             "mem_used": s.mem_used,
             "swap_total": s.swap_total,
             "swap_used": s.swap_used,
-            "disk_read_bps": _rate(s.disk_read_bps),
-            "disk_write_bps": _rate(s.disk_write_bps),
+            "disk_read_bps": round_rate(s.disk_read_bps),
+            "disk_write_bps": round_rate(s.disk_write_bps),
         }
         record["interfaces"] = {
             nic: {
                 "sent_bytes": i.sent_bytes,
                 "recv_bytes": i.recv_bytes,
-                "sent_bps": _rate(i.sent_bps),
-                "recv_bps": _rate(i.recv_bps),
+                "sent_bps": round_rate(i.sent_bps),
+                "recv_bps": round_rate(i.recv_bps),
             }
             for nic, i in s.interfaces.items()
         }

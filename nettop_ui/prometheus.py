@@ -254,9 +254,7 @@ class Exporter(PromCollector):
         pid_rows = None
         if self.pids:
             pid_rows = tuple(
-                PidRow(
-                    p.pid, group, tuple(getattr(p, n) for n in COUNTERS), p.rss_bytes, p.vms_bytes
-                )
+                PidRow(p.pid, group, _counters_of(p), p.rss_bytes, p.vms_bytes)
                 for group, procs in live.items()
                 for p in procs
             )

@@ -14,17 +14,18 @@ otherwise its bytes are already in its parent's.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
-from nettop_ui.jsonl import process_record
+from nettop_ui.core import sum_known
+from nettop_ui.jsonl import process_record, round_rate
 
-
-def _sum(values: list[Any]) -> Any:
-    """Sum of the known values; None when none is known."""
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
+# What an exited member no longer has: unknown from then on, never zero.
+ONLY_WHILE_ALIVE = dict.fromkeys(
+    ("cpu_percent", "rss_bytes", "vms_bytes", "threads", "gpu_memory_bytes", "gpu_sm_percent")
+)
 
 
 @dataclass
@@ -76,17 +77,15 @@ class TreeTracker:
                     record.update(
                         {k: old[k] for k in ("ppid", "name", "cmdline", "user") if old.get(k)}
                     )
-                record.update(cpu_percent=None, rss_bytes=None, vms_bytes=None, threads=None)
-                record.update(gpu_memory_bytes=None, gpu_sm_percent=None)
+                record.update(ONLY_WHILE_ALIVE)
             self.records[p.key] = record
         present = {p.key for p in snap.processes}
         for key, record in self.records.items():
             if key not in present and not record["exited"]:
-                record.update(exited=True, cpu_percent=None, rss_bytes=None, vms_bytes=None)
-                record.update(threads=None, gpu_memory_bytes=None, gpu_sm_percent=None)
-        live = [r for r in self.records.values() if not r["exited"]]
+                record.update(ONLY_WHILE_ALIVE, exited=True)
+        children = Counter(r["ppid"] for r in self.records.values() if not r["exited"])
         for record in self.records.values():
-            record["child_count"] = sum(r["ppid"] == record["pid"] for r in live)
+            record["child_count"] = children[record["pid"]]
         return sorted(self.records.values(), key=lambda r: (r["start_time"] or 0, r["pid"]))
 
     @property
@@ -100,25 +99,28 @@ class TreeTracker:
         member_pids = {r["pid"] for r in records}
         # Counted on their own: live members, and exited ones no member reaped.
         disk = [r for r in records if not r["exited"] or r["ppid"] not in member_pids]
-        read, write = _sum([r["read_bytes"] for r in disk]), _sum([r["write_bytes"] for r in disk])
+        read, write = (
+            sum_known([r["read_bytes"] for r in disk]),
+            sum_known([r["write_bytes"] for r in disk]),
+        )
         if read is not None and write is not None and self._disk_base is None:
             self._disk_base = (read, write)
         rb, wb = self._disk_base or (0, 0)
         return {
             "processes": len(live),
             "exited": len(records) - len(live),
-            "cpu_percent": _round(_sum([r["cpu_percent"] for r in live])),
-            "rss_bytes": _sum([r["rss_bytes"] for r in live]),
-            "vms_bytes": _sum([r["vms_bytes"] for r in live]),
-            "threads": _sum([r["threads"] for r in live]),
+            "cpu_percent": round_rate(sum_known([r["cpu_percent"] for r in live])),
+            "rss_bytes": sum_known([r["rss_bytes"] for r in live]),
+            "vms_bytes": sum_known([r["vms_bytes"] for r in live]),
+            "threads": sum_known([r["threads"] for r in live]),
             "read_bytes": None if read is None else max(read - rb, 0),
             "write_bytes": None if write is None else max(write - wb, 0),
-            "sent_bytes": _sum([r["sent_bytes"] for r in records]),
-            "recv_bytes": _sum([r["recv_bytes"] for r in records]),
-            "sent_bps": _round(_sum([r["sent_bps"] for r in records])),
-            "recv_bps": _round(_sum([r["recv_bps"] for r in records])),
-            "gpu_memory_bytes": _sum([r["gpu_memory_bytes"] for r in live]),
-            "gpu_sm_percent": _round(_sum([r["gpu_sm_percent"] for r in live])),
+            "sent_bytes": sum_known([r["sent_bytes"] for r in records]),
+            "recv_bytes": sum_known([r["recv_bytes"] for r in records]),
+            "sent_bps": round_rate(sum_known([r["sent_bps"] for r in records])),
+            "recv_bps": round_rate(sum_known([r["recv_bps"] for r in records])),
+            "gpu_memory_bytes": sum_known([r["gpu_memory_bytes"] for r in live]),
+            "gpu_sm_percent": round_rate(sum_known([r["gpu_sm_percent"] for r in live])),
         }
 
     def interfaces(self, snap: Snapshot) -> dict[str, int | None]:
@@ -131,10 +133,6 @@ class TreeTracker:
             "interfaces_sent_bytes": None if nics is None else nics[0] - nb[0],
             "interfaces_recv_bytes": None if nics is None else nics[1] - nb[1],
         }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
 
 
 def interface_totals(snap: Snapshot) -> tuple[int, int] | None:

@@ -108,7 +108,7 @@ class Command(Target):
         self.executable = os.path.abspath(exe)
         self.resumed = False
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", HELD, "sh", *argv], stdin=stdin, stdout=stdout, stderr=stderr
+            [*_TRAMPOLINE, "sh", *argv], stdin=stdin, stdout=stdout, stderr=stderr
         )
         self.pid = self.proc.pid
         _, status = os.waitpid(self.pid, os.WUNTRACED)  # until it has stopped itself

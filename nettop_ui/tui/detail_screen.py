@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 from textual_plotext import PlotextPlot
 
+from nettop_ui.core import sum_known
 from nettop_ui.format import human_bytes
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
 from nettop_ui.tui.cells import Cell
@@ -34,11 +35,6 @@ _UNITS = ((1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B"))
 def rate(value: float | None, bits: bool) -> str:
     text = human_bytes(value, bits)
     return text if text == "-" else text + "/s"
-
-
-def _sum(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
 
 
 def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
@@ -175,7 +171,7 @@ class DetailScreen(Screen[None]):
                 ups.append(q.sent_bps)
                 downs.append(q.recv_bps)
             stack.extend(tree_of.get(k, []))
-        return _sum(ups), _sum(downs)
+        return sum_known(ups), sum_known(downs)
 
     def _show_text(
         self,

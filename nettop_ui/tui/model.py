@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nettop_ui.core import sum_known
 from nettop_ui.tui.frame import Frame, ProcessView
 
 ViewMode = Literal["flat", "tree", "user"]
@@ -165,11 +166,6 @@ def is_active(p: ProcessView) -> bool:
 
 
 # -- values ---------------------------------------------------------------------------
-
-
-def _sum(values: Iterable[float | int | None]) -> Any:
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
 
 
 def _sum_series(series: Iterable[tuple[float, ...]]) -> tuple[float, ...]:
@@ -348,9 +344,9 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
             None,
             user,
             Program("", user, label, "-" if expanded else "+"),
-            *(_sum(r.values[i] for r in rows) for i in (3, 4, 5)),
+            *(sum_known(r.values[i] for r in rows) for i in (3, 4, 5)),
             _sum_series(r.values[6] for r in rows),
-            *(_sum(r.values[i] for r in rows) for i in range(7, 13)),
+            *(sum_known(r.values[i] for r in rows) for i in range(7, 13)),
         )
         group_rows.append(RowData(key, "group", values, children=len(rows)))
     if extra is not None:
@@ -419,8 +415,8 @@ def _roll(node: _Node, totals: bool) -> None:
         stack.extend(n.children)
     for n in reversed(order):
         own = _traffic(n.proc, totals)
-        n.up = _sum([own.up, *(c.up for c in n.children)])
-        n.down = _sum([own.down, *(c.down for c in n.children)])
+        n.up = sum_known([own.up, *(c.up for c in n.children)])
+        n.down = sum_known([own.down, *(c.down for c in n.children)])
         n.spark = (
             _sum_series([own.spark, *(c.spark for c in n.children)]) if n.children else own.spark
         )

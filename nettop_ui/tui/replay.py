@@ -26,6 +26,7 @@ from nettop_ui.collector import (
     ProcessState,
     Snapshot,
     Unattributed,
+    history_row,
 )
 from nettop_ui.history import SeriesSet
 from nettop_ui.summary import Record, RecordingError, read_recording_or_say
@@ -142,8 +143,7 @@ class ReplaySource(FrameSource):
         self._states = [_processes(s) for s in self.samples]
         for i, (sample, states) in enumerate(zip(self.samples, self._states, strict=True)):
             for p in states:
-                values = (p.sent_bps, p.recv_bps, p.cpu_percent, p.rss_bytes)
-                self._rows.setdefault(p.key, []).append((i, sample["ts"], values))
+                self._rows.setdefault(p.key, []).append((i, sample["ts"], history_row(p)))
 
     def __len__(self) -> int:
         return len(self.samples)
