@@ -10,9 +10,10 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import IO, NoReturn
+from typing import IO
 
 from nettop_ui import jobs, registry
+from nettop_ui.args import PROG, OneLineParser, positive_float, positive_int
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.format import human_bytes, human_rate
@@ -26,38 +27,9 @@ from nettop_ui.jsonl import (
 )
 from nettop_ui.monitor import monitor
 
-PROG = "nettop-ui"
-
 
 class UsageError(Exception):
     """A one-line problem with what the user asked for."""
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus a pointer to --help), exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,36 +19,21 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from nettop_ui import registry
+from nettop_ui.args import PROG, OneLineParser, positive_float
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
 from nettop_ui.summary import format_summary, read_recording_or_say, summarize
 from nettop_ui.watch import Attached, Command, Target, TargetError, WatchOptions, watch
 
-PROG = "nettop-ui"
 COMMANDS = ("run", "attach", "summary", "replay")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
 
 
 def _watch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ...")
-    p.add_argument("--interval", type=_positive, default=1.0, help="seconds between samples")
+    p.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples")
     p.add_argument(
         "--max-interval",
-        type=_positive,
+        type=positive_float,
         help="adaptive: sample every --interval for 1 s, then slow down to this by 10 s",
     )
     p.add_argument("--json", action="store_true", help="stream JSON Lines to stdout")
@@ -65,8 +50,8 @@ def _watch_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="run a command and monitor its process tree")
     _watch_options(run)
     run.add_argument("--quiet", action="store_true", help="discard CMD's stdout and stderr")
@@ -74,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     attach = sub.add_parser("attach", help="monitor a running process and its children")
     _watch_options(attach)
     attach.add_argument("pid", type=int, help="the process to follow")
-    attach.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    attach.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     summary = sub.add_parser("summary", help="summarise a run/attach recording")
     summary.add_argument("file")
     summary.add_argument("--json", action="store_true", help="the summary as one JSON object")

@@ -11,12 +11,13 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from nettop_ui.tui import MonitorSource, NettopApp
+from nettop_ui.tui import MonitorSource, NettopApp, ScriptedSource
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import row_key
@@ -32,6 +33,7 @@ from tests.tui_fixtures import (
     capture_notices,
     pid_order,
     screen_lines,
+    scripted_snapshots,
     spawn_named,
     steady,
     table_order,
@@ -452,6 +454,33 @@ async def test_keys_are_remappable_by_binding_id(kids: dict[str, Child]) -> None
         assert app.opts.sort == "total"
         await press(pilot, "x")
         assert app.opts.sort == "up"
+
+
+@pytest.mark.parametrize("toml", ['[keys]\nsort_sent = "x"\n', "[keys\n"])
+async def test_the_users_keymap_file_applies_or_says_why_not(
+    toml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NettopApp.for_user, as `nettop-ui` starts it: the keymap under XDG_CONFIG_HOME is
+    used, and a broken one is a notice naming the file while the defaults stay."""
+    (tmp_path / "nettop-ui").mkdir()
+    (tmp_path / "nettop-ui" / "keymap.toml").write_text(toml)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    source = ScriptedSource(scripted_snapshots(3))
+    notes: list[str] = []
+    notify = NettopApp.notify
+
+    def capture(app: NettopApp, message: str, *args: Any, **kw: Any) -> None:
+        notes.append(message)
+        notify(app, message, *args, **kw)
+
+    monkeypatch.setattr(NettopApp, "notify", capture)  # for_user binds it before we could
+    app = NettopApp.for_user(source, why="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        broken = toml.startswith("[keys\n")
+        await press(pilot, "s" if broken else "x")
+        assert app.opts.sort == "up"
+        assert any("keymap.toml" in n for n in notes) == broken, notes
 
 
 async def test_exited_process_stays_dimmed_with_its_totals(kids: dict[str, Child]) -> None:

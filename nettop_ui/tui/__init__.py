@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.tui.app import NettopApp
-from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
 
@@ -41,11 +40,8 @@ def run_tui(
     restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `on_snapshot` also
     gets every snapshot, between two collector ticks (the Prometheus exporter).
     """
-    keymap, keymap_problem = load_keymap()
     source = MonitorSource(backend_cls(), interval_s, fallbacks, on_snapshot=on_snapshot)
-    app = NettopApp(source, why=why, keymap=keymap, handle_sigterm=True)
-    if keymap_problem:
-        app.call_later(app.notify, keymap_problem, severity="warning", markup=False)
+    app = NettopApp.for_user(source, why)
     result = app.run()
     if app.return_code not in (None, 0):
         return app.return_code

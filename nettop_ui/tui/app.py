@@ -16,7 +16,7 @@ import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from textual.app import App
 from textual.binding import BindingType
@@ -28,6 +28,7 @@ from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, ProcessView
 from nettop_ui.tui.heap import HeapPolicy
 from nettop_ui.tui.help_screen import HelpScreen, binding_rows
+from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.kill_dialog import KillDialog
 from nettop_ui.tui.main_screen import MainScreen
@@ -60,6 +61,16 @@ class NettopApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
     ENABLE_COMMAND_PALETTE = False
     TITLE = "nettop-ui"
+
+    @classmethod
+    def for_user(cls, source: FrameSource, why: str) -> Self:
+        """The app as `nettop-ui` runs it: the user's keymap (a problem with it shown as
+        a notice once the app runs) and SIGTERM/SIGHUP handled."""
+        keymap, problem = load_keymap()
+        app = cls(source, why=why, keymap=keymap, handle_sigterm=True)
+        if problem:
+            app.call_later(app.notify, problem, severity="warning", markup=False)
+        return app
 
     def __init__(
         self,

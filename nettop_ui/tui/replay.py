@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from textual.binding import BindingType
 from textual.widgets import Input
 
+from nettop_ui.args import PROG
 from nettop_ui.collector import (
     HISTORY_SERIES,
     ConnectionState,
@@ -35,12 +36,10 @@ from nettop_ui.tui.bindings import REPLAY_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, build_frame
 from nettop_ui.tui.header import StatusHeader
-from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.main_screen import MainScreen
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import Emit, FrameSource
 
-PROG = "nettop-ui"
 MIN_STEP_S = 0.02  # play never advances faster than this, whatever the timestamps say
 MAX_STEP_S = 60.0
 
@@ -306,10 +305,7 @@ def run_replay(path: str) -> int:
     except RecordingError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    keymap, keymap_problem = load_keymap()
-    app = ReplayApp(source, why="", keymap=keymap, handle_sigterm=True)
-    if keymap_problem:
-        app.call_later(app.notify, keymap_problem, severity="warning", markup=False)
+    app = ReplayApp.for_user(source, why="")
     with contextlib.suppress(KeyboardInterrupt):
         app.run()
     if problem:

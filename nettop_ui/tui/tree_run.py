@@ -20,7 +20,6 @@ from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.tree import TreeTracker
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
-from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.source import Emit, MonitorSource
 from nettop_ui.watch import Command, Target
 
@@ -104,7 +103,6 @@ def run_tree_tui(
     None for an attached process. A command still running when the user quits gets
     SIGTERM; one never resumed (the backend did not start) is killed.
     """
-    keymap, keymap_problem = load_keymap()
     app: NettopApp
 
     def on_exit() -> None:
@@ -120,9 +118,7 @@ def run_tree_tui(
         duration_s=duration_s,
         on_exit=on_exit,
     )
-    app = NettopApp(source, why=why, keymap=keymap, handle_sigterm=True)
-    if keymap_problem:
-        app.call_later(app.notify, keymap_problem, severity="warning", markup=False)
+    app = NettopApp.for_user(source, why)
     try:
         app.run()
     finally:
