@@ -40,7 +40,6 @@ class StatFacts:
 
     comm: str
     ppid: int
-    cpu_ticks: int  # utime + stime
     threads: int
     start_ticks: int
     vms_bytes: int
@@ -48,6 +47,10 @@ class StatFacts:
     faults: int = 0  # minor + major page faults
     user_ticks: int = 0  # utime: CPU time in user mode since the process started
     system_ticks: int = 0  # stime: in the kernel on its behalf
+
+    @property
+    def cpu_ticks(self) -> int:
+        return self.user_ticks + self.system_ticks
 
 
 def _read(path: str, size: int = 4096) -> bytes:
@@ -74,7 +77,6 @@ def parse_stat(raw: bytes) -> StatFacts | None:
         return StatFacts(
             comm=raw[start + 1 : end].decode("utf-8", errors="backslashreplace"),
             ppid=int(fields[1]),
-            cpu_ticks=int(fields[11]) + int(fields[12]),
             threads=int(fields[17]),
             start_ticks=int(fields[19]),
             vms_bytes=int(fields[20]),
@@ -116,27 +118,6 @@ def parse_statm(raw: bytes) -> tuple[int, int] | None:
     try:
         return int(fields[0]) * PAGE_SIZE, int(fields[1]) * PAGE_SIZE
     except ValueError:
-        return None
-
-
-def read_statm(pid: int) -> tuple[int, int] | None:
-    try:
-        return parse_statm(_read(f"/proc/{pid}/statm"))
-    except OSError:
-        return None
-
-
-def read_stat(pid: int) -> StatFacts | None:
-    try:
-        return parse_stat(_read(f"/proc/{pid}/stat"))
-    except OSError:
-        return None
-
-
-def read_io(pid: int) -> tuple[int, int] | None:
-    try:
-        return parse_io(_read(f"/proc/{pid}/io"))
-    except OSError:  # gone, or another user's process without root
         return None
 
 

@@ -17,18 +17,20 @@ from nettop_ui import procfs
 def test_stat_facts_match_psutil() -> None:
     proc = subprocess.Popen(["sleep", "30"])
     time.sleep(0.3)  # let it finish exec and settle its memory
+    files = procfs.ProcFiles()
     try:
-        facts = procfs.read_stat(proc.pid)
+        facts = files.stat(proc.pid)
         ps = psutil.Process(proc.pid)
         assert facts is not None
         assert facts.comm == "sleep"
         assert facts.ppid == os.getpid()
         assert procfs.create_time(facts.start_ticks) == ps.create_time()
-        assert procfs.read_statm(proc.pid) == (ps.memory_info().vms, ps.memory_info().rss)
+        assert files.statm(proc.pid) == (ps.memory_info().vms, ps.memory_info().rss)
         assert facts.threads == ps.num_threads()
         assert procfs.read_cmdline(proc.pid) == ["sleep", "30"]
         assert procfs.read_user(proc.pid) == ps.username()
     finally:
+        files.close()
         proc.kill()
         proc.wait()
 
