@@ -68,7 +68,7 @@ class ProcessMonitor:
             max_interval_s=max_interval_s,
             include_children=include_children,
             duration_s=duration_s,
-            fallbacks=registry.fallbacks_after(cls) if backend == "auto" else [],
+            fallbacks=registry.fallbacks_for(backend, cls),
         )
         self._pid, self._cmd = pid, list(cmd) if cmd is not None else None
         self._output, self._streams = output, (stdout, stderr)

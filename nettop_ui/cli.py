@@ -117,6 +117,8 @@ def run_json(args: argparse.Namespace) -> int:
     writer = JsonlWriter(out)
     writer.write(meta_record(cls, args.interval, time.time(), why))
     failed: list[BackendFailure] = []
+    fallbacks = registry.fallbacks_for(args.backend, cls)
+    current = [cls]  # the backend producing now: the fallback once one took over
 
     def emit(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         if isinstance(item, BackendFailure):
@@ -124,6 +126,7 @@ def run_json(args: argparse.Namespace) -> int:
             if item.fallback is None:
                 failed.append(item)
             else:
+                current[0] = next(b for b in fallbacks if b.name == item.fallback)
                 print(
                     f"{PROG}: backend {item.backend} failed ({item.message}); "
                     f"continuing with {item.fallback}",
@@ -134,12 +137,21 @@ def run_json(args: argparse.Namespace) -> int:
             sample_record(
                 snap,
                 all_processes=args.all,
-                with_connections=args.connections and cls.coverage.per_connection,
+                with_connections=args.connections and current[0].coverage.per_connection,
             )
         )
 
     try:
-        asyncio.run(monitor(cls(), args.interval, emit, duration_s=args.duration, count=args.count))
+        asyncio.run(
+            monitor(
+                cls(),
+                args.interval,
+                emit,
+                duration_s=args.duration,
+                count=args.count,
+                fallbacks=fallbacks,
+            )
+        )
     finally:
         if out is not sys.stdout:
             out.close()
@@ -182,7 +194,7 @@ def run_tui(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
-    fallbacks = registry.fallbacks_after(cls) if args.backend == "auto" else []
+    fallbacks = registry.fallbacks_for(args.backend, cls)
     return tui(cls, why, args.interval, fallbacks=fallbacks)
 
 
@@ -205,7 +217,7 @@ def run_prometheus(args: argparse.Namespace) -> int:
     except prometheus.ListenError as exc:
         raise UsageError(str(exc)) from None
     print(f"{PROG}: serving Prometheus metrics at {server.url}", file=sys.stderr, flush=True)
-    fallbacks = registry.fallbacks_after(cls) if args.backend == "auto" else []
+    fallbacks = registry.fallbacks_for(args.backend, cls)
     try:
         if not args.headless:
             from nettop_ui.tui import run_tui as tui

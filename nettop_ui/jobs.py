@@ -112,7 +112,7 @@ def _watch(args: argparse.Namespace, make_target: Callable[[], Target]) -> int:
         max_interval_s=args.max_interval,
         include_children=not args.no_children,
         duration_s=getattr(args, "duration", None),
-        fallbacks=registry.fallbacks_after(cls) if args.backend == "auto" else [],
+        fallbacks=registry.fallbacks_for(args.backend, cls),
     )
     if _tui(args):
         from nettop_ui.tui.tree_run import run_tree_tui  # Textual loads only for the TUI

@@ -114,3 +114,9 @@ def fallbacks_after(cls: type[Backend], platform: str = sys.platform) -> list[ty
         for st in probe_all(platform)
         if st.platform_ok and st.usable and st.cls.accuracy_rank > cls.accuracy_rank
     ]
+
+
+def fallbacks_for(name: str, cls: type[Backend]) -> list[type[Backend]]:
+    """What to switch to if `cls` dies: with `auto`, the backends it would try next;
+    none for a backend the user named."""
+    return fallbacks_after(cls) if name == "auto" else []

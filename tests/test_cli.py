@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from backends.nettop import NettopBackend
+from backends.psutil_backend import PsutilBackend
+from nettop_ui import cli, registry
+
 CLI = [sys.executable, "-m", "nettop_ui"]
 PROCESS_KEYS = {
     "pid", "name", "cmdline", "user", "sent_bytes", "recv_bytes", "sent_bps", "recv_bps",
@@ -174,3 +178,40 @@ def test_list_backends_without_root_says_what_fixes_each() -> None:
     assert "setcap cap_net_admin,cap_net_raw+ep" in blocks["nethogs"]
     assert "your own processes" in blocks["sockdiag"]
     assert "auto picks: sockdiag" in res.stdout
+
+
+def test_json_stream_records_the_switch_to_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json --backend auto`: the backend dies mid-run for good, the next one takes
+    over, an event line records the switch, stderr says it in one line, exit 0.
+
+    The dying backend is nettop, as auto picks it on macOS: the stand-in replays real
+    captured macOS output, then exits every time it is restarted. Its fallback is psutil.
+    """
+    fixtures = Path(__file__).parent / "fixtures" / "nettop"
+    capture = fixtures / "nettop_L1_J_noP_resolved_macos26_netglass.csv"
+    monkeypatch.setenv(
+        "PATH", f"{Path(__file__).parent / 'fakebin'}{os.pathsep}{os.environ['PATH']}"
+    )
+    monkeypatch.setenv("NETTOP_REPLAY", str(capture))
+    monkeypatch.setenv("NETTOP_REPLAY_EXIT", "1")
+    choose = registry.choose
+    monkeypatch.setattr(
+        registry,
+        "choose",
+        lambda name: (NettopBackend, "auto on macOS") if name == "auto" else choose(name),
+    )
+    monkeypatch.setattr(registry, "fallbacks_after", lambda cls: [PsutilBackend])
+    out = tmp_path / "stream.jsonl"
+    assert cli.main(["--json", "--interval", "0.5", "--duration", "12", "--output", str(out)]) == 0
+    records = lines(out.read_text())
+    events = [r for r in records if r["type"] == "event"]
+    assert len(events) == 1, events
+    assert events[0]["event"] == "backend_failed"
+    assert (events[0]["backend"], events[0]["fallback"]) == ("nettop", "psutil")
+    after = records[records.index(events[0]) + 1 :]
+    assert len(after) >= 2 and all(r["type"] == "sample" for r in after)
+    err = capsys.readouterr().err
+    assert "backend nettop failed" in err and "continuing with psutil" in err
+    assert "Traceback" not in err
