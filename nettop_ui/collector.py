@@ -438,22 +438,21 @@ class Collector:
 
     def _forget_old(self, now: float) -> None:
         """Drop exited processes without traffic after a while; keep talkers' totals."""
+        exited: list[ProcessState] = []  # the exited processes still listed
         for key, state in list(self.processes.items()):
-            if not state.exited or state.exited_at is None:
+            if not state.exited:
                 continue
-            if now - state.exited_at <= self.exited_keep_s:
-                continue
-            if state.had_traffic:  # keep the totals for the whole run, drop the rest
+            if state.exited_at is None or now - state.exited_at <= self.exited_keep_s:
+                exited.append(state)
+            elif state.had_traffic:  # keep the totals for the whole run, drop the rest
                 state.connections.clear()
                 state.history = None
+                exited.append(state)
             else:
-                del self.processes[key]
-                if self._gone_by_pid.get(key[0]) == key:
-                    del self._gone_by_pid[key[0]]
-        self._fold_oldest_exited()
+                self._drop(key)
+        self._fold_oldest_exited(exited)
 
-    def _fold_oldest_exited(self) -> None:
-        exited = [s for s in self.processes.values() if s.exited]
+    def _fold_oldest_exited(self, exited: list[ProcessState]) -> None:
         if len(exited) <= self.max_exited:
             return
         exited.sort(key=lambda s: s.exited_at or 0.0)
@@ -461,9 +460,12 @@ class Collector:
             self.folded.processes += state.had_traffic
             self.folded.sent_bytes += state.sent_bytes or 0
             self.folded.recv_bytes += state.recv_bytes or 0
-            del self.processes[state.key]
-            if self._gone_by_pid.get(state.pid) == state.key:
-                del self._gone_by_pid[state.pid]
+            self._drop(state.key)
+
+    def _drop(self, key: ProcessKey) -> None:
+        del self.processes[key]
+        if self._gone_by_pid.get(key[0]) == key:
+            del self._gone_by_pid[key[0]]
 
     def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
         return Snapshot(
