@@ -9,7 +9,6 @@ off the UI thread, and the UI only ever reads frames.
 from __future__ import annotations
 
 import math
-import operator
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -155,33 +154,25 @@ def _history(history: SeriesSet | None) -> HistoryView:
     )
 
 
-# The fields a view takes unchanged from its ProcessState: one list, so that a field
-# added here is both copied and compared.
-COPIED_FIELDS = (
-    "name",
-    "user",
-    "ppid",
-    "sent_bytes",
-    "recv_bytes",
-    "cpu_percent",
-    "rss_bytes",
-    "read_bps",
-    "write_bps",
-    "threads",
-    "connection_count",
-    "gpu_memory_bytes",
-    "exited",
-)
-_copied = operator.attrgetter(*COPIED_FIELDS)
-
-
 def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: Any) -> bool:
     """Whether view `v` still says everything `s` would put in a new one."""
     return (
         v.sent_bps == sent_bps
         and v.recv_bps == recv_bps
         and v.spark == spark
-        and _copied(v) == _copied(s)
+        and v.sent_bytes == s.sent_bytes
+        and v.recv_bytes == s.recv_bytes
+        and v.cpu_percent == s.cpu_percent
+        and v.rss_bytes == s.rss_bytes
+        and v.read_bps == s.read_bps
+        and v.write_bps == s.write_bps
+        and v.threads == s.threads
+        and v.connection_count == s.connection_count
+        and v.gpu_memory_bytes == s.gpu_memory_bytes
+        and v.exited == s.exited
+        and v.ppid == s.ppid
+        and v.user == s.user
+        and v.name == s.name
         and v.cmdline == tuple(s.cmdline)
         and not v.connections
         and not s.connections
@@ -215,12 +206,24 @@ def view_of(
     return ProcessView(
         pid=state.pid,
         create_time=state.create_time,
+        name=state.name,
         cmdline=tuple(state.cmdline),
+        user=state.user,
+        ppid=state.ppid,
+        sent_bytes=state.sent_bytes,
+        recv_bytes=state.recv_bytes,
         sent_bps=sent_bps,
         recv_bps=recv_bps,
+        cpu_percent=state.cpu_percent,
+        rss_bytes=state.rss_bytes,
+        read_bps=state.read_bps,
+        write_bps=state.write_bps,
+        threads=state.threads,
+        connection_count=state.connection_count,
+        gpu_memory_bytes=state.gpu_memory_bytes,
+        exited=state.exited,
         spark=spark,
         connections=conns,
-        **dict(zip(COPIED_FIELDS, _copied(state), strict=True)),
     )
 
 
