@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -14,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nettop_ui.collector import Snapshot
+from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
 from nettop_ui.tui.cells import make_cell, sparkline
-from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame
+from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame, view_of
 from nettop_ui.tui.header import traffic_totals
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
@@ -286,3 +287,28 @@ async def test_without_per_process_bytes_the_table_sorts_on_connections() -> Non
         assert first.value("pid") == 901 and first.value("up") is None  # 48 sockets
         await pilot.press("a")  # "active" means: has sockets, when bytes are unknown
         assert all(r.value("conns") for r in app.main.rows if r.process)
+
+
+def test_a_view_is_reused_only_while_every_field_it_copies_is_unchanged() -> None:
+    """view_of hands on the old view when nothing changed; a change in any field a view
+    takes from its ProcessState must make a new one (else the screen would go stale)."""
+    taken = {f.name for f in dataclasses.fields(ProcessView)} - {
+        "pid", "create_time", "spark", "connections",  # identity; made by view_of itself
+    }  # fmt: skip
+    state = ProcessState(4242, 1.0, "proc", ["proc", "-x"], user="u", ppid=1)
+    state.sent_bytes = state.recv_bytes = 10
+    state.sent_bps = state.recv_bps = 5.0
+    old = view_of(state, 60)
+    assert view_of(state, 60, old=old) is old
+    for name in sorted(taken):
+        before = getattr(state, name)
+        if isinstance(before, bool):
+            changed: Any = not before
+        elif isinstance(before, list | str):
+            changed = before + before[:1]
+        else:
+            changed = 7 if before is None else before + 1
+        setattr(state, name, changed)
+        assert view_of(state, 60, old=old) is not old, name
+        setattr(state, name, before)
+    assert view_of(state, 60, old=old) is old
