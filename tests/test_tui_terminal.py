@@ -182,3 +182,29 @@ def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
         screen = term.wait_for(lambda s: len(table_rows(s)) >= 20, 10, "the full table again")
         assert screen.split("\n")[0].startswith("nettop-ui ")
         assert "UP/s" in screen and "DOWN/s" in screen and "CONNS" in screen
+
+
+# -- issue #11: the filter box in a real terminal ---------------------------------------------
+
+PSUTIL = ("--backend", "psutil", "--interval", "1")  # no privileges, every process listed
+
+
+def filter_line(screen: str) -> str:
+    return next((line for line in screen.split("\n") if "Filter:" in line), "")
+
+
+def test_filter_box_shows_what_is_typed_while_typing() -> None:
+    with tui(160, 48, *PSUTIL) as (term, app):
+        app.wait_table()
+        term.type("/")
+        term.type("kworker")
+        # The count on the right shows once the start-up notice (6 s) no longer covers it.
+        term.wait_for(
+            lambda s: (
+                "Filter: kworker " in filter_line(s) and re.search(r"\d+ of \d+", filter_line(s))
+            ),
+            15,
+            "the typed text and the match count",
+        )
+        term.type("/0")  # still editing: more text shows too
+        term.wait_for(lambda s: "Filter: kworker/0" in filter_line(s), 10, "more typed text")

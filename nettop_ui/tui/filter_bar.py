@@ -41,6 +41,8 @@ class FilterBar(Horizontal):
     FilterBar.-shown { display: block; }
     FilterBar > #filter-label { width: auto; padding: 0 1; text-style: bold; }
     FilterBar > FilterInput { border: none; height: 1; padding: 0; width: 1fr; }
+    /* Input's own :focus rule draws a tall border, which in one line hides the text. */
+    FilterBar > FilterInput:focus { border: none; }
     FilterBar > #filter-hint { width: auto; color: $text-muted; padding: 0 1; }
     FilterBar.-error > #filter-hint { color: $error; }
     """
