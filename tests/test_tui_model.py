@@ -118,6 +118,30 @@ def test_matcher() -> None:
     assert bad.error and not bad.active and bad.matches(p)  # a bad regex filters nothing
 
 
+def test_regex_filter_runs_in_linear_time() -> None:
+    """`(a+)+$` against a's then "!" backtracks 2**n ways in a backtracking engine; the
+    filter's engine (RE2) takes time linear in the text, so this finishes at once."""
+    p = proc(7, name="victim", cmdline=("victim", "a" * 26 + "!"))  # Python's re: ~5 s
+    started = time.monotonic()
+    assert not Matcher("!(a+)+$").matches(p)
+    assert Matcher("!(a+)+!$").matches(p)
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [("!(a)\\1", "backreferences"), ("!a(?=b)", "lookaround"), ("!(?<!a)b", "lookaround")],
+)
+def test_regex_syntax_re2_lacks_is_a_clear_message(pattern: str, says: str) -> None:
+    m = Matcher(pattern)
+    assert m.error is not None and says in m.error and not m.active
+
+
+def test_regex_filter_on_names_that_are_not_utf8() -> None:
+    p = proc(8, name="bad\udcff", cmdline=("bad\udcff", "x\udcfey"))  # raw bytes, as read
+    assert Matcher("!^bad").matches(p) and Matcher("!y$").matches(p)
+
+
 def test_sort_puts_unknown_last_both_ways() -> None:
     f = frame(proc(10, up=5.0), proc(11, up=None, down=None), proc(12, up=1.0))
     rows = build_rows(f, ViewOptions(sort="up", descending=True))

@@ -6,10 +6,12 @@ Pure functions from a `Frame` and the `ViewOptions` to an ordered list of `RowDa
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import re2
 
 from nettop_ui.core import sum_known
 from nettop_ui.tui.frame import Frame, ProcessView
@@ -120,23 +122,53 @@ class RowData:
 # -- filtering ------------------------------------------------------------------------
 
 
+# Told apart by RE2's message: syntax it leaves out on purpose, to match in linear time.
+_UNSUPPORTED = {
+    "invalid perl operator: (?=": "lookaround",
+    "invalid perl operator: (?!": "lookaround",
+    "invalid perl operator: (?<": "lookaround",
+    "invalid escape sequence: \\": "backreferences",
+}
+
+
+Regex = Any  # a compiled re2 pattern (google-re2 ships no type hints)
+
+
+@functools.lru_cache(maxsize=32)
+def compile_filter(pattern: str) -> tuple[Regex | None, str | None]:
+    """The filter regex (case-insensitive, `^`/`$` at each line), or why it is not one.
+
+    RE2 rather than `re`: its time is linear in the text, so no pattern, such as
+    `(a+)+$` against a long run of a's, can hold the UI for minutes.
+    """
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # it would write on the terminal the TUI draws on
+    try:
+        return re2.compile("(?m)" + pattern, options), None
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else ""
+        message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    for start, feature in _UNSUPPORTED.items():
+        if message.startswith(start) and (feature != "backreferences" or message[-1:].isdigit()):
+            return None, f"regex: no {feature} (RE2 syntax): {message}"
+    return None, f"bad regex: {message}"
+
+
 class Matcher:
     """The filter box: case-insensitive substring, or a regex after a leading `!`.
 
     Name, command line, user and PID are matched as separate lines, so `^` and `$`
-    anchor within each.
+    anchor within each. A regex sees names as the kernel's bytes (UTF-8 when they are).
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.error: str | None = None
-        self._regex: re.Pattern[str] | None = None
+        self._regex: Regex | None = None
         self._needle = ""
         if text.startswith("!"):
-            try:
-                self._regex = re.compile(text[1:], re.IGNORECASE | re.MULTILINE)
-            except re.error as exc:
-                self.error = f"bad regex: {exc}"
+            self._regex, self.error = compile_filter(text[1:])
         else:
             self._needle = text.lower()
 
@@ -151,7 +183,7 @@ class Matcher:
         if not self.active:
             return True
         if self._regex is not None:
-            return self._regex.search(haystack) is not None
+            return self._regex.search(haystack.encode("utf-8", "surrogateescape")) is not None
         return self._needle in haystack.lower()
 
     def matches(self, p: ProcessView) -> bool:
