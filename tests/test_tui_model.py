@@ -291,6 +291,10 @@ def test_keymap_file(tmp_path: Path) -> None:
     path.write_text("[keys\n")
     keymap, problem = load_keymap(path)
     assert keymap == {} and problem is not None
+    path.write_text('[keys]\nsort_sent = "x"\nsrot_recv = "y"\nquit = "q,f10"\n')
+    keymap, problem = load_keymap(path)
+    assert keymap == {"sort_sent": "x", "quit": "q,f10"}
+    assert problem is not None and "unknown binding id 'srot_recv'" in problem
 
 
 async def test_without_per_process_bytes_the_table_sorts_on_connections() -> None:

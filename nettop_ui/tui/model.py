@@ -84,6 +84,7 @@ class ViewOptions:
     sort: str = "total"
     descending: bool = True
     filter_text: str = ""
+    user: str | None = None  # only this user's processes (`u`); None: everyone's
     only_active: bool = False
     mode: ViewMode = "flat"
     totals: bool = False  # cumulative bytes instead of rates
@@ -334,8 +335,12 @@ class RowCache:
 def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -> list[RowData]:
     """The rows to show, in order, for `frame` under `opts` (flat rows from `cache`)."""
     matcher = Matcher(opts.filter_text)
-    procs = [p for p in frame.processes if not opts.only_active or is_active(p)]
-    extra = _unattributed_row(frame, opts)
+    procs = [
+        p
+        for p in frame.processes
+        if (not opts.only_active or is_active(p)) and (opts.user is None or p.user == opts.user)
+    ]
+    extra = _unattributed_row(frame, opts) if opts.user is None else None  # no one's bytes
     if extra is not None:
         u = frame.unattributed
         busy = u is not None and (u.sent_bytes or u.recv_bytes)
