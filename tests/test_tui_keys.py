@@ -8,7 +8,9 @@ table shows real PIDs, names and users with known traffic.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import row_key
 from nettop_ui.tui.help_screen import HelpScreen
 from nettop_ui.tui.kill_dialog import KillDialog
+from nettop_ui.tui.model import PROGRAM_MAX_WIDTH
 from nettop_ui.tui.panels import Panel
 from nettop_ui.tui.process_table import ProcessTable
 from nettop_ui.tui.user_picker import UserPicker
@@ -508,6 +511,8 @@ async def test_exited_process_stays_dimmed_with_its_totals(kids: dict[str, Child
         )
         cell = app.main.table.get_cell(key, "pid")
         assert "dim" in str(cell.text.style)
+        for column in ("cpu", "mem"):  # live-only figures: unknown once it has exited
+            assert app.main.table.get_cell(key, column).text.plain.strip() == "-", column
         await press(pilot, "m")
         assert app.main.table.get_cell(key, "total").value > 0
 
@@ -586,3 +591,25 @@ async def test_footer_shows_every_key_it_lists_at_160_columns(kids: dict[str, Ch
         assert shown
         for binding in shown:
             assert binding.description in footer, (binding.description, footer)
+
+
+async def test_wide_terminal_keeps_numbers_near_the_program(kids: dict[str, Child]) -> None:
+    """At 220 columns a short command line is not followed by ~130 blank cells: PROGRAM
+    is no wider than PROGRAM_MAX_WIDTH, and every column is there."""
+    short = subprocess.Popen(["sleep", "3600"])
+    try:
+        async with running(kids, size=(220, 50)) as (app, pilot):
+            await press(pilot, "slash", *"sleep 3600", "enter")
+            await wait_for(
+                pilot, lambda: any(f" {short.pid} " in line for line in screen_lines(app)), "it"
+            )
+            lines = screen_lines(app)
+            head = next(line for line in lines if "PROGRAM" in line and "UP/s" in line)
+            assert all(label in head for label in ("CPU%", "MEM", "DISK R/s", "CONNS"))
+            row = next(line for line in lines if line.lstrip().startswith(f"{short.pid} "))
+            gap = re.search(r"sleep 3600( +)\S", row)
+            assert gap is not None, row
+            assert len(gap.group(1)) < PROGRAM_MAX_WIDTH, row
+    finally:
+        short.kill()
+        short.wait()

@@ -54,10 +54,14 @@ COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
 COLUMN_BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
 INDEX: dict[str, int] = {k: i for i, k in enumerate(COLUMN_KEYS)}
 PROGRAM_MIN_WIDTH = 18
+# Wider, PROGRAM would leave a short command line a long way from its numbers (130 blank
+# cells at 220 columns); the columns keep their 160-column layout, blank on the right.
+PROGRAM_MAX_WIDTH = 64
 
 
 def visible_columns(width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> tuple[list[str], int]:
-    """The columns that fit in `width` cells, and the width left for PROGRAM.
+    """The columns that fit in `width` cells, and PROGRAM's width: what is left, at most
+    PROGRAM_MAX_WIDTH.
 
     Columns are dropped lowest priority first (those in `keep` never) until PROGRAM gets
     its minimum width; the kept ones stay in their usual order.
@@ -74,7 +78,8 @@ def visible_columns(width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> tu
             break
         kept.remove(col)
     fixed = sum(c.width for c in kept if c.key != "program")
-    return [c.key for c in kept], max(width - fixed, PROGRAM_MIN_WIDTH // 2)
+    program = min(max(width - fixed, PROGRAM_MIN_WIDTH // 2), PROGRAM_MAX_WIDTH)
+    return [c.key for c in kept], program
 
 
 @dataclass(slots=True)
