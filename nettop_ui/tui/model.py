@@ -11,8 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import re2
-
 from nettop_ui.core import sum_known
 from nettop_ui.tui.frame import Frame, ProcessView
 
@@ -147,6 +145,8 @@ def compile_filter(pattern: str) -> tuple[Regex | None, str | None]:
     RE2 rather than `re`: its time is linear in the text, so no pattern, such as
     `(a+)+$` against a long run of a's, can hold the UI for minutes.
     """
+    import re2  # here: 4 MB and 15 ms that only a regex filter needs
+
     options = re2.Options()
     options.case_sensitive = False
     options.log_errors = False  # it would write on the terminal the TUI draws on
