@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import os
+import pkgutil
 import signal
 import time
 import unicodedata
@@ -14,9 +17,12 @@ import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from textual.binding import Binding
 
+import nettop_ui.tui
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.tui.bindings import BINDING_IDS
 from nettop_ui.tui.cells import make_cell, sparkline
 from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame, view_of
 from nettop_ui.tui.header import traffic_totals
@@ -340,3 +346,17 @@ def test_a_view_is_reused_only_while_every_field_it_copies_is_unchanged() -> Non
         assert view_of(state, 60, old=old) is not old, name
         setattr(state, name, before)
     assert view_of(state, 60, old=old) is old
+
+
+def test_every_binding_id_is_one_a_keymap_may_name() -> None:
+    """A binding given an id in any TUI module is in BINDING_IDS, which load_keymap
+    checks names against: else remapping it would be refused as unknown."""
+    ids: set[str] = set()
+    for info in pkgutil.iter_modules(nettop_ui.tui.__path__):
+        module = importlib.import_module(f"nettop_ui.tui.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                bindings = cls.__dict__.get("BINDINGS", [])
+                ids |= {b.id for b in bindings if isinstance(b, Binding) and b.id}
+    assert {"open_process", "pick_user", "help_close", "filter_clear"} <= ids
+    assert ids <= BINDING_IDS, ids - BINDING_IDS
