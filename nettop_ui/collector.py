@@ -206,7 +206,9 @@ class Collector:
             if seen.get(pid) != key and key in self.processes:
                 state = self.processes[key]
                 state.exited, state.exited_at = True, now
+                # Live-only figures: gone with the process (its memory too), so unknown.
                 state.cpu_percent = state.read_bps = state.write_bps = None
+                state.rss_bytes = state.vms_bytes = state.threads = None
                 self._gone_by_pid[pid] = key
         self._live_by_pid = seen
 

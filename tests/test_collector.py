@@ -103,6 +103,9 @@ def test_exited_process_keeps_totals_and_unknown_pid_uses_backend_name() -> None
     (p,) = find(snap, proc.pid)
     assert p.exited and (p.sent_bytes, p.recv_bytes) == (500, 700)
     assert (p.sent_bps, p.recv_bps) == (0.0, 0.0)
+    # What only a live process has is unknown once it has gone, not its last value.
+    live_only = (p.cpu_percent, p.rss_bytes, p.vms_bytes, p.read_bps, p.write_bps, p.threads)
+    assert live_only == (None,) * 6, live_only
     (g,) = find(snap, ghost)
     assert g.exited and g.name == "shortlived" and (g.sent_bytes, g.recv_bytes) == (10, 20)
     assert g.cpu_percent is None and g.rss_bytes is None  # unknown, not zero

@@ -8,7 +8,9 @@ table shows real PIDs, names and users with known traffic.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import OptionList
 
 from nettop_ui.tui import MonitorSource, NettopApp, ScriptedSource
 from nettop_ui.tui.detail_screen import DetailScreen
@@ -23,8 +26,10 @@ from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import row_key
 from nettop_ui.tui.help_screen import HelpScreen
 from nettop_ui.tui.kill_dialog import KillDialog
+from nettop_ui.tui.model import PROGRAM_MAX_WIDTH
 from nettop_ui.tui.panels import Panel
 from nettop_ui.tui.process_table import ProcessTable
+from nettop_ui.tui.user_picker import UserPicker
 from tests.tui_fixtures import (
     KIB,
     MIB,
@@ -122,7 +127,11 @@ async def test_hostile_names_render_literally_on_one_row(kids: dict[str, Child])
         lines = screen_lines(app)
         row = next(line for line in lines if str(kids["hostile"].pid) in line)
         assert "[b]x\\e[31m\\u202ez\\xff" in row  # markup as text, escapes made visible
-        assert "\\n" in row  # the newlines of its argv, shown as \n on the same row
+        # The newlines and tabs of its argv, shown as \n and \t in the one cell (which the
+        # row may cut: how much of the command line fits depends on the venv's path).
+        program = app.main.table.get_cell(key_of(app, kids["hostile"].pid), "program")
+        assert "\\n" in program.text.plain and "\\t" in program.text.plain
+        assert "\n" not in program.text.plain and "\t" not in program.text.plain
         assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines)
         assert len(lines) == 48
 
@@ -456,12 +465,21 @@ async def test_keys_are_remappable_by_binding_id(kids: dict[str, Child]) -> None
         assert app.opts.sort == "up"
 
 
-@pytest.mark.parametrize("toml", ['[keys]\nsort_sent = "x"\n', "[keys\n"])
+@pytest.mark.parametrize(
+    ("toml", "sort_up_key", "notice"),
+    [
+        ('[keys]\nsort_sent = "x"\n', "x", None),
+        ("[keys\n", "s", "keymap.toml"),
+        ('[keys]\nsort_sent = "x"\nsort_sentt = "y"\n', "x", "unknown binding id 'sort_sentt'"),
+    ],
+    ids=["valid", "broken", "unknown-id"],
+)
 async def test_the_users_keymap_file_applies_or_says_why_not(
-    toml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    toml: str, sort_up_key: str, notice: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """NettopApp.for_user, as `nettop-ui` starts it: the keymap under XDG_CONFIG_HOME is
-    used, and a broken one is a notice naming the file while the defaults stay."""
+    used; a broken one is a notice naming the file while the defaults stay; an id that
+    is no binding's is named (the valid entries still apply)."""
     (tmp_path / "nettop-ui").mkdir()
     (tmp_path / "nettop-ui" / "keymap.toml").write_text(toml)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
@@ -477,10 +495,12 @@ async def test_the_users_keymap_file_applies_or_says_why_not(
     app = NettopApp.for_user(source, why="test")
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
-        broken = toml.startswith("[keys\n")
-        await press(pilot, "s" if broken else "x")
+        await press(pilot, sort_up_key)
         assert app.opts.sort == "up"
-        assert any("keymap.toml" in n for n in notes) == broken, notes
+        if notice is None:
+            assert not any("keymap.toml" in n for n in notes), notes
+        else:
+            assert any("keymap.toml" in n and notice in n for n in notes), notes
 
 
 async def test_exited_process_stays_dimmed_with_its_totals(kids: dict[str, Child]) -> None:
@@ -495,5 +515,107 @@ async def test_exited_process_stays_dimmed_with_its_totals(kids: dict[str, Child
         )
         cell = app.main.table.get_cell(key, "pid")
         assert "dim" in str(cell.text.style)
+        for column in ("cpu", "mem"):  # live-only figures: unknown once it has exited
+            assert app.main.table.get_cell(key, column).text.plain.strip() == "-", column
         await press(pilot, "m")
         assert app.main.table.get_cell(key, "total").value > 0
+
+
+# -- issue #11: keys a daily htop user reaches for -----------------------------------------
+
+
+async def test_home_and_end_jump_to_the_first_and_last_row(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        table = app.main.table
+        assert table.row_count > table.size.height  # more rows than the screen shows
+        await press(pilot, "end")
+        assert table.cursor_row == table.row_count - 1
+        await press(pilot, "home")
+        assert table.cursor_row == 0
+        await press(pilot, "end", "ctrl+home")  # still works
+        assert table.cursor_row == 0
+
+
+@pytest.mark.parametrize("key", ["f3", "f4"])
+async def test_f3_and_f4_open_the_filter_box(kids: dict[str, Child], key: str) -> None:
+    async with running(kids) as (app, pilot):
+        bar = app.main.query_one(FilterBar)
+        await press(pilot, key, *"ntu-be")
+        assert bar.editing
+        assert [r.value("pid") for r in app.main.rows if r.process] == [kids["beta"].pid]
+
+
+async def pick_user(app: NettopApp, pilot: Pilot[int], user: str | None) -> None:
+    """`u`, then the picker's entry for `user` (None: all users), then enter."""
+    await press(pilot, "u")
+    picker = app.screen
+    assert isinstance(picker, UserPicker)
+    picker.query_one(OptionList).highlighted = picker.choices.index(user)
+    await press(pilot, "enter")
+    assert app.screen is app.main
+
+
+async def test_u_shows_only_the_processes_of_the_user_picked(kids: dict[str, Child]) -> None:
+    other = spawn_named("ntu-nobody", "--role", "other", user="nobody")
+    try:
+        async with running({**kids, "other": other}) as (app, pilot):
+            await press(pilot, "u")
+            picker = app.screen
+            assert isinstance(picker, UserPicker)
+            assert picker.choices[0] is None  # "all users" comes first
+            assert {"root", "nobody"} <= set(picker.choices[1:])
+            text = "\n".join(screen_lines(app))
+            assert "all users" in text and "nobody" in text
+            await press(pilot, "escape")  # changes nothing
+            assert app.screen is app.main and app.opts.user is None
+            await pick_user(app, pilot, "nobody")
+            assert app.opts.user == "nobody"
+            # Only nobody's rows (other tests on the machine may run more as nobody).
+            assert {r.value("user") for r in app.main.rows} == {"nobody"}
+            assert other.pid in {r.value("pid") for r in app.main.rows}
+            assert "user nobody" in screen_lines(app)[0]  # the header says whose
+            await pick_user(app, pilot, None)
+            assert app.opts.user is None and "user nobody" not in screen_lines(app)[0]
+            pids = {r.value("pid") for r in app.main.rows}
+            assert {other.pid, kids["alpha"].pid} <= pids
+    finally:
+        other.stop()
+
+
+async def test_new_keys_are_in_help_and_remappable(kids: dict[str, Child]) -> None:
+    async with running(kids) as (app, pilot):
+        await press(pilot, "question_mark")
+        rows = {row[2]: row[0] for row in app.screen.rows}  # type: ignore[attr-defined]
+        assert {"pick_user", "cursor_first", "cursor_last"} <= set(rows)
+        assert "f3" in rows["filter"].lower() and "f4" in rows["filter"].lower()
+
+
+async def test_footer_shows_every_key_it_lists_at_160_columns(kids: dict[str, Child]) -> None:
+    async with running(kids, size=(160, 48)) as (app, _pilot):
+        footer = screen_lines(app)[-1]
+        shown = [a.binding for a in app.screen.active_bindings.values() if a.binding.show]
+        assert shown
+        for binding in shown:
+            assert binding.description in footer, (binding.description, footer)
+
+
+async def test_wide_terminal_keeps_numbers_near_the_program(kids: dict[str, Child]) -> None:
+    """At 220 columns a short command line is not followed by ~130 blank cells: PROGRAM
+    is no wider than PROGRAM_MAX_WIDTH, and every column is there."""
+    short = subprocess.Popen(["sleep", "3600"])
+    try:
+        async with running(kids, size=(220, 50)) as (app, pilot):
+            await press(pilot, "slash", *"sleep 3600", "enter")
+            await wait_for(
+                pilot, lambda: any(f" {short.pid} " in line for line in screen_lines(app)), "it"
+            )
+            lines = screen_lines(app)
+            head = next(line for line in lines if "PROGRAM" in line and "UP/s" in line)
+            assert all(label in head for label in ("CPU%", "MEM", "DISK R/s", "CONNS"))
+            row = next(line for line in lines if line.lstrip().startswith(f"{short.pid} "))
+            gap = re.search(r"sleep 3600( +)\S", row)
+            assert gap is not None, row
+            assert len(gap.group(1)) < PROGRAM_MAX_WIDTH, row
+    finally:
+        short.kill()
+        short.wait()

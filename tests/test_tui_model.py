@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import os
+import pkgutil
 import signal
 import time
 import unicodedata
@@ -14,9 +17,12 @@ import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from textual.binding import Binding
 
+import nettop_ui.tui
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.tui.bindings import BINDING_IDS
 from nettop_ui.tui.cells import make_cell, sparkline
 from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame, view_of
 from nettop_ui.tui.header import traffic_totals
@@ -116,6 +122,30 @@ def test_matcher() -> None:
     assert Matcher("!^ngin[x]$").matches(p)
     bad = Matcher("![")
     assert bad.error and not bad.active and bad.matches(p)  # a bad regex filters nothing
+
+
+def test_regex_filter_runs_in_linear_time() -> None:
+    """`(a+)+$` against a's then "!" backtracks 2**n ways in a backtracking engine; the
+    filter's engine (RE2) takes time linear in the text, so this finishes at once."""
+    p = proc(7, name="victim", cmdline=("victim", "a" * 26 + "!"))  # Python's re: ~5 s
+    started = time.monotonic()
+    assert not Matcher("!(a+)+$").matches(p)
+    assert Matcher("!(a+)+!$").matches(p)
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [("!(a)\\1", "backreferences"), ("!a(?=b)", "lookaround"), ("!(?<!a)b", "lookaround")],
+)
+def test_regex_syntax_re2_lacks_is_a_clear_message(pattern: str, says: str) -> None:
+    m = Matcher(pattern)
+    assert m.error is not None and says in m.error and not m.active
+
+
+def test_regex_filter_on_names_that_are_not_utf8() -> None:
+    p = proc(8, name="bad\udcff", cmdline=("bad\udcff", "x\udcfey"))  # raw bytes, as read
+    assert Matcher("!^bad").matches(p) and Matcher("!y$").matches(p)
 
 
 def test_sort_puts_unknown_last_both_ways() -> None:
@@ -267,6 +297,10 @@ def test_keymap_file(tmp_path: Path) -> None:
     path.write_text("[keys\n")
     keymap, problem = load_keymap(path)
     assert keymap == {} and problem is not None
+    path.write_text('[keys]\nsort_sent = "x"\nsrot_recv = "y"\nquit = "q,f10"\n')
+    keymap, problem = load_keymap(path)
+    assert keymap == {"sort_sent": "x", "quit": "q,f10"}
+    assert problem is not None and "unknown binding id 'srot_recv'" in problem
 
 
 async def test_without_per_process_bytes_the_table_sorts_on_connections() -> None:
@@ -312,3 +346,17 @@ def test_a_view_is_reused_only_while_every_field_it_copies_is_unchanged() -> Non
         assert view_of(state, 60, old=old) is not old, name
         setattr(state, name, before)
     assert view_of(state, 60, old=old) is old
+
+
+def test_every_binding_id_is_one_a_keymap_may_name() -> None:
+    """A binding given an id in any TUI module is in BINDING_IDS, which load_keymap
+    checks names against: else remapping it would be refused as unknown."""
+    ids: set[str] = set()
+    for info in pkgutil.iter_modules(nettop_ui.tui.__path__):
+        module = importlib.import_module(f"nettop_ui.tui.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                bindings = cls.__dict__.get("BINDINGS", [])
+                ids |= {b.id for b in bindings if isinstance(b, Binding) and b.id}
+    assert {"open_process", "pick_user", "help_close", "filter_clear"} <= ids
+    assert ids <= BINDING_IDS, ids - BINDING_IDS

@@ -23,6 +23,7 @@ import pytest
 from nettop_ui.tui.safe import safe_text
 from tests.netenv import Network, require, require_root
 from tests.tmuxterm import PROMPT, Terminal, children_of, gone, header_line, table_rows, tui
+from tests.tui_fixtures import spawn_named
 
 # (comm, argv[1:]): markup, CSI clear, OSC title, OSC 8 link, bidi override, tab, newline.
 HOSTILE = [
@@ -182,3 +183,58 @@ def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
         screen = term.wait_for(lambda s: len(table_rows(s)) >= 20, 10, "the full table again")
         assert screen.split("\n")[0].startswith("nettop-ui ")
         assert "UP/s" in screen and "DOWN/s" in screen and "CONNS" in screen
+
+
+# -- issue #11: the filter box in a real terminal ---------------------------------------------
+
+PSUTIL = ("--backend", "psutil", "--interval", "1")  # no privileges, every process listed
+
+
+def filter_line(screen: str) -> str:
+    return next((line for line in screen.split("\n") if "Filter:" in line), "")
+
+
+def test_filter_box_shows_what_is_typed_while_typing() -> None:
+    with tui(160, 48, *PSUTIL) as (term, app):
+        app.wait_table()
+        term.type("/")
+        term.type("kworker")
+        # The count on the right shows once the start-up notice (6 s) no longer covers it.
+        term.wait_for(
+            lambda s: (
+                "Filter: kworker " in filter_line(s) and re.search(r"\d+ of \d+", filter_line(s))
+            ),
+            15,
+            "the typed text and the match count",
+        )
+        term.type("/0")  # still editing: more text shows too
+        term.wait_for(lambda s: "Filter: kworker/0" in filter_line(s), 10, "more typed text")
+
+
+# Catastrophic backtracking for a backtracking engine: (a+)+ tried 2**40 ways against the
+# run of a's, since the "!" after it keeps $ from matching.
+REDOS = "!(a+)+$"
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+def test_hostile_regex_cannot_hang_the_ui(how: str) -> None:
+    victim = spawn_named("ntu-redos", "a" * 40 + "!")
+    try:
+        with tui(160, 48, *PSUTIL) as (term, app):
+            app.wait_table()
+            term.type("/")
+            term.type(REDOS)
+            term.keys("Enter")  # close the box, keep the filter
+            term.wait_for(
+                lambda s: filter_line(s).startswith(f" Filter: {REDOS} ") and " of " in s,
+                10,
+                "the regex applied (the UI still answering)",
+            )
+            if how == "q":
+                term.type("q")
+            else:
+                os.kill(app.proc.pid, signal.SIGTERM)
+            app.wait_exit(5)
+            assert_restored_shell(term)
+    finally:
+        victim.stop()

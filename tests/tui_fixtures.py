@@ -273,13 +273,15 @@ class Child:
                 self.proc.wait()
 
 
-def spawn_named(name: str, *argv: str) -> Child:
-    """A Python child whose comm is `name` (cut to 15 bytes by the kernel), argv as given."""
+def spawn_named(name: str, *argv: str, user: str | None = None) -> Child:
+    """A Python child whose comm is `name` (cut to 15 bytes by the kernel), argv as given,
+    running as `user` (root only) or as this process's user."""
     proc = subprocess.Popen(
         [sys.executable, "-c", NAMED_CHILD, name, *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        user=user,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return Child(proc, name)

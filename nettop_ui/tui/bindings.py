@@ -21,23 +21,26 @@ _COMMON: list[BindingType] = [
     Binding("q,f10", "app.quit", "Quit", id="quit"),
 ]
 
+# The footer lists the keys with show=True; at 160 columns all of them must fit (the
+# sort-by-column keys are in `?` and the column headers are clickable).
 MAIN_BINDINGS: list[BindingType] = [
     *_COMMON,
-    Binding("slash,backslash", "filter", "Filter", id="filter"),
+    Binding("slash,backslash,f3,f4", "filter", "Filter", id="filter"),
     Binding("delete", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+    Binding("u", "pick_user", "User", id="pick_user"),
     Binding("k,f9", "kill", "Kill", id="kill"),
     Binding("t,f5", "tree", "Tree", id="tree"),
-    Binding("U", "group_user", "Users", id="group_user"),
+    Binding("U", "group_user", "By user", id="group_user"),
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
     Binding("m", "rates_totals", "Totals", id="rates_totals"),
     Binding("b", "bits", "Bits", id="bits"),
     Binding("a", "only_active", "Active", id="only_active"),
-    Binding("s", "sort('up')", "Sent", id="sort_sent"),
-    Binding("r", "sort('down')", "Recv", id="sort_recv"),
-    Binding("B", "sort('total')", "Total", id="sort_total"),
-    Binding("P", "sort('cpu')", "CPU", id="sort_cpu"),
-    Binding("M", "sort('mem')", "Mem", id="sort_mem"),
-    Binding("N", "sort('pid')", "PID", id="sort_pid"),
+    Binding("s", "sort('up')", "Sent", show=False, id="sort_sent"),
+    Binding("r", "sort('down')", "Recv", show=False, id="sort_recv"),
+    Binding("B", "sort('total')", "Total", show=False, id="sort_total"),
+    Binding("P", "sort('cpu')", "CPU", show=False, id="sort_cpu"),
+    Binding("M", "sort('mem')", "Mem", show=False, id="sort_mem"),
+    Binding("N", "sort('pid')", "PID", show=False, id="sort_pid"),
     Binding("I", "invert_sort", "Invert", id="sort_invert"),
     Binding("less_than_sign", "move_sort(-1)", "Sort ←", id="sort_left"),
     Binding("greater_than_sign,f6", "move_sort(1)", "Sort →", id="sort_right"),
@@ -48,6 +51,34 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("3", "toggle_panel('net')", "Net panel", show=False, id="panel_net"),
     Binding("4", "toggle_panel('disk')", "Disk panel", show=False, id="panel_disk"),
     Binding("5", "toggle_panel('gpu')", "GPU panel", show=False, id="panel_gpu"),
+]
+
+# The process table (a DataTable: its own arrows, page keys and ctrl+home/end stay).
+# DataTable's home/end scroll sideways, which a table without horizontal scroll never
+# needs: here they go to the first and last row, as in htop.
+TABLE_BINDINGS: list[BindingType] = [
+    Binding("enter", "open_process", "Open", id="open_process"),
+    Binding("home", "scroll_top", "First row", show=False, id="cursor_first"),
+    Binding("end", "scroll_bottom", "Last row", show=False, id="cursor_last"),
+]
+
+# The filter box's text field (nettop_ui.tui.filter_bar).
+FILTER_INPUT_BINDINGS: list[BindingType] = [
+    Binding("delete", "clear_filter", "Clear filter", show=False, id="filter_clear"),
+    Binding("escape", "close_filter", "Close filter", show=False, id="filter_close"),
+]
+
+# `u`'s list of users (nettop_ui.tui.user_picker); enter picks.
+USER_PICKER_BINDINGS: list[BindingType] = [
+    Binding("escape", "cancel", "Cancel", id="user_cancel"),
+]
+
+HELP_SCREEN_BINDINGS: list[BindingType] = [
+    Binding("escape,question_mark,f1,q", "close", "Close", id="help_close"),
+]
+
+KILL_DIALOG_BINDINGS: list[BindingType] = [
+    Binding("escape", "cancel", "Cancel", id="kill_cancel"),
 ]
 
 DETAIL_BINDINGS: list[BindingType] = [
@@ -67,13 +98,33 @@ REPLAY_BINDINGS: list[BindingType] = [
     Binding("space", "replay_play", "Play", priority=True, id="replay_play"),
 ]
 
+BINDING_IDS: frozenset[str] = frozenset(
+    b.id
+    for group in (
+        APP_BINDINGS,
+        MAIN_BINDINGS,
+        TABLE_BINDINGS,
+        FILTER_INPUT_BINDINGS,
+        USER_PICKER_BINDINGS,
+        HELP_SCREEN_BINDINGS,
+        KILL_DIALOG_BINDINGS,
+        DETAIL_BINDINGS,
+        REPLAY_BINDINGS,
+    )
+    for b in group
+    if isinstance(b, Binding) and b.id is not None
+)  # every id a keymap may name
+
 # The long form of each binding, by id, for `?`.
 HELP: dict[str, str] = {
     "open_process": "open the selected process (child tree, connections, charts)",
     "help": "this help",
     "quit": "quit (also ctrl+c)",
-    "filter": "filter on name, cmdline, user or PID; a leading ! makes it a regex",
+    "filter": "filter on name, cmdline, user or PID; a leading ! makes it a regex (RE2)",
     "clear_filter": "clear the filter",
+    "pick_user": "show only one user's processes (a list of users; 'all users' clears it)",
+    "cursor_first": "go to the first row",
+    "cursor_last": "go to the last row",
     "kill": "send a signal to the selected process (SIGTERM, SIGINT, SIGHUP, SIGKILL)",
     "tree": "process tree; each row's traffic includes its children's",
     "group_user": "group processes by user",

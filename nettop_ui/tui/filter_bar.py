@@ -1,4 +1,4 @@
-"""The filter box (`/` or `\\`): incremental, on name, cmdline, user or PID; `!` for a regex.
+"""The filter box (`/`, `\\`, F3, F4): incremental, on name, cmdline, user or PID; `!` for a regex.
 
 `esc` or `enter` close the box and keep the filter (the bar stays, showing it);
 `delete` clears it and hides the bar.
@@ -10,10 +10,12 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Static
+
+from nettop_ui.tui.bindings import FILTER_INPUT_BINDINGS
 
 HINT = "esc keep · del clear · !regex"
 
@@ -21,10 +23,7 @@ HINT = "esc keep · del clear · !regex"
 class FilterInput(Input):
     """The text field; `delete` clears the whole filter, `esc` closes the box."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("delete", "clear_filter", "Clear filter", show=False, id="filter_clear"),
-        Binding("escape", "close_filter", "Close filter", show=False, id="filter_close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = FILTER_INPUT_BINDINGS
 
     def action_clear_filter(self) -> None:
         self.post_message(FilterBar.Cleared())
@@ -41,6 +40,8 @@ class FilterBar(Horizontal):
     FilterBar.-shown { display: block; }
     FilterBar > #filter-label { width: auto; padding: 0 1; text-style: bold; }
     FilterBar > FilterInput { border: none; height: 1; padding: 0; width: 1fr; }
+    /* Input's own :focus rule draws a tall border, which in one line hides the text. */
+    FilterBar > FilterInput:focus { border: none; }
     FilterBar > #filter-hint { width: auto; color: $text-muted; padding: 0 1; }
     FilterBar.-error > #filter-hint { color: $error; }
     """

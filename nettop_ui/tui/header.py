@@ -87,6 +87,8 @@ class StatusHeader(Widget):
             out.append(Text(" PAUSED ", style="bold black on yellow"))
         if self.position is not None:
             out.append(Text(f" {self.position} ", style="bold black on cyan"))
+        if opts.user is not None:  # early: narrow terminals drop the segments at the end
+            out.append(Text(f"user {safe_text(opts.user, 32)}", style="bold magenta"))
         out.append(Text(f"{self.backend} · {self.backend_layer}", style="cyan"))
         if self.frame is not None:
             up, down, where = traffic_totals(self.frame, opts.totals)

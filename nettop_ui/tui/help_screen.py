@@ -8,12 +8,12 @@ from typing import ClassVar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from nettop_ui.tui.bindings import HELP, HELP_NOTES
+from nettop_ui.tui.bindings import HELP, HELP_NOTES, HELP_SCREEN_BINDINGS
 
 
 def binding_rows(screen: Screen[object]) -> list[tuple[str, str, str]]:
@@ -35,9 +35,7 @@ def binding_rows(screen: Screen[object]) -> list[tuple[str, str, str]]:
 class HelpScreen(ModalScreen[None]):
     """A scrollable list of keys and notes; any of esc, ?, F1, q closes it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,f1,q", "close", "Close", id="help_close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = HELP_SCREEN_BINDINGS
 
     def __init__(self, rows: list[tuple[str, str, str]], backend_note: str = "") -> None:
         super().__init__()

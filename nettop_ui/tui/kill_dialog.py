@@ -11,12 +11,13 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from nettop_ui.tui.bindings import KILL_DIALOG_BINDINGS
 from nettop_ui.tui.frame import ProcessView
 from nettop_ui.tui.kill import SIGNALS
 from nettop_ui.tui.safe import command_line, safe_text
@@ -25,9 +26,7 @@ from nettop_ui.tui.safe import command_line, safe_text
 class KillDialog(ModalScreen[signal.Signals | None]):
     """Choose a signal for one process."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="kill_cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = KILL_DIALOG_BINDINGS
 
     def __init__(self, process: ProcessView) -> None:
         super().__init__()

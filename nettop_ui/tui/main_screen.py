@@ -24,6 +24,7 @@ from nettop_ui.tui.model import COLUMN_BY_KEY, Matcher, RowCache, RowData, build
 from nettop_ui.tui.panels import PANEL_CLASSES, Panel
 from nettop_ui.tui.process_table import ProcessTable
 from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.user_picker import UserPicker
 
 if TYPE_CHECKING:
     from nettop_ui.tui.app import NettopApp
@@ -222,6 +223,20 @@ class MainScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).open(self.nettop.opts.filter_text)
+
+    def action_pick_user(self) -> None:
+        frame = self.nettop.shown
+        counts: dict[str, int] = {}
+        for p in frame.processes if frame else ():
+            if p.user is not None:
+                counts[p.user] = counts.get(p.user, 0) + 1
+
+        def picked(choice: tuple[str | None] | None) -> None:
+            if choice is not None:
+                self.nettop.opts.user = choice[0]
+                self.refresh_view()
+
+        self.app.push_screen(UserPicker(counts, self.nettop.opts.user), picked)
 
     def action_clear_filter(self) -> None:
         self.nettop.opts.filter_text = ""

@@ -24,7 +24,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._types import SegmentLines
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.geometry import Region
@@ -34,6 +34,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
+from nettop_ui.tui.bindings import TABLE_BINDINGS
 from nettop_ui.tui.cells import Cell, make_cell
 from nettop_ui.tui.model import (
     COLUMN_BY_KEY,
@@ -69,9 +70,7 @@ class _Drawn:
 class ProcessTable(DataTable[Cell]):
     """One row per process (or user group, or the unattributed bytes)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open_process", "Open", id="open_process"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = TABLE_BINDINGS
 
     class OpenRequested(Message):
         """The user asked to open the process in `key` (enter, or a click on the cursor)."""
