@@ -455,6 +455,7 @@ print(json.dumps({"pid": target.pid, "new": new.pid, "took": took, "err": err,
 def test_attach_stops_when_the_pid_is_reused(tmp_path: Path) -> None:
     """The target exits and a new process gets its PID (in a PID namespace): not followed."""
     require_root()
+    require(shutil.which("unshare") is not None, "needs unshare (util-linux)")
     out = tmp_path / "reuse.jsonl"
     res = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REUSE, str(out)],
