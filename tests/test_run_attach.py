@@ -518,15 +518,19 @@ def test_run_keeps_a_bounded_summary_not_every_sample(
             kept.append(self)
 
     monkeypatch.setattr(jobs, "_Sinks", Spy)
+    # CMD lives until the recording (argv[1]) has n (argv[2]) samples.
+    until = 'import sys, time\nn, line = int(sys.argv[2]), \'"type":"sample"\'\n'
+    until += "while open(sys.argv[1]).read().count(line) < n:\n    time.sleep(0.01)\n"
     sizes = {}
-    for seconds in ("0.3", "3"):
-        out = tmp_path / f"{seconds}.jsonl"
+    for n in (3, 40):
+        out = tmp_path / f"{n}.jsonl"
+        cmd = [sys.executable, "-c", until, str(out), str(n)]
         code = jobs.main(["run", "--backend", "psutil", "--interval", "0.02",
-                          "--output", str(out), "--", "sleep", seconds])  # fmt: skip
+                          "--output", str(out), "--", *cmd])  # fmt: skip
         assert code == 0
         state = {k: v for k, v in vars(kept[-1]).items() if k not in ("files", "writers")}
         sizes[len(samples(records(out)))] = len(pickle.dumps(state))
     (few, small), (many, large) = sorted(sizes.items())
-    assert many > 5 * few, sizes
+    assert many >= few + 30, sizes  # every kept sample would add 100 bytes or more
     assert large < small * 1.2, sizes
     assert kept[-1].summary() == summarize(records(out))  # what it kept is enough
