@@ -46,7 +46,8 @@ NOT_STARTED = 125  # `run`'s exit status when CMD never ran (nettop-ui failed fi
 # python -I -S -c HELD FD EXE CMD ARGS...: wait for "go" on FD, then become CMD.
 HELD = f"""\
 import os, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_DFL)
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an inherited SIG_IGN stays
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 fd, exe, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 go = os.read(fd, 3)
 os.close(fd)

@@ -534,3 +534,19 @@ def test_run_keeps_a_bounded_summary_not_every_sample(
     assert many >= few + 30, sizes  # every kept sample would add 100 bytes or more
     assert large < small * 1.2, sizes
     assert kept[-1].summary() == summarize(records(out))  # what it kept is enough
+
+
+def test_cmd_starts_with_the_signal_dispositions_it_would_have_without_nettop_ui(
+    tmp_path: Path,
+) -> None:
+    """The held trampoline is Python, which ignores SIGPIPE: CMD must not inherit that,
+    yet a SIGINT ignored by whoever started nettop-ui stays ignored (as `nohup` and `&` rely on)."""
+    show = ["sh", "-c", "grep SigIgn /proc/$$/status"]
+    args = ["run", "--backend", "psutil", "--output", str(tmp_path / "s.jsonl"), "--", *show]
+    res = nettop(*args)
+    assert res.returncode == 0 and res.stdout.split() == ["SigIgn:", f"{0:016x}"], res
+    ignoring = subprocess.run(
+        ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *nettop_cmd(*args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ignoring.stdout.split() == ["SigIgn:", f"{1 << (signal.SIGINT - 1):016x}"], ignoring
