@@ -346,8 +346,9 @@ async def watch(
             if item.fallback is None:
                 failed.append(f"backend {item.backend} failed: {item.message}")
             return
-        sink(tree_sample(snap, tracker, target))
-        target.resume()
+        record = tree_sample(snap, tracker, target)
+        target.resume()  # before the sink: whoever sees a sample sees CMD released
+        sink(record)
 
     def on_signal(sig: int) -> None:
         interrupted.append(sig)
@@ -382,7 +383,10 @@ async def watch(
                 reason = "duration"
         if isinstance(target, Command) and not target.resumed:
             target.abandon()  # the backend never started, or a signal came first: CMD never ran
-            reason = "interrupted" if interrupted and not failed else "backend_failed"
+            if failed:
+                reason = "backend_failed"
+            elif interrupted:
+                reason = "interrupted"
         elif isinstance(target, Command):
             await waiter  # monitoring ended early: CMD still runs to its end
         code = target.finish()
