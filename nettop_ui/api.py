@@ -87,13 +87,19 @@ class ProcessMonitor:
         return [r for r in self.records if r["type"] == "sample"]
 
     def start(self) -> ProcessMonitor:
-        """Start monitoring. Raises TargetError for a missing pid or command."""
-        if self._pid is not None:
-            self.target = Attached(self._pid)
-        else:
-            assert self._cmd is not None
-            self.target = Command(self._cmd, stdout=self._streams[0], stderr=self._streams[1])
+        """Start monitoring. Raises TargetError for a missing pid or command, OSError
+        when `output` cannot be opened (then no command was started)."""
         out = open_output(self._output) if self._output else None
+        try:
+            if self._pid is not None:
+                self.target = Attached(self._pid)
+            else:
+                assert self._cmd is not None
+                self.target = Command(self._cmd, stdout=self._streams[0], stderr=self._streams[1])
+        except BaseException:
+            if out:
+                out.close()
+            raise
         self._thread = threading.Thread(
             target=self._run, args=(self.target, out), name="nettop-ui-monitor", daemon=True
         )
@@ -114,9 +120,12 @@ class ProcessMonitor:
         async def go() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             self._ready.set()
-            code, failure = await watch(
-                target, self.options, sink, stop=self._stop, handle_signals=False
-            )
+            try:
+                code, failure = await watch(
+                    target, self.options, sink, stop=self._stop, handle_signals=False
+                )
+            except OSError as exc:  # the output file (a full disk): monitoring ends there
+                code, failure = None, f"cannot write {self._output}: {exc.strerror or exc}"
             self.exit_code, self.failure = code, failure
 
         try:

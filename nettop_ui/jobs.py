@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import subprocess
 import sys
@@ -22,8 +23,16 @@ from nettop_ui import registry
 from nettop_ui.args import PROG, OneLineParser, positive_float
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
-from nettop_ui.summary import format_summary, read_recording_or_say, summarize
-from nettop_ui.watch import Attached, Command, Target, TargetError, WatchOptions, watch
+from nettop_ui.summary import Summary, format_summary, read_recording_or_say, summarize
+from nettop_ui.watch import (
+    NOT_STARTED,
+    Attached,
+    Command,
+    Target,
+    TargetError,
+    WatchOptions,
+    watch,
+)
 
 COMMANDS = ("run", "attach", "summary", "replay")
 
@@ -68,21 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WriteFailed(Exception):
+    """A record could not be written; the message says where and why."""
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full"
+    if exc.errno == errno.EPIPE:
+        return "its reader has gone"
+    return exc.strerror or str(exc)
+
+
 class _Sinks:
-    """Where the records go: the file, stdout, and the summary kept for the end."""
+    """Where the records go: the file, stdout, and the summary kept for the end (a few
+    running figures, not every sample: a long run does not grow in memory)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.files: list[IO[str]] = []
-        self.writers: list[Callable[[dict[str, Any]], None]] = []
-        self.records: list[dict[str, Any]] = []
+        self.writers: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
+        self._summary = Summary()
         if args.output:
             try:
                 self.files.append(open_output(args.output))
             except OSError as exc:
                 raise TargetError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-            self.writers.append(self._writer(self.files[-1], args.format))
+            self.writers.append((args.output, self._writer(self.files[-1], args.format)))
         if args.json:
-            self.writers.append(self._writer(sys.stdout, args.format))
+            self.writers.append(("to stdout", self._writer(sys.stdout, args.format)))
 
     @staticmethod
     def _writer(out: IO[str], fmt: str) -> Callable[[dict[str, Any]], None]:
@@ -90,10 +112,15 @@ class _Sinks:
         return DenetConverter(write) if fmt == "denet" else write
 
     def __call__(self, record: dict[str, Any]) -> None:
-        for write in self.writers:
-            write(record)
-        if record["type"] in ("meta", "end") or "tree" in record:
-            self.records.append({**record, "processes": []} if "tree" in record else record)
+        for where, write in self.writers:
+            try:
+                write(record)  # a whole line or nothing (JsonlWriter)
+            except OSError as exc:
+                raise _WriteFailed(f"cannot write {where}: {_why(exc)}") from None
+        self._summary.add(record)
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary.result()
 
     def close(self) -> None:
         for f in self.files:
@@ -118,31 +145,41 @@ def _watch(args: argparse.Namespace, make_target: Callable[[], Target]) -> int:
         from nettop_ui.tui.tree_run import run_tree_tui  # Textual loads only for the TUI
 
         tree_target = make_target()
-        return (
-            run_tree_tui(
-                tree_target,
-                cls,
-                why,
-                args.interval,
-                fallbacks=opts.fallbacks,
-                include_children=opts.include_children,
-                duration_s=opts.duration_s,
-            )
-            or 0
+        code = run_tree_tui(
+            tree_target,
+            cls,
+            why,
+            args.interval,
+            fallbacks=opts.fallbacks,
+            include_children=opts.include_children,
+            duration_s=opts.duration_s,
         )
+        return _never_ran(tree_target) or code or 0
     sinks = _Sinks(args)
+    target: Target | None = None
     try:
         target = make_target()
         code, failure = asyncio.run(watch(target, opts, sinks))
+    except _WriteFailed as exc:
+        assert target is not None
+        fate = target.fate()
+        raise TargetError(f"{exc}; {fate}" if fate else str(exc), _never_ran(target) or 1) from None
     finally:
         sinks.close()
+    never_ran = _never_ran(target)
     if failure:
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        fate = f"; {target.fate()}" if never_ran else ""
+        print(f"{PROG}: error: {failure}{fate}", file=sys.stderr)
     if not sinks.writers:  # neither --json nor --output: say what happened
-        sys.stderr.write(format_summary(summarize(sinks.records)))
+        sys.stderr.write(format_summary(sinks.summary()))
     if failure and code is None:
-        return 2
-    return code or 0
+        return never_ran or 2
+    return never_ran or code or 0
+
+
+def _never_ran(target: Target) -> int:
+    """NOT_STARTED for a command that never ran (nettop-ui failed first), else 0."""
+    return NOT_STARTED if isinstance(target, Command) and not target.resumed else 0
 
 
 def _tui(args: argparse.Namespace) -> bool:

@@ -170,13 +170,39 @@ def open_output(path: str) -> IO[str]:
 
 
 class JsonlWriter:
-    """Writes records as JSON Lines, one flush per line."""
+    """Writes records as JSON Lines, each line whole or not at all.
+
+    A line goes straight to the file descriptor, so a failed write (a full disk, a
+    closed pipe) leaves nothing in a buffer to spill later; in a regular file, the
+    part of a line that did fit is cut off again, so the file ends at its last whole
+    line. The OSError is raised to the caller.
+    """
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
+        try:
+            self._fd: int | None = out.fileno()
+        except (OSError, ValueError):  # a StringIO
+            self._fd = None
+        self._regular = self._fd is not None and stat.S_ISREG(os.fstat(self._fd).st_mode)
 
     def write(self, record: dict[str, Any]) -> None:
         # ensure_ascii keeps every line plain ASCII: untrusted names cannot carry raw
         # terminal escapes to whoever cats the file.
-        self.out.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
-        self.out.flush()
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+        if self._fd is None:
+            self.out.write(line)
+            self.out.flush()
+            return
+        data = line.encode("ascii")
+        self.out.flush()  # anything written to `out` before goes first
+        start = os.lseek(self._fd, 0, os.SEEK_CUR) if self._regular else 0
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            if done and self._regular:
+                os.ftruncate(self._fd, start)
+                os.lseek(self._fd, start, os.SEEK_SET)
+            raise

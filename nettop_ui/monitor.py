@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 
+# What ends sampling cleanly (one final sample): ^C, kill, and the terminal hanging up.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 def make_collector(backend: Backend | type[Backend]) -> Collector:
     return Collector(
@@ -49,7 +52,7 @@ async def monitor(
     queue: asyncio.Queue[TrafficSample | BackendFailure] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
     producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
@@ -84,6 +87,6 @@ async def monitor(
         with contextlib.suppress(asyncio.CancelledError):
             await producer
         if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
     return collector

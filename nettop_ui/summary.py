@@ -3,6 +3,8 @@
 `read_recording` reads a JSON Lines recording up to the first damaged line (a
 recording cut short by a crash, or not a recording at all) and says where it
 stopped; `summarize` works on the records it read, or on samples held in memory.
+`Summary` folds records in one at a time, keeping a few figures, not the records: what
+`run` and `attach` keep in memory for their summary, however long they run.
 """
 
 from __future__ import annotations
@@ -111,14 +113,78 @@ def _why(exc: ValueError) -> str:
     return str(exc) if str(exc) else "unreadable"
 
 
-def _peak(values: list[Any]) -> Any:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
+PEAKS = ("rss_bytes", "gpu_memory_bytes", "processes")  # the tree's, at their highest
+LASTS = ("read_bytes", "write_bytes", "sent_bytes", "recv_bytes")  # last known totals
 
 
-def _last(values: list[Any]) -> Any:
-    known = [v for v in values if v is not None]
-    return known[-1] if known else None
+class Summary:
+    """The summary's figures, folded in one record at a time (meta, samples, end)."""
+
+    def __init__(self) -> None:
+        self.meta: Record | None = None
+        self.end: Record | None = None
+        self.samples = 0  # samples with a tree
+        self.first_ts: float | None = None  # of any sample
+        self.last_ts: float | None = None
+        self.cpu_peak: float | None = None
+        self.cpu_sum: float = 0
+        self.cpu_count = 0
+        self.peaks: Record = dict.fromkeys(PEAKS)
+        self.lasts: Record = dict.fromkeys(LASTS)
+
+    def add(self, record: Record) -> None:
+        kind = record.get("type")
+        if kind == "meta" and self.meta is None:
+            self.meta = {k: record.get(k) for k in ("pid", "cmdline", "backend")}
+        elif kind == "end" and self.end is None:
+            self.end = {k: record.get(k) for k in ("ended", "exit_code")}
+        elif kind == "sample":
+            self.first_ts = record["ts"] if self.first_ts is None else self.first_ts
+            self.last_ts = record["ts"]
+            tree = record.get("tree")
+            if tree:
+                self._add_tree(tree)
+
+    def _add_tree(self, tree: Record) -> None:
+        self.samples += 1
+        cpu = tree.get("cpu_percent")
+        if cpu is not None:
+            self.cpu_peak = cpu if self.cpu_peak is None else max(self.cpu_peak, cpu)
+            self.cpu_sum += cpu
+            self.cpu_count += 1
+        for key in PEAKS:
+            value, peak = tree.get(key), self.peaks[key]
+            if value is not None and (peak is None or value > peak):
+                self.peaks[key] = value
+        for key in LASTS:
+            if tree.get(key) is not None:
+                self.lasts[key] = tree[key]
+
+    def result(self) -> Record:
+        meta, end = self.meta or {}, self.end
+        # From the first sample (for `run`: CMD resumes right after it) to the end.
+        last = end.get("ended") if end is not None else None
+        last = last if last is not None else self.last_ts
+        first = self.first_ts
+        duration = round(last - first, 3) if first is not None and last is not None else None
+        return {
+            "pid": meta.get("pid"),
+            "cmdline": meta.get("cmdline"),
+            "backend": meta.get("backend"),
+            "complete": end is not None,
+            "samples": self.samples,
+            "duration_s": duration,
+            "exit_code": end.get("exit_code") if end else None,
+            "cpu_percent_peak": self.cpu_peak,
+            "cpu_percent_mean": round(self.cpu_sum / self.cpu_count, 1) if self.cpu_count else None,
+            "rss_bytes_peak": self.peaks["rss_bytes"],
+            "read_bytes": self.lasts["read_bytes"],
+            "write_bytes": self.lasts["write_bytes"],
+            "sent_bytes": self.lasts["sent_bytes"],
+            "recv_bytes": self.lasts["recv_bytes"],
+            "gpu_memory_bytes_peak": self.peaks["gpu_memory_bytes"],
+            "processes_peak": self.peaks["processes"],
+        }
 
 
 def summarize(records: Iterable[Record]) -> Record:
@@ -126,38 +192,10 @@ def summarize(records: Iterable[Record]) -> Record:
 
     `records` are recording lines (meta, samples, end) or just sample records.
     """
-    records = list(records)
-    meta = next((r for r in records if r.get("type") == "meta"), {})
-    end = next((r for r in records if r.get("type") == "end"), None)
-    trees = [r["tree"] for r in records if r.get("type") == "sample" and r.get("tree")]
-    stamps = [r["ts"] for r in records if r.get("type") == "sample"]
-    cpu = [t["cpu_percent"] for t in trees if t.get("cpu_percent") is not None]
-    # From the first sample (for `run`: CMD resumes right after it) to the end.
-    last = end.get("ended") if end is not None else None
-    last = last if last is not None else (stamps[-1] if stamps else None)
-    duration = round(last - stamps[0], 3) if stamps and last is not None else None
-
-    def col(key: str) -> list[Any]:
-        return [t.get(key) for t in trees]
-
-    return {
-        "pid": meta.get("pid"),
-        "cmdline": meta.get("cmdline"),
-        "backend": meta.get("backend"),
-        "complete": end is not None,
-        "samples": len(trees),
-        "duration_s": duration,
-        "exit_code": end.get("exit_code") if end else None,
-        "cpu_percent_peak": _peak(cpu),
-        "cpu_percent_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
-        "rss_bytes_peak": _peak(col("rss_bytes")),
-        "read_bytes": _last(col("read_bytes")),
-        "write_bytes": _last(col("write_bytes")),
-        "sent_bytes": _last(col("sent_bytes")),
-        "recv_bytes": _last(col("recv_bytes")),
-        "gpu_memory_bytes_peak": _peak(col("gpu_memory_bytes")),
-        "processes_peak": _peak(col("processes")),
-    }
+    summary = Summary()
+    for record in records:
+        summary.add(record)
+    return summary.result()
 
 
 def format_summary(s: Record) -> str:

@@ -1,12 +1,16 @@
 """Monitoring one process tree: a command started held (`run`) or a running process (`attach`).
 
-`Command` starts CMD through a two-word shell trampoline that stops itself
-(`kill -STOP $$`) before `exec`ing CMD, so CMD's first instruction runs only after the
-backend is counting: `watch` resumes it (SIGCONT) from the first sample's callback,
-and that first sample comes a few milliseconds after the backend has started. The
-trampoline's pid is CMD's pid. `watch` notices CMD's exit without reaping it
-(waitid WNOWAIT), takes a final sample while it is a zombie (its /proc files then
-still hold its totals, reaped children's disk I/O included), and only then reaps it.
+`Command` starts CMD through a small Python trampoline that waits for one line on a
+pipe before it `exec`s CMD, so CMD's first instruction runs only after the backend is
+counting: `watch` releases it (writes the line) from the first sample's callback, and
+that first sample comes a few milliseconds after the backend has started. The
+trampoline's pid is CMD's pid. When nettop-ui dies or gives up before releasing it,
+the pipe closes and the trampoline exits (status NOT_STARTED) without running CMD:
+nothing is ever left stopped, as a SIGSTOPped trampoline would be.
+
+`watch` notices CMD's exit without reaping it (waitid WNOWAIT), takes a final sample
+while it is a zombie (its /proc files then still hold its totals, reaped children's
+disk I/O included), and only then reaps it.
 
 `Attached` follows a process nettop-ui did not start, until it exits (polled).
 
@@ -35,11 +39,28 @@ import psutil
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 from nettop_ui.jsonl import failure_record, meta_record
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import STOP_SIGNALS, monitor
 from nettop_ui.tree import TreeTracker
 
-HELD = 'kill -STOP $$; exec "$@"'  # sh -c HELD sh CMD ARGS...: stop, then become CMD
-_TRAMPOLINE = ["/bin/sh", "-c", HELD]
+NOT_STARTED = 125  # `run`'s exit status when CMD never ran (nettop-ui failed first)
+# python -I -S -c HELD FD EXE CMD ARGS...: wait for "go" on FD, then become CMD.
+HELD = f"""\
+import os, signal, sys
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an inherited SIG_IGN stays
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+fd, exe, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+go = os.read(fd, 3)
+os.close(fd)
+if go != b"go\\n":
+    try:
+        os.write(2, b"nettop-ui: its monitor is gone; not starting " + os.fsencode(exe) + b"\\n")
+    finally:
+        os._exit({NOT_STARTED})
+for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; CMD gets the default
+    signal.signal(sig, signal.SIG_DFL)
+os.execv(exe, argv)
+"""
+_TRAMPOLINE = [sys.executable, "-I", "-S", "-c", HELD]
 FIRST_TICK_S = 0.02  # the held command waits this long after the backend has started
 ATTACH_POLL_S = 0.1
 
@@ -85,9 +106,16 @@ class Target:
     def abandon(self) -> None:
         """Monitoring could not start: release the process."""
 
+    def fate(self) -> str:
+        """What became of the process when nettop-ui stops early, for the user."""
+        return ""
+
 
 class Command(Target):
-    """A command nettop-ui starts held, then resumes once monitoring is attached."""
+    """A command nettop-ui starts held, then resumes once monitoring is attached.
+
+    `resumed` says whether CMD was released (and so ever ran).
+    """
 
     mode = "run"
 
@@ -107,22 +135,39 @@ class Command(Target):
         self.cmdline = list(argv)
         self.executable = os.path.abspath(exe)
         self.resumed = False
-        self.proc = subprocess.Popen(
-            [*_TRAMPOLINE, "sh", *argv], stdin=stdin, stdout=stdout, stderr=stderr
-        )
+        held, release = os.pipe()  # only the trampoline inherits `held`
+        self._release: int | None = release
+        try:
+            self.proc = subprocess.Popen(
+                [*_TRAMPOLINE, str(held), self.executable, *argv],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(held,),
+            )
+        except BaseException:
+            self._let_go()
+            raise
+        finally:
+            os.close(held)
         self.pid = self.proc.pid
-        _, status = os.waitpid(self.pid, os.WUNTRACED)  # until it has stopped itself
-        if not os.WIFSTOPPED(status):  # the shell died first; Popen can no longer reap it
-            self.proc.returncode = os.waitstatus_to_exitcode(status)
         try:
             self.start_time: float | None = psutil.Process(self.pid).create_time()
         except psutil.Error:
             self.start_time = None
 
     def resume(self) -> None:
-        if not self.resumed and self.proc.returncode is None:
-            self.resumed = True
-            os.kill(self.pid, signal.SIGCONT)
+        if self._release is not None:
+            with contextlib.suppress(BrokenPipeError):  # the trampoline was killed already
+                os.write(self._release, b"go\n")
+                self.resumed = True
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Close our end of the pipe: a trampoline not yet released exits without CMD."""
+        if self._release is not None:
+            os.close(self._release)
+            self._release = None
 
     def forward(self, sig: int) -> None:
         """Pass a signal nettop-ui received on to CMD."""
@@ -149,15 +194,25 @@ class Command(Target):
         threading.Thread(target=wait, name="nettop-ui-waitid", daemon=True).start()
         await done
 
-    def finish(self) -> int:
-        return exit_status(self.proc.wait())
+    def finish(self) -> int | None:
+        """CMD's exit status; None when it never ran (it was never released)."""
+        code = self.proc.wait()
+        return exit_status(code) if self.resumed else None
 
     def abandon(self) -> None:
-        if self.proc.returncode is None:
+        if not self.resumed:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-                os.kill(self.pid, signal.SIGCONT)
+                self.proc.kill()  # before the pipe closes: no "monitor is gone" line
+            self._let_go()
             self.proc.wait()
+
+    def fate(self) -> str:
+        if not self.resumed:
+            return "CMD was not started"
+        code = self.proc.poll()
+        if code is None:
+            return f"CMD keeps running as PID {self.pid}"
+        return f"CMD exited with status {exit_status(code)}"
 
 
 class Attached(Target):
@@ -167,6 +222,8 @@ class Attached(Target):
 
     def __init__(self, pid: int) -> None:
         try:
+            if pid <= 0:
+                raise psutil.NoSuchProcess(pid)
             proc = psutil.Process(pid)
             self.start_time = proc.create_time()
             self.cmdline = proc.cmdline()
@@ -182,8 +239,9 @@ class Attached(Target):
         self._proc = proc
 
     def _gone(self) -> bool:
+        """Exited, or exited and its PID given to a new process (is_running checks)."""
         try:
-            return self._proc.status() == psutil.STATUS_ZOMBIE
+            return not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
 
@@ -237,7 +295,8 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
     processes = tracker.update(snap)
     if isinstance(target, Command):  # the held trampoline, or a zombie's empty argv: say CMD
         for record in processes:
-            if record["pid"] == target.pid and record["cmdline"][:3] in ([], _TRAMPOLINE):
+            trampoline = record["cmdline"][: len(_TRAMPOLINE)] in ([], _TRAMPOLINE)
+            if record["pid"] == target.pid and trampoline:
                 record["cmdline"] = target.cmdline
     return {
         "type": "sample",
@@ -267,10 +326,12 @@ async def watch(
 ) -> tuple[int | None, str | None]:
     """Sample `target`'s tree into `sink` until it exits; return (exit status, failure).
 
-    With `handle_signals` (main thread only), SIGINT and SIGTERM are forwarded to a
-    command nettop-ui started (which then exits, ending the recording with a final
+    With `handle_signals` (main thread only), SIGINT, SIGTERM and SIGHUP are forwarded
+    to a command nettop-ui started (which then exits, ending the recording with a final
     sample), and end the monitoring of an attached process. `failure` is the message
-    of a backend failure no fallback took over from.
+    of a backend failure no fallback took over from. The exit status is None for a
+    command that never ran. An exception from `sink` ends monitoring at once (no
+    `end` line); a command not yet released is then killed, one running keeps running.
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -278,7 +339,6 @@ async def watch(
     tracker = TreeTracker(target.pid, opts.include_children)
     failed: list[str] = []
     interrupted: list[int] = []
-    sink(watch_meta(target, opts, started))
 
     def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         if isinstance(item, BackendFailure):
@@ -286,8 +346,9 @@ async def watch(
             if item.fallback is None:
                 failed.append(f"backend {item.backend} failed: {item.message}")
             return
-        sink(tree_sample(snap, tracker, target))
-        target.resume()
+        record = tree_sample(snap, tracker, target)
+        target.resume()  # before the sink: whoever sees a sample sees CMD released
+        sink(record)
 
     def on_signal(sig: int) -> None:
         interrupted.append(sig)
@@ -297,12 +358,13 @@ async def watch(
             target.forward(sig)  # CMD exits, and that ends the recording
 
     if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
     waiter = asyncio.ensure_future(target.exited())
     waiter.add_done_callback(lambda _: stop.set())
     reason = "exited"
     try:
+        sink(watch_meta(target, opts, started))
         await monitor(
             opts.backend(),
             opts.interval_s,
@@ -320,8 +382,11 @@ async def watch(
             elif opts.duration_s is not None and time.time() - started >= opts.duration_s:
                 reason = "duration"
         if isinstance(target, Command) and not target.resumed:
-            target.abandon()  # the backend never started: CMD never ran
-            reason = "backend_failed"
+            target.abandon()  # the backend never started, or a signal came first: CMD never ran
+            if failed:
+                reason = "backend_failed"
+            elif interrupted:
+                reason = "interrupted"
         elif isinstance(target, Command):
             await waiter  # monitoring ended early: CMD still runs to its end
         code = target.finish()
@@ -330,7 +395,7 @@ async def watch(
         if isinstance(target, Command) and not target.resumed:
             target.abandon()  # never leave a held command stopped behind (a crash, ^C)
         if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
     end = time.time()
     sink(

@@ -11,6 +11,7 @@ import pytest
 
 from nettop_ui.api import ProcessMonitor, execute_with_monitoring, summarize
 from nettop_ui.watch import TargetError
+from tests.strays import kill_strays, marked_cmd
 
 LOAD = str(Path(__file__).parent / "treeload.py")
 
@@ -67,3 +68,13 @@ def test_errors() -> None:
         ProcessMonitor(backend="psutil")
     with pytest.raises(ValueError):
         ProcessMonitor(cmd=["true"], backend="no-such-backend")
+
+
+def test_start_with_an_unwritable_output_leaves_no_process(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    mon = ProcessMonitor(
+        cmd=marked_cmd(marker), backend="psutil", output=str(tmp_path / "missing" / "x.jsonl")
+    )
+    with pytest.raises(OSError):
+        mon.start()
+    assert kill_strays(marker) == [] and not marker.exists()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from backends.ebpf import EbpfBackend
+from nettop_ui import jobs
 from nettop_ui.core import IntervalSchedule
-from tests.netenv import GEN, Network, require_root, within
+from nettop_ui.summary import summarize
+from tests.netenv import GEN, Network, require, require_root, within
+from tests.strays import kill_strays, marked_cmd, strays
 
 HERE = Path(__file__).parent
 LOAD = str(HERE / "treeload.py")
@@ -304,3 +312,241 @@ def test_summary_of_truncated_garbage_and_missing_files(tmp_path: Path) -> None:
     res = nettop("summary", str(tmp_path / "missing.jsonl"))
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "Traceback" not in res.stderr and "No such file" in res.stderr
+
+
+# Never leave a process stopped, never lie about the end (issue #11).
+
+
+def nettop_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nettop_ui", *args]
+
+
+@pytest.mark.parametrize("stdout", ["closed pipe", "/dev/full"])
+def test_run_json_that_cannot_write_never_leaves_cmd_stopped(tmp_path: Path, stdout: str) -> None:
+    """`run --json -- CMD | true` and `> /dev/full`: CMD never runs and nothing is left."""
+    marker = tmp_path / "ran"
+    args = nettop_cmd("run", "--json", "--quiet", "--backend", "psutil", "--", *marked_cmd(marker))
+    if stdout == "/dev/full":
+        with open("/dev/full", "w") as full:
+            res = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        code, err = res.returncode, res.stderr
+    else:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first line
+        err = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    assert kill_strays(marker) == []
+    assert not marker.exists()
+    assert code == 125, err
+    assert err.count("\n") == 1 and "CMD was not started" in err, err
+    assert "disk full" in err if stdout == "/dev/full" else "stdout" in err
+
+
+def test_run_output_on_a_full_disk_writes_whole_lines_and_says_so(tmp_path: Path) -> None:
+    """A 64 KiB tmpfs, nearly full: one line on stderr, whole JSON lines, CMD's fate told."""
+    require_root()
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    marker = tmp_path / "ran"
+    try:
+        st = os.statvfs(disk)
+        (disk / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 12 * 1024))
+        out = disk / "run.jsonl"
+        res = nettop("run", "--quiet", "--backend", "psutil", "--interval", "0.05",
+                     "--output", str(out), "--", *marked_cmd(marker), timeout=60)  # fmt: skip
+        left = kill_strays(marker)
+        raw = out.read_bytes()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "disk full" in res.stderr
+    assert len(left) == 1 and left[0][1] != psutil.STATUS_STOPPED and marker.exists()
+    assert f"keeps running as PID {left[0][0]}" in res.stderr, res.stderr
+    assert raw.endswith(b"\n")
+    recs = [json.loads(line) for line in raw.splitlines()]
+    assert recs[0]["type"] == "meta" and len(samples(recs)) >= 2
+
+
+def test_sigkill_to_nettop_ui_while_cmd_is_held_never_leaves_it_stopped(tmp_path: Path) -> None:
+    """nettop-ui dies before it releases CMD: CMD exits without running, never stays stopped."""
+    marker = tmp_path / "ran"
+    for _ in range(30):  # until nettop-ui is caught before it released CMD
+        proc = subprocess.Popen(
+            nettop_cmd("run", "--quiet", "--backend", "psutil", "--output",
+                       str(tmp_path / "k.jsonl"), "--", *marked_cmd(marker)),
+        )  # fmt: skip
+        me, kids = psutil.Process(proc.pid), []
+        while proc.poll() is None and not kids:
+            kids = me.children()
+        proc.send_signal(signal.SIGSTOP)  # from now on it can release nothing
+        time.sleep(1)  # a released CMD has become CMD by then
+        try:
+            held = kids[0].cmdline() != marked_cmd(marker)
+        finally:
+            proc.kill()
+            proc.wait()
+        if held:
+            break
+        kill_strays(marker)
+        marker.unlink(missing_ok=True)
+    else:
+        pytest.fail("never caught nettop-ui before it released CMD")
+    deadline = time.monotonic() + 10
+    while strays(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kill_strays(marker) == []
+    assert not marker.exists()
+
+
+def test_run_ebpf_that_cannot_start_never_starts_cmd(tmp_path: Path) -> None:
+    """In a user namespace eBPF cannot load: CMD never ran, so no exit code of its own."""
+    require(EbpfBackend.probe().available, "needs the ebpf backend")
+    require(shutil.which("unshare") is not None, "needs unshare (util-linux)")
+    out, marker = tmp_path / "e.jsonl", tmp_path / "ran"
+    res = subprocess.run(
+        ["unshare", "--user", "--map-root-user",
+         *nettop_cmd("run", "--backend", "ebpf", "--output", str(out), "--", *marked_cmd(marker))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert kill_strays(marker) == [] and not marker.exists()
+    assert res.returncode == 125, res.stderr
+    assert res.stderr.count("\n") == 1 and "CMD was not started" in res.stderr, res.stderr
+    end = records(out)[-1]
+    assert end["type"] == "end" and end["reason"] == "backend_failed"
+    assert end["exit_code"] is None
+
+
+REUSE = """
+import json, os, signal, subprocess, sys, time
+out = sys.argv[1]
+target = subprocess.Popen(["sleep", "60"])
+watcher = subprocess.Popen(
+    [sys.executable, "-m", "nettop_ui", "attach", str(target.pid), "--backend", "psutil",
+     "--interval", "0.1", "--duration", "20", "--output", out],
+    stderr=subprocess.PIPE, text=True,
+)
+while not (os.path.exists(out) and '"sample"' in open(out).read()):
+    time.sleep(0.05)
+watcher.send_signal(signal.SIGSTOP)  # it must not see the pid free
+target.kill()
+target.wait()
+for _ in range(50):
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(target.pid - 1))
+    new = subprocess.Popen(["sleep", "60"])
+    if new.pid == target.pid:
+        break
+    new.kill()
+    new.wait()
+watcher.send_signal(signal.SIGCONT)
+start = time.monotonic()
+_, err = watcher.communicate(timeout=60)
+took = time.monotonic() - start
+new.kill()
+new.wait()
+print(json.dumps({"pid": target.pid, "new": new.pid, "took": took, "err": err,
+                  "code": watcher.returncode}))
+"""
+
+
+def test_attach_stops_when_the_pid_is_reused(tmp_path: Path) -> None:
+    """The target exits and a new process gets its PID (in a PID namespace): not followed."""
+    require_root()
+    require(shutil.which("unshare") is not None, "needs unshare (util-linux)")
+    out = tmp_path / "reuse.jsonl"
+    res = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REUSE, str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    told = json.loads(res.stdout)
+    assert told["new"] == told["pid"], told  # the PID was reused
+    assert told["code"] == 0 and told["err"] == "", told
+    recs = records(out)
+    assert recs[-1]["reason"] == "exited" and told["took"] < 10, (recs[-1], told)
+    assert samples(recs)[-1]["tree"]["processes"] == 0
+
+
+@pytest.mark.parametrize("pid", ["-1", "0", "99999999999999999999999", "abc", "1.5"])
+def test_attach_bad_pid_is_one_line(pid: str) -> None:
+    res = nettop("attach", pid, "--backend", "psutil")
+    assert res.returncode != 0 and res.stdout == ""
+    assert re.match(r"nettop-ui( attach)?: error: ", res.stderr), res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+def test_sighup_reaches_cmd_and_the_recording_ends_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "hup.jsonl"
+    code, err = signalled_run(out, signal.SIGHUP, "sh", "-c", "echo ready; exec sleep 60")
+    assert code == 129, err
+    recs = records(out)
+    check_shape(recs)
+    assert recs[-1]["exit_code"] == 129
+
+
+def test_sighup_ends_the_json_stream_cleanly() -> None:
+    proc = subprocess.Popen(
+        nettop_cmd("--json", "--backend", "psutil", "--interval", "0.2"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = [proc.stdout.readline(), proc.stdout.readline()]
+        proc.send_signal(signal.SIGHUP)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and err == ""
+    lines = ("".join(first) + rest).splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert recs[0]["type"] == "meta" and len(recs) >= 3 and recs[-1]["type"] == "sample"
+
+
+def test_run_keeps_a_bounded_summary_not_every_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `run` keeps for its summary does not grow with the number of samples."""
+    kept: list[jobs._Sinks] = []
+
+    class Spy(jobs._Sinks):
+        def __init__(self, args: Any) -> None:
+            super().__init__(args)
+            kept.append(self)
+
+    monkeypatch.setattr(jobs, "_Sinks", Spy)
+    # CMD lives until the recording (argv[1]) has n (argv[2]) samples.
+    until = 'import sys, time\nn, line = int(sys.argv[2]), \'"type":"sample"\'\n'
+    until += "while open(sys.argv[1]).read().count(line) < n:\n    time.sleep(0.01)\n"
+    sizes = {}
+    for n in (3, 40):
+        out = tmp_path / f"{n}.jsonl"
+        cmd = [sys.executable, "-c", until, str(out), str(n)]
+        code = jobs.main(["run", "--backend", "psutil", "--interval", "0.02",
+                          "--output", str(out), "--", *cmd])  # fmt: skip
+        assert code == 0
+        state = {k: v for k, v in vars(kept[-1]).items() if k not in ("files", "writers")}
+        sizes[len(samples(records(out)))] = len(pickle.dumps(state))
+    (few, small), (many, large) = sorted(sizes.items())
+    assert many >= few + 30, sizes  # every kept sample would add 100 bytes or more
+    assert large < small * 1.2, sizes
+    assert kept[-1].summary() == summarize(records(out))  # what it kept is enough
+
+
+def test_cmd_starts_with_the_signal_dispositions_it_would_have_without_nettop_ui(
+    tmp_path: Path,
+) -> None:
+    """The held trampoline is Python, which ignores SIGPIPE: CMD must not inherit that,
+    yet a SIGINT ignored by whoever started nettop-ui stays ignored (as `nohup` and `&` rely on)."""
+    show = ["sh", "-c", "grep SigIgn /proc/$$/status"]
+    args = ["run", "--backend", "psutil", "--output", str(tmp_path / "s.jsonl"), "--", *show]
+    res = nettop(*args)
+    assert res.returncode == 0 and res.stdout.split() == ["SigIgn:", f"{0:016x}"], res
+    ignoring = subprocess.run(
+        ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *nettop_cmd(*args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ignoring.stdout.split() == ["SigIgn:", f"{1 << (signal.SIGINT - 1):016x}"], ignoring
