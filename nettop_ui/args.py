@@ -4,6 +4,8 @@ a parser whose usage errors are one line, and argument types."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import NoReturn
 
 PROG = "nettop-ui"
@@ -34,3 +36,12 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def reader_gone() -> int:
+    """Exit status 0 after the reader of stdout went away (`| head`): stdout is pointed
+    at /dev/null so that Python's final flush does not complain about the pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0

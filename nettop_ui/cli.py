@@ -13,7 +13,7 @@ import time
 from typing import IO
 
 from nettop_ui import jobs, registry
-from nettop_ui.args import PROG, OneLineParser, positive_float, positive_int
+from nettop_ui.args import PROG, OneLineParser, positive_float, positive_int, reader_gone
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.format import human_bytes, human_rate
@@ -257,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # an OSError too: caught first, `--json | head` is no error
+        return reader_gone()
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
     except KeyboardInterrupt:
         return 130
 

@@ -144,16 +144,19 @@ def test_output_refuses_planted_symlink(tmp_path: Path) -> None:
 
 
 def test_broken_pipe_is_quiet() -> None:
-    cmd = f"{sys.executable} -m nettop_ui --json --backend psutil --interval 0.1 --count 50"
-    res = subprocess.run(
-        f"{cmd} | head -1",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    """`--json | head -1`: the reader went away; that is a normal end, exit 0, no word."""
+    proc = subprocess.Popen(
+        [*CLI, "--json", "--backend", "psutil", "--interval", "0.1", "--count", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert json.loads(res.stdout)["type"] == "meta"
-    assert "Traceback" not in res.stderr
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert json.loads(first)["type"] == "meta"
+    assert err == ""
 
 
 def test_list_backends_without_root_says_what_fixes_each() -> None:
@@ -180,15 +183,11 @@ def test_list_backends_without_root_says_what_fixes_each() -> None:
     assert "auto picks: sockdiag" in res.stdout
 
 
-def test_json_stream_records_the_switch_to_the_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`--json --backend auto`: the backend dies mid-run for good, the next one takes
-    over, an event line records the switch, stderr says it in one line, exit 0.
-
-    The dying backend is nettop, as auto picks it on macOS: the stand-in replays real
-    captured macOS output, then exits every time it is restarted. Its fallback is psutil.
-    """
+@pytest.fixture
+def dying_auto_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backend auto` picks nettop, as on macOS, and it dies mid-run for good: the
+    stand-in replays real captured macOS output, then exits every time it is restarted.
+    Its fallback is psutil."""
     fixtures = Path(__file__).parent / "fixtures" / "nettop"
     capture = fixtures / "nettop_L1_J_noP_resolved_macos26_netglass.csv"
     monkeypatch.setenv(
@@ -203,6 +202,14 @@ def test_json_stream_records_the_switch_to_the_fallback(
         lambda name: (NettopBackend, "auto on macOS") if name == "auto" else choose(name),
     )
     monkeypatch.setattr(registry, "fallbacks_after", lambda cls: [PsutilBackend])
+
+
+@pytest.mark.usefixtures("dying_auto_backend")
+def test_json_stream_records_the_switch_to_the_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json --backend auto`: the backend dies mid-run for good, the next one takes
+    over, an event line records the switch, stderr says it in one line, exit 0."""
     out = tmp_path / "stream.jsonl"
     assert cli.main(["--json", "--interval", "0.5", "--duration", "12", "--output", str(out)]) == 0
     records = lines(out.read_text())
@@ -215,3 +222,13 @@ def test_json_stream_records_the_switch_to_the_fallback(
     err = capsys.readouterr().err
     assert "backend nettop failed" in err and "continuing with psutil" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.usefixtures("dying_auto_backend")
+def test_count_counts_samples_not_the_switch(tmp_path: Path) -> None:
+    """`--count N` gives N samples, however many backends it took."""
+    out = tmp_path / "stream.jsonl"
+    assert cli.main(["--json", "--interval", "0.5", "--count", "12", "--output", str(out)]) == 0
+    records = lines(out.read_text())
+    assert [r["event"] for r in records if r["type"] == "event"] == ["backend_failed"]
+    assert sum(r["type"] == "sample" for r in records) == 12
