@@ -436,7 +436,7 @@ def parse_listen(text: str) -> tuple[str, int]:
             raise ListenError(f"--prometheus {text!r}: put an IPv6 address in brackets, [::1]:PORT")
     if not host:
         raise ListenError(f"--prometheus {text!r}: empty host")
-    if not port.isdigit() or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ListenError(f"--prometheus {text!r}: the port must be a number from 0 to 65535")
     return host, int(port)
 

@@ -106,14 +106,25 @@ def test_duration_ends_stream() -> None:
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--duration", "1", "--count", "2"], "not allowed with"),
         (["--json", "--backend", "psutil", "--output", "/nonexistent/x.jsonl"], "cannot write"),
+        (["--backend", "psutil", "--count", "1", "--output", ""], "empty file name"),
+        (["--json", "--backend", "psutil", "--count", "1", "--interval", "1e-9"], "at least"),
+        (["--json", "--backend", "psutil", "--count", "\u0663"], "not a whole number"),
+        (["--json", "--backend", "psutil", "--duration", "\u0661"], "not a number"),
+        (["--headless", "--backend", "psutil", "--count", "1",
+          "--prometheus", "\u0669\u0661\u0660\u0660"], "the port must be a number"),
+        (["run", "--backend", "psutil", "--output", "", "--", "true"], "empty file name"),
+        (["run", "--backend", "psutil", "--json", "--interval", "1e-9", "--", "true"], "at least"),
+        (["run", "--json", "--max-interval", "1e-9", "--", "true"], "at least"),
+        (["attach", "--json", "--duration", "0.5", "\u0661"], "not a whole number"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_clear_line(args: list[str], needle: str) -> None:
-    res = run(*args)
+    res = run(*args, timeout=20)
     assert res.returncode != 0
     err = res.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert needle in err and err.startswith("nettop-ui: error:")
+    prog = "nettop-ui " + args[0] if args[0] in ("run", "attach") else "nettop-ui"
+    assert needle in err and err.startswith(f"{prog}: error:"), err
     assert "Traceback" not in err
 
 

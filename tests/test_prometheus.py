@@ -266,7 +266,9 @@ def test_parse_listen() -> None:
     assert parse_listen("9100") == ("127.0.0.1", 9100)
     assert parse_listen("0.0.0.0:9100") == ("0.0.0.0", 9100)
     assert parse_listen("[::1]:0") == ("::1", 0)
-    for bad in ("", "x", "70000", "::1:9100", "[::1]", ":9100", "host:-1"):
+    arabic_indic_9100, superscript_2 = "\u0669\u0661\u0660\u0660", "\u00b2"
+    for bad in ("", "x", "70000", "::1:9100", "[::1]", ":9100", "host:-1", arabic_indic_9100,
+                superscript_2):  # fmt: skip
         with pytest.raises(ListenError):
             parse_listen(bad)
 
