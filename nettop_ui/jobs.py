@@ -22,7 +22,7 @@ from nettop_ui import registry
 from nettop_ui.args import PROG, OneLineParser, interval, output_file, positive_float, positive_int
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
-from nettop_ui.summary import format_summary, read_recording_or_say, summarize
+from nettop_ui.summary import format_summary, say_if_unreadable, summarize, summarize_file
 from nettop_ui.watch import Attached, Command, Target, TargetError, WatchOptions, watch
 
 COMMANDS = ("run", "attach", "summary", "replay")
@@ -168,13 +168,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def summary_command(args: argparse.Namespace) -> int:
-    loaded = read_recording_or_say(args.file)
+    loaded = say_if_unreadable(summarize_file, args.file)
     if loaded is None:
         return 1
-    records, problem = loaded
+    result, problem = loaded
     if problem:
         print(f"{PROG}: warning: {args.file}: {problem}; summarised up to there", file=sys.stderr)
-    result = summarize(records)
     if args.json:
         sys.stdout.write(json.dumps(result, ensure_ascii=True) + "\n")
     else:
