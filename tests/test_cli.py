@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,66 @@ def test_output_refuses_planted_symlink(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "symlink" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert victim.read_text() == "precious"
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def unprotected_symlinks() -> Iterator[None]:
+    """fs.protected_symlinks=0, as on systems without that kernel guard; restored after."""
+    from tests.netenv import require_root
+
+    require_root()
+    knob = Path("/proc/sys/fs/protected_symlinks")
+    before = knob.read_text()
+    knob.write_text("0")
+    try:
+        yield
+    finally:
+        knob.write_text(before)
+
+
+@pytest.mark.usefixtures("unprotected_symlinks")
+def test_output_refuses_a_directory_symlink_planted_by_another_user(tmp_path: Path) -> None:
+    """A world-writable sticky directory where `nobody` planted `nettop -> a root-only
+    directory`: root's `--output shared/nettop/run.jsonl` must not reach through it."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    precious = private / "run.jsonl"
+    precious.write_text("precious")
+    precious.chmod(0o600)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "nettop").symlink_to(private)
+    os.lchown(shared / "nettop", NOBODY, NOBODY)
+    res = run("--json", "--backend", "psutil", "--count", "1",
+              "--output", "shared/nettop/run.jsonl", cwd=tmp_path)  # fmt: skip
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "symlink" in err and "another user" in err, err
+    assert precious.read_text() == "precious"
+    # The user's own symlinked directory is followed as before.
+    (shared / "mine").symlink_to(private)
+    res = run("--backend", "psutil", "--count", "1", "--output", "shared/mine/new.jsonl",
+              cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert lines((private / "new.jsonl").read_text())[0]["type"] == "meta"
+
+
+def test_output_refuses_a_file_another_user_owns(tmp_path: Path) -> None:
+    from tests.netenv import require_root
+
+    require_root()
+    theirs = tmp_path / "run.jsonl"
+    theirs.write_text("theirs")
+    os.chown(theirs, NOBODY, NOBODY)
+    res = run("--json", "--backend", "psutil", "--count", "1", "--output", str(theirs))
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "another user" in err, err
+    assert theirs.read_text() == "theirs" and theirs.stat().st_uid == NOBODY
 
 
 def test_broken_pipe_is_quiet() -> None:
