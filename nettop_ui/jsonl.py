@@ -161,8 +161,9 @@ def open_output(path: str) -> IO[str]:
     The path is walked one directory at a time (`openat` with `O_NOFOLLOW`), so a
     symlinked directory is followed only when it belongs to the user or to root,
     never one another user planted in a shared directory; a symlink as the file
-    itself is refused. An existing file owned by another user is refused before it
-    is truncated. A new file gets the user's umask, and no file stays world-writable.
+    itself is refused. An existing file owned by another user, or with a second name
+    (a hard link), is refused before it is truncated. A new file gets the user's
+    umask, and no file stays world-writable.
     """
     parent, name = _open_parent(path)
     try:
@@ -176,9 +177,12 @@ def open_output(path: str) -> IO[str]:
         os.close(parent)
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode):  # never touch a device (/dev/null) beyond writing to it
-        if st.st_uid != os.geteuid():
+        why = "another user owns it" if st.st_uid != os.geteuid() else None
+        if st.st_nlink > 1:
+            why = "it is a hard link to another file"
+        if why:
             os.close(fd)
-            raise OSError(errno.EPERM, f"refusing to write into {path}: another user owns it")
+            raise OSError(errno.EPERM, f"refusing to write into {path}: {why}")
         os.ftruncate(fd, 0)
         if st.st_mode & stat.S_IWOTH:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)

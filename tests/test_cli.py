@@ -215,6 +215,22 @@ def test_output_refuses_a_file_another_user_owns(tmp_path: Path) -> None:
     assert theirs.read_text() == "theirs" and theirs.stat().st_uid == NOBODY
 
 
+def test_output_refuses_a_hard_link_to_another_file(tmp_path: Path) -> None:
+    """A second name for a file elsewhere (planted where protected_hardlinks is off)
+    is not truncated, even when the user owns the file."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    precious = private / "shadow"
+    precious.write_text("precious")
+    os.link(precious, tmp_path / "run.jsonl")
+    res = run("--json", "--backend", "psutil", "--count", "1",
+              "--output", str(tmp_path / "run.jsonl"))  # fmt: skip
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "hard link" in err, err
+    assert precious.read_text() == "precious"
+
+
 def test_broken_pipe_is_quiet() -> None:
     """`--json | head -1`: the reader went away; that is a normal end, exit 0, no word."""
     proc = subprocess.Popen(
