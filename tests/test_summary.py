@@ -1,8 +1,9 @@
+# ruff: noqa: F811 - the tests take the imported `recording` fixture as a parameter
 """`nettop-ui summary` and `replay` on damaged, joined, huge and endless recordings.
 
-Each damaged file is a real `run` recording with one line spoiled; both commands must
-go up to the damage, say where they stopped in one line, and report only honest
-figures (strict JSON: no NaN, no Infinity).
+Each damaged file is a real `run` recording (test_replay's) with one line spoiled;
+both commands must go up to the damage, say where they stopped in one line, and
+report only honest figures (strict JSON: no NaN, no Infinity).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from nettop_ui.tui.replay import ReplayApp
-from tests.test_replay import header_text, source_of
+from tests.test_replay import header_text, recording, source_of  # noqa: F401 - `recording`: the fixture
 from tests.tmuxterm import tui
 from tests.tui_fixtures import capture_notices, wait_for
 
@@ -35,18 +36,6 @@ def strict_json(text: str) -> Any:
         raise AssertionError(f"{name} in the summary: not JSON")
 
     return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """meta, at least three samples, end: a real `run` of a short Python program."""
-    out = tmp_path_factory.mktemp("summary") / "rec.jsonl"
-    res = nettop("run", "--backend", "psutil", "--interval", "0.2", "--output", str(out),
-                 "--", sys.executable, "-c", "import time; time.sleep(1.2)")  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    kinds = [json.loads(line)["type"] for line in out.read_text().splitlines()]
-    assert kinds[0] == "meta" and kinds[-1] == "end" and kinds.count("sample") >= 3, kinds
-    return out
 
 
 def first_process(record: Record, key: str, value: Any) -> Record:
