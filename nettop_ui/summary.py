@@ -95,11 +95,9 @@ def summarize_file(path: str) -> tuple[Record, str | None]:
     """The summary of the recording at `path`, read in bounded memory, and where it
     stopped; raises as `read_recording` does."""
     reader = RecordingReader(path)
-    summary = Summary()
-    for record in reader:
-        summary.add(record)
+    summary = summarize(reader)
     reader.check_usable()
-    return summary.result(), reader.problem
+    return summary, reader.problem
 
 
 def _no_constant(name: str) -> Any:
@@ -155,20 +153,22 @@ def _check(record: Any) -> None:
         raise ValueError("meta line: cmdline is not a list of strings")
     tree = record.get("tree")
     if kind == "sample" and not _is_numbers(tree):
-        raise ValueError("sample line: tree is not an object of numbers")
+        raise ValueError("sample line: tree is not an object of figures (numbers, >= 0)")
 
 
 def _is_arguments(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(isinstance(a, str) for a in value))
 
 
+def _is_figure(value: Any) -> bool:
+    """Unknown, or a number a tree can hold: a count, bytes or a percentage."""
+    return value is None or (_is_number(value) and 0 <= value < MAX_FIGURE)
+
+
 def _is_numbers(tree: Any) -> bool:
-    """None, or an object whose TREE_FIELDS are unknown or figures (>= 0, not absurd)."""
     return tree is None or (
-        isinstance(tree, dict)
-        and all(_is_number(v := tree.get(k)) and (v is None or 0 <= v < MAX_FIGURE)
-                for k in TREE_FIELDS)
-    )  # fmt: skip
+        isinstance(tree, dict) and all(_is_figure(tree.get(k)) for k in TREE_FIELDS)
+    )
 
 
 def say_if_unreadable(load: Callable[[str], T], path: str) -> T | None:
