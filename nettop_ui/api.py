@@ -26,8 +26,8 @@ from typing import IO, Any
 
 from nettop_ui import registry
 from nettop_ui.jsonl import JsonlWriter, open_output
-from nettop_ui.summary import read_recording
 from nettop_ui.summary import summarize as _summarize
+from nettop_ui.summary import summarize_file
 from nettop_ui.watch import Attached, Command, Target, WatchOptions, watch
 
 Record = dict[str, Any]
@@ -203,6 +203,6 @@ def summarize(samples_or_path: Iterable[Record] | str) -> Record:
     A damaged file is summarised up to the damage; the summary's `stopped` says where.
     """
     if isinstance(samples_or_path, str):
-        records, problem = read_recording(samples_or_path)
-        return {**_summarize(records), "stopped": problem}
+        summary, problem = summarize_file(samples_or_path)
+        return {**summary, "stopped": problem}
     return _summarize(samples_or_path)

@@ -4,29 +4,50 @@ a parser whose usage errors are one line, and argument types."""
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
 from typing import NoReturn
 
 PROG = "nettop-ui"
 
 
+MIN_INTERVAL_S = 0.05  # faster sampling only burns a core walking /proc
+
+
 def positive_float(text: str) -> float:
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else None  # not Arabic-Indic or other digits
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
     return value
 
 
+def interval(text: str) -> float:
+    """Seconds between samples: a positive number, at least MIN_INTERVAL_S."""
+    value = positive_float(text)
+    if value < MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_INTERVAL_S} s: {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits only
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def output_file(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty file name")
+    return text
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,3 +55,12 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def reader_gone() -> int:
+    """Exit status 0 after the reader of stdout went away (`| head`): stdout is pointed
+    at /dev/null so that Python's final flush does not complain about the pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0

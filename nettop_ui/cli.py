@@ -13,7 +13,15 @@ import time
 from typing import IO
 
 from nettop_ui import jobs, registry
-from nettop_ui.args import PROG, OneLineParser, positive_float, positive_int
+from nettop_ui.args import (
+    PROG,
+    OneLineParser,
+    interval,
+    output_file,
+    positive_float,
+    positive_int,
+    reader_gone,
+)
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.format import human_bytes, human_rate
@@ -43,13 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ... (default: auto)"
     )
     parser.add_argument(
-        "--interval", type=positive_float, default=1.0, help="seconds between samples"
+        "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
     )
     parser.add_argument("--json", action="store_true", help="stream JSON Lines instead of the TUI")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     stop.add_argument("--count", type=positive_int, help="stop after this many samples")
-    parser.add_argument("--output", metavar="FILE", help="write the JSON Lines to FILE")
+    parser.add_argument(
+        "--output", type=output_file, metavar="FILE", help="write the JSON Lines to FILE"
+    )
     parser.add_argument(
         "--all", action="store_true", help="JSON: every process, not only those with traffic"
     )
@@ -257,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # an OSError too: caught first, `--json | head` is no error
+        return reader_gone()
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
     except KeyboardInterrupt:
         return 130
 

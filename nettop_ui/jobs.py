@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from nettop_ui import registry
-from nettop_ui.args import PROG, OneLineParser, positive_float
+from nettop_ui.args import PROG, OneLineParser, interval, output_file, positive_float, positive_int
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
-from nettop_ui.summary import Summary, format_summary, read_recording_or_say, summarize
+from nettop_ui.summary import Summary, format_summary, say_if_unreadable, summarize_file
 from nettop_ui.watch import (
     NOT_STARTED,
     Attached,
@@ -39,14 +39,16 @@ COMMANDS = ("run", "attach", "summary", "replay")
 
 def _watch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ...")
-    p.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples")
+    p.add_argument(
+        "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
+    )
     p.add_argument(
         "--max-interval",
-        type=positive_float,
+        type=interval,
         help="adaptive: sample every --interval for 1 s, then slow down to this by 10 s",
     )
     p.add_argument("--json", action="store_true", help="stream JSON Lines to stdout")
-    p.add_argument("--output", metavar="FILE", help="write the recording to FILE")
+    p.add_argument("--output", type=output_file, metavar="FILE", help="write the recording to FILE")
     p.add_argument(
         "--format",
         choices=("nettop", "denet"),
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     attach = sub.add_parser("attach", help="monitor a running process and its children")
     _watch_options(attach)
-    attach.add_argument("pid", type=int, help="the process to follow")
+    attach.add_argument("pid", type=positive_int, help="the process to follow")
     attach.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     summary = sub.add_parser("summary", help="summarise a run/attach recording")
     summary.add_argument("file")
@@ -203,13 +205,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def summary_command(args: argparse.Namespace) -> int:
-    loaded = read_recording_or_say(args.file)
+    loaded = say_if_unreadable(summarize_file, args.file)
     if loaded is None:
         return 1
-    records, problem = loaded
+    result, problem = loaded
     if problem:
         print(f"{PROG}: warning: {args.file}: {problem}; summarised up to there", file=sys.stderr)
-    result = summarize(records)
     if args.json:
         sys.stdout.write(json.dumps(result, ensure_ascii=True) + "\n")
     else:

@@ -6,6 +6,7 @@ meaning or disappears (adding keys does not need a bump).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -150,23 +151,88 @@ def failure_record(failure: BackendFailure) -> dict[str, Any]:
     }
 
 
+DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40  # symlinks followed in one path, as the kernel allows
+
+
 def open_output(path: str) -> IO[str]:
     """Open a recording for writing, safely in shared directories.
 
-    Refuses to follow a symlink at `path` (one planted in /tmp, say), creates the
-    file with the user's umask, and never leaves it world-writable.
+    The path is walked one directory at a time (`openat` with `O_NOFOLLOW`), so a
+    symlinked directory is followed only when it belongs to the user or to root,
+    never one another user planted in a shared directory; a symlink as the file
+    itself is refused. An existing file owned by another user, or with a second name
+    (a hard link), is refused before it is truncated. A new file gets the user's
+    umask, and no file stays world-writable.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    parent, name = _open_parent(path)
     try:
-        fd = os.open(path, flags, 0o666)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                     dir_fd=parent)  # fmt: skip
     except OSError as exc:
-        if os.path.islink(path):
+        if exc.errno == errno.ELOOP:
             raise OSError(exc.errno, f"refusing to write through the symlink {path}") from exc
         raise
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode) and mode & stat.S_IWOTH:  # never chmod a device (/dev/null)
-        os.fchmod(fd, stat.S_IMODE(mode) & ~stat.S_IWOTH)
+    finally:
+        os.close(parent)
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode):  # never touch a device (/dev/null) beyond writing to it
+        why = "another user owns it" if st.st_uid != os.geteuid() else None
+        if st.st_nlink > 1:
+            why = "it is a hard link to another file"
+        if why:
+            os.close(fd)
+            raise OSError(errno.EPERM, f"refusing to write into {path}: {why}")
+        os.ftruncate(fd, 0)
+        if st.st_mode & stat.S_IWOTH:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
     return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _open_parent(path: str) -> tuple[int, str]:
+    """An fd of the directory that holds `path`'s last component, and that name."""
+    *dirs, name = path.split("/")
+    pending = _parts(dirs)  # a stack: the next component on top
+    fd = os.open("/" if path.startswith("/") else ".", DIRECTORY)
+    links = 0
+    try:
+        while pending:
+            part = pending.pop()
+            try:
+                below = os.open(part, DIRECTORY, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                target = _trusted_link(part, fd, exc)
+                links += 1
+                if links > MAX_LINKS:
+                    raise OSError(errno.ELOOP, "too many symlinks") from None
+                pending.extend(_parts(target.split("/")))
+                if not target.startswith("/"):
+                    continue  # relative: on from the same directory
+                below = os.open("/", DIRECTORY)
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
+def _parts(names: list[str]) -> list[str]:
+    """Path components as a stack (first on top), without empty ones and `.`."""
+    return [n for n in reversed(names) if n not in ("", ".")]
+
+
+def _trusted_link(name: str, dir_fd: int, failure: OSError) -> str:
+    """The target of the symlink `name` if the user or root owns it; else OSError
+    (`failure` itself when `name` is no symlink)."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        raise failure
+    if st.st_uid not in (os.geteuid(), 0):
+        raise OSError(errno.EPERM, f"refusing to go through {name}, a symlink of another user")
+    return os.readlink(name, dir_fd=dir_fd)
 
 
 class JsonlWriter:

@@ -39,7 +39,8 @@ async def monitor(
     handle_signals: bool = True,
     fallbacks: Sequence[type[Backend]] = (),
 ) -> Collector:
-    """Sample until SIGINT/SIGTERM, `duration_s`, `count` samples or a backend failure.
+    """Sample until SIGINT/SIGTERM, `duration_s`, `count` samples (a backend failure is
+    not one) or a backend failure.
 
     A stop by signal or duration still produces one final sample covering the time
     since the previous one. When the backend fails and `fallbacks` are given (the
@@ -71,13 +72,13 @@ async def monitor(
             snap = await asyncio.to_thread(collector.ingest, item)
             if count is None or emitted < count:
                 on_snapshot(snap, item)
-            emitted += 1
-            if isinstance(item, BackendFailure):
+            if isinstance(item, BackendFailure):  # an event, not one of the `count` samples
                 if not remaining or stop.is_set():
                     break
                 backend = remaining.pop(0)()
                 producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
                 continue
+            emitted += 1
             if count is not None and emitted >= count:
                 stop.set()
     finally:

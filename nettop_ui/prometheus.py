@@ -26,22 +26,30 @@ Rules (docs/prometheus.md says the same for users):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import operator
 import os
+import re
+import socket
+import socketserver
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import psutil
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector as PromCollector
 
 from nettop_ui import registry
@@ -52,7 +60,13 @@ from nettop_ui.monitor import monitor
 GROUP_BY = ("name", "user", "cgroup", "exe")
 DEFAULT_TOP = 50
 OTHER = "other"  # the groups beyond the top N
-OTHER_RENAMED = "[other]"  # a program really called "other", kept apart from the bucket
+# A program really called "other" is shown as "[other]", one called "[other]" as
+# "[[other]]", and so on: never merged with the bucket nor with each other.
+_OTHER_LIKE = re.compile(r"(\[*)other(\]*)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")  # and the backslash, so escapes stay unique
+MAX_CONNECTIONS = 16  # scrapes served at once; a connection beyond is answered 503
+IDLE_TIMEOUT_S = 3.0  # a connection silent this long is closed
+BACKLOG = 128
 UNKNOWN = "unknown"
 # The cumulative per-process figures summed per group, in this order.
 COUNTERS = ("sent_bytes", "recv_bytes", "cpu_user_s", "cpu_system_s", "read_bytes", "write_bytes")
@@ -139,6 +153,17 @@ def read_exe(pid: int) -> str | None:
         return None
 
 
+def group_label(name: str) -> str:
+    """`name` as a groupname label value: control characters (ESC, CR, ...) and the
+    backslash written as escapes, and never `other`, the bucket's name (see _OTHER_LIKE).
+    Two different names never give the same label."""
+    name = _CONTROL.sub(lambda m: "\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", name)
+    found = _OTHER_LIKE.fullmatch(name)
+    if found and len(found[1]) == len(found[2]):
+        return f"[{name}]"
+    return name
+
+
 def _sum_known(values: Sequence[int | None]) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known or not values else None
@@ -189,9 +214,10 @@ class Exporter(PromCollector):
             if p.exited or p.create_time is None:
                 return cached[1] if cached else UNKNOWN
             read = read_cgroup if self.group_by == "cgroup" else read_exe
-            group = read(p.pid) or UNKNOWN
+            group = group_label(read(p.pid) or UNKNOWN)
             self._read_group[p.key] = (p.name, group)
-        return OTHER_RENAMED if group == OTHER else group
+            return group
+        return group_label(group)
 
     def _deltas(self, p: ProcessState, group: str, first_tick: bool, into: Totals) -> None:
         """Add what `p` did since the last tick to `into`; remember its figures."""
@@ -436,7 +462,7 @@ def parse_listen(text: str) -> tuple[str, int]:
             raise ListenError(f"--prometheus {text!r}: put an IPv6 address in brackets, [::1]:PORT")
     if not host:
         raise ListenError(f"--prometheus {text!r}: empty host")
-    if not port.isdigit() or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ListenError(f"--prometheus {text!r}: the port must be a number from 0 to 65535")
     return host, int(port)
 
@@ -445,13 +471,80 @@ def parse_listen(text: str) -> tuple[str, int]:
 class MetricsServer:
     """The running HTTP server; `url` is where /metrics is served."""
 
-    httpd: object
+    httpd: socketserver.BaseServer
     thread: threading.Thread
     url: str
 
     def close(self) -> None:
-        self.httpd.shutdown()  # type: ignore[attr-defined]
-        self.httpd.server_close()  # type: ignore[attr-defined]
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+INDEX = b'<html><body><a href="/metrics">/metrics</a>: nettop-ui metrics</body></html>\n'
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """GET /metrics (and a one-link index at /); 404 for any other path."""
+
+    timeout = IDLE_TIMEOUT_S  # per read and write: a silent client is dropped
+    metrics: CollectorRegistry  # set on the subclass `serve` makes
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/metrics":
+            encode, kind = choose_encoder(self.headers.get("Accept", ""))
+            self._reply(200, kind, encode(self.metrics))
+        elif path == "/":
+            self._reply(200, "text/html; charset=utf-8", INDEX)
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found: see /metrics\n")
+
+    def _reply(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # no access log: stderr belongs to the TUI or to the user's one-line messages
+
+
+class _Server(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS connections served at once, each in its own thread;
+    one more is answered 503 and closed at once, so threads and file descriptors stay
+    bounded and the monitor, in the same process, can always open /proc files."""
+
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], family: int, handler: type[_Handler]) -> None:
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-reply is no error of the exporter's
 
 
 def serve(exporter: Exporter, listen: str) -> MetricsServer:
@@ -459,11 +552,15 @@ def serve(exporter: Exporter, listen: str) -> MetricsServer:
     host, port = parse_listen(listen)
     metrics = CollectorRegistry()
     metrics.register(exporter)
+    handler = type("MetricsHandler", (_Handler,), {"metrics": metrics})
     try:
-        httpd, thread = start_http_server(port, host, registry=metrics)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        httpd = _Server((host, port), family, handler)
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ListenError(f"cannot serve Prometheus metrics on {host}:{port}: {why}") from None
+    thread = threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True)
+    thread.start()
     bound = httpd.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     return MetricsServer(httpd, thread, f"http://{shown}:{bound}/metrics")

@@ -1,49 +1,115 @@
 """Summaries of `run`/`attach` recordings: duration, exit code, peaks, means and totals.
 
-`read_recording` reads a JSON Lines recording up to the first damaged line (a
-recording cut short by a crash, or not a recording at all) and says where it
-stopped; `summarize` works on the records it read, or on samples held in memory.
-`Summary` folds records in one at a time, keeping a few figures, not the records: what
-`run` and `attach` keep in memory for their summary, however long they run.
+`RecordingReader` reads a JSON Lines recording line by line, each line capped in
+length, up to the first damaged line (a recording cut short by a crash, spoiled
+figures, a second recording joined on with `cat`, or not a recording at all) and
+says where it stopped. `Summary` folds records in one at a time, keeping a few figures,
+not the records: `summarize_file` runs in bounded memory whatever the file's size, and
+`run`/`attach` keep one for their summary however long they run. `read_recording`
+keeps every record (replay needs them all).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from nettop_ui.format import human_bytes
+from nettop_ui.jsonl import SCHEMA
 
 Record = dict[str, Any]
+T = TypeVar("T")
+MAX_LINE_BYTES = 32 * 1024 * 1024  # a sample of thousands of processes is well under this
+LATEST_TS = 253402300799.0  # 9999-12-31: later Unix times are damage, not dates
+MAX_FIGURE = 2**63  # bytes, counts and percentages in a tree are below this and >= 0
 
 
 class RecordingError(Exception):
     """The file holds no usable recording; the message is one line for the user."""
 
 
+class RecordingReader:
+    """The records of the recording at `path`, read lazily up to the first damaged line.
+
+    Iterating raises OSError when the file cannot be read. Afterwards `problem` says
+    where and why it stopped (None: it read to the end), and `check_usable` raises
+    RecordingError when not one sample was read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problem: str | None = None
+        self.samples = 0
+        self._first_ts: float | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        with open(self.path, "rb") as f:
+            number = 0
+            while raw := f.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    self.problem = f"stopped at line {number}: longer than {MAX_LINE_BYTES:,} bytes"
+                    return
+                try:
+                    record = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+                    _check(record)
+                    self._check_in_order(record, number)
+                except (ValueError, RecursionError) as exc:
+                    self.problem = f"stopped at line {number}: {_why(exc)}"
+                    return
+                yield record
+
+    def _check_in_order(self, record: Record, number: int) -> None:
+        """ValueError when `record` cannot follow the lines before it in one recording."""
+        kind = record["type"]
+        if kind == "meta" and number > 1:
+            raise ValueError("a second recording starts here (files joined?)")
+        if kind == "sample":
+            self._first_ts = record["ts"] if self._first_ts is None else self._first_ts
+            self.samples += isinstance(record.get("tree"), dict)
+        ended, first = record.get("ended"), self._first_ts
+        if kind == "end" and ended is not None and first is not None and ended < first:
+            raise ValueError("end line: ended is before the first sample")
+
+    def check_usable(self) -> None:
+        if not self.samples:
+            where = f" ({self.problem})" if self.problem else ""
+            raise RecordingError(f"no samples of a run/attach recording in {self.path}{where}")
+
+
 def read_recording(path: str) -> tuple[list[Record], str | None]:
-    """The records up to the first damaged line, and where and why it stopped (or None).
+    """Every record up to the first damaged line, and where and why it stopped (or None).
 
     Raises OSError when the file cannot be read, RecordingError when not one sample
     could be read from it.
     """
-    records: list[Record] = []
-    problem = None
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                record = json.loads(raw)
-                _check(record)
-            except ValueError as exc:
-                problem = f"stopped at line {number}: {_why(exc)}"
-                break
-            records.append(record)
-    if not any(r["type"] == "sample" and isinstance(r.get("tree"), dict) for r in records):
-        where = f" ({problem})" if problem else ""
-        raise RecordingError(f"no samples of a run/attach recording in {path}{where}")
-    return records, problem
+    reader = RecordingReader(path)
+    records = list(reader)
+    reader.check_usable()
+    return records, reader.problem
+
+
+def summarize_file(path: str) -> tuple[Record, str | None]:
+    """The summary of the recording at `path`, read in bounded memory, and where it
+    stopped; raises as `read_recording` does."""
+    reader = RecordingReader(path)
+    summary = summarize(reader)
+    reader.check_usable()
+    return summary, reader.problem
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 NUMBER_FIELDS = {
@@ -51,6 +117,7 @@ NUMBER_FIELDS = {
     "end": ("ended", "exit_code"),
     "meta": ("pid",),
 }
+TIME_FIELDS = {"sample": ("ts",), "end": ("ended",)}
 TREE_FIELDS = (
     "cpu_percent",
     "rss_bytes",
@@ -77,29 +144,39 @@ def _check(record: Any) -> None:
     for key in NUMBER_FIELDS.get(kind, ()):
         if not _is_number(record.get(key), nullable=key != "ts"):
             raise ValueError(f"{kind} line: {key} is not a number")
+    for key in TIME_FIELDS.get(kind, ()):
+        if record.get(key) is not None and not 0 <= record[key] <= LATEST_TS:
+            raise ValueError(f"{kind} line: {key} is not a time")
+    if kind == "meta" and record.get("schema") != SCHEMA:
+        raise ValueError(f"meta line: schema {record.get('schema')!r}, not {SCHEMA}")
     cmdline = record.get("cmdline")
     if kind == "meta" and not _is_arguments(cmdline):
         raise ValueError("meta line: cmdline is not a list of strings")
     tree = record.get("tree")
     if kind == "sample" and not _is_numbers(tree):
-        raise ValueError("sample line: tree is not an object of numbers")
+        raise ValueError("sample line: tree is not an object of figures (numbers, >= 0)")
 
 
 def _is_arguments(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(isinstance(a, str) for a in value))
 
 
+def _is_figure(value: Any) -> bool:
+    """Unknown, or a number a tree can hold: a count, bytes or a percentage."""
+    return value is None or (_is_number(value) and 0 <= value < MAX_FIGURE)
+
+
 def _is_numbers(tree: Any) -> bool:
     return tree is None or (
-        isinstance(tree, dict) and all(_is_number(tree.get(k)) for k in TREE_FIELDS)
+        isinstance(tree, dict) and all(_is_figure(tree.get(k)) for k in TREE_FIELDS)
     )
 
 
-def read_recording_or_say(path: str) -> tuple[list[Record], str | None] | None:
-    """read_recording for a command: on failure, one `nettop-ui: error:` line on stderr
+def say_if_unreadable(load: Callable[[str], T], path: str) -> T | None:
+    """`load(path)` for a command: on failure, one `nettop-ui: error:` line on stderr
     and None."""
     try:
-        return read_recording(path)
+        return load(path)
     except OSError as exc:
         print(f"nettop-ui: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
     except RecordingError as exc:
@@ -107,37 +184,42 @@ def read_recording_or_say(path: str) -> tuple[list[Record], str | None] | None:
     return None
 
 
-def _why(exc: ValueError) -> str:
+def read_recording_or_say(path: str) -> tuple[list[Record], str | None] | None:
+    return say_if_unreadable(read_recording, path)
+
+
+def _why(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     if isinstance(exc, json.JSONDecodeError):
         return f"not JSON ({exc.msg})"
     return str(exc) if str(exc) else "unreadable"
 
 
-PEAKS = ("rss_bytes", "gpu_memory_bytes", "processes")  # the tree's, at their highest
-LASTS = ("read_bytes", "write_bytes", "sent_bytes", "recv_bytes")  # last known totals
-
-
 class Summary:
-    """The summary's figures, folded in one record at a time (meta, samples, end)."""
+    """Duration, exit code, peak and mean CPU, peak RSS and GPU memory, byte totals,
+    from records added one at a time (recording lines, or just sample records)."""
+
+    PEAKS = ("cpu_percent", "rss_bytes", "gpu_memory_bytes", "processes")
+    LASTS = ("read_bytes", "write_bytes", "sent_bytes", "recv_bytes")
 
     def __init__(self) -> None:
-        self.meta: Record | None = None
+        self.meta: Record = {}
         self.end: Record | None = None
-        self.samples = 0  # samples with a tree
-        self.first_ts: float | None = None  # of any sample
+        self.samples = 0
+        self.first_ts: float | None = None
         self.last_ts: float | None = None
-        self.cpu_peak: float | None = None
-        self.cpu_sum: float = 0
+        self.cpu_sum = 0.0
         self.cpu_count = 0
-        self.peaks: Record = dict.fromkeys(PEAKS)
-        self.lasts: Record = dict.fromkeys(LASTS)
+        self.peak: dict[str, Any] = dict.fromkeys(self.PEAKS)
+        self.last: dict[str, Any] = dict.fromkeys(self.LASTS)
 
     def add(self, record: Record) -> None:
         kind = record.get("type")
-        if kind == "meta" and self.meta is None:
-            self.meta = {k: record.get(k) for k in ("pid", "cmdline", "backend")}
+        if kind == "meta" and not self.meta:
+            self.meta = record
         elif kind == "end" and self.end is None:
-            self.end = {k: record.get(k) for k in ("ended", "exit_code")}
+            self.end = record
         elif kind == "sample":
             self.first_ts = record["ts"] if self.first_ts is None else self.first_ts
             self.last_ts = record["ts"]
@@ -147,51 +229,45 @@ class Summary:
 
     def _add_tree(self, tree: Record) -> None:
         self.samples += 1
-        cpu = tree.get("cpu_percent")
-        if cpu is not None:
-            self.cpu_peak = cpu if self.cpu_peak is None else max(self.cpu_peak, cpu)
+        if (cpu := tree.get("cpu_percent")) is not None:
             self.cpu_sum += cpu
             self.cpu_count += 1
-        for key in PEAKS:
-            value, peak = tree.get(key), self.peaks[key]
+        for key in self.PEAKS:
+            value, peak = tree.get(key), self.peak[key]
             if value is not None and (peak is None or value > peak):
-                self.peaks[key] = value
-        for key in LASTS:
-            if tree.get(key) is not None:
-                self.lasts[key] = tree[key]
+                self.peak[key] = value
+        for key in self.LASTS:
+            if (value := tree.get(key)) is not None:
+                self.last[key] = value
 
     def result(self) -> Record:
-        meta, end = self.meta or {}, self.end
+        end = self.end
         # From the first sample (for `run`: CMD resumes right after it) to the end.
         last = end.get("ended") if end is not None else None
         last = last if last is not None else self.last_ts
         first = self.first_ts
         duration = round(last - first, 3) if first is not None and last is not None else None
         return {
-            "pid": meta.get("pid"),
-            "cmdline": meta.get("cmdline"),
-            "backend": meta.get("backend"),
+            "pid": self.meta.get("pid"),
+            "cmdline": self.meta.get("cmdline"),
+            "backend": self.meta.get("backend"),
             "complete": end is not None,
             "samples": self.samples,
             "duration_s": duration,
             "exit_code": end.get("exit_code") if end else None,
-            "cpu_percent_peak": self.cpu_peak,
-            "cpu_percent_mean": round(self.cpu_sum / self.cpu_count, 1) if self.cpu_count else None,
-            "rss_bytes_peak": self.peaks["rss_bytes"],
-            "read_bytes": self.lasts["read_bytes"],
-            "write_bytes": self.lasts["write_bytes"],
-            "sent_bytes": self.lasts["sent_bytes"],
-            "recv_bytes": self.lasts["recv_bytes"],
-            "gpu_memory_bytes_peak": self.peaks["gpu_memory_bytes"],
-            "processes_peak": self.peaks["processes"],
+            "cpu_percent_peak": self.peak["cpu_percent"],
+            "cpu_percent_mean": (
+                round(self.cpu_sum / self.cpu_count, 1) if self.cpu_count else None
+            ),
+            "rss_bytes_peak": self.peak["rss_bytes"],
+            **self.last,
+            "gpu_memory_bytes_peak": self.peak["gpu_memory_bytes"],
+            "processes_peak": self.peak["processes"],
         }
 
 
 def summarize(records: Iterable[Record]) -> Record:
-    """Duration, exit code, peak and mean CPU, peak RSS and GPU memory, byte totals.
-
-    `records` are recording lines (meta, samples, end) or just sample records.
-    """
+    """The `Summary` of recording lines (meta, samples, end) or just sample records."""
     summary = Summary()
     for record in records:
         summary.add(record)

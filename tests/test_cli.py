@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,14 +107,25 @@ def test_duration_ends_stream() -> None:
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--duration", "1", "--count", "2"], "not allowed with"),
         (["--json", "--backend", "psutil", "--output", "/nonexistent/x.jsonl"], "cannot write"),
+        (["--backend", "psutil", "--count", "1", "--output", ""], "empty file name"),
+        (["--json", "--backend", "psutil", "--count", "1", "--interval", "1e-9"], "at least"),
+        (["--json", "--backend", "psutil", "--count", "\u0663"], "not a whole number"),
+        (["--json", "--backend", "psutil", "--duration", "\u0661"], "not a number"),
+        (["--headless", "--backend", "psutil", "--count", "1",
+          "--prometheus", "\u0669\u0661\u0660\u0660"], "the port must be a number"),
+        (["run", "--backend", "psutil", "--output", "", "--", "true"], "empty file name"),
+        (["run", "--backend", "psutil", "--json", "--interval", "1e-9", "--", "true"], "at least"),
+        (["run", "--json", "--max-interval", "1e-9", "--", "true"], "at least"),
+        (["attach", "--json", "--duration", "0.5", "\u0661"], "not a whole number"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_clear_line(args: list[str], needle: str) -> None:
-    res = run(*args)
+    res = run(*args, timeout=20)
     assert res.returncode != 0
     err = res.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert needle in err and err.startswith("nettop-ui: error:")
+    prog = "nettop-ui " + args[0] if args[0] in ("run", "attach") else "nettop-ui"
+    assert needle in err and err.startswith(f"{prog}: error:"), err
     assert "Traceback" not in err
 
 
@@ -143,17 +155,96 @@ def test_output_refuses_planted_symlink(tmp_path: Path) -> None:
     assert victim.read_text() == "precious"
 
 
+NOBODY = 65534
+
+
+@pytest.fixture
+def unprotected_symlinks() -> Iterator[None]:
+    """fs.protected_symlinks=0, as on systems without that kernel guard; restored after."""
+    from tests.netenv import require_root
+
+    require_root()
+    knob = Path("/proc/sys/fs/protected_symlinks")
+    before = knob.read_text()
+    knob.write_text("0")
+    try:
+        yield
+    finally:
+        knob.write_text(before)
+
+
+@pytest.mark.usefixtures("unprotected_symlinks")
+def test_output_refuses_a_directory_symlink_planted_by_another_user(tmp_path: Path) -> None:
+    """A world-writable sticky directory where `nobody` planted `nettop -> a root-only
+    directory`: root's `--output shared/nettop/run.jsonl` must not reach through it."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    precious = private / "run.jsonl"
+    precious.write_text("precious")
+    precious.chmod(0o600)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "nettop").symlink_to(private)
+    os.lchown(shared / "nettop", NOBODY, NOBODY)
+    res = run("--json", "--backend", "psutil", "--count", "1",
+              "--output", "shared/nettop/run.jsonl", cwd=tmp_path)  # fmt: skip
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "symlink" in err and "another user" in err, err
+    assert precious.read_text() == "precious"
+    # The user's own symlinked directory is followed as before.
+    (shared / "mine").symlink_to(private)
+    res = run("--backend", "psutil", "--count", "1", "--output", "shared/mine/new.jsonl",
+              cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert lines((private / "new.jsonl").read_text())[0]["type"] == "meta"
+
+
+def test_output_refuses_a_file_another_user_owns(tmp_path: Path) -> None:
+    from tests.netenv import require_root
+
+    require_root()
+    theirs = tmp_path / "run.jsonl"
+    theirs.write_text("theirs")
+    os.chown(theirs, NOBODY, NOBODY)
+    res = run("--json", "--backend", "psutil", "--count", "1", "--output", str(theirs))
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "another user" in err, err
+    assert theirs.read_text() == "theirs" and theirs.stat().st_uid == NOBODY
+
+
+def test_output_refuses_a_hard_link_to_another_file(tmp_path: Path) -> None:
+    """A second name for a file elsewhere (planted where protected_hardlinks is off)
+    is not truncated, even when the user owns the file."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    precious = private / "shadow"
+    precious.write_text("precious")
+    os.link(precious, tmp_path / "run.jsonl")
+    res = run("--json", "--backend", "psutil", "--count", "1",
+              "--output", str(tmp_path / "run.jsonl"))  # fmt: skip
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "hard link" in err, err
+    assert precious.read_text() == "precious"
+
+
 def test_broken_pipe_is_quiet() -> None:
-    cmd = f"{sys.executable} -m nettop_ui --json --backend psutil --interval 0.1 --count 50"
-    res = subprocess.run(
-        f"{cmd} | head -1",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    """`--json | head -1`: the reader went away; that is a normal end, exit 0, no word."""
+    proc = subprocess.Popen(
+        [*CLI, "--json", "--backend", "psutil", "--interval", "0.1", "--count", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert json.loads(res.stdout)["type"] == "meta"
-    assert "Traceback" not in res.stderr
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert json.loads(first)["type"] == "meta"
+    assert err == ""
 
 
 def test_list_backends_without_root_says_what_fixes_each() -> None:
@@ -180,15 +271,11 @@ def test_list_backends_without_root_says_what_fixes_each() -> None:
     assert "auto picks: sockdiag" in res.stdout
 
 
-def test_json_stream_records_the_switch_to_the_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`--json --backend auto`: the backend dies mid-run for good, the next one takes
-    over, an event line records the switch, stderr says it in one line, exit 0.
-
-    The dying backend is nettop, as auto picks it on macOS: the stand-in replays real
-    captured macOS output, then exits every time it is restarted. Its fallback is psutil.
-    """
+@pytest.fixture
+def dying_auto_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backend auto` picks nettop, as on macOS, and it dies mid-run for good: the
+    stand-in replays real captured macOS output, then exits every time it is restarted.
+    Its fallback is psutil."""
     fixtures = Path(__file__).parent / "fixtures" / "nettop"
     capture = fixtures / "nettop_L1_J_noP_resolved_macos26_netglass.csv"
     monkeypatch.setenv(
@@ -203,6 +290,14 @@ def test_json_stream_records_the_switch_to_the_fallback(
         lambda name: (NettopBackend, "auto on macOS") if name == "auto" else choose(name),
     )
     monkeypatch.setattr(registry, "fallbacks_after", lambda cls: [PsutilBackend])
+
+
+@pytest.mark.usefixtures("dying_auto_backend")
+def test_json_stream_records_the_switch_to_the_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json --backend auto`: the backend dies mid-run for good, the next one takes
+    over, an event line records the switch, stderr says it in one line, exit 0."""
     out = tmp_path / "stream.jsonl"
     assert cli.main(["--json", "--interval", "0.5", "--duration", "12", "--output", str(out)]) == 0
     records = lines(out.read_text())
@@ -215,3 +310,13 @@ def test_json_stream_records_the_switch_to_the_fallback(
     err = capsys.readouterr().err
     assert "backend nettop failed" in err and "continuing with psutil" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.usefixtures("dying_auto_backend")
+def test_count_counts_samples_not_the_switch(tmp_path: Path) -> None:
+    """`--count N` gives N samples, however many backends it took."""
+    out = tmp_path / "stream.jsonl"
+    assert cli.main(["--json", "--interval", "0.5", "--count", "12", "--output", str(out)]) == 0
+    records = lines(out.read_text())
+    assert [r["event"] for r in records if r["type"] == "event"] == ["backend_failed"]
+    assert sum(r["type"] == "sample" for r in records) == 12

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -20,11 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,7 +37,14 @@ from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Collector, ProcessState, Snapshot, Unattributed
 from nettop_ui.core import ProcessTraffic, TrafficSample
 from nettop_ui.gpu import GpuStats
-from nettop_ui.prometheus import Exporter, ListenError, parse_listen, read_cgroup
+from nettop_ui.prometheus import (
+    IDLE_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    Exporter,
+    ListenError,
+    parse_listen,
+    read_cgroup,
+)
 from tests.netenv import Network, require, require_root, within
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -63,10 +73,14 @@ def parse(text: str) -> Series:
     return out
 
 
-def render(exporter: Exporter) -> Series:
+def _registry(exporter: Exporter) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(exporter)
-    return parse(generate_latest(registry).decode())
+    return registry
+
+
+def render(exporter: Exporter) -> Series:
+    return parse(generate_latest(_registry(exporter)).decode())
 
 
 def value(series: Series, name: str, **labels: str) -> float | None:
@@ -262,11 +276,26 @@ def test_gpu_memory_per_group_and_device_only_when_used() -> None:
     }
 
 
+def test_names_like_other_stay_apart_and_control_characters_are_escaped() -> None:
+    exp = Exporter(EbpfBackend, top=10)
+    names = ["other", "[other]", "[[other]]", "evil\x1b]0;owned\x07\rX", "evil\\x1b]0;owned"]
+    exp.update(snap(*(proc(i + 1, name, 100 * (i + 1)) for i, name in enumerate(names))))
+    exposition = generate_latest(_registry(exp)).decode()
+    assert "\x1b" not in exposition and "\r" not in exposition and "\x07" not in exposition
+    series = parse(exposition)
+    sent = {dict(k[1])["groupname"]: v for k, v in series.items() if k[0] == f"{TX}_total"}
+    assert len(sent) == len(names), sent  # one group each: none merged, none in "other"
+    assert sorted(sent.values()) == [100.0 * (i + 1) for i in range(len(names))]
+    assert "other" not in sent  # the bucket's name is only ever the bucket
+
+
 def test_parse_listen() -> None:
     assert parse_listen("9100") == ("127.0.0.1", 9100)
     assert parse_listen("0.0.0.0:9100") == ("0.0.0.0", 9100)
     assert parse_listen("[::1]:0") == ("::1", 0)
-    for bad in ("", "x", "70000", "::1:9100", "[::1]", ":9100", "host:-1"):
+    arabic_indic_9100, superscript_2 = "\u0669\u0661\u0660\u0660", "\u00b2"
+    for bad in ("", "x", "70000", "::1:9100", "[::1]", ":9100", "host:-1", arabic_indic_9100,
+                superscript_2):  # fmt: skip
         with pytest.raises(ListenError):
             parse_listen(bad)
 
@@ -333,12 +362,17 @@ def get(url: str, timeout: float = 5) -> str:
 class ExporterProcess:
     """`nettop-ui --prometheus 127.0.0.1:0 --headless ...`; `url` is the /metrics it logs."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, fd_limit: int | None = None) -> None:
+        def limit_fds() -> None:
+            if fd_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nettop_ui", "--prometheus", "127.0.0.1:0", "--headless", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=limit_fds,
         )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
@@ -362,6 +396,64 @@ class ExporterProcess:
             self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=30)
         return err
+
+
+def last_tick(url: str, within_s: float) -> float:
+    """The exporter's last monitor tick, scraping until it answers (it may be busy)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            ts = parse(get(url)).get(("nettop_exporter_last_sample_timestamp_seconds", ()))
+            assert ts is not None
+            return ts
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_idle_connections_cannot_take_the_monitor_down() -> None:
+    """400 idle connections to an exporter limited to 256 fds: it keeps sampling and
+    serving, with a bounded number of threads, and closes the idle connections."""
+    exporter = ExporterProcess("--backend", "psutil", "--interval", "0.2", fd_limit=256)
+    try:
+        exporter.wait_ready()
+        threads_before = psutil.Process(exporter.proc.pid).num_threads()
+        host, port = urllib.parse.urlsplit(exporter.url).netloc.split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(400)]
+        try:
+            time.sleep(2)  # the monitor walks /proc every 0.2 s meanwhile
+            assert exporter.proc.poll() is None, exporter.stop()
+            threads = psutil.Process(exporter.proc.pid).num_threads()
+            assert threads <= threads_before + MAX_CONNECTIONS, (threads_before, threads)
+            first = last_tick(exporter.url, within_s=IDLE_TIMEOUT_S + 5)
+            time.sleep(1)
+            assert last_tick(exporter.url, within_s=5) > first  # the monitor still samples
+            time.sleep(IDLE_TIMEOUT_S)
+            for sock in idle:  # each was answered "busy" or closed once idle too long
+                reply = sock.recv(1024)
+                assert reply == b"" or reply.startswith(b"HTTP/1.0 503"), reply
+            assert exporter.proc.poll() is None
+        finally:
+            for sock in idle:
+                sock.close()
+    finally:
+        err = exporter.stop()
+    assert "Traceback" not in err and "Too many open files" not in err, err
+
+
+def test_only_metrics_is_served() -> None:
+    exporter = ExporterProcess("--backend", "psutil", "--interval", "0.2")
+    try:
+        exporter.wait_ready()
+        base = exporter.url.removesuffix("/metrics")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            get(f"{base}/anything")
+        assert missing.value.code == 404
+        assert "/metrics" in get(f"{base}/")  # a tiny index that points to it
+        assert "nettop_backend_info" in get(f"{base}/metrics?x=1")
+    finally:
+        exporter.stop()
 
 
 class PrometheusServer:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from textual.binding import BindingType
 from textual.widgets import Input
 
-from nettop_ui.args import PROG
+from nettop_ui.args import MIN_INTERVAL_S, PROG
 from nettop_ui.collector import (
     HISTORY_SERIES,
     ConnectionState,
@@ -49,6 +49,13 @@ def _num(record: dict[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return value
+
+
+def _interval(record: dict[str, Any]) -> float | None:
+    """A recorded interval_s, at least MIN_INTERVAL_S: a damaged tiny one would size
+    the sparklines absurdly."""
+    value = _num(record, "interval_s")
+    return max(value, MIN_INTERVAL_S) if value is not None and value > 0 else None
 
 
 def _int(record: dict[str, Any], key: str) -> int | None:
@@ -132,7 +139,7 @@ class ReplaySource(FrameSource):
         self.layer = _text(meta.get("layer"), "recorded")
         self.per_process = coverage.get("per_process") is not False
         self.per_connection = coverage.get("per_connection") is True
-        self.interval_s = _num(meta, "interval_s") or 1.0
+        self.interval_s = _interval(meta) or 1.0
         self.index = 0
         self.playing = False
         self._emit: Emit | None = None
@@ -171,7 +178,7 @@ class ReplaySource(FrameSource):
                 _num(u, "sent_bps") or 0.0,
                 _num(u, "recv_bps") or 0.0,
             )
-        interval = _num(sample, "interval_s") or self.interval_s
+        interval = _interval(sample) or self.interval_s
         snap = Snapshot(sample["ts"], interval, list(states), unattributed, None)
         snap.gpu_unavailable = "not recorded"
         return build_frame(snap, self.watch_keys)
