@@ -525,7 +525,7 @@ def test_run_keeps_a_bounded_summary_not_every_sample(
     for n in (3, 40):
         out = tmp_path / f"{n}.jsonl"
         cmd = [sys.executable, "-c", until, str(out), str(n)]
-        code = jobs.main(["run", "--backend", "psutil", "--interval", "0.02",
+        code = jobs.main(["run", "--backend", "psutil", "--interval", "0.05",
                           "--output", str(out), "--", *cmd])  # fmt: skip
         assert code == 0
         state = {k: v for k, v in vars(kept[-1]).items() if k not in ("files", "writers")}
