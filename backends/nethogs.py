@@ -41,6 +41,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from backends.child import LineReader, drain
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -53,7 +54,7 @@ from nettop_ui.core import (
 
 log = logging.getLogger(__name__)
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
-LINE_LIMIT = 1 << 20  # longest line read; longer ones are counted as unparsed
+LINE_LIMIT = 1 << 20  # longest line read; longer ones are skipped whole, counted as unparsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,16 +245,9 @@ class NethogsBackend(Backend):
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
+        assert self._proc.stderr is not None  # read all along, so nethogs never blocks on it
+        self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
         self._reader = asyncio.create_task(self._read_lines(self._proc))
-
-    async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
-        """Keep the last lines of stderr, reading it all along so nethogs never blocks."""
-        assert proc.stderr is not None
-        while raw := await proc.stderr.readline():
-            line = raw.decode("utf-8", errors="backslashreplace").strip()
-            if line:
-                self._stderr.append(line)
 
     async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
         try:
@@ -271,16 +265,17 @@ class NethogsBackend(Backend):
 
     async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
+        reader = LineReader(proc.stdout)
         while True:
             try:
-                raw = await asyncio.wait_for(proc.stdout.readline(), QUIET_S)
+                raw = await asyncio.wait_for(reader.readline(), QUIET_S)
             except TimeoutError:
                 if self._parser.block:  # the block is complete: nethogs went quiet
                     self._take(self._parser.flush())
                 continue
-            except ValueError:  # a line over LINE_LIMIT: asyncio dropped it
+            if raw is None:  # a line over LINE_LIMIT
                 self._parser.bad_lines += 1
-                log.debug("nethogs: dropped a line longer than %d bytes", LINE_LIMIT)
+                log.debug("nethogs: skipped a line longer than %d bytes", LINE_LIMIT)
                 continue
             if not raw:
                 break
