@@ -235,7 +235,13 @@ class Collector:
             self._files = procfs.ProcFiles()
         files = self._files
         self._scans += 1
-        pids = procfs.list_pids()
+        try:
+            pids = procfs.list_pids()
+        except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
+            for live in self._live_by_pid.values():
+                if live in self.processes:
+                    self._unread(self.processes[live])
+            return dict(self._live_by_pid)
         orphaned = self._live_by_pid.keys() - set(pids)  # their children have a new parent
         for pid in pids:
             known = self._live_by_pid.get(pid)
@@ -254,7 +260,13 @@ class Collector:
                     self._slept(state, dt)
                     seen[pid] = known
                     continue
-            st = files.stat(pid)
+            try:
+                st = files.stat(pid)
+            except OSError:  # unreadable this time, not gone (see procfs.GONE)
+                if known is not None and known in self.processes:
+                    self._unread(self.processes[known])
+                    seen[pid] = known
+                continue
             if st is None:  # exited between listing and reading
                 continue
             key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
@@ -284,6 +296,14 @@ class Collector:
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
+
+    @staticmethod
+    def _unread(state: ProcessState) -> None:
+        """A live process whose files could not be read this tick: what changes from
+        tick to tick is unknown, and the next read starts afresh (no rate over a gap)."""
+        state.cpu_percent = state.read_bps = state.write_bps = None
+        state.cpu_ticks = state.sched = state.mem_probe = None
+        state.read_bytes = state.write_bytes = None
 
     @staticmethod
     def _slept(state: ProcessState, dt: float) -> None:

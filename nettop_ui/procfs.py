@@ -14,6 +14,7 @@ CLK_TCK), so the (pid, create_time) identity matches psutil.Process(pid).create_
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import pwd
@@ -32,6 +33,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PER_PROCESS = ("schedstat", "stat", "statm", "io")  # the files a scan reads per process
 HELD_FD_MIN = 1024  # held files get descriptor numbers from here up (see ProcFiles)
 HELD_FD_MAX = 32768  # at most this many held at once, by all ProcFiles together
+# The errors that mean the process is gone. Any other (EMFILE, EAGAIN, ENOMEM, ...)
+# means only that it could not be read this time.
+GONE = frozenset({errno.ENOENT, errno.ESRCH})
 
 
 @dataclass(slots=True)
@@ -211,6 +215,12 @@ class ProcFiles:
 
     def read(self, pid: int, name: str, size: int = 4096) -> bytes | None:
         """The contents of /proc/PID/NAME (at most `size` bytes); None if unreadable."""
+        try:
+            return self._read(pid, name, size)
+        except OSError:
+            return None
+
+    def _read(self, pid: int, name: str, size: int = 4096) -> bytes:
         key = (pid, name)
         fd = self._fds.get(key)
         if fd is not None:
@@ -218,21 +228,26 @@ class ProcFiles:
                 return os.pread(fd, size, 0)
             except OSError:  # that process is gone (or no longer ours to read)
                 self._close(key)
-        try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, size)
         except OSError:
             os.close(fd)
-            return None
+            raise
         self._hold(key, fd)
         return data
 
     def stat(self, pid: int) -> StatFacts | None:
-        raw = self.read(pid, "stat")
-        return None if raw is None else parse_stat(raw)
+        """/proc/PID/stat; None when the process is gone (or the file is not in the
+        kernel's format). Raises OSError when it could not be read for another reason
+        (out of file descriptors, say): then the process may well be alive."""
+        try:
+            raw = self._read(pid, "stat")
+        except OSError as exc:
+            if exc.errno in GONE:
+                return None
+            raise
+        return parse_stat(raw)
 
     def statm(self, pid: int) -> tuple[int, int] | None:
         raw = self.read(pid, "statm")
