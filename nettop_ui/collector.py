@@ -487,6 +487,14 @@ class Collector:
         if self._gone_by_pid.get(key[0]) == key:
             del self._gone_by_pid[key[0]]
 
+    def close(self) -> None:
+        """Release NVML and the held /proc files; call once the last `ingest` returned."""
+        if self._gpu is not None:
+            self._gpu.close()
+        if self._files is not None:
+            self._files.close()
+            self._files = None
+
     def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
         return Snapshot(
             ts=now,

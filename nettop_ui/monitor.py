@@ -16,11 +16,12 @@ from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 
 
-def make_collector(backend: Backend | type[Backend]) -> Collector:
-    return Collector(
-        per_process_bytes=backend.coverage.per_process,
-        has_unattributed=backend.has_unattributed,
-    )
+def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
+    """The Collector settings that follow from what `backend` can measure."""
+    return {
+        "per_process_bytes": backend.coverage.per_process,
+        "has_unattributed": backend.has_unattributed,
+    }
 
 
 async def monitor(
@@ -42,9 +43,11 @@ async def monitor(
     since the previous one. When the backend fails and `fallbacks` are given (the
     backends `--backend auto` would have picked next), the next one that starts takes
     over; the failure reaches `on_snapshot` with its `fallback` field naming it, and
-    the totals counted so far are kept.
+    the totals counted so far are kept. A collector made here is closed at the end;
+    one passed in stays its caller's to close.
     """
-    collector = collector or make_collector(backend)
+    owned = collector is None
+    collector = collector or Collector(**collector_options(backend))
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[TrafficSample | BackendFailure] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -83,6 +86,8 @@ async def monitor(
             timer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
+        if owned:
+            collector.close()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

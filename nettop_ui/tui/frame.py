@@ -303,6 +303,10 @@ class FrameCollector(Collector):
             self.freeze(snap)
             return snap
 
+    def close(self) -> None:
+        with self._lock:  # not under an ingest still running in its thread
+            super().close()
+
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
         frame = build_frame(snap, self.watch, self.traffic_known, self._views)
