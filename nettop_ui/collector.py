@@ -192,6 +192,8 @@ class Collector:
         self._counts_at = 0.0
         self._files: procfs.ProcFiles | None = None  # Linux: /proc files held between scans
         self._scans = 0
+        # When the last /proc scan began, in the clock of a process's start_ticks.
+        self._scanned_ticks: float | None = None
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
 
     # -- process facts -------------------------------------------------------------
@@ -235,6 +237,7 @@ class Collector:
             self._files = procfs.ProcFiles()
         files = self._files
         self._scans += 1
+        scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
             pids = procfs.list_pids()
         except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
@@ -287,8 +290,10 @@ class Collector:
                 mem = files.statm(pid)
                 state.vms_bytes, state.rss_bytes = mem if mem else (st.vms_bytes, st.rss_bytes)
                 state.mem_probe = probe
-            if state.cpu_ticks is not None and dt > 0:
-                used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
+            born = scanned_ticks is not None and st.start_ticks > scanned_ticks
+            if dt > 0 and (state.cpu_ticks is not None or born):
+                # A process started since the last scan used all its CPU time in this interval.
+                used = max(st.cpu_ticks - (state.cpu_ticks or 0), 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
             state.cpu_ticks = st.cpu_ticks
             state.cpu_user_s = st.user_ticks / procfs.CLK_TCK

@@ -19,6 +19,7 @@ import fcntl
 import os
 import pwd
 import resource
+import time
 import weakref
 from collections import Counter
 from collections.abc import Collection
@@ -158,6 +159,11 @@ def list_pids() -> list[int]:
 @lru_cache(maxsize=1)
 def boot_time() -> float:
     return psutil.boot_time()
+
+
+def boot_ticks() -> float:
+    """Now, in the clock of /proc/PID/stat's start time: ticks since boot."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK
 
 
 def create_time(start_ticks: int) -> float:

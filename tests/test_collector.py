@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from nettop_ui.collector import Collector, ProcessState, Snapshot
@@ -276,3 +277,31 @@ def test_failed_stat_read_is_not_an_exit() -> None:
     assert lifted2["exited"] is False
     assert settled == {"exited": False, "cpu_percent": 0.0}  # read again: a sleeper, 0%
     assert killed["exited"] is True  # really gone: exited
+
+
+def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path) -> None:
+    """All its CPU time was used within the interval: its first tick's CPU is known
+    (a tree sum over members is unknown while any member's is)."""
+    collector = Collector(gpu=False, system=False, count_connections=False)
+    collector.ingest(sample(0.5))
+    time.sleep(0.05)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, "ntu-born", str(tmp_path / "out.bin"), "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        started = time.monotonic()
+        snap = collector.ingest(sample(0.5))
+        elapsed = time.monotonic() - started
+        (p,) = find(snap, proc.pid)
+        cpu_s = sum(psutil.Process(proc.pid).cpu_times()[:2])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert p.cpu_percent is not None
+    # its CPU seconds over the sample's 0.5 s (read right after the scan: within the
+    # CPU it used while the scan ran)
+    assert 100 * (cpu_s - elapsed) / 0.5 <= p.cpu_percent <= 100 * cpu_s / 0.5 + 2
