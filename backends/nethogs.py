@@ -24,7 +24,9 @@ one direction is lost; fast bursts lose packets to libpcap (two nethogs instance
 the same traffic disagree by up to half of a fast download). A block is complete when
 the next `Refreshing:` arrives or nethogs has been quiet for QUIET_S. If nethogs exits,
 read() raises BackendError with the last line of its stderr (or the signal that killed
-it); it is not restarted.
+it); it is not restarted. nethogs prints a block every refresh, traffic or not; one
+silent for STALL_REFRESHES refreshes (stopped, or too busy attributing packets to keep
+up) has lost what it did not count, so read() raises BackendError then too.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from nettop_ui.core import (
 
 log = logging.getLogger(__name__)
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
+STALL_REFRESHES = 4  # refreshes without a line of output before nethogs counts as stalled
 LINE_LIMIT = 1 << 20  # longest line read; longer ones are skipped whole, counted as unparsed
 
 
@@ -207,6 +210,7 @@ class NethogsBackend(Backend):
         self._unattributed = [0, 0]
         self._error: str | None = None
         self._closing = False
+        self._last_output = 0.0  # time.monotonic() of nethogs's last line
 
     @classmethod
     def probe(cls) -> Probe:
@@ -230,9 +234,12 @@ class NethogsBackend(Backend):
         """Lines of nethogs's output that did not parse (logged at debug level)."""
         return self._parser.bad_lines
 
+    @property
+    def refresh_s(self) -> int:
+        return max(1, round(self.interval_s))  # nethogs's -d takes whole seconds
+
     def command(self) -> list[str]:
-        seconds = str(max(1, round(self.interval_s)))  # nethogs's -d takes whole seconds
-        return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", seconds]
+        return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", str(self.refresh_s)]
 
     async def start(self) -> None:
         try:
@@ -245,6 +252,7 @@ class NethogsBackend(Backend):
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
+        self._last_output = time.monotonic()
         assert self._proc.stderr is not None  # read all along, so nethogs never blocks on it
         self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
         self._reader = asyncio.create_task(self._read_lines(self._proc))
@@ -273,6 +281,7 @@ class NethogsBackend(Backend):
                 if self._parser.block:  # the block is complete: nethogs went quiet
                     self._take(self._parser.flush())
                 continue
+            self._last_output = time.monotonic()
             if raw is None:  # a line over LINE_LIMIT
                 self._parser.bad_lines += 1
                 log.debug("nethogs: skipped a line longer than %d bytes", LINE_LIMIT)
@@ -302,6 +311,13 @@ class NethogsBackend(Backend):
     async def read(self, interval_s: float) -> TrafficSample:
         if self._error:
             raise BackendError(self._error)
+        silent = time.monotonic() - self._last_output
+        if silent > STALL_REFRESHES * self.refresh_s:
+            raise BackendError(
+                f"nethogs printed nothing for {silent:.0f} s (it refreshes every "
+                f"{self.refresh_s} s): stopped, or too busy to keep up; what it did not "
+                "count in that time is lost"
+            )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
         return TrafficSample(
@@ -320,6 +336,7 @@ class NethogsBackend(Backend):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
+                    proc.send_signal(signal.SIGCONT)  # a stopped nethogs acts on it only then
                 try:
                     await asyncio.wait_for(proc.wait(), 3)
                 except TimeoutError:
