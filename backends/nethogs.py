@@ -20,8 +20,11 @@ tested against a tee of its own nethogs's output): six-digit rounding of totals 
 baseline keeps the highest total seen); packets seen before nethogs ties a connection to
 a process go to "unknown"; nethogs 0.8.7 does not tie unconnected UDP sockets to
 processes at all (their bytes are unattributed); on loopback both ends are local, so
-one direction is lost; fast bursts lose packets to libpcap (two nethogs instances watching
-the same traffic disagree by up to half of a fast download). A block is complete when
+nothing is booked as received (each packet counts as sent by the end that sent it:
+a receiver's "upload" is its ACKs; the backend marks with LOOPBACK_NOTE the figures of
+each process it sees holding a loopback connection); fast bursts lose packets to
+libpcap (two nethogs instances watching the same traffic disagree by up to half of a
+fast download). A block is complete when
 the next `Refreshing:` arrives or nethogs has been quiet for QUIET_S. If nethogs exits,
 read() raises BackendError with the last line of its stderr (or the signal that killed
 it); it is not restarted. nethogs prints a block every refresh, traffic or not; one
@@ -41,9 +44,10 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backends.child import LineReader, drain
+from nettop_ui import procfs
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -55,6 +59,9 @@ from nettop_ui.core import (
 )
 
 log = logging.getLogger(__name__)
+# What nethogs is known to get wrong, measured in tests/test_nethogs.py: marked on the
+# processes the backend sees holding a loopback connection.
+LOOPBACK_NOTE = "nethogs books loopback traffic as sent by each end and never as received"
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
 STALL_REFRESHES = 4  # refreshes without a line of output before nethogs counts as stalled
 LINE_LIMIT = 1 << 20  # longest line read; longer ones are skipped whole, counted as unparsed
@@ -320,6 +327,9 @@ class NethogsBackend(Backend):
             )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
+        if procs:
+            looped = await asyncio.to_thread(procfs.loopback_socket_pids, {t.pid for t in procs})
+            procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in looped else t for t in procs]
         return TrafficSample(
             time.time(),
             interval_s,

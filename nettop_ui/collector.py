@@ -84,6 +84,9 @@ class ProcessState:
     gpu_sm_percent: float | None = None
     exited: bool = False
     exited_at: float | None = None
+    # What the backend knows it got wrong about this process's bytes (ProcessTraffic.note);
+    # kept once set, since the totals include those bytes from then on.
+    note: str | None = None
     first_seen: float = 0.0
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
@@ -378,6 +381,8 @@ class Collector:
         moved: dict[ProcessKey, tuple[int, int]] = {}
         for t in sample.processes:
             state = self._state_for_traffic(t.pid, t.name, now)
+            if t.note is not None:
+                state.note = t.note
             sent, recv = moved.get(state.key, (0, 0))
             moved[state.key] = (sent + t.sent_bytes, recv + t.recv_bytes)
         for state in self.processes.values():

@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import os
 import pwd
 import resource
+import sys
 import time
 import weakref
 from collections import Counter
@@ -307,9 +309,11 @@ class ProcFiles:
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6")
 
 
-def inet_inodes() -> set[int] | None:
-    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
-    inodes: set[int] = set()
+def inet_rows() -> list[list[bytes]] | None:
+    """The fields of every line of /proc/net/{tcp,tcp6,udp,udp6} (the socket's
+    `local_address`, `rem_address` and `inode` are fields 1, 2 and 9); None when they
+    cannot be read."""
+    rows = []
     for table in INET_TABLES:
         try:
             with open(f"/proc/net/{table}", "rb") as f:
@@ -318,11 +322,69 @@ def inet_inodes() -> set[int] | None:
             continue
         except OSError:
             return None
-        for line in lines:
-            fields = line.split(maxsplit=10)
-            if len(fields) > 9 and fields[9].isdigit():
-                inodes.add(int(fields[9]))
-    return inodes
+        rows += [fields for line in lines if len(fields := line.split(maxsplit=10)) > 9]
+    return rows
+
+
+def inet_inodes() -> set[int] | None:
+    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
+    rows = inet_rows()
+    if rows is None:
+        return None
+    return {int(fields[9]) for fields in rows if fields[9].isdigit()}
+
+
+def proc_net_address(text: bytes) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """`0100007F:1F90` (an address in /proc/net/tcp: 32-bit words in host order) ->
+    (127.0.0.1, 8080)."""
+    hex_addr, _, hex_port = text.partition(b":")
+    raw = bytes.fromhex(hex_addr.decode())
+    words = [int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, len(raw), 4)]
+    packed = b"".join(w.to_bytes(4, "big") for w in words)
+    return ipaddress.ip_address(packed), int(hex_port, 16)
+
+
+def host_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address of this network namespace's interfaces."""
+    found = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.ip_address(a.address.split("%", 1)[0]))
+    return found
+
+
+def loopback_socket_pids(pids: Collection[int]) -> set[int]:
+    """Those of `pids` holding a TCP/UDP socket connected to this host itself
+    (127.0.0.0/8, ::1, or an address of one of its interfaces): traffic both of whose
+    ends are here, which goes over the loopback device."""
+    rows = inet_rows()
+    if rows is None or not pids:
+        return set()
+    here = host_addresses()
+    inodes = set()
+    for fields in rows:
+        try:
+            addr, port = proc_net_address(fields[2])
+        except ValueError:
+            continue
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if port and (addr.is_loopback or addr in here) and fields[9].isdigit():
+            inodes.add(int(fields[9]))
+    inodes.discard(0)
+    return {pid for pid in pids if inodes & _socket_inodes(pid)}
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                if inode is not None:
+                    found.add(inode)
+    return found
 
 
 def socket_inode(link: str) -> int | None:
