@@ -218,6 +218,7 @@ class NethogsBackend(Backend):
         self._error: str | None = None
         self._closing = False
         self._last_output = 0.0  # time.monotonic() of nethogs's last line
+        self._looped: set[int] = set()  # pids seen holding a loopback connection
 
     @classmethod
     def probe(cls) -> Probe:
@@ -286,7 +287,7 @@ class NethogsBackend(Backend):
                 raw = await asyncio.wait_for(reader.readline(), QUIET_S)
             except TimeoutError:
                 if self._parser.block:  # the block is complete: nethogs went quiet
-                    self._take(self._parser.flush())
+                    await self._take(self._parser.flush())
                 continue
             self._last_output = time.monotonic()
             if raw is None:  # a line over LINE_LIMIT
@@ -295,8 +296,8 @@ class NethogsBackend(Backend):
                 continue
             if not raw:
                 break
-            self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
-        self._take(self._parser.flush())
+            await self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
+        await self._take(self._parser.flush())
 
     def _why(self, code: int) -> str:
         last = self._stderr[-1] if self._stderr else ""
@@ -308,12 +309,17 @@ class NethogsBackend(Backend):
             return f"{why} (last stderr line: {last})" if last else why
         return last or f"exit status {code}"
 
-    def _take(self, block: list[NethogsRow] | None) -> None:
+    async def _take(self, block: list[NethogsRow] | None) -> None:
         if block:
             procs, un_sent, un_recv = self._deltas.update(block)
             self._pending.extend(procs)
             self._unattributed[0] += un_sent
             self._unattributed[1] += un_recv
+            # Looked for as soon as nethogs reports the bytes, while the connection that
+            # moved them is most likely still open; a process once seen stays marked.
+            moving = {t.pid for t in procs} - self._looped
+            if moving:
+                self._looped |= await asyncio.to_thread(procfs.loopback_socket_pids, moving)
 
     async def read(self, interval_s: float) -> TrafficSample:
         if self._error:
@@ -327,9 +333,7 @@ class NethogsBackend(Backend):
             )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
-        if procs:
-            looped = await asyncio.to_thread(procfs.loopback_socket_pids, {t.pid for t in procs})
-            procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in looped else t for t in procs]
+        procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in self._looped else t for t in procs]
         return TrafficSample(
             time.time(),
             interval_s,
