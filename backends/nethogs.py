@@ -27,7 +27,11 @@ libpcap (two nethogs instances watching the same traffic disagree by up to half 
 fast download). A block is complete when
 the next `Refreshing:` arrives or nethogs has been quiet for QUIET_S. If nethogs exits,
 read() raises BackendError with the last line of its stderr (or the signal that killed
-it); it is not restarted. nethogs prints a block every refresh, traffic or not; one
+it); it is not restarted. nethogs reports once a refresh (a whole number of seconds),
+so read() waits for the next complete block and each sample covers the time since the
+previous one: sampled faster, a 0.2 s sample would hold a whole second's bytes (a
+1 MiB/s upload read 5 MiB/s, then 0). Samples thus come at nethogs's pace, one a
+second at most. nethogs prints a block every refresh, traffic or not; one
 silent for STALL_REFRESHES refreshes (stopped, or too busy attributing packets to keep
 up) has lost what it did not count, so read() raises BackendError then too.
 """
@@ -219,6 +223,8 @@ class NethogsBackend(Backend):
         self._closing = False
         self._last_output = 0.0  # time.monotonic() of nethogs's last line
         self._looped: set[int] = set()  # pids seen holding a loopback connection
+        self._block = asyncio.Event()  # set when a block completes, cleared by read()
+        self._last_read = 0.0  # time.monotonic() of the last read(), or of start()
 
     @classmethod
     def probe(cls) -> Probe:
@@ -260,7 +266,7 @@ class NethogsBackend(Backend):
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        self._last_output = time.monotonic()
+        self._last_output = self._last_read = time.monotonic()
         assert self._proc.stderr is not None  # read all along, so nethogs never blocks on it
         self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
         self._reader = asyncio.create_task(self._read_lines(self._proc))
@@ -310,7 +316,7 @@ class NethogsBackend(Backend):
         return last or f"exit status {code}"
 
     async def _take(self, block: list[NethogsRow] | None) -> None:
-        if block:
+        if block:  # never empty: nethogs lists its "unknown" rows even when idle
             procs, un_sent, un_recv = self._deltas.update(block)
             self._pending.extend(procs)
             self._unattributed[0] += un_sent
@@ -320,8 +326,14 @@ class NethogsBackend(Backend):
             moving = {t.pid for t in procs} - self._looped
             if moving:
                 self._looped |= await asyncio.to_thread(procfs.loopback_socket_pids, moving)
+            self._block.set()
 
     async def read(self, interval_s: float) -> TrafficSample:
+        """The blocks completed since the last read, waiting for the next one if none
+        has; the sample covers the time since the last read (not `interval_s`)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._block.wait(), self.refresh_s + 2 * QUIET_S + 0.5)
+        self._block.clear()
         if self._error:
             raise BackendError(self._error)
         silent = time.monotonic() - self._last_output
@@ -334,9 +346,11 @@ class NethogsBackend(Backend):
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
         procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in self._looped else t for t in procs]
+        now = time.monotonic()
+        covered, self._last_read = now - self._last_read, now
         return TrafficSample(
             time.time(),
-            interval_s,
+            covered,
             procs,
             unattributed_sent=un_sent,
             unattributed_recv=un_recv,

@@ -463,3 +463,38 @@ def test_loopback_figures_are_marked_veth_figures_are_not(net: Network) -> None:
     assert server["recv_bytes"] == 0 and server["sent_bytes"] > 0, server
     assert (lo_rec["note"], server["note"]) == (LOOPBACK_NOTE, LOOPBACK_NOTE)
     assert v4_rec["note"] is None
+
+
+def test_rates_are_over_the_time_nethogs_counted_them(net: Network) -> None:
+    """nethogs reports once a second. Sampled every 0.2 s, the wrapper put a whole
+    second's bytes in one 0.2 s sample and nothing in the next four: a 1 MiB/s upload
+    read 5.0 MiB/s, then 0, in turns. A sample now holds whole nethogs refreshes and
+    covers the time they counted."""
+    require_root()
+    require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
+    pace = 1_048_576.0
+    cmd = [sys.executable, "-m", "nettop_ui", "--json", "--backend", "nethogs"]
+    mon = subprocess.Popen([*cmd, "--interval", "0.2"], stdout=subprocess.PIPE, text=True)
+    client = None
+    rates: list[float] = []
+    try:
+        assert mon.stdout is not None
+        mon.stdout.readline()  # meta
+        mon.stdout.readline()  # a first sample: nethogs is running
+        client = net.client("nh-pace", "tcp", "v4", up=int(8 * pace), rate=pace)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(rates) < 7:  # within the 8 s upload
+            record = json.loads(mon.stdout.readline())
+            mine = [p for p in record["processes"] if p["pid"] == client.proc.pid]
+            if mine and (rates or mine[0]["sent_bps"]):
+                rates.append(mine[0]["sent_bps"])
+    finally:
+        mon.terminate()
+        mon.communicate(timeout=30)
+        if client is not None:
+            client.proc.kill()
+            client.proc.wait()
+    steady = rates[1:-1]  # the first and last samples hold part of a second of traffic
+    assert len(steady) >= 4, rates
+    assert max(steady) <= 1.5 * pace, [round(r / pace, 2) for r in rates]
+    assert 0.8 * pace <= sum(steady) / len(steady) <= 1.2 * pace, [r / pace for r in rates]
