@@ -20,11 +20,20 @@ tested against a tee of its own nethogs's output): six-digit rounding of totals 
 baseline keeps the highest total seen); packets seen before nethogs ties a connection to
 a process go to "unknown"; nethogs 0.8.7 does not tie unconnected UDP sockets to
 processes at all (their bytes are unattributed); on loopback both ends are local, so
-one direction is lost; fast bursts lose packets to libpcap (two nethogs instances watching
-the same traffic disagree by up to half of a fast download). A block is complete when
+nothing is booked as received (each packet counts as sent by the end that sent it:
+a receiver's "upload" is its ACKs; the backend marks with LOOPBACK_NOTE the figures of
+each process it sees holding a loopback connection); fast bursts lose packets to
+libpcap (two nethogs instances watching the same traffic disagree by up to half of a
+fast download). A block is complete when
 the next `Refreshing:` arrives or nethogs has been quiet for QUIET_S. If nethogs exits,
 read() raises BackendError with the last line of its stderr (or the signal that killed
-it); it is not restarted.
+it); it is not restarted. nethogs reports once a refresh (a whole number of seconds),
+so read() waits for the next complete block and each sample covers the time since the
+previous one: sampled faster, a 0.2 s sample would hold a whole second's bytes (a
+1 MiB/s upload read 5 MiB/s, then 0). Samples thus come at nethogs's pace, one a
+second at most. nethogs prints a block every refresh, traffic or not; one
+silent for STALL_REFRESHES refreshes (stopped, or too busy attributing packets to keep
+up) has lost what it did not count, so read() raises BackendError then too.
 """
 
 from __future__ import annotations
@@ -39,8 +48,10 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from backends.child import LineReader, drain
+from nettop_ui import procfs
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -52,8 +63,12 @@ from nettop_ui.core import (
 )
 
 log = logging.getLogger(__name__)
+# What nethogs is known to get wrong, measured in tests/test_nethogs.py: marked on the
+# processes the backend sees holding a loopback connection.
+LOOPBACK_NOTE = "nethogs books loopback traffic as sent by each end and never as received"
 QUIET_S = 0.3  # a block is complete once nethogs has been silent this long
-LINE_LIMIT = 1 << 20  # longest line read; longer ones are counted as unparsed
+STALL_REFRESHES = 4  # refreshes without a line of output before nethogs counts as stalled
+LINE_LIMIT = 1 << 20  # longest line read; longer ones are skipped whole, counted as unparsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +221,10 @@ class NethogsBackend(Backend):
         self._unattributed = [0, 0]
         self._error: str | None = None
         self._closing = False
+        self._last_output = 0.0  # time.monotonic() of nethogs's last line
+        self._looped: set[int] = set()  # pids seen holding a loopback connection
+        self._block = asyncio.Event()  # set when a block completes, cleared by read()
+        self._last_read = 0.0  # time.monotonic() of the last read(), or of start()
 
     @classmethod
     def probe(cls) -> Probe:
@@ -229,9 +248,12 @@ class NethogsBackend(Backend):
         """Lines of nethogs's output that did not parse (logged at debug level)."""
         return self._parser.bad_lines
 
+    @property
+    def refresh_s(self) -> int:
+        return max(1, round(self.interval_s))  # nethogs's -d takes whole seconds
+
     def command(self) -> list[str]:
-        seconds = str(max(1, round(self.interval_s)))  # nethogs's -d takes whole seconds
-        return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", seconds]
+        return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", str(self.refresh_s)]
 
     async def start(self) -> None:
         try:
@@ -244,16 +266,10 @@ class NethogsBackend(Backend):
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
+        self._last_output = self._last_read = time.monotonic()
+        assert self._proc.stderr is not None  # read all along, so nethogs never blocks on it
+        self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
         self._reader = asyncio.create_task(self._read_lines(self._proc))
-
-    async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
-        """Keep the last lines of stderr, reading it all along so nethogs never blocks."""
-        assert proc.stderr is not None
-        while raw := await proc.stderr.readline():
-            line = raw.decode("utf-8", errors="backslashreplace").strip()
-            if line:
-                self._stderr.append(line)
 
     async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
         try:
@@ -271,21 +287,23 @@ class NethogsBackend(Backend):
 
     async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
+        reader = LineReader(proc.stdout)
         while True:
             try:
-                raw = await asyncio.wait_for(proc.stdout.readline(), QUIET_S)
+                raw = await asyncio.wait_for(reader.readline(), QUIET_S)
             except TimeoutError:
                 if self._parser.block:  # the block is complete: nethogs went quiet
-                    self._take(self._parser.flush())
+                    await self._take(self._parser.flush())
                 continue
-            except ValueError:  # a line over LINE_LIMIT: asyncio dropped it
+            self._last_output = time.monotonic()
+            if raw is None:  # a line over LINE_LIMIT
                 self._parser.bad_lines += 1
-                log.debug("nethogs: dropped a line longer than %d bytes", LINE_LIMIT)
+                log.debug("nethogs: skipped a line longer than %d bytes", LINE_LIMIT)
                 continue
             if not raw:
                 break
-            self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
-        self._take(self._parser.flush())
+            await self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
+        await self._take(self._parser.flush())
 
     def _why(self, code: int) -> str:
         last = self._stderr[-1] if self._stderr else ""
@@ -297,21 +315,42 @@ class NethogsBackend(Backend):
             return f"{why} (last stderr line: {last})" if last else why
         return last or f"exit status {code}"
 
-    def _take(self, block: list[NethogsRow] | None) -> None:
-        if block:
+    async def _take(self, block: list[NethogsRow] | None) -> None:
+        if block:  # never empty: nethogs lists its "unknown" rows even when idle
             procs, un_sent, un_recv = self._deltas.update(block)
             self._pending.extend(procs)
             self._unattributed[0] += un_sent
             self._unattributed[1] += un_recv
+            # Looked for as soon as nethogs reports the bytes, while the connection that
+            # moved them is most likely still open; a process once seen stays marked.
+            moving = {t.pid for t in procs} - self._looped
+            if moving:
+                self._looped |= await asyncio.to_thread(procfs.loopback_socket_pids, moving)
+            self._block.set()
 
     async def read(self, interval_s: float) -> TrafficSample:
+        """The blocks completed since the last read, waiting for the next one if none
+        has; the sample covers the time since the last read (not `interval_s`)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._block.wait(), self.refresh_s + 2 * QUIET_S + 0.5)
+        self._block.clear()
         if self._error:
             raise BackendError(self._error)
+        silent = time.monotonic() - self._last_output
+        if silent > STALL_REFRESHES * self.refresh_s:
+            raise BackendError(
+                f"nethogs printed nothing for {silent:.0f} s (it refreshes every "
+                f"{self.refresh_s} s): stopped, or too busy to keep up; what it did not "
+                "count in that time is lost"
+            )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
+        procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in self._looped else t for t in procs]
+        now = time.monotonic()
+        covered, self._last_read = now - self._last_read, now
         return TrafficSample(
             time.time(),
-            interval_s,
+            covered,
             procs,
             unattributed_sent=un_sent,
             unattributed_recv=un_recv,
@@ -325,6 +364,7 @@ class NethogsBackend(Backend):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
+                    proc.send_signal(signal.SIGCONT)  # a stopped nethogs acts on it only then
                 try:
                     await asyncio.wait_for(proc.wait(), 3)
                 except TimeoutError:

@@ -13,7 +13,9 @@ columns are mapped by header name, the unnamed column holds `name.pid` (split on
 last dot: names contain dots, spaces and parentheses and are cut to 15 characters),
 a row with more fields than its header has commas in its name, connection rows
 (`tcp4 a:1<->b:2`, present without -P) belong to the process row above them, empty
-byte fields mean "no value". nettop is restarted if it exits.
+byte fields mean "no value". A line longer than LINE_LIMIT is skipped whole and counted
+as unparsed; stderr is read all along (so nettop never blocks writing to it) and its
+last line explains an exit. nettop is restarted if it exits.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
+from backends.child import LineReader, drain
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 CONN_PREFIXES = ("tcp4", "tcp6", "udp4", "udp6", "quic4", "quic6")
 QUIET_S = 0.25  # a block is complete once nettop has been silent this long
 MAX_QUICK_RESTARTS = 3
+LINE_LIMIT = 1 << 16  # longest line read; a row is far shorter (names are cut to 15)
 
 
 @dataclass(slots=True)
@@ -185,6 +190,8 @@ class NettopBackend(Backend):
         self.executable = executable or shutil.which("nettop") or "nettop"
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._stderr: deque[str] = deque(maxlen=20)
         self._parser = NettopParser()
         self._deltas = DeltaTracker()
         self._pending: list[ProcessTraffic] = []
@@ -229,19 +236,44 @@ class NettopBackend(Backend):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        self._reader = asyncio.create_task(self._read_lines(self._proc))
+        assert self._proc.stderr is not None
+        self._stderr.clear()
+        self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
+        self._reader = asyncio.create_task(self._read_lines(self._proc, self._stderr_task))
 
-    async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read_lines(
+        self, proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]
+    ) -> None:
+        try:
+            usage = await self._read_stdout(proc)
+        except Exception as exc:  # a bug here must surface through read(), not vanish
+            self._error = f"nettop output reader failed: {type(exc).__name__}: {exc}"
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stderr, 2)
+        code = await proc.wait()
+        why = self._stderr[-1] if self._stderr else f"exit status {code}"
+        if usage:
+            why = "nettop rejected its arguments and printed its usage text"
+        await self._restart_or_fail(why)
+
+    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> bool:
+        """Parse stdout to its end; whether nettop printed its usage text."""
         assert proc.stdout is not None
-        usage = False
+        reader, usage = LineReader(proc.stdout), False
         while True:
             try:
-                raw = await asyncio.wait_for(proc.stdout.readline(), QUIET_S)
+                raw = await asyncio.wait_for(reader.readline(), QUIET_S)
             except TimeoutError:
                 self._take(self._parser.flush())
+                continue
+            if raw is None:
+                self._parser.bad_lines += 1
+                log.debug("nettop: skipped a line longer than %d bytes", LINE_LIMIT)
                 continue
             if not raw:
                 break
@@ -249,15 +281,7 @@ class NettopBackend(Backend):
             usage = usage or line.lower().startswith("usage")
             self._take(self._parser.feed(line))
         self._take(self._parser.flush())
-        err = b""
-        if proc.stderr is not None:
-            with contextlib.suppress(Exception):
-                err = await proc.stderr.read()
-        code = await proc.wait()
-        last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {code}"]
-        if usage:
-            last = ["nettop rejected its arguments and printed its usage text"]
-        await self._restart_or_fail(last[0])
+        return usage
 
     async def _restart_or_fail(self, why: str) -> None:
         now = time.monotonic()
@@ -267,8 +291,14 @@ class NettopBackend(Backend):
             return
         log.warning("nettop exited (%s); restarting it", why)
         self._deltas = DeltaTracker()  # a new nettop starts a new baseline
-        self._parser = NettopParser()
+        bad_lines = self._parser.bad_lines
+        self._parser = NettopParser(bad_lines=bad_lines)
         await self._spawn()
+
+    @property
+    def bad_lines(self) -> int:
+        """Lines of nettop's output that did not parse (logged at debug level)."""
+        return self._parser.bad_lines
 
     def _take(self, block: list[NettopRow] | None) -> None:
         if block:
@@ -281,12 +311,13 @@ class NettopBackend(Backend):
         return TrafficSample(time.time(), interval_s, procs)
 
     async def close(self) -> None:
-        proc, reader = self._proc, self._reader
-        self._proc = self._reader = None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+        proc, tasks = self._proc, (self._reader, self._stderr_task)
+        self._proc = self._reader = self._stderr_task = None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if proc is not None and proc.returncode is None:
             proc.terminate()
             try:

@@ -84,6 +84,9 @@ class ProcessState:
     gpu_sm_percent: float | None = None
     exited: bool = False
     exited_at: float | None = None
+    # What the backend knows it got wrong about this process's bytes (ProcessTraffic.note);
+    # kept once set, since the totals include those bytes from then on.
+    note: str | None = None
     first_seen: float = 0.0
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
@@ -192,6 +195,8 @@ class Collector:
         self._counts_at = 0.0
         self._files: procfs.ProcFiles | None = None  # Linux: /proc files held between scans
         self._scans = 0
+        # When the last /proc scan began, in the clock of a process's start_ticks.
+        self._scanned_ticks: float | None = None
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
 
     # -- process facts -------------------------------------------------------------
@@ -237,7 +242,14 @@ class Collector:
             self._files = procfs.ProcFiles()
         files = self._files
         self._scans += 1
-        pids = procfs.list_pids()
+        scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
+        try:
+            pids = procfs.list_pids()
+        except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
+            for live in self._live_by_pid.values():
+                if live in self.processes:
+                    self._unread(self.processes[live])
+            return dict(self._live_by_pid)
         orphaned = self._live_by_pid.keys() - set(pids)  # their children have a new parent
         for pid in pids:
             known = self._live_by_pid.get(pid)
@@ -256,7 +268,13 @@ class Collector:
                     self._slept(state, dt)
                     seen[pid] = known
                     continue
-            st = files.stat(pid)
+            try:
+                st = files.stat(pid)
+            except OSError:  # unreadable this time, not gone (see procfs.GONE)
+                if known is not None and known in self.processes:
+                    self._unread(self.processes[known])
+                    seen[pid] = known
+                continue
             if st is None:  # exited between listing and reading
                 continue
             key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
@@ -277,8 +295,10 @@ class Collector:
                 mem = files.statm(pid)
                 state.vms_bytes, state.rss_bytes = mem if mem else (st.vms_bytes, st.rss_bytes)
                 state.mem_probe = probe
-            if state.cpu_ticks is not None and dt > 0:
-                used = max(st.cpu_ticks - state.cpu_ticks, 0) / procfs.CLK_TCK
+            born = scanned_ticks is not None and st.start_ticks > scanned_ticks
+            if dt > 0 and (state.cpu_ticks is not None or born):
+                # A process started since the last scan used all its CPU time in this interval.
+                used = max(st.cpu_ticks - (state.cpu_ticks or 0), 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
             state.cpu_ticks = st.cpu_ticks
             state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
@@ -286,6 +306,14 @@ class Collector:
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
+
+    @staticmethod
+    def _unread(state: ProcessState) -> None:
+        """A live process whose files could not be read this tick: what changes from
+        tick to tick is unknown, and the next read starts afresh (no rate over a gap)."""
+        state.cpu_percent = state.read_bps = state.write_bps = None
+        state.cpu_ticks = state.sched = state.mem_probe = None
+        state.read_bytes = state.write_bytes = None
 
     @staticmethod
     def _slept(state: ProcessState, dt: float) -> None:
@@ -355,6 +383,8 @@ class Collector:
         moved: dict[ProcessKey, tuple[int, int]] = {}
         for t in sample.processes:
             state = self._state_for_traffic(t.pid, t.name, now)
+            if t.note is not None:
+                state.note = t.note
             sent, recv = moved.get(state.key, (0, 0))
             moved[state.key] = (sent + t.sent_bytes, recv + t.recv_bytes)
         for state in self.processes.values():
@@ -468,6 +498,14 @@ class Collector:
         del self.processes[key]
         if self._gone_by_pid.get(key[0]) == key:
             del self._gone_by_pid[key[0]]
+
+    def close(self) -> None:
+        """Release NVML and the held /proc files; call once the last `ingest` returned."""
+        if self._gpu is not None:
+            self._gpu.close()
+        if self._files is not None:
+            self._files.close()
+            self._files = None
 
     def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
         return Snapshot(

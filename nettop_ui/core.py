@@ -30,13 +30,15 @@ class ProcessTraffic:
 
     `name` is the backend's own name for the process (the kernel comm for ebpf,
     argv[0] for nethogs); the collector prefers the live process's name and falls
-    back to this one once the process has exited.
+    back to this one once the process has exited. `note`: what the backend knows it
+    gets wrong about these bytes, one line for people (nethogs on loopback, say).
     """
 
     pid: int
     sent_bytes: int
     recv_bytes: int
     name: str | None = None
+    note: str | None = None
 
 
 def merge_by_process(deltas: list[ProcessTraffic]) -> list[ProcessTraffic]:

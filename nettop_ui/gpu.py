@@ -144,8 +144,11 @@ class GpuSampler:
             self._last_ts_us[index] = max(self._last_ts_us.get(index, 0), int(s.timeStamp))
 
     def close(self) -> None:
+        """Shut NVML down, once (each nvmlInit wants one nvmlShutdown); no sampling after."""
         if self.available:
             _optional(lambda: _nvml().nvmlShutdown(), None)
+            self._handles = []
+            self.unavailable = "GPU sampling closed"
 
 
 def _util(rates: Any) -> tuple[float, float]:

@@ -65,6 +65,7 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
         "threads": p.threads,
         "connection_count": p.connection_count,
         "exited": p.exited,
+        "note": p.note,
     }
     if with_connections:
         record["connections"] = [

@@ -19,11 +19,12 @@ from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSam
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def make_collector(backend: Backend | type[Backend]) -> Collector:
-    return Collector(
-        per_process_bytes=backend.coverage.per_process,
-        has_unattributed=backend.has_unattributed,
-    )
+def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
+    """The Collector settings that follow from what `backend` can measure."""
+    return {
+        "per_process_bytes": backend.coverage.per_process,
+        "has_unattributed": backend.has_unattributed,
+    }
 
 
 async def monitor(
@@ -46,9 +47,11 @@ async def monitor(
     since the previous one. When the backend fails and `fallbacks` are given (the
     backends `--backend auto` would have picked next), the next one that starts takes
     over; the failure reaches `on_snapshot` with its `fallback` field naming it, and
-    the totals counted so far are kept.
+    the totals counted so far are kept. A collector made here is closed at the end;
+    one passed in stays its caller's to close.
     """
-    collector = collector or make_collector(backend)
+    owned = collector is None
+    collector = collector or Collector(**collector_options(backend))
     stop = stop or asyncio.Event()
     queue: asyncio.Queue[TrafficSample | BackendFailure] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -87,6 +90,8 @@ async def monitor(
             timer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
+        if owned:
+            collector.close()
         if handle_signals:
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)

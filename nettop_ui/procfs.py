@@ -14,10 +14,14 @@ CLK_TCK), so the (pid, create_time) identity matches psutil.Process(pid).create_
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import ipaddress
 import os
 import pwd
 import resource
+import sys
+import time
 import weakref
 from collections import Counter
 from collections.abc import Collection
@@ -32,6 +36,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PER_PROCESS = ("schedstat", "stat", "statm", "io")  # the files a scan reads per process
 HELD_FD_MIN = 1024  # held files get descriptor numbers from here up (see ProcFiles)
 HELD_FD_MAX = 32768  # at most this many held at once, by all ProcFiles together
+# The errors that mean the process is gone. Any other (EMFILE, EAGAIN, ENOMEM, ...)
+# means only that it could not be read this time.
+GONE = frozenset({errno.ENOENT, errno.ESRCH})
 
 
 @dataclass(slots=True)
@@ -156,6 +163,11 @@ def boot_time() -> float:
     return psutil.boot_time()
 
 
+def boot_ticks() -> float:
+    """Now, in the clock of /proc/PID/stat's start time: ticks since boot."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK
+
+
 def create_time(start_ticks: int) -> float:
     """Process start as Unix time, the same float psutil.Process.create_time() returns."""
     return (start_ticks / CLK_TCK) + boot_time()
@@ -211,6 +223,12 @@ class ProcFiles:
 
     def read(self, pid: int, name: str, size: int = 4096) -> bytes | None:
         """The contents of /proc/PID/NAME (at most `size` bytes); None if unreadable."""
+        try:
+            return self._read(pid, name, size)
+        except OSError:
+            return None
+
+    def _read(self, pid: int, name: str, size: int = 4096) -> bytes:
         key = (pid, name)
         fd = self._fds.get(key)
         if fd is not None:
@@ -218,21 +236,26 @@ class ProcFiles:
                 return os.pread(fd, size, 0)
             except OSError:  # that process is gone (or no longer ours to read)
                 self._close(key)
-        try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, size)
         except OSError:
             os.close(fd)
-            return None
+            raise
         self._hold(key, fd)
         return data
 
     def stat(self, pid: int) -> StatFacts | None:
-        raw = self.read(pid, "stat")
-        return None if raw is None else parse_stat(raw)
+        """/proc/PID/stat; None when the process is gone (or the file is not in the
+        kernel's format). Raises OSError when it could not be read for another reason
+        (out of file descriptors, say): then the process may well be alive."""
+        try:
+            raw = self._read(pid, "stat")
+        except OSError as exc:
+            if exc.errno in GONE:
+                return None
+            raise
+        return parse_stat(raw)
 
     def statm(self, pid: int) -> tuple[int, int] | None:
         raw = self.read(pid, "statm")
@@ -286,9 +309,11 @@ class ProcFiles:
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6")
 
 
-def inet_inodes() -> set[int] | None:
-    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
-    inodes: set[int] = set()
+def inet_rows() -> list[list[bytes]] | None:
+    """The fields of every line of /proc/net/{tcp,tcp6,udp,udp6} (the socket's
+    `local_address`, `rem_address` and `inode` are fields 1, 2 and 9); None when they
+    cannot be read."""
+    rows = []
     for table in INET_TABLES:
         try:
             with open(f"/proc/net/{table}", "rb") as f:
@@ -297,11 +322,69 @@ def inet_inodes() -> set[int] | None:
             continue
         except OSError:
             return None
-        for line in lines:
-            fields = line.split(maxsplit=10)
-            if len(fields) > 9 and fields[9].isdigit():
-                inodes.add(int(fields[9]))
-    return inodes
+        rows += [fields for line in lines if len(fields := line.split(maxsplit=10)) > 9]
+    return rows
+
+
+def inet_inodes() -> set[int] | None:
+    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
+    rows = inet_rows()
+    if rows is None:
+        return None
+    return {int(fields[9]) for fields in rows if fields[9].isdigit()}
+
+
+def proc_net_address(text: bytes) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """`0100007F:1F90` (an address in /proc/net/tcp: 32-bit words in host order) ->
+    (127.0.0.1, 8080)."""
+    hex_addr, _, hex_port = text.partition(b":")
+    raw = bytes.fromhex(hex_addr.decode())
+    words = [int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, len(raw), 4)]
+    packed = b"".join(w.to_bytes(4, "big") for w in words)
+    return ipaddress.ip_address(packed), int(hex_port, 16)
+
+
+def host_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address of this network namespace's interfaces."""
+    found = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.ip_address(a.address.split("%", 1)[0]))
+    return found
+
+
+def loopback_socket_pids(pids: Collection[int]) -> set[int]:
+    """Those of `pids` holding a TCP/UDP socket connected to this host itself
+    (127.0.0.0/8, ::1, or an address of one of its interfaces): traffic both of whose
+    ends are here, which goes over the loopback device."""
+    rows = inet_rows()
+    if rows is None or not pids:
+        return set()
+    here = host_addresses()
+    inodes = set()
+    for fields in rows:
+        try:
+            addr, port = proc_net_address(fields[2])
+        except ValueError:
+            continue
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if port and (addr.is_loopback or addr in here) and fields[9].isdigit():
+            inodes.add(int(fields[9]))
+    inodes.discard(0)
+    return {pid for pid in pids if inodes & _socket_inodes(pid)}
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                if inode is not None:
+                    found.add(inode)
+    return found
 
 
 def socket_inode(link: str) -> int | None:

@@ -10,6 +10,11 @@ Disk bytes: the kernel adds a reaped child's disk I/O to the parent that reaps i
 (/proc/PID/io of the parent includes it), so an exited member counts separately only
 when it was not reaped by another member (the root, or an orphan adopted by init);
 otherwise its bytes are already in its parent's.
+
+A sum over members is only as known as its parts: when some member's figure is
+unknown (another user's /proc/PID/io, say) the tree's is unknown too, and
+`unknown_members` says for how many members it was. GPU figures are the exception:
+NVML lists only the processes using a GPU, so a member it does not list uses none.
 """
 
 from __future__ import annotations
@@ -99,28 +104,36 @@ class TreeTracker:
         member_pids = {r["pid"] for r in records}
         # Counted on their own: live members, and exited ones no member reaped.
         disk = [r for r in records if not r["exited"] or r["ppid"] not in member_pids]
-        read, write = (
-            sum_known([r["read_bytes"] for r in disk]),
-            sum_known([r["write_bytes"] for r in disk]),
-        )
+        unknown: dict[str, int] = {}
+
+        def total(key: str, over: list[dict[str, Any]]) -> Any:
+            """The sum of `key` over `over`; None if any of them is unknown (counted)."""
+            values = [r[key] for r in over]
+            missing = values.count(None)
+            if missing:
+                unknown[key] = missing
+            return None if missing or not values else sum(values)
+
+        read, write = total("read_bytes", disk), total("write_bytes", disk)
         if read is not None and write is not None and self._disk_base is None:
             self._disk_base = (read, write)
         rb, wb = self._disk_base or (0, 0)
         return {
             "processes": len(live),
             "exited": len(records) - len(live),
-            "cpu_percent": round_rate(sum_known([r["cpu_percent"] for r in live])),
-            "rss_bytes": sum_known([r["rss_bytes"] for r in live]),
-            "vms_bytes": sum_known([r["vms_bytes"] for r in live]),
-            "threads": sum_known([r["threads"] for r in live]),
+            "cpu_percent": round_rate(total("cpu_percent", live)),
+            "rss_bytes": total("rss_bytes", live),
+            "vms_bytes": total("vms_bytes", live),
+            "threads": total("threads", live),
             "read_bytes": None if read is None else max(read - rb, 0),
             "write_bytes": None if write is None else max(write - wb, 0),
-            "sent_bytes": sum_known([r["sent_bytes"] for r in records]),
-            "recv_bytes": sum_known([r["recv_bytes"] for r in records]),
-            "sent_bps": round_rate(sum_known([r["sent_bps"] for r in records])),
-            "recv_bps": round_rate(sum_known([r["recv_bps"] for r in records])),
+            "sent_bytes": total("sent_bytes", records),
+            "recv_bytes": total("recv_bytes", records),
+            "sent_bps": round_rate(total("sent_bps", records)),
+            "recv_bps": round_rate(total("recv_bps", records)),
             "gpu_memory_bytes": sum_known([r["gpu_memory_bytes"] for r in live]),
             "gpu_sm_percent": round_rate(sum_known([r["gpu_sm_percent"] for r in live])),
+            "unknown_members": unknown,
         }
 
     def interfaces(self, snap: Snapshot) -> dict[str, int | None]:

@@ -122,6 +122,10 @@ class Network:
         self._server("tcp-lo", "tcp-server", "127.0.0.1", False)
         self._server("udp-lo", "udp-server", "127.0.0.1", False)
 
+    def server_pid(self, key: str) -> int:
+        """The pid of the server started under `key` ("tcp4", "udp-lo", ...)."""
+        return self.servers[list(self.ports).index(key)].pid
+
     def address(self, target: str) -> tuple[str, str]:
         """(address, protocol family key) for a target: v4, v6 or lo."""
         return {"v4": (self.ns_v4, "4"), "v6": (self.ns_v6, "6"), "lo": ("127.0.0.1", "-lo")}[

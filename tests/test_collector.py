@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from nettop_ui.collector import Collector, ProcessState, Snapshot
@@ -203,3 +205,106 @@ def test_churn_folds_the_oldest_exited_talkers_and_keeps_every_byte() -> None:
     assert (total_sent, snap.folded.recv_bytes) == (500, 20)
     record = sample_record(snap)
     assert record["exited_folded"] == {"processes": 2, "sent_bytes": 200, "recv_bytes": 20}
+
+
+# Runs in a child: it lowers its own fd limit. The hard limit goes below what ProcFiles
+# needs to hold files, so every read opens /proc afresh, as it does near the limit.
+OUT_OF_FDS = r"""
+import json, os, resource, subprocess, sys, time
+from nettop_ui import procfs
+from nettop_ui.collector import Collector
+from nettop_ui.core import TrafficSample
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+target = subprocess.Popen(["sleep", "60"])
+time.sleep(0.2)
+collector = Collector(gpu=False, system=False, count_connections=False)
+real_list_pids = procfs.list_pids
+
+
+def use_up_fds():
+    # Every descriptor below the lowest free one is in use: with the soft limit there,
+    # the next open fails with EMFILE, as when other threads hold the rest.
+    free = os.dup(0)
+    os.close(free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free, 256))
+
+
+def listed_then_out_of_fds():
+    pids = real_list_pids()
+    use_up_fds()
+    return pids
+
+
+def tick(out_of_fds=None):
+    if out_of_fds == "after listing":
+        procfs.list_pids = listed_then_out_of_fds
+    elif out_of_fds == "before listing":
+        use_up_fds()
+    try:
+        snap = collector.ingest(TrafficSample(time.time(), 0.3, []))
+    except OSError as exc:
+        return f"ingest raised {exc!r}"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        procfs.list_pids = real_list_pids
+    (state,) = [p for p in snap.processes if p.pid == target.pid]
+    return {"exited": state.exited, "cpu_percent": state.cpu_percent}
+
+
+ticks = [tick(), tick("after listing"), tick(), tick("before listing"), tick(), tick()]
+target.kill()
+target.wait()
+ticks.append(tick())
+print(json.dumps(ticks))
+"""
+
+
+def test_failed_stat_read_is_not_an_exit() -> None:
+    """One /proc/PID/stat read failing with EMFILE marked a live process exited for good.
+
+    The failure is real: the child's fd limit is really reached (right after the /proc
+    listing, which needs a descriptor too), and the collector's own reads get EMFILE
+    from the kernel. Only the process really being gone (ENOENT/ESRCH) is an exit.
+    """
+    res = subprocess.run(
+        [sys.executable, "-c", OUT_OF_FDS], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    first, after_listing, lifted, before_listing, lifted2, settled, killed = json.loads(res.stdout)
+    assert first["exited"] is False
+    # Out of fds: nothing could be read, so nothing is known, but nothing has exited.
+    assert after_listing == {"exited": False, "cpu_percent": None}
+    assert lifted["exited"] is False
+    assert before_listing == {"exited": False, "cpu_percent": None}
+    assert lifted2["exited"] is False
+    assert settled == {"exited": False, "cpu_percent": 0.0}  # read again: a sleeper, 0%
+    assert killed["exited"] is True  # really gone: exited
+
+
+def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path) -> None:
+    """All its CPU time was used within the interval: its first tick's CPU is known
+    (a tree sum over members is unknown while any member's is)."""
+    collector = Collector(gpu=False, system=False, count_connections=False)
+    collector.ingest(sample(0.5))
+    time.sleep(0.05)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, "ntu-born", str(tmp_path / "out.bin"), "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        started = time.monotonic()
+        snap = collector.ingest(sample(0.5))
+        elapsed = time.monotonic() - started
+        (p,) = find(snap, proc.pid)
+        cpu_s = sum(psutil.Process(proc.pid).cpu_times()[:2])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert p.cpu_percent is not None
+    # its CPU seconds over the sample's 0.5 s (read right after the scan: within the
+    # CPU it used while the scan ran)
+    assert 100 * (cpu_s - elapsed) / 0.5 <= p.cpu_percent <= 100 * cpu_s / 0.5 + 2

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backends.ebpf import EbpfBackend
+from backends.nethogs import NethogsBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
-from tests.netenv import require_root
+from tests.netenv import require, require_root
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
 FAKEBIN = Path(__file__).parent / "fakebin"
@@ -65,15 +69,18 @@ def run_with_fault(
     backend: Backend, fault: Callable[[], None], fallback: type[Backend]
 ) -> tuple[BackendFailure, list[TrafficSample | BackendFailure]]:
     """Monitor `backend` at 0.5 s, call `fault` after its second sample, stop three
-    items later; the one failure, and the items after it."""
+    items after the failure; the one failure, and the items after it."""
     items: list[TrafficSample | BackendFailure] = []
     stop = asyncio.Event()
+    failed_at: list[int] = []
 
     def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         items.append(item)
         if len(items) == 2:
             fault()
-        if len(items) >= 5:
+        if isinstance(item, BackendFailure):
+            failed_at.append(len(items))
+        if failed_at and len(items) >= failed_at[0] + 3:
             stop.set()
 
     async def go() -> None:
@@ -126,3 +133,26 @@ def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
     failure, after = run_with_fault(backend, fault, SockdiagBackend)
     assert failure.message.startswith("reading the eBPF maps failed")
     assert all(isinstance(i, TrafficSample) and i.processes is not None for i in after)
+
+
+@pytest.mark.timeout(180)
+def test_nethogs_stopped_is_a_fault_and_auto_falls_back() -> None:
+    """The nethogs child stopped (SIGSTOP): it printed nothing, the stream showed 0 B/s
+    and later a spike, and what it missed was lost without a word. Silence past a few
+    of its refreshes is now a backend failure, and auto's next backend takes over."""
+    require_root()
+    require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
+    backend = NethogsBackend()
+    stopped: list[int] = []
+
+    def fault() -> None:
+        assert backend._proc is not None
+        stopped.append(backend._proc.pid)
+        os.kill(backend._proc.pid, signal.SIGSTOP)
+
+    started = time.monotonic()
+    failure, after = run_with_fault(backend, fault, PsutilBackend)
+    assert failure.message.startswith("nethogs printed nothing for"), failure.message
+    assert time.monotonic() - started < 30  # found within a few refreshes, not at the end
+    assert all(isinstance(i, TrafficSample) and i.processes is None for i in after)
+    assert not os.path.exists(f"/proc/{stopped[0]}")  # the stopped child was ended and reaped

@@ -11,20 +11,24 @@ this machine (stated at each assertion).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from backends.nethogs import (
+    LOOPBACK_NOTE,
     NethogsBackend,
     NethogsDeltas,
     NethogsParser,
@@ -415,3 +419,82 @@ def test_missing_binary_is_a_clear_start_error() -> None:
     run._thread.start()
     run._thread.join(10)
     assert run.failures and "cannot run /nonexistent/nethogs" in run.failures[0].message
+
+
+def test_loopback_figures_are_marked_veth_figures_are_not(net: Network) -> None:
+    """What nethogs gets wrong, measured here (nethogs 0.8.7, a 3 MB upload paced at
+    1 MB/s, one at a time): over veth it books the client's upload as sent (1.004 of the
+    payload) and the ACKs coming back as received (12.6 kB); over loopback, where both
+    ends are on this host, it books every packet as *sent* by the end that sent it and
+    nothing as received: client sent 1.004, recv 0; server recv 0 of its 3 MB, and its
+    ACKs (12.4 kB) as "upload". With a download on the same connection the server's
+    data is its "upload" and the client's download reads 0. UDP on loopback lands in
+    "unknown UDP", both directions as sent. So the JSON stream marks the figures of the
+    processes the backend sees holding a loopback connection, and no others."""
+    require_root()
+    require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
+    cmd = [sys.executable, "-m", "nettop_ui", "--json", "--backend", "nethogs", "--all"]
+    mon = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clients: list[Client] = []
+    seen: dict[int, dict[str, Any]] = {}
+    try:
+        assert mon.stdout is not None
+        assert json.loads(mon.stdout.readline())["backend"] == "nethogs"
+        mon.stdout.readline()  # a first sample: nethogs is running
+        for target in ("lo", "v4"):
+            clients.append(net.client(f"nh-mark-{target}", "tcp", target, up=2_000_000,
+                                      rate=1_000_000.0))  # fmt: skip
+        lo, v4 = (c.wait_done() for c in clients)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            record = json.loads(mon.stdout.readline())
+            seen.update({p["pid"]: p for p in record["processes"]})
+            if all(seen.get(c.pid, {}).get("sent_bytes", 0) >= 0.7 * c.sent for c in clients):
+                break
+    finally:
+        mon.terminate()
+        mon.communicate(timeout=30)  # read on, so it is never blocked writing
+        for c in clients:
+            c.finish()
+    lo_rec, v4_rec, server = seen[lo.pid], seen[v4.pid], seen[net.server_pid("tcp-lo")]
+    # the premise, as measured: veth books what came back as received, loopback never
+    assert v4_rec["sent_bytes"] >= 0.7 * v4.sent and v4_rec["recv_bytes"] > 0, v4_rec
+    assert lo_rec["sent_bytes"] >= 0.7 * lo.sent and lo_rec["recv_bytes"] == 0, lo_rec
+    assert server["recv_bytes"] == 0 and server["sent_bytes"] > 0, server
+    assert (lo_rec["note"], server["note"]) == (LOOPBACK_NOTE, LOOPBACK_NOTE)
+    assert v4_rec["note"] is None
+
+
+def test_rates_are_over_the_time_nethogs_counted_them(net: Network) -> None:
+    """nethogs reports once a second. Sampled every 0.2 s, the wrapper put a whole
+    second's bytes in one 0.2 s sample and nothing in the next four: a 1 MiB/s upload
+    read 5.0 MiB/s, then 0, in turns. A sample now holds whole nethogs refreshes and
+    covers the time they counted."""
+    require_root()
+    require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
+    pace = 1_048_576.0
+    cmd = [sys.executable, "-m", "nettop_ui", "--json", "--backend", "nethogs"]
+    mon = subprocess.Popen([*cmd, "--interval", "0.2"], stdout=subprocess.PIPE, text=True)
+    client = None
+    rates: list[float] = []
+    try:
+        assert mon.stdout is not None
+        mon.stdout.readline()  # meta
+        mon.stdout.readline()  # a first sample: nethogs is running
+        client = net.client("nh-pace", "tcp", "v4", up=int(8 * pace), rate=pace)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(rates) < 7:  # within the 8 s upload
+            record = json.loads(mon.stdout.readline())
+            mine = [p for p in record["processes"] if p["pid"] == client.proc.pid]
+            if mine and (rates or mine[0]["sent_bps"]):
+                rates.append(mine[0]["sent_bps"])
+    finally:
+        mon.terminate()
+        mon.communicate(timeout=30)
+        if client is not None:
+            client.proc.kill()
+            client.proc.wait()
+    steady = rates[1:-1]  # the first and last samples hold part of a second of traffic
+    assert len(steady) >= 4, rates
+    assert max(steady) <= 1.5 * pace, [round(r / pace, 2) for r in rates]
+    assert 0.8 * pace <= sum(steady) / len(steady) <= 1.2 * pace, [r / pace for r in rates]

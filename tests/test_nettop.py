@@ -198,3 +198,28 @@ def test_cli_forces_nettop_on_linux_but_auto_never_picks_it() -> None:
     apsd = [p for p in samples[-1]["processes"] if p["pid"] == 590]
     assert apsd and apsd[0]["name"] == "apsd" and apsd[0]["exited"] is True
     assert (apsd[0]["sent_bytes"], apsd[0]["recv_bytes"]) == (34544 - 34103, 7046 - 5542)
+
+
+@pytest.mark.usefixtures("standin")
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ("NETTOP_REPLAY_LONG_LINE", "100000"),  # one 100 KB line between two real blocks
+        ("NETTOP_REPLAY_STDERR", "1000000"),  # 1 MB of warnings: more than a pipe holds
+    ],
+    ids=["long-line", "stderr-flood"],
+)
+def test_long_line_and_stderr_flood_do_not_freeze_the_counts(
+    monkeypatch: pytest.MonkeyPatch, fault: tuple[str, str]
+) -> None:
+    """After the first real block the stand-in prints the fault, then the second block:
+    its deltas must still arrive (they froze at zero: the reader died on the long line,
+    and nettop blocked writing to a stderr nobody read)."""
+    monkeypatch.setenv(*fault)
+    backend = NettopBackend()
+    with BackendRun(backend, interval_s=1.0) as run:
+        run.wait_samples(3)
+    assert run.totals(590) == (34544 - 34103, 7046 - 5542)
+    assert run.totals(97533) == (376094 - 362028, 1709858 - 1676357)
+    if fault[0] == "NETTOP_REPLAY_LONG_LINE":
+        assert backend.bad_lines == 1  # the long line, skipped whole: its tail is not a row

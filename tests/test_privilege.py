@@ -10,9 +10,12 @@ must refuse with the one-line reason and the fix.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +84,34 @@ def test_ebpf_without_capabilities_says_what_fixes_it() -> None:
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "CAP_BPF" in res.stderr and "cap_bpf,cap_perfmon" in res.stderr, res.stderr
+
+
+def test_tree_of_mostly_unreadable_members_is_unknown_not_zero() -> None:
+    """As nobody, attached to a root tree with one member of nobody's own: only that
+    member's disk bytes can be read (/proc/PID/io). The tree said `read_bytes: 0`."""
+    require_root()
+    require(SITE is not None, "needs the venv (./install.sh --dev)")
+    as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+    tree = subprocess.Popen(
+        ["sh", "-c", f"{as_nobody} sleep 30 & sleep 30 & sleep 30 & wait"],
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)  # the three children have started
+        args = ["attach", str(tree.pid), "--json", "--backend", "psutil", "--interval", "0.3"]
+        cmd = nobody_cmd(Path(sys.executable).resolve(), *args, "--duration", "1.5")
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        os.killpg(tree.pid, signal.SIGKILL)
+        tree.wait()
+    assert res.returncode == 0, res.stderr
+    last = [r for r in map(json.loads, res.stdout.splitlines()) if r["type"] == "sample"][-1]
+    members = last["processes"]
+    unreadable = [p for p in members if p["read_bytes"] is None]
+    assert len(members) == 4 and len(unreadable) == 3, members  # the premise
+    assert last["tree"]["read_bytes"] is None and last["tree"]["write_bytes"] is None
+    unknown = last["tree"]["unknown_members"]
+    assert (unknown["read_bytes"], unknown["write_bytes"]) == (3, 3)
+    assert unknown["sent_bytes"] == 4  # psutil: no member's network bytes are known
+    assert "rss_bytes" not in unknown
+    assert last["tree"]["rss_bytes"] == sum(p["rss_bytes"] for p in members)  # all readable

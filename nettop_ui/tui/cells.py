@@ -22,6 +22,7 @@ from nettop_ui.tui.safe import safe_text
 BLOCKS = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10
 UNKNOWN = "-"
+NOTE_MARK = "*"  # after a byte figure the backend knows it gets wrong (see ProcessView.note)
 
 ROW_STYLES: dict[RowKind, str] = {
     "proc": "",
@@ -236,8 +237,11 @@ def program_text(program: Program, style: str) -> Text:
     return text
 
 
-def make_cell(column: str, value: Any, kind: RowKind, bits: bool, row: str = "") -> Cell:
-    """The cell for one raw value in one column (`row`: the row key, for the PID cell)."""
+def make_cell(
+    column: str, value: Any, kind: RowKind, bits: bool, row: str = "", marked: bool = False
+) -> Cell:
+    """The cell for one raw value in one column (`row`: the row key, for the PID cell;
+    `marked`: the row's byte figures carry a backend's note)."""
     style = ROW_STYLES[kind]
     if value is None and (kind == "unattributed" or (kind == "group" and column == "pid")):
         return LineCell(None, "", row=row)  # not applicable rather than unknown
@@ -252,7 +256,8 @@ def make_cell(column: str, value: Any, kind: RowKind, bits: bool, row: str = "")
         # Padded by hand: the trailing gap before the left-aligned columns must survive.
         return LineCell(value, f"{value:>7} ", style, row=row)
     if column in ("up", "down", "total"):
-        return _number(value, fmt_bytes(value, bits), style)
+        mark = NOTE_MARK if marked and value is not None else ""
+        return _number(value, fmt_bytes(value, bits) + mark, style)
     if column == "spark":
         return LineCell(None, sparkline(value), style or "green", justify="right")
     if column == "cpu":

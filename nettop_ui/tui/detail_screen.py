@@ -24,7 +24,7 @@ from textual_plotext import PlotextPlot
 from nettop_ui.core import sum_known
 from nettop_ui.format import human_bytes
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
-from nettop_ui.tui.cells import Cell
+from nettop_ui.tui.cells import NOTE_MARK, Cell
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
 from nettop_ui.tui.model import parent_index
 from nettop_ui.tui.safe import command_line, safe_text
@@ -189,6 +189,8 @@ class DetailScreen(Screen[None]):
             title.append(f"  threads {p.threads}", style="dim")
         if p.exited:
             title.append("  exited", style="bold red")
+        if p.note is not None:  # what the marked byte figures below get wrong
+            title.append(f"  {NOTE_MARK} {p.note}", style="yellow")
         self.query_one("#detail-title", Static).update(title)
         cmd = Text(
             command_line(p.name, p.cmdline, 600), style="dim", no_wrap=True, overflow="ellipsis"
@@ -196,8 +198,9 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-cmd", Static).update(cmd)
         up, down = self._subtree(self.process_key, procs, tree_of)
         stats = Text()
-        stats.append("↑ ", style="bold green").append(rate(p.sent_bps, bits))
-        stats.append("  ↓ ", style="bold blue").append(rate(p.recv_bps, bits))
+        mark = NOTE_MARK if p.note is not None else ""
+        stats.append("↑ ", style="bold green").append(rate(p.sent_bps, bits) + mark)
+        stats.append("  ↓ ", style="bold blue").append(rate(p.recv_bps, bits) + mark)
         stats.append("  total ", style="dim").append(
             f"↑{human_bytes(p.sent_bytes, bits)} ↓{human_bytes(p.recv_bytes, bits)}"
         )

@@ -76,6 +76,7 @@ class ProcessView:
     connection_count: int | None = None
     gpu_memory_bytes: int | None = None
     exited: bool = False
+    note: str | None = None  # what the backend knows it gets wrong about these bytes
     spark: tuple[float, ...] = ()  # total bps over the last SPARK_SECONDS, oldest first
     connections: tuple[ConnView, ...] = ()
 
@@ -170,6 +171,7 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.connection_count == s.connection_count
         and v.gpu_memory_bytes == s.gpu_memory_bytes
         and v.exited == s.exited
+        and v.note == s.note
         and v.ppid == s.ppid
         and v.user == s.user
         and v.name == s.name
@@ -222,6 +224,7 @@ def view_of(
         connection_count=state.connection_count,
         gpu_memory_bytes=state.gpu_memory_bytes,
         exited=state.exited,
+        note=state.note,
         spark=spark,
         connections=conns,
     )
@@ -302,6 +305,10 @@ class FrameCollector(Collector):
             snap = super().ingest(item)
             self.freeze(snap)
             return snap
+
+    def close(self) -> None:
+        with self._lock:  # not under an ingest still running in its thread
+            super().close()
 
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from nettop_ui.format import human_bytes
+from nettop_ui.tui.cells import NOTE_MARK
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.model import ViewOptions
 from nettop_ui.tui.safe import safe_text
@@ -99,6 +100,9 @@ class StatusHeader(Widget):
                 text.append(" total")
             text.append(where, style="dim")
             out.append(text)
+            note = next((p.note for p in self.frame.processes if p.note), None)
+            if note is not None:  # the legend of the mark on byte figures; before the rest
+                out.append(Text(f"{NOTE_MARK} {note}", style="yellow"))
         if self.position is None:
             out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
         out.append(Text(safe_text(self.host, 40), style="bold"))

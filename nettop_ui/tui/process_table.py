@@ -61,10 +61,17 @@ def _meta(row: int, column: int, out_of_bounds: bool = False) -> Style:
 class _Drawn:
     """What one row shows: its kind, the raw values and the cells made from them."""
 
-    __slots__ = ("cells", "kind", "values")
+    __slots__ = ("cells", "kind", "marked", "values")
 
-    def __init__(self, kind: RowKind, values: tuple[Any, ...], cells: list[Cell]) -> None:
-        self.kind, self.values, self.cells = kind, values, cells
+    def __init__(
+        self, kind: RowKind, values: tuple[Any, ...], cells: list[Cell], marked: bool
+    ) -> None:
+        self.kind, self.values, self.cells, self.marked = kind, values, cells, marked
+
+
+def _marked(row: RowData) -> bool:
+    """Whether the row's byte figures carry the backend's note (cells.NOTE_MARK)."""
+    return row.process is not None and row.process.note is not None
 
 
 class ProcessTable(DataTable[Cell]):
@@ -181,7 +188,11 @@ class ProcessTable(DataTable[Cell]):
         return True
 
     def _cells(self, row: RowData, bits: bool) -> list[Cell]:
-        return [make_cell(c, row.values[INDEX[c]], row.kind, bits, row.key) for c in self._columns]
+        marked = _marked(row)
+        return [
+            make_cell(c, row.values[INDEX[c]], row.kind, bits, row.key, marked)
+            for c in self._columns
+        ]
 
     def show(self, rows: list[RowData], opts: ViewOptions) -> None:
         """Make the table show `rows` in this order, touching only what changed."""
@@ -207,10 +218,10 @@ class ProcessTable(DataTable[Cell]):
                 if drawn is None:
                     cells = self._cells(row, opts.bits)
                     self.add_row(*cells, key=row.key, height=1)
-                    self._drawn[row.key] = _Drawn(row.kind, row.values, cells)
+                    self._drawn[row.key] = _Drawn(row.kind, row.values, cells, _marked(row))
                     added = True
                 else:
-                    redo = reformat or drawn.kind != row.kind
+                    redo = reformat or drawn.kind != row.kind or drawn.marked != _marked(row)
                     changed = self._update_row(row, drawn, opts.bits, redo) or changed
             if changed:  # what update_cell does, once for all the cells replaced
                 self._update_count += 1
@@ -239,14 +250,14 @@ class ProcessTable(DataTable[Cell]):
             value = row.values[i]
             if not redo and value == old[i]:
                 continue
-            cell = make_cell(col, value, row.kind, bits, row.key)
+            cell = make_cell(col, value, row.kind, bits, row.key, _marked(row))
             shown = drawn.cells[n]
             if not redo and cell.looks_like(shown):
                 shown.value = value  # keep the drawn cell, and its rendered lines
                 continue
             drawn.cells[n] = data[ColumnKey(col)] = cell
             changed = True
-        drawn.kind, drawn.values = row.kind, row.values
+        drawn.kind, drawn.values, drawn.marked = row.kind, row.values, _marked(row)
         return changed
 
     def _restore_cursor(self, selected: str | None, cursor_row: int) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import collector_options, monitor
 from nettop_ui.tui.frame import Frame, FrameCollector, build_frame
 
 Emit = Callable[[Frame], None]
@@ -57,6 +57,7 @@ class MonitorSource(FrameSource):
     next backend and the source follows it (name, layer, what it can measure). After a
     failure with nothing to fall back to, the collector keeps scanning (CPU, memory,
     disk, interfaces and process facts stay live); per-process traffic becomes unknown.
+    The collector (and with it NVML) is made once, here, and closed when `run` ends.
     """
 
     def __init__(
@@ -73,10 +74,10 @@ class MonitorSource(FrameSource):
         self.fallbacks = list(fallbacks)
         self._describe(backend)
         self.interval_s = interval_s
-        self.collector = FrameCollector(
-            per_process_bytes=backend.coverage.per_process,
-            has_unattributed=backend.has_unattributed,
-        )
+        self.collector = self._make_collector(backend)
+
+    def _make_collector(self, backend: Backend) -> FrameCollector:
+        return FrameCollector(**collector_options(backend))
 
     def _describe(self, backend: Backend | type[Backend]) -> None:
         self.backend_name = backend.name
@@ -99,6 +100,12 @@ class MonitorSource(FrameSource):
             emit(frame)
 
     async def run(self, emit: Emit) -> None:
+        try:
+            await self._run(emit)
+        finally:
+            self.collector.close()
+
+    async def _run(self, emit: Emit) -> None:
         collector = self.collector
 
         def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:

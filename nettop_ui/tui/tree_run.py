@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.monitor import collector_options
 from nettop_ui.tree import TreeTracker
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
@@ -51,16 +52,15 @@ class TreeSource(MonitorSource):
         duration_s: float | None = None,
         on_exit: Callable[[], None] | None = None,
     ) -> None:
+        self.tracker = TreeTracker(target.pid, include_children)  # before the collector
         super().__init__(backend, interval_s, fallbacks, on_snapshot=self._resume)
         self.target = target
         self.duration_s = duration_s
         self.on_exit = on_exit
         self.target_exited = False
-        self.collector = TreeFrameCollector(
-            TreeTracker(target.pid, include_children),
-            per_process_bytes=backend.coverage.per_process,
-            has_unattributed=backend.has_unattributed,
-        )
+
+    def _make_collector(self, backend: Backend) -> FrameCollector:
+        return TreeFrameCollector(self.tracker, **collector_options(backend))
 
     def _resume(self, snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
         if isinstance(item, TrafficSample):
