@@ -46,6 +46,26 @@ def fit(text: Text, width: int) -> Text:
     return text
 
 
+NicRate = tuple[str, float | None, float | None]  # (interface, sent B/s, received B/s)
+
+
+def nic_rates(stats: SystemStats | None) -> list[NicRate]:
+    """Every interface's rates, busiest first: what the NET panel lists."""
+    if stats is None:
+        return []
+    nics = [(n, i.sent_bps, i.recv_bps) for n, i in stats.interfaces.items()]
+    nics.sort(key=lambda t: (-((t[1] or 0) + (t[2] or 0)), t[0]))
+    return nics
+
+
+def nic_totals(stats: SystemStats | None) -> tuple[float | None, float | None]:
+    """Sent and received B/s summed over the interfaces `nic_rates` lists (loopback
+    included, as the NET panel shows it); None where no interface has a figure."""
+    ups = [up for _, up, _ in nic_rates(stats) if up is not None]
+    downs = [down for _, _, down in nic_rates(stats) if down is not None]
+    return (float(sum(ups)) if ups else None, float(sum(downs)) if downs else None)
+
+
 class Panel(Widget):
     """Base: holds the latest frame, history and unit choice; `render` picks the form."""
 
@@ -194,21 +214,13 @@ class NetPanel(Panel):
 
     title, number = "NET", 3
 
-    def _nics(self) -> list[tuple[str, float | None, float | None]]:
-        s = self.system
-        if s is None:
-            return []
-        nics = [(n, i.sent_bps, i.recv_bps) for n, i in s.interfaces.items()]
-        nics.sort(key=lambda t: (-((t[1] or 0) + (t[2] or 0)), t[0]))
-        return nics
-
-    def _peak(self, nics: list[tuple[str, float | None, float | None]], points: int) -> float:
+    def _peak(self, nics: list[NicRate], points: int) -> float:
         """One scale for every interface, so a quiet one looks quiet next to a busy one."""
         values = [v for n, _, _ in nics for v in self.history.nic_total(n, points) if v == v]
         return max(values, default=0.0)
 
     def line_form(self, width: int) -> Text:
-        nics = self._nics()
+        nics = nic_rates(self.system)
         if not nics:
             return self.waiting() if self.system is None else self.label().append("none")
         name, up, down = nics[0]
@@ -221,7 +233,7 @@ class NetPanel(Panel):
         return text
 
     def box_form(self, width: int, height: int) -> list[Text]:
-        nics = self._nics()
+        nics = nic_rates(self.system)
         if not nics:
             return [Text("no interfaces" if self.system else "…", style="dim")]
         lines: list[Text] = []
