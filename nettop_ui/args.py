@@ -1,10 +1,11 @@
 """Command-line pieces shared by `nettop-ui` and its subcommands: the program name,
-a parser whose usage errors are one line, and argument types."""
+a parser whose usage errors are one line, argument types, and the TUI's terminal check."""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import sys
+from typing import IO, Any, NoReturn
 
 PROG = "nettop-ui"
 
@@ -34,3 +35,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def is_tty(stream: IO[Any] | None) -> bool:
+    """An open stream on a terminal. A descriptor closed at start (`<&-`, `>&-`) leaves
+    sys.stdin/stdout None."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed since
+        return False
+
+
+def closed_stream_problem(instead: str) -> str | None:
+    """The error line's text when stdin or stdout was closed at start (the TUI needs
+    both on a terminal; so does any output); None when both are open."""
+    closed = [name for name, s in (("stdin", sys.stdin), ("stdout", sys.stdout)) if s is None]
+    if not closed:
+        return None
+    return f"the TUI needs a terminal on stdin and stdout, and {closed[0]} is closed; {instead}"

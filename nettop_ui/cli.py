@@ -13,7 +13,14 @@ import time
 from typing import IO
 
 from nettop_ui import jobs, registry
-from nettop_ui.args import PROG, OneLineParser, positive_float, positive_int
+from nettop_ui.args import (
+    PROG,
+    OneLineParser,
+    closed_stream_problem,
+    is_tty,
+    positive_float,
+    positive_int,
+)
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.format import human_bytes, human_rate
@@ -204,7 +211,7 @@ def run_prometheus(args: argparse.Namespace) -> int:
         raise UsageError("--headless needs --prometheus [HOST:]PORT")
     if args.json or args.output:
         raise UsageError("--prometheus runs with the TUI or --headless, not with --json")
-    if not args.headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
+    if not args.headless and not (is_tty(sys.stdout) and is_tty(sys.stdin)):
         raise UsageError("--prometheus without a terminal needs --headless")
     from nettop_ui import prometheus  # prometheus_client loads only for the exporter
 
@@ -251,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_prometheus(args)
         if args.json or args.output:
             return run_json(args)
-        if sys.stdout.isatty() and sys.stdin.isatty():
+        if is_tty(sys.stdout) and is_tty(sys.stdin):
             return run_tui(args)
+        problem = closed_stream_problem("use --json or --output FILE")
+        if problem:
+            raise UsageError(problem)
         return print_table(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

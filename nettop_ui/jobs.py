@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from nettop_ui import registry
-from nettop_ui.args import PROG, OneLineParser, positive_float
+from nettop_ui.args import PROG, OneLineParser, closed_stream_problem, is_tty, positive_float
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
 from nettop_ui.summary import format_summary, read_recording_or_say, summarize
@@ -147,7 +147,12 @@ def _watch(args: argparse.Namespace, make_target: Callable[[], Target]) -> int:
 
 def _tui(args: argparse.Namespace) -> bool:
     """Neither --json nor --output, on a terminal: the TUI, cut to the tree."""
-    return not (args.json or args.output) and sys.stdout.isatty() and sys.stdin.isatty()
+    if args.json or args.output:
+        return False
+    problem = closed_stream_problem("use --json or --output FILE")
+    if problem:
+        raise TargetError(problem, 2)
+    return is_tty(sys.stdout) and is_tty(sys.stdin)
 
 
 def run_command(args: argparse.Namespace) -> int:

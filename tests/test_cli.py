@@ -215,3 +215,43 @@ def test_json_stream_records_the_switch_to_the_fallback(
     err = capsys.readouterr().err
     assert "backend nettop failed" in err and "continuing with psutil" in err
     assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rec") / "rec.jsonl"
+    res = run("run", "--backend", "psutil", "--interval", "0.2", "--output", str(out), "--", "true")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("closed", ["stdin", "stdout"])
+@pytest.mark.parametrize("command", ["top", "run", "attach", "replay"])
+def test_a_closed_stdin_or_stdout_is_one_clear_line(
+    closed: str, command: str, recording: Path
+) -> None:
+    """The other of the two is a real terminal (a pty), as when a user types `<&-`/`>&-`."""
+    args = {
+        "top": ["--backend", "psutil"],
+        "run": ["run", "--backend", "psutil", "--", "sleep", "30"],
+        "attach": ["attach", str(os.getpid()), "--backend", "psutil"],
+        "replay": ["replay", str(recording)],
+    }[command]
+    master, tty = os.openpty()
+    fd = 0 if closed == "stdin" else 1
+    try:
+        res = subprocess.run(
+            ["sh", "-c", f'exec "$@" {fd}>&-', "sh", *CLI, *args],
+            stdin=tty,
+            stdout=tty,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(tty)
+        os.close(master)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("nettop-ui: error: the TUI needs a terminal"), res.stderr
+    assert f"{closed} is closed" in res.stderr

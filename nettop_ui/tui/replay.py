@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from textual.binding import BindingType
 from textual.widgets import Input
 
-from nettop_ui.args import PROG
+from nettop_ui.args import PROG, closed_stream_problem
 from nettop_ui.collector import (
     HISTORY_SERIES,
     ConnectionState,
@@ -305,6 +305,10 @@ def run_replay(path: str) -> int:
     except RecordingError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    closed = closed_stream_problem(f"use `{PROG} summary FILE`")
+    if closed:
+        print(f"{PROG}: error: {closed}", file=sys.stderr)
+        return 2
     app = ReplayApp.for_user(source, why="")
     with contextlib.suppress(KeyboardInterrupt):
         app.run()
