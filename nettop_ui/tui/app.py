@@ -271,6 +271,10 @@ class NettopApp(App[int]):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
         self.exit(0)
 
+    def offers(self, action: str) -> bool:
+        """Whether the screens' `action` applies to what is shown (the screens ask)."""
+        return True
+
     def open_detail(self, key: str) -> None:
         self.return_to = key
         screen = DetailScreen(

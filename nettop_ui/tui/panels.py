@@ -14,11 +14,12 @@ from nettop_ui.format import human_bytes
 from nettop_ui.gpu import GpuStats
 from nettop_ui.system import SystemStats
 from nettop_ui.tui.cells import sparkline
-from nettop_ui.tui.frame import Frame
+from nettop_ui.tui.frame import Frame, RecordedFigures
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.system_history import SystemHistory
 
 BAR_FULL, BAR_EMPTY = "█", "░"
+MACHINE_NOT_RECORDED = Text("machine: not recorded", style="dim")
 
 
 def bar(percent: float, width: int) -> str:
@@ -90,9 +91,15 @@ class Panel(Widget):
 
     def render(self) -> Text:
         width, height = self.content_region.width, self.content_region.height
+        recorded = self._recorded()
+        if height <= 1 and recorded:
+            line = self.label()
+            for i, part in enumerate(recorded):
+                line.append(" · " if i else "").append_text(part)
+            return fit(line, width)
         if height <= 1:
             return fit(self.line_form(width), width)
-        lines = self.box_form(width, height)
+        lines = recorded or self.box_form(width, height)
         out = Text(no_wrap=True, end="")
         for i, line in enumerate(lines[:height]):
             if i:
@@ -102,6 +109,16 @@ class Panel(Widget):
 
     def label(self) -> Text:
         return Text(f"{self.title:<4} ", style="bold")
+
+    def _recorded(self) -> list[Text]:
+        frame = self.frame
+        if frame is None or frame.system is not None or frame.recorded is None:
+            return []
+        return self.recorded_form(frame.recorded)
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        """A replayed recording: what it holds for this panel; [] for the usual form."""
+        return []
 
     def line_form(self, width: int) -> Text:
         return self.label()
@@ -121,6 +138,11 @@ class CpuPanel(Panel):
     """Total CPU with history, and every core."""
 
     title, number = "CPU", 1
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        cpu = recorded.tree_cpu_percent
+        text = "-" if cpu is None else f"{cpu:.1f}%"
+        return [Text("tree ", style="dim").append(text), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
@@ -174,6 +196,10 @@ class MemPanel(Panel):
 
     title, number = "MEM", 2
 
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        rss = human_bytes(recorded.tree_rss_bytes)
+        return [Text("tree RSS ", style="dim").append(rss), MACHINE_NOT_RECORDED.copy()]
+
     def line_form(self, width: int) -> Text:
         s = self.system
         if s is None:
@@ -213,6 +239,13 @@ class NetPanel(Panel):
     """Rates per network interface (wire frames, this namespace), busiest first."""
 
     title, number = "NET", 3
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        up, down = rate(recorded.nic_sent_bps, self.bits), rate(recorded.nic_recv_bps, self.bits)
+        return [
+            Text("all but lo ", style="dim").append(f"↑{up} ↓{down}"),
+            Text("each NIC: not recorded", style="dim"),
+        ]
 
     def _peak(self, nics: list[NicRate], points: int) -> float:
         """One scale for every interface, so a quiet one looks quiet next to a busy one."""
@@ -262,6 +295,11 @@ class DiskPanel(Panel):
     """Disk read and write rates, with their histories."""
 
     title, number = "DISK", 4
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        line = Text("tree ", style="dim").append("R ", style="dim")
+        line.append(rate(recorded.tree_read_bps)).append("  W ", style="dim")
+        return [line.append(rate(recorded.tree_write_bps)), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
