@@ -46,10 +46,13 @@ def is_tty(stream: IO[Any] | None) -> bool:
         return False
 
 
-def closed_stream_problem(instead: str) -> str | None:
-    """The error line's text when stdin or stdout was closed at start (the TUI needs
-    both on a terminal; so does any output); None when both are open."""
-    closed = [name for name, s in (("stdin", sys.stdin), ("stdout", sys.stdout)) if s is None]
-    if not closed:
+def closed_stream_problem(instead: str, *, tui_only: bool = False) -> str | None:
+    """The error line's text when stdout was closed at start, or stdin while stdout is a
+    terminal (the TUI would have run), or either with `tui_only`; None otherwise."""
+    if sys.stdout is None:
+        closed = "stdout"
+    elif sys.stdin is None and (tui_only or is_tty(sys.stdout)):
+        closed = "stdin"
+    else:
         return None
-    return f"the TUI needs a terminal on stdin and stdout, and {closed[0]} is closed; {instead}"
+    return f"the TUI needs a terminal on stdin and stdout, and {closed} is closed; {instead}"

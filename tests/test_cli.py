@@ -255,3 +255,15 @@ def test_a_closed_stdin_or_stdout_is_one_clear_line(
     assert res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith("nettop-ui: error: the TUI needs a terminal"), res.stderr
     assert f"{closed} is closed" in res.stderr
+
+
+def test_a_closed_stdin_off_a_terminal_is_no_error() -> None:
+    """`<&-` with stdout a pipe: no TUI was wanted, so the one-shot table as usual."""
+    res = subprocess.run(
+        ["sh", "-c", 'exec "$@" 0>&-', "sh", *CLI, "--backend", "psutil", "--interval", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout and not res.stderr

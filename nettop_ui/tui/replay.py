@@ -343,7 +343,7 @@ def run_replay(path: str) -> int:
     except RecordingError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    closed = closed_stream_problem(f"use `{PROG} summary FILE`")
+    closed = closed_stream_problem(f"use `{PROG} summary FILE`", tui_only=True)
     if closed:
         print(f"{PROG}: error: {closed}", file=sys.stderr)
         return 2
