@@ -1,6 +1,7 @@
 """bench/soak: nettop-ui's memory over a long run at 0.2 s intervals, with traffic and churn.
 
-    sudo .venv/bin/python -m bench.soak [--minutes 30] [--warmup 3] [--churn-rate 50] [--no-write]
+    sudo .venv/bin/python -m bench.soak [--tui] [--minutes 30] [--warmup 3] [--churn-rate 50]
+                                         [--no-write]
 
 Runs `nettop-ui --json --backend ebpf --interval 0.2 --output /dev/null` for `--minutes`
 while the test network carries a steady paced TCP upload and download and a UDP
@@ -9,6 +10,11 @@ talkers a second for the whole run. The RSS of nettop-ui is read every 10 s. Aft
 `--warmup` minutes the first reading is the baseline; the goal is every later reading
 within 10% of it (bounded history, bounded BPF maps, exited processes folded past a
 cap). Results go to stdout and to docs/benchmarks.md between the soak markers.
+
+With `--tui` the same run drives the full-screen app instead: `nettop-ui --backend ebpf
+--interval 0.2` in a 160x48 tmux terminal (tests/tmuxterm.py), so every frame is drawn
+(rows added and removed as the talkers come and go); it is quit with `q` at the end.
+Its results go between the soak-tui markers.
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ import psutil
 
 from bench.report import write_section
 from tests.netenv import Client, Network, network_env
+from tests.tmuxterm import App, Terminal
 
 NETTOP_UI = str(Path(sys.executable).parent / "nettop-ui")
 ROOT = Path(__file__).resolve().parent.parent
 READ_EVERY_S = 10
-MONITOR = [NETTOP_UI, "--json", "--backend", "ebpf", "--interval", "0.2"]
+ARGS = ["--backend", "ebpf", "--interval", "0.2"]
+MONITOR = [NETTOP_UI, "--json", *ARGS]
+TUI_SIZE = (160, 48)
 CHURN = [sys.executable, "-m", "tests.churn", "--bytes", "4096", "--name", "soak-churn"]
 
 
@@ -53,16 +62,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=3.0, help="minutes before the baseline")
     parser.add_argument("--churn-rate", type=float, default=50.0, help="processes per second")
+    parser.add_argument("--tui", action="store_true", help="the TUI in tmux, not --json")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     seconds = args.minutes * 60
     readings: list[tuple[float, int]] = []
     with network_env() as net:
-        monitor = subprocess.Popen(
-            [*MONITOR, "--output", "/dev/null"],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        monitor = TuiRun() if args.tui else JsonRun()
         time.sleep(15)  # the BPF program compiles and attaches
         clients = start_traffic(net, seconds)
         churn = subprocess.Popen(
@@ -73,46 +79,95 @@ def main() -> None:
         )
         start = time.monotonic()
         try:
-            while churn.poll() is None and monitor.poll() is None:
+            while churn.poll() is None and monitor.running():
                 time.sleep(READ_EVERY_S)
                 rss = psutil.Process(monitor.pid).memory_info().rss
                 readings.append((time.monotonic() - start, rss))
                 print(f"{readings[-1][0]:7.0f} s  RSS {rss / 2**20:6.1f} MiB", flush=True)
             churned = json.loads(churn.communicate(timeout=120)[0] or "{}")
         finally:
-            for proc in (churn, monitor):
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            _, err = monitor.communicate(timeout=60)
+            if churn.poll() is None:
+                churn.send_signal(signal.SIGINT)
+            ended = monitor.stop()
             for c in clients:  # a paced client may still be sending: stop it
                 c.proc.kill()
                 c.proc.wait()
-    report(args, readings, churned, monitor.returncode, err)
+    report(args, readings, churned, ended)
+
+
+class JsonRun:
+    """`nettop-ui --json ... --output /dev/null`, ended with SIGINT."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [*MONITOR, "--output", "/dev/null"], stderr=subprocess.PIPE, text=True
+        )
+        self.pid = self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        """How it ended, for the report."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=60)
+        traceback = " and a traceback" if "Traceback" in err else ", no traceback"
+        return f"nettop-ui exited with {self.proc.returncode}{traceback}"
+
+
+class TuiRun:
+    """The TUI in a tmux terminal, ended with `q`."""
+
+    def __init__(self) -> None:
+        self.term = Terminal(*TUI_SIZE)
+        self.app = App(self.term, *ARGS)
+        self.pid = self.app.proc.pid
+
+    def running(self) -> bool:
+        return self.app.proc.is_running() and self.app.proc.status() != psutil.STATUS_ZOMBIE
+
+    def stop(self) -> str:
+        try:
+            screen = self.term.screen()
+            self.term.keys("q")
+            try:
+                self.app.wait_exit(60)
+                ended = "the TUI quit on q"
+            except AssertionError:
+                ended = "the TUI did NOT quit on q within 60 s"
+                self.app.kill()
+            traceback = " and a traceback" if "Traceback" in screen else ", no traceback"
+            return ended + traceback
+        finally:
+            self.term.close()
 
 
 def report(
     args: argparse.Namespace,
     readings: list[tuple[float, int]],
     churned: dict[str, int],
-    exit_code: int | None,
-    err: str,
+    ended: str,
 ) -> None:
     after = [rss for t, rss in readings if t >= args.warmup * 60]
     if not after:
-        sys.exit("soak: no reading after the warm-up (did nettop-ui exit early?)\n" + err)
+        sys.exit(f"soak: no reading after the warm-up (did nettop-ui exit early?): {ended}")
     base = after[0]
     worst = max(abs(rss - base) / base for rss in after)
     verdict = "met" if worst <= 0.10 else "NOT met"
     mib = [f"{rss / 2**20:.0f}" for t, rss in readings if int(t) % 300 < READ_EVERY_S]
+    tui = " --tui" if args.tui else ""
+    what = f"`nettop-ui {' '.join(ARGS)}` in a {TUI_SIZE[0]}x{TUI_SIZE[1]} tmux terminal"
+    if not args.tui:
+        what = f"`nettop-ui --json {' '.join(ARGS)}`"
     text = "\n".join(
         [
             f"Run {datetime.date.today()} on {platform.node()} (kernel {platform.release()}), "
-            f"`python -m bench.soak --minutes {args.minutes:g} --churn-rate {args.churn_rate:g}`: "
-            "`nettop-ui --json --backend ebpf --interval 0.2` under paced TCP uploads (500 kB/s "
+            f"`python -m bench.soak{tui} --minutes {args.minutes:g} "
+            f"--churn-rate {args.churn_rate:g}`: {what} under paced TCP uploads (500 kB/s "
             "over IPv4 and IPv6), UDP (50 datagrams/s) and "
             f"{churned.get('children', 0):,} short-lived talkers ({args.churn_rate:g}/s); "
-            f"nettop-ui exited with {exit_code}"
-            f"{' and a traceback' if 'Traceback' in err else ', no traceback'}.",
+            f"{ended}.",
             "",
             "| measure | value |",
             "| --- | --- |",
@@ -123,7 +178,11 @@ def report(
         ]
     )
     print(text)
-    if not args.no_write:
+    if args.no_write:
+        return
+    if args.tui:
+        write_section("soak-tui", text, "Soak, TUI (bench/soak --tui)")
+    else:
         write_section("soak", text, "Soak (bench/soak)")
 
 

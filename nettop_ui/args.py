@@ -1,5 +1,5 @@
 """Command-line pieces shared by `nettop-ui` and its subcommands: the program name,
-a parser whose usage errors are one line, and argument types."""
+a parser whose usage errors are one line, argument types, and the TUI's terminal check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import os
 import re
 import sys
-from typing import NoReturn
+from typing import IO, Any, NoReturn
 
 PROG = "nettop-ui"
 
@@ -64,3 +64,24 @@ def reader_gone() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return 0
+
+
+def is_tty(stream: IO[Any] | None) -> bool:
+    """An open stream on a terminal. A descriptor closed at start (`<&-`, `>&-`) leaves
+    sys.stdin/stdout None."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed since
+        return False
+
+
+def closed_stream_problem(instead: str, *, tui_only: bool = False) -> str | None:
+    """The error line's text when stdout was closed at start, or stdin while stdout is a
+    terminal (the TUI would have run), or either with `tui_only`; None otherwise."""
+    if sys.stdout is None:
+        closed = "stdout"
+    elif sys.stdin is None and (tui_only or is_tty(sys.stdout)):
+        closed = "stdin"
+    else:
+        return None
+    return f"the TUI needs a terminal on stdin and stdout, and {closed} is closed; {instead}"

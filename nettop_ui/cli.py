@@ -16,7 +16,9 @@ from nettop_ui import jobs, registry
 from nettop_ui.args import (
     PROG,
     OneLineParser,
+    closed_stream_problem,
     interval,
+    is_tty,
     output_file,
     positive_float,
     positive_int,
@@ -214,7 +216,7 @@ def run_prometheus(args: argparse.Namespace) -> int:
         raise UsageError("--headless needs --prometheus [HOST:]PORT")
     if args.json or args.output:
         raise UsageError("--prometheus runs with the TUI or --headless, not with --json")
-    if not args.headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
+    if not args.headless and not (is_tty(sys.stdout) and is_tty(sys.stdin)):
         raise UsageError("--prometheus without a terminal needs --headless")
     from nettop_ui import prometheus  # prometheus_client loads only for the exporter
 
@@ -261,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_prometheus(args)
         if args.json or args.output:
             return run_json(args)
-        if sys.stdout.isatty() and sys.stdin.isatty():
+        if is_tty(sys.stdout) and is_tty(sys.stdin):
             return run_tui(args)
+        problem = closed_stream_problem("use --json or --output FILE")
+        if problem:
+            raise UsageError(problem)
         return print_table(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -20,7 +20,16 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from nettop_ui import registry
-from nettop_ui.args import PROG, OneLineParser, interval, output_file, positive_float, positive_int
+from nettop_ui.args import (
+    PROG,
+    OneLineParser,
+    closed_stream_problem,
+    interval,
+    is_tty,
+    output_file,
+    positive_float,
+    positive_int,
+)
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
 from nettop_ui.summary import Summary, format_summary, say_if_unreadable, summarize_file
@@ -186,7 +195,12 @@ def _never_ran(target: Target) -> int:
 
 def _tui(args: argparse.Namespace) -> bool:
     """Neither --json nor --output, on a terminal: the TUI, cut to the tree."""
-    return not (args.json or args.output) and sys.stdout.isatty() and sys.stdin.isatty()
+    if args.json or args.output:
+        return False
+    problem = closed_stream_problem("use --json or --output FILE")
+    if problem:
+        raise TargetError(problem, 2)
+    return is_tty(sys.stdout) and is_tty(sys.stdin)
 
 
 def run_command(args: argparse.Namespace) -> int:

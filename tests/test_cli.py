@@ -320,3 +320,55 @@ def test_count_counts_samples_not_the_switch(tmp_path: Path) -> None:
     records = lines(out.read_text())
     assert [r["event"] for r in records if r["type"] == "event"] == ["backend_failed"]
     assert sum(r["type"] == "sample" for r in records) == 12
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rec") / "rec.jsonl"
+    res = run("run", "--backend", "psutil", "--interval", "0.2", "--output", str(out), "--", "true")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("closed", ["stdin", "stdout"])
+@pytest.mark.parametrize("command", ["top", "run", "attach", "replay"])
+def test_a_closed_stdin_or_stdout_is_one_clear_line(
+    closed: str, command: str, recording: Path
+) -> None:
+    """The other of the two is a real terminal (a pty), as when a user types `<&-`/`>&-`."""
+    args = {
+        "top": ["--backend", "psutil"],
+        "run": ["run", "--backend", "psutil", "--", "sleep", "30"],
+        "attach": ["attach", str(os.getpid()), "--backend", "psutil"],
+        "replay": ["replay", str(recording)],
+    }[command]
+    master, tty = os.openpty()
+    fd = 0 if closed == "stdin" else 1
+    try:
+        res = subprocess.run(
+            ["sh", "-c", f'exec "$@" {fd}>&-', "sh", *CLI, *args],
+            stdin=tty,
+            stdout=tty,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(tty)
+        os.close(master)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("nettop-ui: error: the TUI needs a terminal"), res.stderr
+    assert f"{closed} is closed" in res.stderr
+
+
+def test_a_closed_stdin_off_a_terminal_is_no_error() -> None:
+    """`<&-` with stdout a pipe: no TUI was wanted, so the one-shot table as usual."""
+    res = subprocess.run(
+        ["sh", "-c", 'exec "$@" 0>&-', "sh", *CLI, "--backend", "psutil", "--interval", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout and not res.stderr

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
+from nettop_ui.format import human_bytes, human_rate
 from nettop_ui.summary import read_recording
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.header import StatusHeader
 from nettop_ui.tui.help_screen import binding_rows
+from nettop_ui.tui.kill_dialog import KillDialog
+from nettop_ui.tui.panels import Panel
 from nettop_ui.tui.replay import ReplayApp, ReplaySource
-from tests.tui_fixtures import capture_notices, table_order, wait_for
+from tests.tui_fixtures import capture_notices, screen_lines, table_order, wait_for
 
 NETTOP_UI = str(Path(sys.executable).with_name("nettop-ui"))
 # Allocates 2 MB every 0.1 s for 2 s: its RSS differs from one sample to the next.
@@ -176,6 +179,52 @@ async def test_a_truncated_recording_replays_up_to_the_damage(
         ids = {row[2] for row in binding_rows(app.screen)}  # what ? lists
         assert {"replay_back", "replay_forward", "replay_first", "replay_last"} <= ids
         assert "replay_play" in ids and "pause" not in ids  # space plays, not the live pause
+
+
+def panel_text(app: NettopApp, panel_id: str) -> str:
+    return str(app.main.query_one(f"#panel-{panel_id}", Panel).render())
+
+
+async def test_replay_panels_show_what_the_recording_has(recording: Path) -> None:
+    samples = samples_of(recording)
+    last, before = samples[-1], samples[-2]
+    dt = last["ts"] - before["ts"]
+    app = ReplayApp(source_of(recording), host="test")
+    async with app.run_test(size=(160, 48)) as pilot:  # bordered panels
+        await wait_for(pilot, lambda: app.shown is not None, "the first frame")
+        await press(pilot, "end")
+        panels = {p: panel_text(app, p) for p in ("cpu", "mem", "net", "disk")}
+        for name, text in panels.items():
+            assert "…" not in text, (name, text)  # never "waiting" for the whole replay
+            assert "not recorded" in text, (name, text)  # the machine's own figures
+        # What the recording does hold, labelled as the tree's, from the recorded numbers.
+        assert f"tree RSS {human_bytes(last['tree']['rss_bytes'])}" in panels["mem"]
+        written = (last["tree"]["write_bytes"] - before["tree"]["write_bytes"]) / dt
+        assert f"W {human_rate(written)}" in panels["disk"]
+        sent = (last["interfaces_sent_bytes"] - before["interfaces_sent_bytes"]) / dt
+        assert f"↑{human_rate(sent)}" in panels["net"] and "but lo" in panels["net"]
+    app = ReplayApp(source_of(recording), host="test")
+    async with app.run_test(size=(100, 30)) as pilot:  # one line per panel
+        await wait_for(pilot, lambda: app.shown is not None, "the first frame")
+        for name, label in [("cpu", "CPU  tree "), ("mem", "MEM  tree RSS "),
+                            ("net", "NET  all but lo "), ("disk", "DISK tree R ")]:  # fmt: skip
+            assert panel_text(app, name).startswith(label), panel_text(app, name)
+
+
+async def test_replay_offers_no_signal_to_a_recorded_pid(recording: Path) -> None:
+    app = ReplayApp(source_of(recording), host="test")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None, "the first frame")
+        await press(pilot, "end")
+        assert "kill" not in {row[2] for row in binding_rows(app.screen)}  # not in ? help
+        assert "Kill" not in "\n".join(screen_lines(app))  # nor in the footer
+        await press(pilot, "k")
+        assert not isinstance(app.screen, KillDialog)
+        await press(pilot, "enter")  # nor in the drill-down
+        assert isinstance(app.screen, DetailScreen)
+        assert "kill" not in {row[2] for row in binding_rows(app.screen)}
+        await press(pilot, "k")
+        assert isinstance(app.screen, DetailScreen)
 
 
 def test_the_live_app_has_no_timeline_keys() -> None:

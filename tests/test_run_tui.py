@@ -53,3 +53,19 @@ def test_attach_tui_follows_a_process_until_it_exits() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_quitting_while_the_command_ignores_sigterm_says_so_and_q_again_kills_it() -> None:
+    ignores_term = "'trap \"\" TERM; while :; do sleep 0.2; done'"
+    args = ("run", "--backend", "psutil", "--interval", "0.3", "--", "sh", "-c", ignores_term)
+    with tui(150, 40, *args) as (term, app):
+        term.wait_for(lambda s: len(table_rows(s)) >= 1, 60, "the command's rows")
+        (cmd,) = [p for p in app.proc.children() if p.name() == "sh"]
+        term.keys("q")
+        waiting = f"waiting for PID {cmd.pid} (sh) to exit after SIGTERM"  # a toast wraps
+        term.wait_for(lambda s: waiting in s and "SIGKILL" in s, 15, "the wait notice")
+        assert cmd.is_running() and app.proc.is_running()  # it ignored SIGTERM; we wait
+        term.keys("q")
+        app.wait_exit(15)
+        assert not cmd.is_running()
+        term.expect_exit_status(137, "SIGKILL's exit code")

@@ -20,6 +20,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
+from backends.psutil_backend import PsutilBackend
 from nettop_ui.tui import MonitorSource, NettopApp, ScriptedSource
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.filter_bar import FilterBar
@@ -30,6 +31,8 @@ from nettop_ui.tui.model import PROGRAM_MAX_WIDTH
 from nettop_ui.tui.panels import Panel
 from nettop_ui.tui.process_table import ProcessTable
 from nettop_ui.tui.user_picker import UserPicker
+from tests.netenv import Network, require_root
+from tests.tmuxterm import parse_rate
 from tests.tui_fixtures import (
     KIB,
     MIB,
@@ -134,6 +137,36 @@ async def test_hostile_names_render_literally_on_one_row(kids: dict[str, Child])
         assert "\n" not in program.text.plain and "\t" not in program.text.plain
         assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines)
         assert len(lines) == 48
+
+
+async def test_psutil_header_total_agrees_with_the_net_panel(net: Network) -> None:
+    """Under psutil the header sums the interfaces; loopback traffic is in both or neither."""
+    require_root()
+    rate = 2 * MIB
+    client = net.client("ntu-lo-up", "tcp", "lo", up=rate * 120, rate=rate)
+    app = NettopApp(MonitorSource(PsutilBackend(), INTERVAL), host="test")
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+
+            def lo_busy() -> bool:
+                system = app.shown.system if app.shown else None
+                lo = system.interfaces.get("lo") if system else None
+                return lo is not None and (lo.sent_bps or 0) > rate / 2
+
+            await wait_for(pilot, lo_busy, "loopback traffic in a frame", timeout=30)
+            await press(pilot, "space")  # hold this frame on screen
+            lines = screen_lines(app)
+            header = re.search(r"↑(\S+)/s ↓\S+/s \(interfaces\)", lines[0])
+            assert header, lines[0]
+            lo = next(m for line in lines[1:] if (m := re.search(r"\blo\s+↑\s*(\S+)/s", line)))
+            assert app.shown is not None and app.shown.system is not None
+            every_nic = sum(i.sent_bps or 0 for i in app.shown.system.interfaces.values())
+            shown_total, shown_lo = parse_rate(header[1]), parse_rate(lo[1])
+            assert shown_total >= 0.95 * shown_lo, (lines[0], lo[0])
+            assert abs(shown_total - every_nic) <= 0.05 * every_nic, (lines[0], every_nic)
+    finally:
+        client.proc.kill()
+        client.proc.wait()
 
 
 # -- sorting ------------------------------------------------------------------------------

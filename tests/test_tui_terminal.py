@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -238,3 +239,18 @@ def test_hostile_regex_cannot_hang_the_ui(how: str) -> None:
             assert_restored_shell(term)
     finally:
         victim.stop()
+
+
+@pytest.mark.parametrize("command", ["top", "run"])
+def test_stderr_to_a_file_still_draws_on_the_terminal(tmp_path: Path, command: str) -> None:
+    """`nettop-ui 2>log`: the TUI draws on the terminal (stdout), the log gets no escapes."""
+    log = tmp_path / "err.log"
+    args = ["--backend", "psutil", "--interval", "0.5"]
+    if command == "run":
+        args = ["run", *args, "--", "sleep", "60"]
+    with tui(160, 48, *args, f"2>{log}") as (term, app):
+        term.wait_for(lambda s: header_line(s) is not None and table_rows(s), 60, "the table")
+        term.keys("q")
+        app.wait_exit(15)
+        assert_restored_shell(term)
+    assert "\x1b" not in log.read_text(errors="replace")

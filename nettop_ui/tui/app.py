@@ -12,17 +12,21 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from textual.app import App
 from textual.binding import BindingType
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
 from textual.worker import Worker
 
+from nettop_ui.args import is_tty
 from nettop_ui.tui.bindings import APP_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, ProcessView
@@ -38,6 +42,14 @@ from nettop_ui.tui.source import FrameSource, ScriptedSource
 from nettop_ui.tui.system_history import SystemHistory
 
 STOP_GRACE_S = 3.0  # how long quitting waits for the backend to close
+
+
+class StdoutDriver(LinuxDriver):
+    """Textual's terminal driver, drawing on stdout instead of stderr."""
+
+    def __init__(self, app: App[Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._file = sys.__stdout__
 
 
 def _terminal_alive() -> bool:
@@ -107,6 +119,15 @@ class NettopApp(App[int]):
         self.heap = HeapPolicy()  # garbage-collector settings while the app runs
 
     # -- lifecycle ------------------------------------------------------------------
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual draws on stderr: with stderr sent elsewhere (`2>log`) and stdout still
+        the terminal, draw there, so the screen is not blank and the log holds no
+        escape codes."""
+        driver = super().get_driver_class()
+        if driver is LinuxDriver and not is_tty(sys.__stderr__) and is_tty(sys.__stdout__):
+            return StdoutDriver
+        return driver
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen()
@@ -249,6 +270,10 @@ class NettopApp(App[int]):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
         self.exit(0)
+
+    def offers(self, action: str) -> bool:
+        """Whether the screens' `action` applies to what is shown (the screens ask)."""
+        return True
 
     def open_detail(self, key: str) -> None:
         self.return_to = key

@@ -367,6 +367,9 @@ class DetailScreen(Screen[None]):
 
     # -- actions --------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.app.offers(action)  # type: ignore[attr-defined]
+
     def action_back(self) -> None:
         self.dismiss(None)
 

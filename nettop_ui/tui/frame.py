@@ -116,6 +116,20 @@ class UnattributedView:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedFigures:
+    """What a `run`/`attach` recording holds in place of the machine-wide figures (which
+    it does not record): the tree's own sums, and the bytes on every interface but
+    loopback. Rates come from the difference to the sample before; None is unknown."""
+
+    tree_cpu_percent: float | None = None
+    tree_rss_bytes: int | None = None
+    tree_read_bps: float | None = None
+    tree_write_bps: float | None = None
+    nic_sent_bps: float | None = None
+    nic_recv_bps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """Everything the UI shows for one tick."""
 
@@ -130,6 +144,7 @@ class Frame:
     traffic_known: bool = True  # False once the backend failed: rates are unknown from then
     folded_bytes: tuple[int, int] = (0, 0)  # (sent, recv) of exited processes folded away
     histories: dict[str, HistoryView] = field(default_factory=dict)
+    recorded: RecordedFigures | None = None  # a replayed recording: what it has instead
 
     def by_key(self) -> dict[str, ProcessView]:
         return {p.key: p for p in self.processes}

@@ -12,6 +12,7 @@ from nettop_ui.format import human_bytes
 from nettop_ui.tui.cells import NOTE_MARK
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.model import ViewOptions
+from nettop_ui.tui.panels import nic_totals
 from nettop_ui.tui.safe import safe_text
 
 
@@ -24,7 +25,7 @@ def elapsed_text(seconds: float) -> str:
 
 def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | None, str]:
     """Up and down over all processes (+ unattributed, + exited processes folded away);
-    falls back to interfaces."""
+    falls back to the sum of the interfaces the NET panel shows."""
     ups: list[float | None]
     downs: list[float | None]
     if totals:
@@ -46,14 +47,12 @@ def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | No
             up += frame.folded_bytes[0]
             down += frame.folded_bytes[1]
         return up, down, ""
-    s = frame.system
-    if s is None or totals:
+    if totals:
         return None, None, ""
-    nic_up = [i.sent_bps for n, i in s.interfaces.items() if n != "lo" and i.sent_bps is not None]
-    nic_down = [i.recv_bps for n, i in s.interfaces.items() if n != "lo" and i.recv_bps is not None]
-    if not nic_up and not nic_down:
+    nic_up, nic_down = nic_totals(frame.system)  # the NET panel's interfaces, summed
+    if nic_up is None and nic_down is None:
         return None, None, ""
-    return float(sum(nic_up)), float(sum(nic_down)), " (interfaces)"
+    return nic_up, nic_down, " (interfaces)"
 
 
 class StatusHeader(Widget):

@@ -65,6 +65,9 @@ class MainScreen(Screen[None]):
         yield FilterBar(id="filter")
         yield Footer(compact=True)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.nettop.offers(action)
+
     def on_mount(self) -> None:
         self.query_one(ProcessTable).focus()
         self.nettop.start_source()

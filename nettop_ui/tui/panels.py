@@ -14,11 +14,12 @@ from nettop_ui.format import human_bytes
 from nettop_ui.gpu import GpuStats
 from nettop_ui.system import SystemStats
 from nettop_ui.tui.cells import sparkline
-from nettop_ui.tui.frame import Frame
+from nettop_ui.tui.frame import Frame, RecordedFigures
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.system_history import SystemHistory
 
 BAR_FULL, BAR_EMPTY = "█", "░"
+MACHINE_NOT_RECORDED = Text("machine: not recorded", style="dim")
 
 
 def bar(percent: float, width: int) -> str:
@@ -46,6 +47,26 @@ def fit(text: Text, width: int) -> Text:
     return text
 
 
+NicRate = tuple[str, float | None, float | None]  # (interface, sent B/s, received B/s)
+
+
+def nic_rates(stats: SystemStats | None) -> list[NicRate]:
+    """Every interface's rates, busiest first: what the NET panel lists."""
+    if stats is None:
+        return []
+    nics = [(n, i.sent_bps, i.recv_bps) for n, i in stats.interfaces.items()]
+    nics.sort(key=lambda t: (-((t[1] or 0) + (t[2] or 0)), t[0]))
+    return nics
+
+
+def nic_totals(stats: SystemStats | None) -> tuple[float | None, float | None]:
+    """Sent and received B/s summed over the interfaces `nic_rates` lists (loopback
+    included, as the NET panel shows it); None where no interface has a figure."""
+    ups = [up for _, up, _ in nic_rates(stats) if up is not None]
+    downs = [down for _, _, down in nic_rates(stats) if down is not None]
+    return (float(sum(ups)) if ups else None, float(sum(downs)) if downs else None)
+
+
 class Panel(Widget):
     """Base: holds the latest frame, history and unit choice; `render` picks the form."""
 
@@ -70,9 +91,15 @@ class Panel(Widget):
 
     def render(self) -> Text:
         width, height = self.content_region.width, self.content_region.height
+        recorded = self._recorded()
+        if height <= 1 and recorded:
+            line = self.label()
+            for i, part in enumerate(recorded):
+                line.append(" · " if i else "").append_text(part)
+            return fit(line, width)
         if height <= 1:
             return fit(self.line_form(width), width)
-        lines = self.box_form(width, height)
+        lines = recorded or self.box_form(width, height)
         out = Text(no_wrap=True, end="")
         for i, line in enumerate(lines[:height]):
             if i:
@@ -82,6 +109,16 @@ class Panel(Widget):
 
     def label(self) -> Text:
         return Text(f"{self.title:<4} ", style="bold")
+
+    def _recorded(self) -> list[Text]:
+        frame = self.frame
+        if frame is None or frame.system is not None or frame.recorded is None:
+            return []
+        return self.recorded_form(frame.recorded)
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        """A replayed recording: what it holds for this panel; [] for the usual form."""
+        return []
 
     def line_form(self, width: int) -> Text:
         return self.label()
@@ -101,6 +138,11 @@ class CpuPanel(Panel):
     """Total CPU with history, and every core."""
 
     title, number = "CPU", 1
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        cpu = recorded.tree_cpu_percent
+        text = "-" if cpu is None else f"{cpu:.1f}%"
+        return [Text("tree ", style="dim").append(text), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
@@ -154,6 +196,10 @@ class MemPanel(Panel):
 
     title, number = "MEM", 2
 
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        rss = human_bytes(recorded.tree_rss_bytes)
+        return [Text("tree RSS ", style="dim").append(rss), MACHINE_NOT_RECORDED.copy()]
+
     def line_form(self, width: int) -> Text:
         s = self.system
         if s is None:
@@ -194,21 +240,20 @@ class NetPanel(Panel):
 
     title, number = "NET", 3
 
-    def _nics(self) -> list[tuple[str, float | None, float | None]]:
-        s = self.system
-        if s is None:
-            return []
-        nics = [(n, i.sent_bps, i.recv_bps) for n, i in s.interfaces.items()]
-        nics.sort(key=lambda t: (-((t[1] or 0) + (t[2] or 0)), t[0]))
-        return nics
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        up, down = rate(recorded.nic_sent_bps, self.bits), rate(recorded.nic_recv_bps, self.bits)
+        return [
+            Text("all but lo ", style="dim").append(f"↑{up} ↓{down}"),
+            Text("each NIC: not recorded", style="dim"),
+        ]
 
-    def _peak(self, nics: list[tuple[str, float | None, float | None]], points: int) -> float:
+    def _peak(self, nics: list[NicRate], points: int) -> float:
         """One scale for every interface, so a quiet one looks quiet next to a busy one."""
         values = [v for n, _, _ in nics for v in self.history.nic_total(n, points) if v == v]
         return max(values, default=0.0)
 
     def line_form(self, width: int) -> Text:
-        nics = self._nics()
+        nics = nic_rates(self.system)
         if not nics:
             return self.waiting() if self.system is None else self.label().append("none")
         name, up, down = nics[0]
@@ -221,7 +266,7 @@ class NetPanel(Panel):
         return text
 
     def box_form(self, width: int, height: int) -> list[Text]:
-        nics = self._nics()
+        nics = nic_rates(self.system)
         if not nics:
             return [Text("no interfaces" if self.system else "…", style="dim")]
         lines: list[Text] = []
@@ -250,6 +295,11 @@ class DiskPanel(Panel):
     """Disk read and write rates, with their histories."""
 
     title, number = "DISK", 4
+
+    def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
+        line = Text("tree ", style="dim").append("R ", style="dim")
+        line.append(rate(recorded.tree_read_bps)).append("  W ", style="dim")
+        return [line.append(rate(recorded.tree_write_bps)), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system

@@ -97,8 +97,15 @@ class ProcessTable(DataTable[Cell]):
             **kwargs,
         )
         # DataTable keys these on its update counter, so each tick outdates all they hold:
-        # beyond a screenful they only keep garbage alive for the collector to walk.
-        for cache in (self._row_render_cache, self._row_renderable_cache, self._line_cache):
+        # beyond a screenful they only keep garbage alive. Its cell cache (10,000 entries)
+        # still gets the header's cells, a dozen new ones every tick: left at its size it
+        # grew for a quarter of an hour at one tick a second.
+        for cache in (
+            self._row_render_cache,
+            self._row_renderable_cache,
+            self._line_cache,
+            self._cell_render_cache,
+        ):
             cache.maxsize = TICK_CACHE
         self._drawn: dict[str, _Drawn] = {}
         self._style_now: Style | None = None  # set while rendering: see render_lines

@@ -3,7 +3,9 @@
 `ReplaySource` turns each recorded sample back into the collector's `ProcessState`s
 and freezes it with `build_frame`, so the app draws it exactly as it draws a live
 tick; sort, filter, tree and drill-down work unchanged. `ReplayApp` adds the timeline
-keys (left/right one sample, home/end first/last, space play/pause), bound only here.
+keys (left/right one sample, home/end first/last, space play/pause), bound only here,
+and offers no kill. A recording has no machine-wide CPU, memory or disk figures: the
+panels say so, and show the tree's own sums and the interfaces' bytes it does hold.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import sys
 import time
 from bisect import bisect_right
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual.binding import BindingType
 from textual.widgets import Input
 
-from nettop_ui.args import MIN_INTERVAL_S, PROG
+from nettop_ui.args import MIN_INTERVAL_S, PROG, closed_stream_problem
 from nettop_ui.collector import (
     HISTORY_SERIES,
     ConnectionState,
@@ -34,7 +37,7 @@ from nettop_ui.summary import Record, RecordingError, read_recording_or_say
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.bindings import REPLAY_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
-from nettop_ui.tui.frame import Frame, build_frame
+from nettop_ui.tui.frame import Frame, RecordedFigures, build_frame
 from nettop_ui.tui.header import StatusHeader
 from nettop_ui.tui.main_screen import MainScreen
 from nettop_ui.tui.safe import safe_text
@@ -116,6 +119,36 @@ def process_state(record: dict[str, Any]) -> ProcessState | None:
     return state
 
 
+def _tree(sample: Record) -> dict[str, Any]:
+    tree = sample.get("tree")
+    return tree if isinstance(tree, dict) else {}
+
+
+def _rate(before: Record | None, here: Record, key: str, tree: bool) -> float | None:
+    """Per second, from a cumulative byte count in two samples (of the tree, or of the
+    sample itself); None without a sample before or when the count went backwards."""
+    if before is None:
+        return None
+    a, b = (_num(_tree(s) if tree else s, key) for s in (before, here))
+    dt = here["ts"] - before["ts"]
+    if a is None or b is None or b < a or dt <= 0:
+        return None
+    return (b - a) / dt
+
+
+def recorded_figures(before: Record | None, here: Record) -> RecordedFigures:
+    """What the panels can honestly show for sample `here` (`before`: the one before)."""
+    tree = _tree(here)
+    return RecordedFigures(
+        tree_cpu_percent=_num(tree, "cpu_percent"),
+        tree_rss_bytes=_int(tree, "rss_bytes"),
+        tree_read_bps=_rate(before, here, "read_bytes", tree=True),
+        tree_write_bps=_rate(before, here, "write_bytes", tree=True),
+        nic_sent_bps=_rate(before, here, "interfaces_sent_bytes", tree=False),
+        nic_recv_bps=_rate(before, here, "interfaces_recv_bytes", tree=False),
+    )
+
+
 def _processes(sample: Record) -> list[ProcessState]:
     records = sample.get("processes")
     states = (process_state(r) for r in records if isinstance(r, dict)) if records else ()
@@ -181,7 +214,9 @@ class ReplaySource(FrameSource):
         interval = _interval(sample) or self.interval_s
         snap = Snapshot(sample["ts"], interval, list(states), unattributed, None)
         snap.gpu_unavailable = "not recorded"
-        return build_frame(snap, self.watch_keys)
+        before = self.samples[index - 1] if index else None
+        recorded = recorded_figures(before, sample)
+        return replace(build_frame(snap, self.watch_keys), recorded=recorded)
 
     def position(self) -> str:
         """`replay 3/40 · 2026-01-02 10:00:03 (+2.0s)`, and `▶` while playing."""
@@ -279,6 +314,9 @@ class ReplayApp(NettopApp):
             return not isinstance(self.focused, Input)
         return super().check_action(action, parameters)
 
+    def offers(self, action: str) -> bool:
+        return action != "kill"  # a recorded PID is no process to signal now
+
     def display_frame(self, frame: Frame) -> None:
         position = self.replay.position()
         for header in self.main.query(StatusHeader):
@@ -312,6 +350,10 @@ def run_replay(path: str) -> int:
     except RecordingError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    closed = closed_stream_problem(f"use `{PROG} summary FILE`", tui_only=True)
+    if closed:
+        print(f"{PROG}: error: {closed}", file=sys.stderr)
+        return 2
     app = ReplayApp.for_user(source, why="")
     with contextlib.suppress(KeyboardInterrupt):
         app.run()

@@ -5,22 +5,28 @@ only the tree's members (nettop_ui.tree.TreeTracker: the top process and, with
 children, its descendants; exited ones stay, dimmed, with their totals), and it
 resumes a held command after the first tick and stops sampling (after one final
 sample) when the top process exits. The screen then stays up with a notice until
-the user quits. Quitting while the command still runs sends it SIGTERM.
+the user quits. Quitting while the command still runs sends it SIGTERM and keeps the
+screen up, saying what it waits for, until the command exits; a second quit sends SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from nettop_ui.args import PROG
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import collector_options
 from nettop_ui.tree import TreeTracker
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
+from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import Emit, MonitorSource
 from nettop_ui.watch import Command, Target
 
@@ -88,6 +94,38 @@ class TreeSource(MonitorSource):
             self.on_exit()
 
 
+class TreeApp(NettopApp):
+    """The app for `run`/`attach`: quitting a command that still runs stops it first.
+
+    The first quit sends SIGTERM and waits, with a notice, for the command to exit; the
+    next one sends SIGKILL. The app leaves once the command has exited.
+    """
+
+    def __init__(self, source: TreeSource, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
+        self.tree_source = source
+        self._ending: asyncio.Future[None] | None = None
+
+    async def action_quit(self) -> None:
+        target = self.tree_source.target
+        if not isinstance(target, Command) or not target.resumed or self.tree_source.target_exited:
+            await super().action_quit()
+            return
+        what = f"PID {target.pid} ({safe_text(os.path.basename(target.cmdline[0]), 40)})"
+        if self._ending is None:
+            target.forward(signal.SIGTERM)
+            self._ending = asyncio.ensure_future(self._quit_once_exited(target))
+            message = f"waiting for {what} to exit after SIGTERM; q again to SIGKILL"
+        else:
+            target.forward(signal.SIGKILL)
+            message = f"sent SIGKILL; waiting for {what} to exit"
+        self.notify(message, title="quitting", timeout=3600, markup=False)
+
+    async def _quit_once_exited(self, target: Command) -> None:
+        await target.exited()
+        await super().action_quit()
+
+
 def run_tree_tui(
     target: Target,
     backend_cls: type[Backend],
@@ -103,7 +141,7 @@ def run_tree_tui(
     None for an attached process. A command still running when the user quits gets
     SIGTERM; one never resumed (the backend did not start) is killed.
     """
-    app: NettopApp
+    app: TreeApp
 
     def on_exit() -> None:
         what = "the command" if isinstance(target, Command) else f"process {target.pid}"
@@ -118,7 +156,7 @@ def run_tree_tui(
         duration_s=duration_s,
         on_exit=on_exit,
     )
-    app = NettopApp.for_user(source, why)
+    app = TreeApp.for_user(source, why)
     try:
         app.run()
     finally:
@@ -127,4 +165,6 @@ def run_tree_tui(
                 target.abandon()
             elif not source.target_exited:
                 target.forward(signal.SIGTERM)
+                waiting = f"waiting for PID {target.pid} to exit after SIGTERM"
+                print(f"{PROG}: {waiting}", file=sys.stderr)
     return target.finish()
