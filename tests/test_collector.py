@@ -298,13 +298,14 @@ def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path) -> None
         time.sleep(0.5)
         started = time.monotonic()
         snap = collector.ingest(sample(0.5))
+        cpu_s = sum(psutil.Process(proc.pid).cpu_times()[:2])
+        # The worker (one thread) used at most this much CPU between the scan and cpu_s.
         elapsed = time.monotonic() - started
         (p,) = find(snap, proc.pid)
-        cpu_s = sum(psutil.Process(proc.pid).cpu_times()[:2])
     finally:
         proc.kill()
         proc.wait()
     assert p.cpu_percent is not None
     # its CPU seconds over the sample's 0.5 s (read right after the scan: within the
-    # CPU it used while the scan ran)
+    # CPU it used from the scan's start to that read)
     assert 100 * (cpu_s - elapsed) / 0.5 <= p.cpu_percent <= 100 * cpu_s / 0.5 + 2
