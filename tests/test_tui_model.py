@@ -206,7 +206,8 @@ def test_header_totals_fall_back_to_interfaces_when_bytes_are_unknown() -> None:
         {"eth0": InterfaceStats(0, 0, 10.0, 20.0), "lo": InterfaceStats(0, 0, 5.0, 5.0)},
     )
     f = Frame(0.0, 1.0, (proc(1, up=None, down=None),), system=system)
-    assert traffic_totals(f, totals=False) == (10.0, 20.0, " (interfaces)")
+    # Every interface the NET panel lists, loopback included (issue #11: they must agree).
+    assert traffic_totals(f, totals=False) == (15.0, 25.0, " (interfaces)")
     assert traffic_totals(frame(proc(1, up=3.0, down=4.0)), totals=False) == (3.0, 4.0, "")
 
 
