@@ -1,9 +1,11 @@
-"""monitor(): final samples, counts, and falling back when a backend dies mid-run."""
+"""monitor(): final samples, counts, falling back when a backend dies mid-run, and no
+backlog when the collector is slower than the interval."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from backends.ebpf import EbpfBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
-from nettop_ui.collector import Snapshot
+from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
 from tests.netenv import require_root
@@ -126,3 +128,45 @@ def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
     failure, after = run_with_fault(backend, fault, SockdiagBackend)
     assert failure.message.startswith("reading the eBPF maps failed")
     assert all(isinstance(i, TrafficSample) and i.processes is not None for i in after)
+
+
+class CountedSockdiag(SockdiagBackend):
+    """The real sockdiag backend (netlink: a read takes milliseconds), counting reads."""
+
+    reads = 0
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        self.reads += 1
+        return await super().read(interval_s)
+
+
+class SlowCollector(Collector):
+    """The real collector on a machine too busy to keep up: each tick takes 0.25 s."""
+
+    def ingest(self, item: TrafficSample | BackendFailure) -> Snapshot:
+        time.sleep(0.25)  # in monitor's worker thread, as a slow /proc scan would be
+        return super().ingest(item)
+
+
+def test_a_consumer_slower_than_the_interval_gets_longer_samples_not_a_backlog() -> None:
+    """Sampling every 0.05 s while each tick takes 0.25 s to ingest: the samples waiting
+    stay at one or two (each then covers more time) instead of piling up in memory, and
+    no time is lost between them."""
+    backend = CountedSockdiag()
+    lags: list[int] = []
+    items: list[TrafficSample] = []
+
+    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        assert isinstance(item, TrafficSample)
+        items.append(item)
+        lags.append(backend.reads - len(items))  # read but not yet handed on
+
+    async def go() -> None:
+        collector = SlowCollector()
+        await monitor(backend, 0.05, keep, count=12, collector=collector, handle_signals=False)
+
+    asyncio.run(go())
+    assert len(items) >= 12
+    assert max(lags) <= 2, lags
+    span = items[-1].ts - items[0].ts
+    assert abs(sum(i.interval_s for i in items[1:]) - span) < 0.05 * span
