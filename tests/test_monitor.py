@@ -1,4 +1,5 @@
-"""monitor(): final samples, counts, and falling back when a backend dies mid-run."""
+"""monitor(): final samples, counts, falling back when a backend dies mid-run, and no
+backlog when the collector is slower than the interval."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from backends.nethogs import NethogsBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
-from nettop_ui.collector import Snapshot
+from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import monitor
 from tests.netenv import require, require_root
@@ -156,3 +157,45 @@ def test_nethogs_stopped_is_a_fault_and_auto_falls_back() -> None:
     assert time.monotonic() - started < 30  # found within a few refreshes, not at the end
     assert all(isinstance(i, TrafficSample) and i.processes is None for i in after)
     assert not os.path.exists(f"/proc/{stopped[0]}")  # the stopped child was ended and reaped
+
+
+class CountedSockdiag(SockdiagBackend):
+    """The real sockdiag backend (netlink: a read takes milliseconds), counting reads."""
+
+    reads = 0
+
+    async def read(self, interval_s: float) -> TrafficSample:
+        self.reads += 1
+        return await super().read(interval_s)
+
+
+class SlowCollector(Collector):
+    """The real collector on a machine too busy to keep up: each tick takes 0.25 s."""
+
+    def ingest(self, item: TrafficSample | BackendFailure) -> Snapshot:
+        time.sleep(0.25)  # in monitor's worker thread, as a slow /proc scan would be
+        return super().ingest(item)
+
+
+def test_a_consumer_slower_than_the_interval_gets_longer_samples_not_a_backlog() -> None:
+    """Sampling every 0.05 s while each tick takes 0.25 s to ingest: the samples waiting
+    stay at one or two (each then covers more time) instead of piling up in memory, and
+    no time is lost between them."""
+    backend = CountedSockdiag()
+    lags: list[int] = []
+    items: list[TrafficSample] = []
+
+    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
+        assert isinstance(item, TrafficSample)
+        items.append(item)
+        lags.append(backend.reads - len(items))  # read but not yet handed on
+
+    async def go() -> None:
+        collector = SlowCollector()
+        await monitor(backend, 0.05, keep, count=12, collector=collector, handle_signals=False)
+
+    asyncio.run(go())
+    assert len(items) >= 12
+    assert max(lags) <= 2, lags
+    span = items[-1].ts - items[0].ts
+    assert abs(sum(i.interval_s for i in items[1:]) - span) < 0.05 * span
