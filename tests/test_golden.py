@@ -130,7 +130,7 @@ def snapshots() -> list[Snapshot]:
                   recv_bps=25_000.0, connection_count=1, note=NOTE),
             _proc(GRANDCHILD, CHILD, HOSTILE, cmdline=["evil", "\u00fcn\u00efcode"],
                   read_bytes=None, write_bytes=None, read_bps=None, write_bps=None,
-                  sent_bytes=10, recv_bytes=0, sent_bps=10.0),
+                  cpu_percent=None, sent_bytes=10, recv_bytes=0, sent_bps=10.0),
             _proc(OTHER, 1, "sshd", user="root", sent_bytes=300, recv_bytes=200),
             _proc(SILENT, 1, "cron", user=None),
         ],
@@ -217,3 +217,9 @@ def test_output_matches_its_golden_file(name: str, make: Callable[[], str]) -> N
         "NETTOP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py, review the "
         "diff and update docs/json-schema.md"
     )
+
+
+def test_a_recorded_sample_does_not_change_after_it_was_made() -> None:
+    """A sink may keep the records (the Python API does): a later tick must not rewrite
+    an earlier sample's members (an exited flag, a child count)."""
+    assert _written(list(run_records())) == _written(run_records())
