@@ -62,7 +62,7 @@ class TreeTracker:
     root_key: ProcessKey | None = None
     members: dict[ProcessKey, Member] = field(default_factory=dict)
     keys: set[ProcessKey] = field(default_factory=set)  # every member ever seen
-    _disk_base: tuple[int, int] | None = None
+    _disk_base: dict[str, int] | None = None  # the DISK sums at the first sample
     _nic_base: tuple[int, int] | None = None
 
     def _members(self, snap: Snapshot) -> list[ProcessState]:
@@ -132,21 +132,22 @@ class TreeTracker:
         sums: dict[str, Any] = {}
         unknown: dict[str, int] = {}
         # The disk sums first: unknown_members has always listed them first.
-        for f in sorted(TREE_FIELDS, key=lambda f: f.tree is not TreeSum.DISK):
-            values = [getattr(s, f.name) for s in over[f.tree]] if f.tree else []
-            if f.tree is TreeSum.USED:  # a member NVML does not list uses no GPU
-                sums[f.name] = sum_known(values)
-                continue
-            missing = values.count(None)
-            if missing:
-                unknown[f.name] = missing
-            sums[f.name] = None if missing or not values else sum(values)
-        read, write = sums["read_bytes"], sums["write_bytes"]
-        if read is not None and write is not None and self._disk_base is None:
-            self._disk_base = (read, write)
-        rb, wb = self._disk_base or (0, 0)
-        sums["read_bytes"] = None if read is None else max(read - rb, 0)
-        sums["write_bytes"] = None if write is None else max(write - wb, 0)
+        for kind in sorted(over, key=lambda kind: kind is not TreeSum.DISK):
+            for f in (f for f in TREE_FIELDS if f.tree is kind):
+                values = [getattr(s, f.name) for s in over[kind]]
+                if kind is TreeSum.USED:  # a member NVML does not list uses no GPU
+                    sums[f.name] = sum_known(values)
+                    continue
+                missing = values.count(None)
+                if missing:
+                    unknown[f.name] = missing
+                sums[f.name] = None if missing or not values else sum(values)
+        disk = [f.name for f in TREE_FIELDS if f.tree is TreeSum.DISK]
+        if self._disk_base is None and all(sums[name] is not None for name in disk):
+            self._disk_base = {name: sums[name] for name in disk}
+        for name in disk:
+            if sums[name] is not None:
+                sums[name] = max(sums[name] - (self._disk_base or {}).get(name, 0), 0)
         return TreeTotals(len(live), len(members) - len(live), sums, unknown)
 
     def interfaces(self, snap: Snapshot) -> dict[str, int | None]:
