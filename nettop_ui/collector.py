@@ -25,6 +25,7 @@ from nettop_ui import procfs
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
 ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None when never seen live
@@ -211,9 +212,8 @@ class Collector:
             if seen.get(pid) != key and key in self.processes:
                 state = self.processes[key]
                 state.exited, state.exited_at = True, now
-                # Live-only figures: gone with the process (its memory too), so unknown.
-                state.cpu_percent = state.read_bps = state.write_bps = None
-                state.rss_bytes = state.vms_bytes = state.threads = None
+                for name in LIVE_ONLY:  # gone with the process (its memory too): unknown
+                    setattr(state, name, None)
                 self._gone_by_pid[pid] = key
         self._live_by_pid = seen
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import errno
 import json
+import operator
 import os
 import socket
 import stat
+from collections.abc import Callable
 from typing import IO, Any
 
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure
+from nettop_ui.schema import FIELD, FIELDS, STREAM_FIELDS, TREE_FIELDS, Field
+from nettop_ui.tree import Member, TreeTotals
 
 SCHEMA = 1
 
@@ -41,32 +45,28 @@ def meta_record(
     }
 
 
+def _recorder(fields: tuple[Field, ...]) -> Callable[[ProcessState], dict[str, Any]]:
+    """A function making the record of a process: `fields` under their keys, in order."""
+    keys = tuple(f.key for f in fields)
+    values = operator.attrgetter(*(f.name for f in fields))
+    rounded = tuple(f.key for f in fields if f.rounded)
+
+    def record(p: ProcessState) -> dict[str, Any]:
+        out = dict(zip(keys, values(p), strict=True))
+        for key in rounded:
+            out[key] = round_rate(out[key])
+        return out
+
+    return record
+
+
+stream_fields = _recorder(STREAM_FIELDS)
+recorded_fields = _recorder(FIELDS)  # a `run`/`attach` recording's process, less child_count
+
+
 def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "pid": p.pid,
-        "ppid": p.ppid,
-        "start_time": p.create_time,
-        "name": p.name,
-        "cmdline": p.cmdline,
-        "user": p.user,
-        "sent_bytes": p.sent_bytes,
-        "recv_bytes": p.recv_bytes,
-        "sent_bps": round_rate(p.sent_bps),
-        "recv_bps": round_rate(p.recv_bps),
-        "cpu_percent": p.cpu_percent,
-        "cpu_user_s": p.cpu_user_s,
-        "cpu_system_s": p.cpu_system_s,
-        "rss_bytes": p.rss_bytes,
-        "vms_bytes": p.vms_bytes,
-        "read_bytes": p.read_bytes,
-        "write_bytes": p.write_bytes,
-        "read_bps": round_rate(p.read_bps),
-        "write_bps": round_rate(p.write_bps),
-        "threads": p.threads,
-        "connection_count": p.connection_count,
-        "exited": p.exited,
-        "note": p.note,
-    }
+    """One process in the live stream (schema.STREAM_FIELDS), with its connections."""
+    record = stream_fields(p)
     if with_connections:
         record["connections"] = [
             {
@@ -80,6 +80,23 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
             }
             for c in p.connections.values()
         ]
+    return record
+
+
+def member_record(member: Member) -> dict[str, Any]:
+    """One member of a `run`/`attach` recording's tree: every field, and its children."""
+    record = recorded_fields(member.state)
+    record["child_count"] = member.child_count
+    return record
+
+
+def tree_record(totals: TreeTotals) -> dict[str, Any]:
+    """A recording's `tree` object: member counts, then the sums (floats to one decimal)."""
+    record: dict[str, Any] = {"processes": totals.processes, "exited": totals.exited}
+    for f in TREE_FIELDS:
+        value = totals.sums[f.name]
+        record[f.key] = round_rate(value) if f.type is float else value
+    record["unknown_members"] = {FIELD[name].key: n for name, n in totals.unknown_members.items()}
     return record
 
 

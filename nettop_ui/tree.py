@@ -2,9 +2,10 @@
 
 `TreeTracker.update(snapshot)` finds the tree's members (the root, and with children
 every live process whose parent is a member: new descendants join on the tick they are
-first seen), keeps the last record of each member after it exits (so its totals stay
-in the tree's), and sums the tree into one `tree` object for the `run`/`attach`
-recordings (docs/json-schema.md).
+first seen), keeps each member's last figures after it exits (so its totals stay in
+the tree's), and `aggregate` sums the tree (schema.TREE_FIELDS) for the `run`/`attach`
+recordings. Members and sums stay typed here; nettop_ui.jsonl makes them the records
+of docs/json-schema.md.
 
 Disk bytes: the kernel adds a reaped child's disk I/O to the parent that reaps it
 (/proc/PID/io of the parent includes it), so an exited member counts separately only
@@ -20,29 +21,48 @@ NVML lists only the processes using a GPU, so a member it does not list uses non
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import sum_known
-from nettop_ui.jsonl import process_record, round_rate
+from nettop_ui.schema import LAST_SEEN, LIVE_ONLY, TREE_FIELDS, TreeSum
 
-# What an exited member no longer has: unknown from then on, never zero.
-ONLY_WHILE_ALIVE = dict.fromkeys(
-    ("cpu_percent", "rss_bytes", "vms_bytes", "threads", "gpu_memory_bytes", "gpu_sm_percent")
-)
+
+@dataclass(slots=True)
+class Member:
+    """One member's last known figures: a copy of its ProcessState, detached from the
+    collector (which goes on changing its own), and how many live children it has."""
+
+    state: ProcessState
+    child_count: int = 0
+
+
+@dataclass(slots=True)
+class TreeTotals:
+    """The whole tree at one tick: member counts and the sums of schema.TREE_FIELDS."""
+
+    processes: int  # live members
+    exited: int
+    sums: dict[str, Any]  # by field name, in TREE_FIELDS order; None is unknown
+    unknown_members: dict[str, int]  # by field name: members whose figure is unknown
+
+
+def _forget_live_only(state: ProcessState) -> None:
+    for name in LIVE_ONLY:
+        setattr(state, name, None)
 
 
 @dataclass
 class TreeTracker:
-    """The members of one process tree and their last known records."""
+    """The members of one process tree and their last known figures."""
 
     root_pid: int
     include_children: bool = True
     root_key: ProcessKey | None = None
-    records: dict[ProcessKey, dict[str, Any]] = field(default_factory=dict)
+    members: dict[ProcessKey, Member] = field(default_factory=dict)
     keys: set[ProcessKey] = field(default_factory=set)  # every member ever seen
-    _disk_base: tuple[int, int] | None = None
+    _disk_base: dict[str, int] | None = None  # the DISK sums at the first sample
     _nic_base: tuple[int, int] | None = None
 
     def _members(self, snap: Snapshot) -> list[ProcessState]:
@@ -70,71 +90,65 @@ class TreeTracker:
         """The identities of the tree's members in `snap` (the TUI's row filter)."""
         return {p.key for p in self._members(snap)}
 
-    def update(self, snap: Snapshot) -> list[dict[str, Any]]:
-        """Fold one snapshot in; return every member's record (exited ones last seen)."""
+    def update(self, snap: Snapshot) -> list[Member]:
+        """Fold one snapshot in; return every member (exited ones as last seen)."""
         for p in self._members(snap):
-            record = process_record(p, with_connections=False)
-            record["gpu_memory_bytes"] = p.gpu_memory_bytes
-            record["gpu_sm_percent"] = p.gpu_sm_percent
+            state = replace(p, connections={}, history=None)
             if p.exited:  # keep what was known while it ran; only the totals grow
-                old = self.records.get(p.key)
+                old = self.members.get(p.key)
                 if old is not None:
-                    record.update(
-                        {k: old[k] for k in ("ppid", "name", "cmdline", "user") if old.get(k)}
-                    )
-                record.update(ONLY_WHILE_ALIVE)
-            self.records[p.key] = record
+                    for name in LAST_SEEN:
+                        if getattr(old.state, name):
+                            setattr(state, name, getattr(old.state, name))
+                _forget_live_only(state)
+            self.members[p.key] = Member(state)
         present = {p.key for p in snap.processes}
-        for key, record in self.records.items():
-            if key not in present and not record["exited"]:
-                record.update(ONLY_WHILE_ALIVE, exited=True)
-        children = Counter(r["ppid"] for r in self.records.values() if not r["exited"])
-        for record in self.records.values():
-            record["child_count"] = children[record["pid"]]
-        return sorted(self.records.values(), key=lambda r: (r["start_time"] or 0, r["pid"]))
+        for key, member in self.members.items():
+            if key not in present and not member.state.exited:
+                _forget_live_only(member.state)
+                member.state.exited = True
+        states = [m.state for m in self.members.values()]
+        children = Counter(s.ppid for s in states if not s.exited)
+        for member in self.members.values():
+            member.child_count = children[member.state.pid]
+        return sorted(self.members.values(), key=lambda m: (m.state.create_time or 0, m.state.pid))
 
     @property
     def alive(self) -> bool:
-        return any(not r["exited"] for r in self.records.values())
+        return any(not m.state.exited for m in self.members.values())
 
-    def aggregate(self, snap: Snapshot) -> dict[str, Any]:
+    def aggregate(self, snap: Snapshot) -> TreeTotals:
         """The whole tree in one object; call after `update` for the same snapshot."""
-        records = list(self.records.values())
-        live = [r for r in records if not r["exited"]]
-        member_pids = {r["pid"] for r in records}
-        # Counted on their own: live members, and exited ones no member reaped.
-        disk = [r for r in records if not r["exited"] or r["ppid"] not in member_pids]
-        unknown: dict[str, int] = {}
-
-        def total(key: str, over: list[dict[str, Any]]) -> Any:
-            """The sum of `key` over `over`; None if any of them is unknown (counted)."""
-            values = [r[key] for r in over]
-            missing = values.count(None)
-            if missing:
-                unknown[key] = missing
-            return None if missing or not values else sum(values)
-
-        read, write = total("read_bytes", disk), total("write_bytes", disk)
-        if read is not None and write is not None and self._disk_base is None:
-            self._disk_base = (read, write)
-        rb, wb = self._disk_base or (0, 0)
-        return {
-            "processes": len(live),
-            "exited": len(records) - len(live),
-            "cpu_percent": round_rate(total("cpu_percent", live)),
-            "rss_bytes": total("rss_bytes", live),
-            "vms_bytes": total("vms_bytes", live),
-            "threads": total("threads", live),
-            "read_bytes": None if read is None else max(read - rb, 0),
-            "write_bytes": None if write is None else max(write - wb, 0),
-            "sent_bytes": total("sent_bytes", records),
-            "recv_bytes": total("recv_bytes", records),
-            "sent_bps": round_rate(total("sent_bps", records)),
-            "recv_bps": round_rate(total("recv_bps", records)),
-            "gpu_memory_bytes": sum_known([r["gpu_memory_bytes"] for r in live]),
-            "gpu_sm_percent": round_rate(sum_known([r["gpu_sm_percent"] for r in live])),
-            "unknown_members": unknown,
+        members = [m.state for m in self.members.values()]
+        live = [s for s in members if not s.exited]
+        member_pids = {s.pid for s in members}
+        over = {
+            TreeSum.LIVE: live,
+            TreeSum.ALL: members,
+            TreeSum.USED: live,
+            # Counted on their own: live members, and exited ones no member reaped.
+            TreeSum.DISK: [s for s in members if not s.exited or s.ppid not in member_pids],
         }
+        sums: dict[str, Any] = {}
+        unknown: dict[str, int] = {}
+        # The disk sums first: unknown_members has always listed them first.
+        for kind in sorted(over, key=lambda kind: kind is not TreeSum.DISK):
+            for f in (f for f in TREE_FIELDS if f.tree is kind):
+                values = [getattr(s, f.name) for s in over[kind]]
+                if kind is TreeSum.USED:  # a member NVML does not list uses no GPU
+                    sums[f.name] = sum_known(values)
+                    continue
+                missing = values.count(None)
+                if missing:
+                    unknown[f.name] = missing
+                sums[f.name] = None if missing or not values else sum(values)
+        disk = [f.name for f in TREE_FIELDS if f.tree is TreeSum.DISK]
+        if self._disk_base is None and all(sums[name] is not None for name in disk):
+            self._disk_base = {name: sums[name] for name in disk}
+        for name in disk:
+            if sums[name] is not None:
+                sums[name] = max(sums[name] - (self._disk_base or {}).get(name, 0), 0)
+        return TreeTotals(len(live), len(members) - len(live), sums, unknown)
 
     def interfaces(self, snap: Snapshot) -> dict[str, int | None]:
         """Namespace-wide interface bytes (not the tree's) since the first sample."""

@@ -38,7 +38,7 @@ import psutil
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
-from nettop_ui.jsonl import failure_record, meta_record
+from nettop_ui.jsonl import failure_record, member_record, meta_record, tree_record
 from nettop_ui.monitor import STOP_SIGNALS, monitor
 from nettop_ui.tree import TreeTracker
 
@@ -292,7 +292,7 @@ def watch_meta(target: Target, opts: WatchOptions, started: float) -> Record:
 
 
 def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = None) -> Record:
-    processes = tracker.update(snap)
+    processes = [member_record(m) for m in tracker.update(snap)]
     if isinstance(target, Command):  # the held trampoline, or a zombie's empty argv: say CMD
         for record in processes:
             trampoline = record["cmdline"][: len(_TRAMPOLINE)] in ([], _TRAMPOLINE)
@@ -302,7 +302,7 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
         "type": "sample",
         "ts": snap.ts,
         "interval_s": round(snap.interval_s, 4),
-        "tree": tracker.aggregate(snap),
+        "tree": tree_record(tracker.aggregate(snap)),
         "processes": processes,
         **tracker.interfaces(snap),
     }

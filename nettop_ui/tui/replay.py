@@ -33,6 +33,7 @@ from nettop_ui.collector import (
     history_row,
 )
 from nettop_ui.history import SeriesSet
+from nettop_ui.schema import FIELDS, Field
 from nettop_ui.summary import Record, RecordingError, read_recording_or_say
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.bindings import REPLAY_BINDINGS
@@ -70,38 +71,25 @@ def _text(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+def _field(f: Field, record: dict[str, Any]) -> Any:
+    """Field `f` of a recorded process record; what is missing or malformed is unknown
+    (a name "?", a command line empty, `exited` false)."""
+    value = record.get(f.key)
+    if f.type is bool:
+        return value is True
+    if f.type is list:
+        return [a for a in value if isinstance(a, str)] if isinstance(value, list) else []
+    if f.type is str:
+        return (_text(value) or None) if f.nullable else _text(value, "?")
+    return _num(record, f.key) if f.type is float else _int(record, f.key)
+
+
 def process_state(record: dict[str, Any]) -> ProcessState | None:
-    """A recorded process record (the --json keys) as a `ProcessState`; None if unusable."""
-    pid = _int(record, "pid")
-    if pid is None:
+    """A recorded process record (schema.FIELDS) as a `ProcessState`; None if unusable."""
+    values = {f.name: _field(f, record) for f in FIELDS}
+    if values["pid"] is None:
         return None
-    cmdline = record.get("cmdline")
-    state = ProcessState(
-        pid=pid,
-        create_time=_num(record, "start_time"),
-        name=_text(record.get("name"), "?"),
-        cmdline=[a for a in cmdline if isinstance(a, str)] if isinstance(cmdline, list) else [],
-        user=_text(record.get("user")) or None,
-        ppid=_int(record, "ppid"),
-        sent_bytes=_int(record, "sent_bytes"),
-        recv_bytes=_int(record, "recv_bytes"),
-        sent_bps=_num(record, "sent_bps"),
-        recv_bps=_num(record, "recv_bps"),
-        cpu_percent=_num(record, "cpu_percent"),
-        cpu_user_s=_num(record, "cpu_user_s"),
-        cpu_system_s=_num(record, "cpu_system_s"),
-        rss_bytes=_int(record, "rss_bytes"),
-        vms_bytes=_int(record, "vms_bytes"),
-        read_bytes=_int(record, "read_bytes"),
-        write_bytes=_int(record, "write_bytes"),
-        read_bps=_num(record, "read_bps"),
-        write_bps=_num(record, "write_bps"),
-        threads=_int(record, "threads"),
-        connection_count=_int(record, "connection_count"),
-        gpu_memory_bytes=_int(record, "gpu_memory_bytes"),
-        gpu_sm_percent=_num(record, "gpu_sm_percent"),
-        exited=record.get("exited") is True,
-    )
+    state = ProcessState(**values)
     conns = record.get("connections")
     for c in conns if isinstance(conns, list) else ():
         if not isinstance(c, dict):
