@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.memory import keep_heap_small
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
@@ -40,9 +41,14 @@ def run_tui(
     restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `on_snapshot` also
     gets every snapshot, between two collector ticks (the Prometheus exporter).
     """
+    trimming = keep_heap_small()  # a top is left open for hours (docs/benchmarks.md)
     source = MonitorSource(backend_cls(), interval_s, fallbacks, on_snapshot=on_snapshot)
     app = NettopApp.for_user(source, why)
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        if trimming is not None:
+            trimming.set()
     if app.return_code not in (None, 0):
         return app.return_code
     return result or 0
