@@ -33,7 +33,6 @@ from backends.child import Child
 from nettop_ui.core import (
     Backend,
     BackendError,
-    ConnectionTraffic,
     Coverage,
     Probe,
     ProcessTraffic,
@@ -136,13 +135,6 @@ def parse_capture(text: str) -> list[list[NettopRow]]:
     if last := parser.flush():
         blocks.append(last)
     return blocks
-
-
-def split_connection(label: str) -> tuple[str, str, str]:
-    """`tcp4 1.2.3.4:5<->6.7.8.9:10` -> ("tcp", "1.2.3.4:5", "6.7.8.9:10")."""
-    proto, _, ends = label.partition(" ")
-    local, _, remote = ends.partition("<->")
-    return proto.rstrip("46"), local, remote
 
 
 class DeltaTracker:
@@ -282,14 +274,3 @@ class NettopBackend(Backend):
                 await reader
         if child is not None:
             await child.terminate()
-
-
-def connections_of(block: list[NettopRow]) -> list[ConnectionTraffic]:
-    """The connection rows of a block without -P, as cumulative per-connection counts."""
-    out = []
-    for row in block:
-        if row.connection is None or row.bytes_in is None or row.bytes_out is None:
-            continue
-        proto, local, remote = split_connection(row.connection)
-        out.append(ConnectionTraffic(row.pid, proto, local, remote, row.bytes_out, row.bytes_in))
-    return out
