@@ -4,8 +4,9 @@ Every backend that wraps a command uses `Child` for the part that is the same fo
 of them, and keeps only its command line and its parser:
 
     child = await Child.start([exe, "-t"], limit=1 << 20)   # BackendError if it cannot run
-    async for line in child.lines(quiet_s=0.3, stall_s=8):  # None: quiet for quiet_s
-        ...                                                  # ChildStalled: quiet for stall_s
+    async for line in child.lines(quiet_s=0.3):  # None: it was quiet for quiet_s
+        ...
+    child.check_silence(8)            # ChildStalled if stdout was silent for over 8 s
     why = await child.exit_reason()   # after the last line: reaped; its last stderr line
     await child.terminate()           # to end it early; idempotent, always reaps
 
@@ -140,21 +141,20 @@ class Child:
         """Stdout lines skipped for being longer than `limit`."""
         return self._stdout.overlong
 
-    async def lines(
-        self, quiet_s: float, stall_s: float | None = None
-    ) -> AsyncIterator[str | None]:
-        """Each stdout line (decoded, newline kept) until stdout ends.
+    def check_silence(self, limit_s: float, why: str = "") -> None:
+        """Raise ChildStalled if stdout has been silent for over `limit_s` (since the
+        last line, or the start); `why` is added to its message."""
+        silent = time.monotonic() - self._last_output
+        if silent > limit_s:
+            raise ChildStalled(f"{self.name} printed nothing for {silent:.0f} s{why}")
 
-        None each time the child has printed nothing for `quiet_s` (a block of output is
-        complete); ChildStalled once it has printed nothing for `stall_s`.
-        """
+    async def lines(self, quiet_s: float) -> AsyncIterator[str | None]:
+        """Each stdout line (decoded, newline kept) until stdout ends; None each time
+        the child has printed nothing for `quiet_s` (a block of output is complete)."""
         while True:
             try:
                 raw = await asyncio.wait_for(self._stdout.readline(), quiet_s)
             except TimeoutError:
-                silent = time.monotonic() - self._last_output
-                if stall_s is not None and silent > stall_s:
-                    raise ChildStalled(f"{self.name} printed nothing for {silent:.0f} s") from None
                 yield None
                 continue
             self._last_output = time.monotonic()

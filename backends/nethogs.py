@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from backends.child import Child, ChildStalled
+from backends.child import Child
 from nettop_ui import procfs
 from nettop_ui.core import (
     Backend,
@@ -256,7 +256,7 @@ class NethogsBackend(Backend):
 
     async def _read_lines(self, child: Child) -> None:
         try:
-            async for line in child.lines(QUIET_S, stall_s=STALL_REFRESHES * self.refresh_s):
+            async for line in child.lines(QUIET_S):
                 if line is None:
                     if self._parser.block:  # the block is complete: nethogs went quiet
                         await self._take(self._parser.flush())
@@ -264,11 +264,6 @@ class NethogsBackend(Backend):
                 await self._take(self._parser.feed(line))
             await self._take(self._parser.flush())
             self._error = f"nethogs exited: {await child.exit_reason()}"
-        except ChildStalled as exc:
-            self._error = (
-                f"{exc} (it refreshes every {self.refresh_s} s): stopped, or too busy to "
-                "keep up; what it did not count in that time is lost"
-            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must surface through read(), not vanish
@@ -295,6 +290,12 @@ class NethogsBackend(Backend):
         self._block.clear()
         if self._error:
             raise BackendError(self._error)
+        if self._child is not None:
+            self._child.check_silence(
+                STALL_REFRESHES * self.refresh_s,
+                f" (it refreshes every {self.refresh_s} s): stopped, or too busy to keep up; "
+                "what it did not count in that time is lost",
+            )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
         procs = [replace(t, note=LOOPBACK_NOTE) if t.pid in self._looped else t for t in procs]
