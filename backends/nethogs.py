@@ -43,14 +43,12 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 
-from backends.child import LineReader, drain
+from backends.child import Child
 from nettop_ui import procfs
 from nettop_ui.core import (
     Backend,
@@ -211,17 +209,13 @@ class NethogsBackend(Backend):
 
     def __init__(self, executable: str | None = None) -> None:
         self.executable = executable or shutil.which("nethogs") or "/usr/sbin/nethogs"
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child: Child | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._stderr_task: asyncio.Task[None] | None = None
-        self._stderr: deque[str] = deque(maxlen=20)
         self._parser = NethogsParser()
         self._deltas = NethogsDeltas()
         self._pending: list[ProcessTraffic] = []
         self._unattributed = [0, 0]
         self._error: str | None = None
-        self._closing = False
-        self._last_output = 0.0  # time.monotonic() of nethogs's last line
         self._looped: set[int] = set()  # pids seen holding a loopback connection
         self._block = asyncio.Event()  # set when a block completes, cleared by read()
         self._last_read = 0.0  # time.monotonic() of the last read(), or of start()
@@ -246,7 +240,7 @@ class NethogsBackend(Backend):
     @property
     def bad_lines(self) -> int:
         """Lines of nethogs's output that did not parse (logged at debug level)."""
-        return self._parser.bad_lines
+        return self._parser.bad_lines + (self._child.overlong if self._child else 0)
 
     @property
     def refresh_s(self) -> int:
@@ -256,64 +250,24 @@ class NethogsBackend(Backend):
         return [self.executable, "-t", "-v", "2", "-C", "-a", "-d", str(self.refresh_s)]
 
     async def start(self) -> None:
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                limit=LINE_LIMIT,
-            )
-        except OSError as exc:
-            raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        self._last_output = self._last_read = time.monotonic()
-        assert self._proc.stderr is not None  # read all along, so nethogs never blocks on it
-        self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
-        self._reader = asyncio.create_task(self._read_lines(self._proc))
+        self._child = await Child.start(self.command(), limit=LINE_LIMIT, name="nethogs")
+        self._last_read = time.monotonic()
+        self._reader = asyncio.create_task(self._read_lines(self._child))
 
-    async def _read_lines(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read_lines(self, child: Child) -> None:
         try:
-            await self._read_stdout(proc)
-            if self._stderr_task is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._stderr_task, 2)
-            code = await proc.wait()
-            if not self._closing:
-                self._error = f"nethogs exited: {self._why(code)}"
+            async for line in child.lines(QUIET_S):
+                if line is None:
+                    if self._parser.block:  # the block is complete: nethogs went quiet
+                        await self._take(self._parser.flush())
+                    continue
+                await self._take(self._parser.feed(line))
+            await self._take(self._parser.flush())
+            self._error = f"nethogs exited: {await child.exit_reason()}"
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must surface through read(), not vanish
             self._error = f"nethogs output reader failed: {type(exc).__name__}: {exc}"
-
-    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        reader = LineReader(proc.stdout)
-        while True:
-            try:
-                raw = await asyncio.wait_for(reader.readline(), QUIET_S)
-            except TimeoutError:
-                if self._parser.block:  # the block is complete: nethogs went quiet
-                    await self._take(self._parser.flush())
-                continue
-            self._last_output = time.monotonic()
-            if raw is None:  # a line over LINE_LIMIT
-                self._parser.bad_lines += 1
-                log.debug("nethogs: skipped a line longer than %d bytes", LINE_LIMIT)
-                continue
-            if not raw:
-                break
-            await self._take(self._parser.feed(raw.decode("utf-8", errors="backslashreplace")))
-        await self._take(self._parser.flush())
-
-    def _why(self, code: int) -> str:
-        last = self._stderr[-1] if self._stderr else ""
-        if code < 0:
-            try:
-                why = f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                why = f"killed by signal {-code}"
-            return f"{why} (last stderr line: {last})" if last else why
-        return last or f"exit status {code}"
 
     async def _take(self, block: list[NethogsRow] | None) -> None:
         if block:  # never empty: nethogs lists its "unknown" rows even when idle
@@ -336,12 +290,11 @@ class NethogsBackend(Backend):
         self._block.clear()
         if self._error:
             raise BackendError(self._error)
-        silent = time.monotonic() - self._last_output
-        if silent > STALL_REFRESHES * self.refresh_s:
-            raise BackendError(
-                f"nethogs printed nothing for {silent:.0f} s (it refreshes every "
-                f"{self.refresh_s} s): stopped, or too busy to keep up; what it did not "
-                "count in that time is lost"
+        if self._child is not None:
+            self._child.check_silence(
+                STALL_REFRESHES * self.refresh_s,
+                f" (it refreshes every {self.refresh_s} s): stopped, or too busy to keep up; "
+                "what it did not count in that time is lost",
             )
         procs, self._pending = merge_by_process(self._pending), []
         (un_sent, un_recv), self._unattributed = self._unattributed, [0, 0]
@@ -357,25 +310,14 @@ class NethogsBackend(Backend):
         )
 
     async def close(self) -> None:
-        self._closing = True
-        proc, tasks = self._proc, (self._reader, self._stderr_task)
-        self._proc = self._reader = self._stderr_task = None
-        if proc is not None:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                    proc.send_signal(signal.SIGCONT)  # a stopped nethogs acts on it only then
-                try:
-                    await asyncio.wait_for(proc.wait(), 3)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-            await proc.wait()  # always reaped
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        child, reader = self._child, self._reader  # the child stays: bad_lines counts on it
+        self._reader = None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        if child is not None:
+            await child.terminate()
 
 
 def _has_capture_caps(path: str) -> bool:

@@ -27,14 +27,12 @@ import os
 import shutil
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
-from backends.child import LineReader, drain
+from backends.child import Child
 from nettop_ui.core import (
     Backend,
     BackendError,
-    ConnectionTraffic,
     Coverage,
     Probe,
     ProcessTraffic,
@@ -139,13 +137,6 @@ def parse_capture(text: str) -> list[list[NettopRow]]:
     return blocks
 
 
-def split_connection(label: str) -> tuple[str, str, str]:
-    """`tcp4 1.2.3.4:5<->6.7.8.9:10` -> ("tcp", "1.2.3.4:5", "6.7.8.9:10")."""
-    proto, _, ends = label.partition(" ")
-    local, _, remote = ends.partition("<->")
-    return proto.rstrip("46"), local, remote
-
-
 class DeltaTracker:
     """Turns blocks of cumulative per-process counts into per-interval deltas.
 
@@ -188,10 +179,8 @@ class NettopBackend(Backend):
 
     def __init__(self, executable: str | None = None) -> None:
         self.executable = executable or shutil.which("nettop") or "nettop"
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child: Child | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._stderr_task: asyncio.Task[None] | None = None
-        self._stderr: deque[str] = deque(maxlen=20)
         self._parser = NettopParser()
         self._deltas = DeltaTracker()
         self._pending: list[ProcessTraffic] = []
@@ -229,59 +218,26 @@ class NettopBackend(Backend):
         env = {**os.environ, "NSUnbufferedIO": "YES"}  # line-buffered output from nettop
         if sys.platform == "darwin":
             env["LC_ALL"] = "en_US.UTF-8"  # plain digits in the numbers
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                limit=LINE_LIMIT,
-            )
-        except OSError as exc:
-            raise BackendError(f"cannot run {self.executable}: {exc.strerror or exc}") from None
-        assert self._proc.stderr is not None
-        self._stderr.clear()
-        self._stderr_task = asyncio.create_task(drain(self._proc.stderr, self._stderr))
-        self._reader = asyncio.create_task(self._read_lines(self._proc, self._stderr_task))
+        self._child = await Child.start(self.command(), limit=LINE_LIMIT, env=env, name="nettop")
+        self._reader = asyncio.create_task(self._read_lines(self._child))
 
-    async def _read_lines(
-        self, proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]
-    ) -> None:
+    async def _read_lines(self, child: Child) -> None:
+        usage = False  # whether nettop printed its usage text
         try:
-            usage = await self._read_stdout(proc)
+            async for line in child.lines(QUIET_S):
+                if line is None:
+                    self._take(self._parser.flush())
+                    continue
+                usage = usage or line.lower().startswith("usage")
+                self._take(self._parser.feed(line))
+            self._take(self._parser.flush())
         except Exception as exc:  # a bug here must surface through read(), not vanish
             self._error = f"nettop output reader failed: {type(exc).__name__}: {exc}"
             return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(stderr, 2)
-        code = await proc.wait()
-        why = self._stderr[-1] if self._stderr else f"exit status {code}"
+        why = await child.exit_reason()
         if usage:
             why = "nettop rejected its arguments and printed its usage text"
         await self._restart_or_fail(why)
-
-    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> bool:
-        """Parse stdout to its end; whether nettop printed its usage text."""
-        assert proc.stdout is not None
-        reader, usage = LineReader(proc.stdout), False
-        while True:
-            try:
-                raw = await asyncio.wait_for(reader.readline(), QUIET_S)
-            except TimeoutError:
-                self._take(self._parser.flush())
-                continue
-            if raw is None:
-                self._parser.bad_lines += 1
-                log.debug("nettop: skipped a line longer than %d bytes", LINE_LIMIT)
-                continue
-            if not raw:
-                break
-            line = raw.decode("utf-8", errors="backslashreplace")
-            usage = usage or line.lower().startswith("usage")
-            self._take(self._parser.feed(line))
-        self._take(self._parser.flush())
-        return usage
 
     async def _restart_or_fail(self, why: str) -> None:
         now = time.monotonic()
@@ -291,14 +247,13 @@ class NettopBackend(Backend):
             return
         log.warning("nettop exited (%s); restarting it", why)
         self._deltas = DeltaTracker()  # a new nettop starts a new baseline
-        bad_lines = self._parser.bad_lines
-        self._parser = NettopParser(bad_lines=bad_lines)
+        self._parser = NettopParser(bad_lines=self.bad_lines)  # the next child counts anew
         await self._spawn()
 
     @property
     def bad_lines(self) -> int:
         """Lines of nettop's output that did not parse (logged at debug level)."""
-        return self._parser.bad_lines
+        return self._parser.bad_lines + (self._child.overlong if self._child else 0)
 
     def _take(self, block: list[NettopRow] | None) -> None:
         if block:
@@ -311,28 +266,11 @@ class NettopBackend(Backend):
         return TrafficSample(time.time(), interval_s, procs)
 
     async def close(self) -> None:
-        proc, tasks = self._proc, (self._reader, self._stderr_task)
-        self._proc = self._reader = self._stderr_task = None
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 3)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-def connections_of(block: list[NettopRow]) -> list[ConnectionTraffic]:
-    """The connection rows of a block without -P, as cumulative per-connection counts."""
-    out = []
-    for row in block:
-        if row.connection is None or row.bytes_in is None or row.bytes_out is None:
-            continue
-        proto, local, remote = split_connection(row.connection)
-        out.append(ConnectionTraffic(row.pid, proto, local, remote, row.bytes_out, row.bytes_in))
-    return out
+        child, reader = self._child, self._reader  # the child stays: bad_lines counts on it
+        self._reader = None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        if child is not None:
+            await child.terminate()

@@ -147,9 +147,9 @@ def test_nethogs_stopped_is_a_fault_and_auto_falls_back() -> None:
     stopped: list[int] = []
 
     def fault() -> None:
-        assert backend._proc is not None
-        stopped.append(backend._proc.pid)
-        os.kill(backend._proc.pid, signal.SIGSTOP)
+        assert backend._child is not None
+        stopped.append(backend._child.pid)
+        os.kill(backend._child.pid, signal.SIGSTOP)
 
     started = time.monotonic()
     failure, after = run_with_fault(backend, fault, PsutilBackend)

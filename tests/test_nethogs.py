@@ -402,8 +402,8 @@ def test_nethogs_killed_is_an_error_and_child_reaped() -> None:
     require(shutil.which("nethogs") is not None, "needs nethogs (apt install nethogs)")
     backend = NethogsBackend()
     with BackendRun(backend, interval_s=1.0) as run:
-        assert backend._proc is not None
-        pid = backend._proc.pid
+        assert backend._child is not None
+        pid = backend._child.pid
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while not run.failures and time.monotonic() < deadline:

@@ -26,7 +26,6 @@ from backends.nettop import (
     NettopBackend,
     NettopParser,
     parse_capture,
-    split_connection,
 )
 from nettop_ui import registry
 from tests.netenv import BackendRun
@@ -84,16 +83,6 @@ def test_listener_rows_have_no_values_not_zero() -> None:
     (block,) = parse_capture(NUMERIC.read_text())
     udp = [r for r in block if r.connection and r.connection.startswith("udp4 *:*")]
     assert udp and all(r.bytes_in is None and r.bytes_out is None for r in udp)
-
-
-def test_split_connection_ipv4_and_ipv6() -> None:
-    assert split_connection("tcp4 198.18.0.1:65358<->17.57.146.138:5223") == (
-        "tcp",
-        "198.18.0.1:65358",
-        "17.57.146.138:5223",
-    )
-    proto, local, _ = split_connection("udp6 fe80::7ca2:20ff:fe4d:277%awdl0.52214<->*.*")
-    assert (proto, local) == ("udp", "fe80::7ca2:20ff:fe4d:277%awdl0.52214")
 
 
 def test_repeated_header_splits_blocks() -> None:

@@ -218,10 +218,6 @@ def _number(value: Any, text: str, style: str) -> Cell:
     return LineCell(value, text, style, justify="right")
 
 
-def fmt_bytes(value: float | None, bits: bool = False) -> str:
-    return human_bytes(value, bits)
-
-
 def program_text(program: Program, style: str) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis", end="", style=style)
     if program.prefix:
@@ -257,13 +253,13 @@ def make_cell(
         return LineCell(value, f"{value:>7} ", style, row=row)
     if column in ("up", "down", "total"):
         mark = NOTE_MARK if marked and value is not None else ""
-        return _number(value, fmt_bytes(value, bits) + mark, style)
+        return _number(value, human_bytes(value, bits) + mark, style)
     if column == "spark":
         return LineCell(None, sparkline(value), style or "green", justify="right")
     if column == "cpu":
         return _number(value, f"{value:.1f}" if value is not None else UNKNOWN, style)
     if column in ("mem", "gpu", "read", "write"):
-        return _number(value, fmt_bytes(value), style)
+        return _number(value, human_bytes(value), style)
     if column == "conns":
         return _number(value, str(value) if value is not None else UNKNOWN, style)
     raise KeyError(column)

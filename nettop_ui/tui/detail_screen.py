@@ -22,7 +22,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
-from nettop_ui.format import human_bytes
+from nettop_ui.format import human_bytes, human_rate
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
 from nettop_ui.tui.cells import NOTE_MARK, Cell
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
@@ -30,11 +30,6 @@ from nettop_ui.tui.model import parent_index
 from nettop_ui.tui.safe import command_line, safe_text
 
 _UNITS = ((1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B"))
-
-
-def rate(value: float | None, bits: bool) -> str:
-    text = human_bytes(value, bits)
-    return text if text == "-" else text + "/s"
 
 
 def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
@@ -199,19 +194,19 @@ class DetailScreen(Screen[None]):
         up, down = self._subtree(self.process_key, procs, tree_of)
         stats = Text()
         mark = NOTE_MARK if p.note is not None else ""
-        stats.append("↑ ", style="bold green").append(rate(p.sent_bps, bits) + mark)
-        stats.append("  ↓ ", style="bold blue").append(rate(p.recv_bps, bits) + mark)
+        stats.append("↑ ", style="bold green").append(human_rate(p.sent_bps, bits) + mark)
+        stats.append("  ↓ ", style="bold blue").append(human_rate(p.recv_bps, bits) + mark)
         stats.append("  total ", style="dim").append(
             f"↑{human_bytes(p.sent_bytes, bits)} ↓{human_bytes(p.recv_bytes, bits)}"
         )
         if len(tree_of) > 1:
             stats.append("  with children ", style="dim")
-            stats.append(f"↑{rate(up, bits)} ↓{rate(down, bits)}")
+            stats.append(f"↑{human_rate(up, bits)} ↓{human_rate(down, bits)}")
         cpu = f"{p.cpu_percent:.1f}%" if p.cpu_percent is not None else "-"
         stats.append("  CPU ", style="dim").append(cpu)
         stats.append("  MEM ", style="dim").append(human_bytes(p.rss_bytes))
         stats.append("  disk ", style="dim").append(
-            f"R {rate(p.read_bps, False)} W {rate(p.write_bps, False)}"
+            f"R {human_rate(p.read_bps, False)} W {human_rate(p.write_bps, False)}"
         )
         conns = str(p.connection_count) if p.connection_count is not None else "-"
         stats.append("  conns ", style="dim").append(conns)
@@ -227,10 +222,10 @@ class DetailScreen(Screen[None]):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(safe_text(p.name, 40), style="bold" if not p.exited else "dim")
         text.append(f" {p.pid}", style="dim")
-        text.append(f"  ↑{rate(p.sent_bps, bits)} ↓{rate(p.recv_bps, bits)}")
+        text.append(f"  ↑{human_rate(p.sent_bps, bits)} ↓{human_rate(p.recv_bps, bits)}")
         if tree_of.get(key):
             up, down = self._subtree(key, procs, tree_of)
-            text.append(f"  Σ ↑{rate(up, bits)} ↓{rate(down, bits)}", style="cyan")
+            text.append(f"  Σ ↑{human_rate(up, bits)} ↓{human_rate(down, bits)}", style="cyan")
         return text
 
     def _show_tree(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from nettop_ui.format import human_bytes
+from nettop_ui.format import human_bytes, human_rate
 from nettop_ui.gpu import GpuStats
 from nettop_ui.system import SystemStats
 from nettop_ui.tui.cells import sparkline
@@ -34,11 +34,6 @@ def pct_style(percent: float) -> str:
     if percent >= 70:
         return "yellow"
     return "green"
-
-
-def rate(value: float | None, bits: bool = False) -> str:
-    text = human_bytes(value, bits)
-    return text if text == "-" else text + "/s"
 
 
 def fit(text: Text, width: int) -> Text:
@@ -241,7 +236,10 @@ class NetPanel(Panel):
     title, number = "NET", 3
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
-        up, down = rate(recorded.nic_sent_bps, self.bits), rate(recorded.nic_recv_bps, self.bits)
+        up, down = (
+            human_rate(recorded.nic_sent_bps, self.bits),
+            human_rate(recorded.nic_recv_bps, self.bits),
+        )
         return [
             Text("all but lo ", style="dim").append(f"↑{up} ↓{down}"),
             Text("each NIC: not recorded", style="dim"),
@@ -258,7 +256,7 @@ class NetPanel(Panel):
             return self.waiting() if self.system is None else self.label().append("none")
         name, up, down = nics[0]
         text = self.label().append(safe_text(name, 12), style="bold cyan")
-        text.append(f" ↑{rate(up, self.bits)} ↓{rate(down, self.bits)} ")
+        text.append(f" ↑{human_rate(up, self.bits)} ↓{human_rate(down, self.bits)} ")
         room = width - len(text)
         if room > 3:
             spark = self.history.nic_total(name, room)
@@ -274,7 +272,7 @@ class NetPanel(Panel):
         peak = self._peak(nics, width) or None
         for name, up, down in nics[: height // per_nic]:
             line = Text(f"{safe_text(name, 10):<10}", style="bold cyan")
-            line.append(f" ↑{rate(up, self.bits):>11} ↓{rate(down, self.bits):>11}")
+            line.append(f" ↑{human_rate(up, self.bits):>11} ↓{human_rate(down, self.bits):>11}")
             if per_nic == 1:
                 room = width - len(line) - 1
                 if room > 2:
@@ -298,15 +296,15 @@ class DiskPanel(Panel):
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
         line = Text("tree ", style="dim").append("R ", style="dim")
-        line.append(rate(recorded.tree_read_bps)).append("  W ", style="dim")
-        return [line.append(rate(recorded.tree_write_bps)), MACHINE_NOT_RECORDED.copy()]
+        line.append(human_rate(recorded.tree_read_bps)).append("  W ", style="dim")
+        return [line.append(human_rate(recorded.tree_write_bps)), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
         if s is None:
             return self.waiting()
-        text = self.label().append("R ", style="dim").append(rate(s.disk_read_bps))
-        text.append("  W ", style="dim").append(rate(s.disk_write_bps))
+        text = self.label().append("R ", style="dim").append(human_rate(s.disk_read_bps))
+        text.append("  W ", style="dim").append(human_rate(s.disk_write_bps))
         room = width - len(text) - 1
         if room > 3:
             reads = self.history.disk_read.last(room)
@@ -323,9 +321,9 @@ class DiskPanel(Panel):
         if s is None:
             return [self.waiting()]
         return [
-            Text("read  ", style="dim").append(rate(s.disk_read_bps)),
+            Text("read  ", style="dim").append(human_rate(s.disk_read_bps)),
             Text(sparkline(self.history.disk_read.last(width), width), style="green"),
-            Text("write ", style="dim").append(rate(s.disk_write_bps)),
+            Text("write ", style="dim").append(human_rate(s.disk_write_bps)),
             Text(sparkline(self.history.disk_write.last(width), width), style="yellow"),
         ]
 

@@ -2,13 +2,11 @@
 
 A process can name itself anything: Rich markup (`[red]`), terminal escape sequences,
 newlines, bidi overrides that reorder the rest of the line, 100 KB of argv. `safe_text`
-turns every control character into a visible escape and truncates, and `literal` wraps
-the result in a `rich.text.Text`, which is never parsed as markup.
+turns every control character into a visible escape and truncates; callers put the
+result in a `rich.text.Text`, which is never parsed as markup.
 """
 
 from __future__ import annotations
-
-from rich.text import Text
 
 ELLIPSIS = "…"
 
@@ -43,11 +41,6 @@ def safe_text(text: str | None, limit: int = 256) -> str:
     if len(head) > limit or len(text) > limit:
         return head[: max(limit - 1, 0)] + ELLIPSIS
     return head
-
-
-def literal(text: str | None, style: str = "", limit: int = 256) -> Text:
-    """A one-line Text of `safe_text(text)`: markup-free, cut with an ellipsis when narrow."""
-    return Text(safe_text(text, limit), style=style, no_wrap=True, overflow="ellipsis", end="")
 
 
 def command_line(name: str, cmdline: tuple[str, ...] | list[str], limit: int = 256) -> str:
