@@ -168,7 +168,8 @@ def process_values(
     p: ProcessView, opts: ViewOptions, program: Program | None = None
 ) -> tuple[Any, ...]:
     """`p`'s own value in every column (`program`: the PROGRAM cell the view draws)."""
-    values = tuple(c.get(p, opts.totals) for c in columns.TABLE.all)
+    totals = opts.totals
+    values = tuple([c.get(p, totals) for c in columns.TABLE.all])
     if program is None:
         return values
     i = columns.TABLE.index["program"]
