@@ -1,12 +1,12 @@
 """Table cells: a raw, sortable value that renders as a `rich.text.Text`.
 
 A plain `str` in a DataTable cell is parsed as markup (`[kworker/0:1]` breaks it), so
-every cell is a `Cell`, whose text is built with `Text(...)` from `safe_text`.
+every cell is a `Cell`, whose text is built with `Text(...)` from `safe_text`. What a
+cell says comes from its column's formatter (columns.py); this module draws it.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.cells import cell_len
@@ -15,14 +15,12 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from nettop_ui.format import human_bytes
-from nettop_ui.tui.model import Program, RowKind
+from nettop_ui.tui import columns
+from nettop_ui.tui.columns import NOTE_MARK as NOTE_MARK
+from nettop_ui.tui.columns import Program
+from nettop_ui.tui.columns import sparkline as sparkline
+from nettop_ui.tui.model import RowKind
 from nettop_ui.tui.safe import safe_text
-
-BLOCKS = " ▁▂▃▄▅▆▇█"
-SPARK_WIDTH = 10
-UNKNOWN = "-"
-NOTE_MARK = "*"  # after a byte figure the backend knows it gets wrong (see ProcessView.note)
 
 ROW_STYLES: dict[RowKind, str] = {
     "proc": "",
@@ -189,35 +187,6 @@ def _styled(segments: list[Segment], style: Style, post: Style) -> list[Segment]
     return segments
 
 
-def sparkline(
-    values: tuple[float, ...] | list[float], width: int = SPARK_WIDTH, peak: float | None = None
-) -> str:
-    """Unicode blocks, newest on the right, scaled to `peak` (default: the series' own).
-
-    Each character is the peak of its share of the points; an all-zero series is blank,
-    any traffic at all shows at least the lowest block.
-    """
-    if not values or width <= 0:
-        return " " * max(width, 0)
-    n = len(values)
-    per = max(1, math.ceil(n / width))
-    # NaN (unknown) counts as 0: a bucket at or below 0 is blank either way.
-    known = [v if v == v else 0.0 for v in values]
-    buckets = [max(known[max(0, end - per) : end]) for end in range(n, 0, -per)][:width]
-    buckets.reverse()
-    peak = peak if peak is not None else max(buckets)
-    if peak <= 0:
-        return " " * width
-    chars = [
-        " " if b <= 0 else BLOCKS[max(1, min(8, round(8 * min(b, peak) / peak)))] for b in buckets
-    ]
-    return " " * (width - len(chars)) + "".join(chars)
-
-
-def _number(value: Any, text: str, style: str) -> Cell:
-    return LineCell(value, text, style, justify="right")
-
-
 def program_text(program: Program, style: str) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis", end="", style=style)
     if program.prefix:
@@ -236,30 +205,17 @@ def program_text(program: Program, style: str) -> Text:
 def make_cell(
     column: str, value: Any, kind: RowKind, bits: bool, row: str = "", marked: bool = False
 ) -> Cell:
-    """The cell for one raw value in one column (`row`: the row key, for the PID cell;
+    """The cell for one raw value in `column` (`row`: the row key, which sorting reads;
     `marked`: the row's byte figures carry a backend's note)."""
-    style = ROW_STYLES[kind]
-    if value is None and (kind == "unattributed" or (kind == "group" and column == "pid")):
+    col = columns.TABLE.by_key[column]
+    if value is None and (kind == "unattributed" or (kind == "group" and col.combine is None)):
         return LineCell(None, "", row=row)  # not applicable rather than unknown
-    if column == "program":
+    style = ROW_STYLES[kind]
+    if isinstance(value, Program):
         return ProgramCell(value, style)
-    if column == "user":
-        if kind == "unattributed":
-            return LineCell(value, "")
-        name = safe_text(value, 8) if value is not None else UNKNOWN
-        return LineCell(value, name, style, overflow="ellipsis")
-    if column == "pid":
-        # Padded by hand: the trailing gap before the left-aligned columns must survive.
-        return LineCell(value, f"{value:>7} ", style, row=row)
-    if column in ("up", "down", "total"):
-        mark = NOTE_MARK if marked and value is not None else ""
-        return _number(value, human_bytes(value, bits) + mark, style)
-    if column == "spark":
-        return LineCell(None, sparkline(value), style or "green", justify="right")
-    if column == "cpu":
-        return _number(value, f"{value:.1f}" if value is not None else UNKNOWN, style)
-    if column in ("mem", "gpu", "read", "write"):
-        return _number(value, human_bytes(value), style)
-    if column == "conns":
-        return _number(value, str(value) if value is not None else UNKNOWN, style)
-    raise KeyError(column)
+    text = col.text(value, bits, marked)
+    if col.pad:  # padded by hand: the trailing gap before left-aligned columns must survive
+        return LineCell(value, f"{text:>{col.pad}} ", style or col.style, row=row)
+    if col.justify == "right":
+        return LineCell(value, text, style or col.style, justify="right", row=row)
+    return LineCell(value, text, style or col.style, overflow="ellipsis", row=row)

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nettop_ui.core import sum_known
+from nettop_ui.tui import columns
+from nettop_ui.tui.columns import Column, args_of
+from nettop_ui.tui.columns import Program as Program
 from nettop_ui.tui.frame import Frame, ProcessView
 
 ViewMode = Literal["flat", "tree", "user"]
@@ -19,38 +21,7 @@ RowKind = Literal["proc", "exited", "group", "unattributed"]
 UNATTRIBUTED_KEY = "unattributed"
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One process-table column."""
-
-    key: str
-    label: str
-    total_label: str  # the label in cumulative-totals mode
-    width: int  # cells, including the one-cell gap on the left of right-aligned columns
-    priority: int  # lower is kept longer when the terminal is narrow
-    descending: bool = True  # the natural first direction when sorting on it
-    justify: Literal["left", "right"] = "right"
-    sortable: bool = True
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("pid", "PID", "PID", 8, 0, descending=False),
-    Column("user", "USER", "USER", 9, 7, descending=False, justify="left"),
-    Column("program", "PROGRAM", "PROGRAM", 0, 0, descending=False, justify="left"),
-    Column("up", "UP/s", "UP", 9, 1),
-    Column("down", "DOWN/s", "DOWN", 9, 1),
-    Column("total", "TOTAL/s", "TOTAL", 9, 1),
-    Column("spark", "LAST 60s", "LAST 60s", 11, 4, sortable=False),
-    Column("cpu", "CPU%", "CPU%", 7, 3),
-    Column("mem", "MEM", "MEM", 8, 5),
-    Column("read", "DISK R/s", "DISK R/s", 10, 9),
-    Column("write", "W/s", "W/s", 9, 9),
-    Column("gpu", "GPU MEM", "GPU MEM", 9, 8),
-    Column("conns", "CONNS", "CONNS", 7, 6),
-)
-COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
-COLUMN_BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
-INDEX: dict[str, int] = {k: i for i, k in enumerate(COLUMN_KEYS)}
+COLUMN_BY_KEY = columns.TABLE.by_key  # the table's columns by key, for the screen
 PROGRAM_MIN_WIDTH = 18
 # Wider, PROGRAM would leave a short command line a long way from its numbers (130 blank
 # cells at 220 columns); the columns keep their 160-column layout, blank on the right.
@@ -64,7 +35,7 @@ def visible_columns(width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> tu
     Columns are dropped lowest priority first (those in `keep` never) until PROGRAM gets
     its minimum width; the kept ones stay in their usual order.
     """
-    candidates = [c for c in COLUMNS if c.key != "gpu" or has_gpu]
+    candidates = [c for c in columns.TABLE.all if not c.needs_gpu or has_gpu]
     kept = list(candidates)
 
     def priority(c: Column) -> int:
@@ -97,21 +68,8 @@ class ViewOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Program:
-    """The PROGRAM cell's raw parts; `prefix` draws the tree."""
-
-    prefix: str
-    name: str
-    args: str
-    marker: str = ""  # "+" folded (tree, groups), "-" open (groups)
-
-    def __lt__(self, other: Program) -> bool:
-        return self.name.lower() < other.name.lower()
-
-
-@dataclass(frozen=True, slots=True)
 class RowData:
-    """One table row: its key, what it is, and its raw values in COLUMN_KEYS order."""
+    """One table row: its key, what it is, and its raw values in `columns.TABLE` order."""
 
     key: str
     kind: RowKind
@@ -120,7 +78,7 @@ class RowData:
     children: int = 0  # tree/group: how many rows it holds (rolled into its figures)
 
     def value(self, column: str) -> Any:
-        return self.values[INDEX[column]]
+        return self.values[columns.TABLE.index[column]]
 
 
 # -- filtering ------------------------------------------------------------------------
@@ -206,81 +164,28 @@ def is_active(p: ProcessView) -> bool:
 # -- values ---------------------------------------------------------------------------
 
 
-def _sum_series(series: Iterable[tuple[float, ...]]) -> tuple[float, ...]:
-    """Element-wise sum, aligned on the newest point."""
-    items = [s for s in series if s]
-    if not items:
-        return ()
-    n = max(len(s) for s in items)
-    out = [0.0] * n
-    for s in items:
-        off = n - len(s)
-        for i, v in enumerate(s):
-            if v == v:  # NaN (unknown) adds nothing
-                out[off + i] += v
-    return tuple(out)
-
-
-@dataclass(slots=True)
-class _Traffic:
-    up: Any
-    down: Any
-    spark: tuple[float, ...]
-
-
-def _traffic(p: ProcessView, totals: bool) -> _Traffic:
-    if totals:
-        return _Traffic(p.sent_bytes, p.recv_bytes, p.spark)
-    return _Traffic(p.sent_bps, p.recv_bps, p.spark)
-
-
-def _total(up: Any, down: Any) -> Any:
-    return None if up is None or down is None else up + down
-
-
 def process_values(
-    p: ProcessView,
-    opts: ViewOptions,
-    traffic: _Traffic | None = None,
-    program: Program | None = None,
+    p: ProcessView, opts: ViewOptions, program: Program | None = None
 ) -> tuple[Any, ...]:
-    t = traffic or _traffic(p, opts.totals)
-    return (
-        p.pid,
-        p.user,
-        program or Program("", p.name, _args(p)),
-        t.up,
-        t.down,
-        _total(t.up, t.down),
-        t.spark,
-        p.cpu_percent,
-        p.rss_bytes,
-        p.read_bps,
-        p.write_bps,
-        p.gpu_memory_bytes,
-        p.connection_count,
-    )
+    """`p`'s own value in every column (`program`: the PROGRAM cell the view draws)."""
+    totals = opts.totals
+    values = tuple([c.get(p, totals) for c in columns.TABLE.all])
+    if program is None:
+        return values
+    i = columns.TABLE.index["program"]
+    return (*values[:i], program, *values[i + 1 :])
 
 
 def _unattributed_row(frame: Frame, opts: ViewOptions) -> RowData | None:
     u = frame.unattributed
     if u is None:
         return None
-    up, down = (u.sent_bytes, u.recv_bytes) if opts.totals else (u.sent_bps, u.recv_bps)
-    values = (
-        None,
-        None,
-        Program("", "(unattributed)", "bytes not tied to a process"),
-        up,
-        down,
-        _total(up, down),
-        (),
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
+    label = Program("", "(unattributed)", "bytes not tied to a process")
+    values = tuple(
+        label
+        if c.key == "program"
+        else (c.unattributed(u, opts.totals) if c.unattributed is not None else None)
+        for c in columns.TABLE.all
     )
     return RowData(UNATTRIBUTED_KEY, "unattributed", values)
 
@@ -288,22 +193,17 @@ def _unattributed_row(frame: Frame, opts: ViewOptions) -> RowData | None:
 # -- sorting --------------------------------------------------------------------------
 
 
-def _sort_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.lower()
-    return value
-
-
 def sort_rows(rows: list[RowData], column: str, descending: bool) -> list[RowData]:
     """Sort on `column`; unknown values last either way; ties by total bytes, then PID."""
-    idx = INDEX[column]
-    total_idx = INDEX["total"]
+    table = columns.TABLE
+    idx, pid, total = table.index[column], table.index["pid"], table.index["total"]
+    sort_key = table.all[idx].sort_key
     known = [r for r in rows if r.values[idx] is not None]
     unknown = [r for r in rows if r.values[idx] is None]
-    known.sort(key=lambda r: (r.values[0] is None, r.values[0] or 0))
-    known.sort(key=lambda r: r.values[total_idx] or 0, reverse=True)
-    unknown.sort(key=lambda r: (r.values[0] is None, r.values[0] or 0))
-    known.sort(key=lambda r: _sort_value(r.values[idx]), reverse=descending)
+    known.sort(key=lambda r: (r.values[pid] is None, r.values[pid] or 0))
+    known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+    unknown.sort(key=lambda r: (r.values[pid] is None, r.values[pid] or 0))
+    known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
     return known + unknown
 
 
@@ -325,10 +225,11 @@ class RowCache:
     def __init__(self) -> None:
         self._rows: dict[str, RowData] = {}
         self._totals: bool | None = None  # the one option flat values depend on
+        self._columns: columns.ColumnSet | None = None
 
     def rows(self, procs: Iterable[ProcessView], opts: ViewOptions) -> list[RowData]:
-        if opts.totals != self._totals:
-            self._rows, self._totals = {}, opts.totals
+        if opts.totals != self._totals or columns.TABLE is not self._columns:
+            self._rows, self._totals, self._columns = {}, opts.totals, columns.TABLE
         old, new = self._rows, {}
         for p in procs:
             row = old.get(p.key)
@@ -366,6 +267,7 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
     groups: dict[str, list[ProcessView]] = {}
     for p in procs:
         groups.setdefault(p.user or "?", []).append(p)
+    program = columns.TABLE.index["program"]
     group_rows: list[RowData] = []
     members: dict[str, list[RowData]] = {}
     for user, ps in groups.items():
@@ -374,7 +276,7 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
             RowData(
                 p.key,
                 "exited" if p.exited else "proc",
-                process_values(p, opts, program=Program("  ", p.name, _args(p))),
+                process_values(p, opts, Program("  ", p.name, args_of(p))),
                 p,
             )
             for p in ps
@@ -382,15 +284,12 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
         members[key] = rows
         expanded = key in opts.expanded_groups
         label = f"{len(ps)} process" + ("" if len(ps) == 1 else "es")
-        values = (
-            None,
-            user,
-            Program("", user, label, "-" if expanded else "+"),
-            *(sum_known(r.values[i] for r in rows) for i in (3, 4, 5)),
-            _sum_series(r.values[6] for r in rows),
-            *(sum_known(r.values[i] for r in rows) for i in range(7, 13)),
-        )
-        group_rows.append(RowData(key, "group", values, children=len(rows)))
+        values = [
+            c.combine([r.values[i] for r in rows]) if c.combine is not None else None
+            for i, c in enumerate(columns.TABLE.all)
+        ]
+        values[program] = Program("", user, label, "-" if expanded else "+")
+        group_rows.append(RowData(key, "group", tuple(values), children=len(rows)))
     if extra is not None:
         group_rows.append(extra)
     out: list[RowData] = []
@@ -399,18 +298,6 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
         if row.key in opts.expanded_groups:
             out.extend(sort_rows(members[row.key], opts.sort, opts.descending))
     return out
-
-
-def _args(p: ProcessView) -> str:
-    """What PROGRAM shows after the name: the arguments, or the whole command line when
-    argv[0] is not the program's name (a rewritten title such as "nginx: worker")."""
-    if not p.cmdline:
-        return ""
-    argv0 = p.cmdline[0]
-    base = argv0.rsplit("/", 1)[-1]
-    if " " not in argv0 and (base == p.name or (len(p.name) >= 15 and base.startswith(p.name))):
-        return " ".join(p.cmdline[1:])
-    return " ".join(p.cmdline)
 
 
 def parent_index(procs: Sequence[ProcessView]) -> dict[str, str | None]:
@@ -440,15 +327,16 @@ def parent_index(procs: Sequence[ProcessView]) -> dict[str, str | None]:
 @dataclass(slots=True)
 class _Node:
     proc: ProcessView
+    own: tuple[Any, ...]  # the process's own values, in `columns.TABLE` order
     children: list[_Node] = field(default_factory=list)
-    up: Any = None
-    down: Any = None
-    spark: tuple[float, ...] = ()
+    rolled: dict[int, Any] = field(default_factory=dict)  # column index -> with descendants'
     size: int = 1
 
 
-def _roll(node: _Node, totals: bool) -> None:
-    """Own traffic plus every descendant's (iterative: trees can be deep)."""
+def _roll(node: _Node) -> None:
+    """Own values of the rolling-up columns plus every descendant's (iterative: trees can
+    be deep)."""
+    rolling = [(i, c.combine) for i, c in enumerate(columns.TABLE.all) if c.rolls_up]
     order: list[_Node] = []
     stack = [node]
     while stack:
@@ -456,12 +344,12 @@ def _roll(node: _Node, totals: bool) -> None:
         order.append(n)
         stack.extend(n.children)
     for n in reversed(order):
-        own = _traffic(n.proc, totals)
-        n.up = sum_known([own.up, *(c.up for c in n.children)])
-        n.down = sum_known([own.down, *(c.down for c in n.children)])
-        n.spark = (
-            _sum_series([own.spark, *(c.spark for c in n.children)]) if n.children else own.spark
-        )
+        for i, combine in rolling:
+            own = n.own[i]
+            if n.children and combine is not None:
+                n.rolled[i] = combine([own, *(c.rolled[i] for c in n.children)])
+            else:
+                n.rolled[i] = own
         n.size = 1 + sum(c.size for c in n.children)
 
 
@@ -479,7 +367,7 @@ def _tree_rows(
                     keep.add(cur)
                     cur = parents.get(cur)
         by_key = {k: v for k, v in by_key.items() if k in keep}
-    nodes = {k: _Node(p) for k, p in by_key.items()}
+    nodes = {k: _Node(p, process_values(p, opts)) for k, p in by_key.items()}
     roots: list[_Node] = []
     for k, node in nodes.items():
         parent = parents.get(k)
@@ -488,17 +376,18 @@ def _tree_rows(
         else:
             roots.append(node)
     for root in roots:
-        _roll(root, opts.totals)
+        _roll(root)
+    program = columns.TABLE.index["program"]
 
     def row_of(node: _Node, prefix: str) -> RowData:
         p = node.proc
         marker = "+" if node.children and p.key in opts.collapsed else ""
-        program = Program(prefix, p.name, _args(p), marker)
-        traffic = _Traffic(node.up, node.down, node.spark)
+        values = list(node.own)
+        for i, value in node.rolled.items():
+            values[i] = value
+        values[program] = Program(prefix, p.name, args_of(p), marker)
         kind: RowKind = "exited" if p.exited else "proc"
-        return RowData(
-            p.key, kind, process_values(p, opts, traffic, program), p, children=node.size - 1
-        )
+        return RowData(p.key, kind, tuple(values), p, children=node.size - 1)
 
     def ordered(level: list[_Node]) -> list[tuple[_Node, RowData]]:
         rows = {n.proc.key: n for n in level}

@@ -34,16 +34,11 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
+from nettop_ui.tui import columns
 from nettop_ui.tui.bindings import TABLE_BINDINGS
 from nettop_ui.tui.cells import Cell, make_cell
-from nettop_ui.tui.model import (
-    COLUMN_BY_KEY,
-    INDEX,
-    RowData,
-    RowKind,
-    ViewOptions,
-    visible_columns,
-)
+from nettop_ui.tui.columns import Column
+from nettop_ui.tui.model import RowData, RowKind, ViewOptions, visible_columns
 
 REBUILD_ABOVE = 200  # removing more rows than this at once: clear and re-add (remove is O(n))
 CELL_CACHE = 2048  # rendered cells kept: a couple of screens' worth
@@ -67,6 +62,11 @@ class _Drawn:
         self, kind: RowKind, values: tuple[Any, ...], cells: list[Cell], marked: bool
     ) -> None:
         self.kind, self.values, self.cells, self.marked = kind, values, cells, marked
+
+
+def _padded(col: Column, label: str) -> str:
+    """The header's text: padded as the column's cells are (see `Column.pad`)."""
+    return f"{label:>{col.pad}} " if col.pad else label
 
 
 def _marked(row: RowData) -> bool:
@@ -126,35 +126,36 @@ class ProcessTable(DataTable[Cell]):
 
     def layout_columns(self, width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> bool:
         """Choose the columns for `width`; True when they changed (the table was rebuilt)."""
-        columns, program_width = visible_columns(width, has_gpu, keep)
-        if columns == self._columns and program_width == self._program_width:
+        keys, program_width = visible_columns(width, has_gpu, keep)
+        if keys == self._columns and program_width == self._program_width:
             return False
-        self._columns, self._program_width = columns, program_width
+        self._columns, self._program_width = keys, program_width
         self.clear(columns=True)
         self._drawn.clear()
         self._order = []
         self._labels.clear()
-        for key in columns:
-            col = COLUMN_BY_KEY[key]
-            label = f"{col.label:>7} " if key == "pid" else col.label
-            justify = "left" if key == "pid" else col.justify
-            self.add_column(Text(label, justify=justify), width=col.width or program_width, key=key)
+        for key in keys:
+            col = columns.TABLE.by_key[key]
+            label = _padded(col, col.label)
+            self.add_column(
+                Text(label, justify=col.justify), width=col.width or program_width, key=key
+            )
         return True
 
     def _set_labels(self, opts: ViewOptions) -> None:
         for key in self._columns:
-            col = COLUMN_BY_KEY[key]
-            label = col.total_label if opts.totals else col.label
+            col = columns.TABLE.by_key[key]
+            label = col.heading(opts.totals)
             if key == opts.sort:
                 label += "▼" if opts.descending else "▲"
-            if key == "pid":
-                label = f"{label:>7} "
+            label = _padded(col, label)
             if self._labels.get(key) == label:
                 continue
             self._labels[key] = label
             style = "bold underline" if key == opts.sort else "bold"
-            justify = "left" if key == "pid" else col.justify
-            self.columns[self._column_key(key)].label = Text(label, justify=justify, style=style)
+            self.columns[self._column_key(key)].label = Text(
+                label, justify=col.justify, style=style
+            )
 
     def _column_key(self, key: str) -> Any:
         for ck in self.columns:
@@ -195,9 +196,9 @@ class ProcessTable(DataTable[Cell]):
         return True
 
     def _cells(self, row: RowData, bits: bool) -> list[Cell]:
-        marked = _marked(row)
+        marked, index = _marked(row), columns.TABLE.index
         return [
-            make_cell(c, row.values[INDEX[c]], row.kind, bits, row.key, marked)
+            make_cell(c, row.values[index[c]], row.kind, bits, row.key, marked)
             for c in self._columns
         ]
 
@@ -237,7 +238,8 @@ class ProcessTable(DataTable[Cell]):
             order = [r.key for r in rows]
             if added or gone or order != self._order:
                 position = {key: i for i, key in enumerate(order)}
-                self.sort("pid", key=lambda cell: position.get(cell.row, len(position)))
+                # Every cell knows its row: sort on the first column's.
+                self.sort(self._columns[0], key=lambda cell: position.get(cell.row, len(position)))
                 self._order = order
             self._restore_cursor(selected, cursor_row)
 
@@ -252,8 +254,9 @@ class ProcessTable(DataTable[Cell]):
             return False  # the very same row as last time
         changed = False
         data = self._data[RowKey(row.key)]
+        index = columns.TABLE.index
         for n, col in enumerate(self._columns):
-            i = INDEX[col]
+            i = index[col]
             value = row.values[i]
             if not redo and value == old[i]:
                 continue
