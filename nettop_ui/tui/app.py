@@ -295,6 +295,8 @@ class NettopApp(App[int]):
         self.exit(0)
 
     def on_open_detail(self, message: OpenDetail) -> None:
+        if self.screen is not self.main:  # a second enter, sent before the first was handled
+            return
         screen = DetailScreen(message.key, self.state)
         self._detail = screen
         self._update_history_keys()
@@ -306,6 +308,8 @@ class NettopApp(App[int]):
         self.push_screen(screen, closed)
 
     def on_kill_requested(self, message: KillRequested) -> None:
+        if not isinstance(self.screen, MainScreen | DetailScreen):  # a dialog is already up
+            return
         process = message.process
         reason = refusal(process.pid, process.create_time)
         if process.exited:
