@@ -173,10 +173,10 @@ def test_tree_rolls_children_into_parents_and_folds() -> None:
     assert [r.value("pid") for r in rows] == [1, 10, 11, 12, 20]
     assert rows[0].value("up") == 111.0 and rows[1].value("up") == 111.0
     assert rows[2].value("program").prefix == "│  ├─"
-    opts.collapsed.add(rows[1].key)
+    opts = dataclasses.replace(opts, collapsed=frozenset({rows[1].key}))
     assert [r.value("pid") for r in build_rows(f, opts)] == [1, 10, 20]
-    opts.filter_text = "wget"  # a match keeps the path to it
-    opts.collapsed.clear()
+    # a match keeps the path to it
+    opts = dataclasses.replace(opts, filter_text="wget", collapsed=frozenset())
     assert [r.value("pid") for r in build_rows(f, opts)] == [1, 10, 12]
 
 
@@ -199,7 +199,7 @@ def test_user_groups_sum_and_open() -> None:
     opts = ViewOptions(mode="user")
     rows = build_rows(f, opts)
     assert [(r.key, r.value("up")) for r in rows] == [("user:alice", 5.0), ("user:root", 1.0)]
-    opts.expanded_groups.add("user:alice")
+    opts = dataclasses.replace(opts, expanded_groups=frozenset({"user:alice"}))
     assert [r.key.split(":")[0] for r in build_rows(f, opts)] == ["user", "3", "2", "user"]
 
 
@@ -365,3 +365,14 @@ def test_every_binding_id_is_one_a_keymap_may_name() -> None:
                 ids |= {b.id for b in bindings if isinstance(b, Binding) and b.id}
     assert {"open_process", "pick_user", "help_close", "filter_clear"} <= ids
     assert ids <= BINDING_IDS, ids - BINDING_IDS
+
+
+def test_view_options_change_only_by_replacement() -> None:
+    """`ViewOptions` is frozen, its sets too: a screen cannot change it in place behind
+    the one place that replaces it and redraws (`MainScreen.set_options`)."""
+    opts = ViewOptions(mode="tree")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.sort = "up"  # type: ignore[misc]
+    assert not hasattr(opts.collapsed, "add") and not hasattr(opts.expanded_groups, "add")
+    changed = dataclasses.replace(opts, collapsed=opts.collapsed | {"1:1.0"})
+    assert changed.collapsed == {"1:1.0"} and opts.collapsed == frozenset()

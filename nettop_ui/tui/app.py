@@ -1,8 +1,9 @@
-"""The Textual app: owns the frame source, the view options and the screens.
+"""The Textual app: owns the frame source, the view state and the screens.
 
 Frames arrive from a `FrameSource` running as a worker (the collector's blocking work
 is in a thread); each is drawn on arrival unless the display is paused. The app never
-waits on sampling.
+waits on sampling. The screens get the `ViewState` (what to draw) and send messages up
+(`nettop_ui.tui.messages`) that the app handles here; no screen imports this module.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from textual.worker import Worker
 from nettop_ui.args import is_tty
 from nettop_ui.tui.bindings import APP_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
-from nettop_ui.tui.frame import Frame, ProcessView
+from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.heap import HeapPolicy
 from nettop_ui.tui.help_screen import HelpScreen, binding_rows
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.kill_dialog import KillDialog
 from nettop_ui.tui.main_screen import MainScreen
+from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail
 from nettop_ui.tui.model import ViewOptions
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, ScriptedSource
+from nettop_ui.tui.state import ViewState
 from nettop_ui.tui.system_history import SystemHistory
 
 STOP_GRACE_S = 3.0  # how long quitting waits for the backend to close
@@ -73,6 +76,7 @@ class NettopApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
     ENABLE_COMMAND_PALETTE = False
     TITLE = "nettop-ui"
+    DISABLED_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # the screens' actions not offered
 
     @classmethod
     def for_user(cls, source: FrameSource, why: str) -> Self:
@@ -100,15 +104,16 @@ class NettopApp(App[int]):
         self.host = host if host is not None else socket.gethostname()
         self.clock = clock
         self.started = clock()
-        self.opts = ViewOptions()
-        if not source.per_process:  # bytes unknown for every process: sort on sockets
-            self.opts.sort = "conns"
-        self.system_history = SystemHistory()
+        self.state = ViewState(
+            source=source,
+            host=self.host,
+            system_history=SystemHistory(),
+            elapsed_s=self.elapsed_s,
+            # bytes unknown for every process: sort on sockets
+            opts=ViewOptions() if source.per_process else ViewOptions(sort="conns"),
+            disabled_actions=self.DISABLED_ACTIONS,
+        )
         self.latest: Frame | None = None  # the newest frame received
-        self.shown: Frame | None = None  # the frame on display (older while paused)
-        self.paused = False
-        self.return_to: str | None = None  # row to select when the main screen resumes
-        self.source_error: str | None = None
         self.frames_received = 0
         self._selected: str | None = None
         self._detail: DetailScreen | None = None
@@ -130,7 +135,20 @@ class NettopApp(App[int]):
         return driver
 
     def get_default_screen(self) -> Screen[None]:
-        return MainScreen()
+        return MainScreen(self.state)
+
+    @property
+    def opts(self) -> ViewOptions:
+        return self.state.opts
+
+    @property
+    def shown(self) -> Frame | None:
+        """The frame on display (older than `latest` while paused)."""
+        return self.state.shown
+
+    @property
+    def paused(self) -> bool:
+        return self.state.paused
 
     @property
     def main(self) -> MainScreen:
@@ -171,8 +189,8 @@ class NettopApp(App[int]):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
         os._exit(128 + signal.SIGHUP)
 
-    def start_source(self) -> None:
-        """Called by the main screen once mounted: frames can be drawn from now on."""
+    def on_display_ready(self, _message: DisplayReady) -> None:
+        """The main screen is mounted: start the source, frames can be drawn now."""
         if self._worker is not None:
             return
         if isinstance(self.source, ScriptedSource):
@@ -187,11 +205,14 @@ class NettopApp(App[int]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in sampling must not take the screen down
-            self.source_error = f"sampling stopped: {type(exc).__name__}: {exc}"
+            self.state.source_error = f"sampling stopped: {type(exc).__name__}: {exc}"
             self.notify(
-                safe_text(self.source_error, 300), severity="error", timeout=15, markup=False
+                safe_text(self.state.source_error, 300),
+                severity="error",
+                timeout=15,
+                markup=False,
             )
-            if self.shown is not None:
+            if self.state.shown is not None:
                 self.main.redraw()
 
     def elapsed_s(self) -> float:
@@ -219,7 +240,7 @@ class NettopApp(App[int]):
                 timeout=15,
                 markup=False,
             )
-        if not self.paused:
+        if not self.state.paused:
             self.display_frame(frame)
         self.heap.frame(self.frames_received)
 
@@ -227,34 +248,36 @@ class NettopApp(App[int]):
         self.heap.stop()
 
     def display_frame(self, frame: Frame) -> None:
-        self.shown = frame
+        self.state.shown = frame
         gpu = {d.index: d.util_percent for d in frame.gpu.devices} if frame.gpu else None
-        self.system_history.add(frame.system, gpu)
+        self.state.system_history.add(frame.system, gpu)
         if self.screen is self.main:
             self.main.redraw()
         elif self._detail is not None and self.screen is self._detail:
-            self._detail.show_frame(frame, self.opts.bits)
+            self._detail.show_frame(frame, self.state.opts.bits)
 
-    def watch_selected(self, key: str | None) -> None:
+    def on_cursor_moved(self, message: CursorMoved) -> None:
         """The table cursor moved: have its full history ready for the drill-down."""
-        self._selected = key
-        self._update_watch()
+        if not self.screen_stack:  # arrived while the app shuts down (a replay redraws)
+            return
+        self._selected = message.key
+        self._update_history_keys()
 
-    def _update_watch(self) -> None:
+    def _update_history_keys(self) -> None:
         keys = {
             k for k in (self._selected, self._detail.process_key if self._detail else None) if k
         }
-        self.source.watch(keys)
+        self.source.set_history_keys(keys)
 
     # -- actions --------------------------------------------------------------------
 
     def action_pause(self) -> None:
-        self.paused = not self.paused
-        if not self.paused and self.latest is not None:
+        paused = self.state.paused = not self.state.paused
+        if not paused and self.latest is not None:
             self.display_frame(self.latest)
         elif self.screen is self.main:
             self.main.tick_header()
-        self.notify("display paused; sampling continues" if self.paused else "resumed", timeout=2)
+        self.notify("display paused; sampling continues" if paused else "resumed", timeout=2)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -271,29 +294,23 @@ class NettopApp(App[int]):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
         self.exit(0)
 
-    def offers(self, action: str) -> bool:
-        """Whether the screens' `action` applies to what is shown (the screens ask)."""
-        return True
-
-    def open_detail(self, key: str) -> None:
-        self.return_to = key
-        screen = DetailScreen(
-            key,
-            per_connection=self.source.per_connection,
-            backend_name=self.source.backend_name,
-            initial=self.shown,
-            bits=self.opts.bits,
-        )
+    def on_open_detail(self, message: OpenDetail) -> None:
+        if self.screen is not self.main:  # a second enter, sent before the first was handled
+            return
+        screen = DetailScreen(message.key, self.state)
         self._detail = screen
-        self._update_watch()
+        self._update_history_keys()
 
         def closed(_result: None) -> None:
             self._detail = None
-            self._update_watch()
+            self._update_history_keys()
 
         self.push_screen(screen, closed)
 
-    def open_kill_dialog(self, process: ProcessView) -> None:
+    def on_kill_requested(self, message: KillRequested) -> None:
+        if not isinstance(self.screen, MainScreen | DetailScreen):  # a dialog is already up
+            return
+        process = message.process
         reason = refusal(process.pid, process.create_time)
         if process.exited:
             reason = f"PID {process.pid} has already exited"

@@ -3,6 +3,7 @@
 Everything updates live from each frame: tree labels in place (own and subtree
 rates), the connections table keyed by (protocol, local, remote), and two plotext
 charts (up/down traffic; CPU % and resident memory) over the recorded history.
+It reads the app's `ViewState` and asks for a signal with a `KillRequested` message.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from nettop_ui.format import human_bytes, human_rate
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
 from nettop_ui.tui.cells import NOTE_MARK, Cell
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
+from nettop_ui.tui.messages import KillRequested
 from nettop_ui.tui.model import parent_index
 from nettop_ui.tui.safe import command_line, safe_text
+from nettop_ui.tui.state import ViewState
 
 _UNITS = ((1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B"))
 
@@ -70,20 +73,13 @@ class DetailScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = DETAIL_BINDINGS
 
-    def __init__(
-        self,
-        key: str,
-        *,
-        per_connection: bool,
-        backend_name: str,
-        initial: Frame | None = None,
-        bits: bool = False,
-    ) -> None:
+    def __init__(self, key: str, state: ViewState) -> None:
         super().__init__()
-        self.initial, self.bits = initial, bits
+        self.state = state
+        self.initial, self.bits = state.shown, state.opts.bits
         self.process_key = key
-        self.per_connection = per_connection
-        self.backend_name = backend_name
+        self.per_connection = state.source.per_connection
+        self.backend_name = state.source.backend_name
         self.process: ProcessView | None = None
         self._node_of: dict[str, TreeNode[str]] = {}
         self._conn_rows: dict[str, tuple[Any, ...]] = {}
@@ -363,14 +359,14 @@ class DetailScreen(Screen[None]):
     # -- actions --------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.app.offers(action)  # type: ignore[attr-defined]
+        return action not in self.state.disabled_actions
 
     def action_back(self) -> None:
         self.dismiss(None)
 
     def action_kill(self) -> None:
         if self.process is not None:
-            self.app.call_later(self.app.open_kill_dialog, self.process)  # type: ignore[attr-defined]
+            self.post_message(KillRequested(self.process))
 
 
 def _endpoint(address: str) -> Text:

@@ -51,9 +51,10 @@ def visible_columns(width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> tu
     return [c.key for c in kept], program
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ViewOptions:
-    """The user's choices: sort, filter, grouping, units. Owned by the app."""
+    """The user's choices: sort, filter, grouping, units. Frozen: a change is a new
+    `ViewOptions` (`dataclasses.replace`), made in `MainScreen.set_options`."""
 
     sort: str = "total"
     descending: bool = True
@@ -63,8 +64,8 @@ class ViewOptions:
     mode: ViewMode = "flat"
     totals: bool = False  # cumulative bytes instead of rates
     bits: bool = False
-    collapsed: set[str] = field(default_factory=set)  # tree rows whose children are hidden
-    expanded_groups: set[str] = field(default_factory=set)  # user groups opened
+    collapsed: frozenset[str] = frozenset()  # tree rows whose children are hidden
+    expanded_groups: frozenset[str] = frozenset()  # user groups opened
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,6 @@ from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.bindings import REPLAY_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, RecordedFigures, build_frame
-from nettop_ui.tui.header import StatusHeader
 from nettop_ui.tui.main_screen import MainScreen
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import Emit, FrameSource
@@ -243,9 +242,9 @@ class ReplaySource(FrameSource):
         delay = after["ts"] - here["ts"]
         return min(max(delay, MIN_STEP_S), MAX_STEP_S)
 
-    def watch(self, keys: Iterable[str]) -> None:
+    def set_history_keys(self, keys: Iterable[str]) -> None:
         changed = frozenset(keys) != self.watch_keys
-        super().watch(keys)
+        super().set_history_keys(keys)
         if changed:
             self._show()
 
@@ -277,6 +276,7 @@ class ReplayApp(NettopApp):
 
     BINDINGS: ClassVar[list[BindingType]] = REPLAY_BINDINGS
     TITLE = "nettop-ui replay"
+    DISABLED_ACTIONS = frozenset({"kill"})  # a recorded PID is no process to signal now
 
     def __init__(self, source: ReplaySource, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
@@ -302,13 +302,8 @@ class ReplayApp(NettopApp):
             return not isinstance(self.focused, Input)
         return super().check_action(action, parameters)
 
-    def offers(self, action: str) -> bool:
-        return action != "kill"  # a recorded PID is no process to signal now
-
     def display_frame(self, frame: Frame) -> None:
-        position = self.replay.position()
-        for header in self.main.query(StatusHeader):
-            header.position = position
+        self.state.position = self.replay.position()
         super().display_frame(frame)
 
     def elapsed_s(self) -> float:

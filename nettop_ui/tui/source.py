@@ -21,7 +21,8 @@ Emit = Callable[[Frame], None]
 
 
 class FrameSource:
-    """Base class: `run(emit)` until `stop()`; `watch` asks for full process histories."""
+    """Base class: `run(emit)` until `stop()`; `set_history_keys` asks for full process
+    histories."""
 
     backend_name: str = "scripted"
     layer: str = "scripted"
@@ -34,7 +35,7 @@ class FrameSource:
         self._monitor_stop = asyncio.Event()  # set by monitor() itself when it ends
         self.watch_keys: frozenset[str] = frozenset()
 
-    def watch(self, keys: Iterable[str]) -> None:
+    def set_history_keys(self, keys: Iterable[str]) -> None:
         """Ask for the full history of these row keys in the next frames."""
         self.watch_keys = frozenset(keys)
 
@@ -181,9 +182,9 @@ class ScriptedSource(FrameSource):
             emit(self.frame_of(snap))
         self.initial = []
 
-    def watch(self, keys: Iterable[str]) -> None:
+    def set_history_keys(self, keys: Iterable[str]) -> None:
         changed = frozenset(keys) != self.watch_keys
-        super().watch(keys)
+        super().set_history_keys(keys)
         if changed and self._emit is not None and self.last is not None:
             self._emit(self.frame_of(self.last))
 
