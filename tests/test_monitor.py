@@ -24,6 +24,27 @@ from tests.netenv import require, require_root
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
 FAKEBIN = Path(__file__).parent / "fakebin"
+Each = Callable[[Snapshot, TrafficSample | BackendFailure], None]
+
+
+class OnLoop:
+    """A monitor sink that calls `each(snap, item)` on the event loop, before the next
+    tick (the callbacks here set asyncio events); make it inside the running loop."""
+
+    def __init__(self, each: Each) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.each = each
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.loop.call_soon_threadsafe(self.each, snap, sample)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.loop.call_soon_threadsafe(self.each, snap, failure)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
 
 
 def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +67,7 @@ def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPat
 
     async def go() -> None:
         await monitor(
-            NettopBackend(), 1.0, keep, stop=stop, fallbacks=[PsutilBackend],
+            NettopBackend(), 1.0, OnLoop(keep), stop=stop, fallbacks=[PsutilBackend],
             handle_signals=False, duration_s=40,
         )  # fmt: skip
 
@@ -85,7 +106,7 @@ def run_with_fault(
 
     async def go() -> None:
         await monitor(
-            backend, 0.5, keep, stop=stop, fallbacks=[fallback],
+            backend, 0.5, OnLoop(keep), stop=stop, fallbacks=[fallback],
             handle_signals=False, duration_s=120,
         )  # fmt: skip
 
