@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,9 @@ from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import describe_failure, monitor
 from tests.netenv import require, require_root
+from tests.tui_fixtures import ScriptedBackend, steady
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
 FAKEBIN = Path(__file__).parent / "fakebin"
@@ -177,3 +179,58 @@ def test_nethogs_stopped_is_a_fault_and_auto_falls_back() -> None:
     assert time.monotonic() - started < 30  # found within a few refreshes, not at the end
     assert all(isinstance(i, TrafficSample) and i.processes is None for i in after)
     assert not os.path.exists(f"/proc/{stopped[0]}")  # the stopped child was ended and reaped
+
+
+class Calls:
+    """A sink that notes each call and the thread it ran on, what failed and how it ended."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.failures: list[tuple[BackendFailure, type[Backend] | None]] = []
+        self.ended: list[BackendFailure | None] = []
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.calls.append(("sample", threading.get_ident()))
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.calls.append(("failure", threading.get_ident()))
+        self.failures.append((failure, fallback))
+
+    def end(self, failure: BackendFailure | None) -> None:
+        self.calls.append(("end", threading.get_ident()))
+        self.ended.append(failure)
+
+
+@pytest.mark.parametrize("fallbacks", [(), (PsutilBackend,)], ids=["alone", "fallback"])
+def test_the_sink_gets_samples_the_failure_and_the_end_off_the_loop(
+    fallbacks: tuple[type[Backend], ...],
+) -> None:
+    """A backend that dies on its third read: the sink gets two samples, the failure with
+    the backend taking over (if any), then `end` with the failure nothing took over from;
+    every call off the event loop, on the collector's thread."""
+    sink = Calls()
+    backend = ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1), fail_at=3)
+
+    async def go() -> int:
+        await monitor(backend, 0.1, sink, count=4, handle_signals=False, fallbacks=fallbacks)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(go())
+    names = [name for name, _ in sink.calls]
+    [(failure, fallback)] = sink.failures
+    why = "scripted failure: the capture process died"
+    assert (failure.backend, failure.message) == ("scripted", why)
+    if fallbacks:  # `count` counts samples only; the stop by count is no failure
+        assert fallback is PsutilBackend and failure.fallback == "psutil"
+        assert names == ["sample", "sample", "failure", "sample", "sample", "end"]
+        assert sink.ended == [None]
+        said = f"backend scripted failed: {why}; continuing with psutil"
+        assert describe_failure(failure) == said
+    else:
+        assert fallback is None and failure.fallback is None
+        assert names == ["sample", "sample", "failure", "end"]
+        assert sink.ended == [failure]
+        assert describe_failure(failure) == f"backend scripted failed: {why}"
+    assert loop_thread not in {thread for _, thread in sink.calls}
