@@ -21,6 +21,8 @@ from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import describe_failure, monitor
+from nettop_ui.tui import MonitorSource
+from nettop_ui.tui.frame import Frame
 from tests.netenv import require, require_root
 from tests.tui_fixtures import ScriptedBackend, steady
 
@@ -234,3 +236,18 @@ def test_the_sink_gets_samples_the_failure_and_the_end_off_the_loop(
         assert sink.ended == [failure]
         assert describe_failure(failure) == f"backend scripted failed: {why}"
     assert loop_thread not in {thread for _, thread in sink.calls}
+
+
+async def test_an_error_showing_a_frame_ends_the_live_source_with_it() -> None:
+    """An exception from `emit` (the UI, on the event loop) ends MonitorSource.run with
+    it, as one raised inside monitor() did: the app says so instead of going on silently."""
+    source = MonitorSource(ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1)), 0.1)
+    shown: list[Frame] = []
+
+    def emit(frame: Frame) -> None:
+        shown.append(frame)
+        raise RuntimeError("drawing failed")
+
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        await asyncio.wait_for(source.run(emit), 60)
+    assert len(shown) == 1

@@ -79,6 +79,7 @@ class MonitorSource(FrameSource):
         self.fallbacks = list(fallbacks)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._frames: Emit | None = None
+        self._error: Exception | None = None  # raised showing a tick: `run` re-raises it
         self._describe(backend)
         self.interval_s = interval_s
         self.collector = self._make_collector(backend)
@@ -113,14 +114,18 @@ class MonitorSource(FrameSource):
 
     def _ticked(self, fallback: type[Backend] | None) -> None:
         """A tick is in (before the monitor's next one starts): show it."""
-        if self._frames is None:
-            return  # `run` has ended (the app is closing): nothing to show it on
-        if fallback is not None:  # the monitor moved on: describe that backend from now on
-            self._describe(fallback)
-            if not self.per_process:
-                self.collector.fail_traffic()  # its samples carry no per-process bytes
-        self.collector.watch = self.watch_keys
-        self._emit_frame(self._frames)
+        if self._frames is None or self._error is not None:
+            return  # `run` has ended (the app is closing), or is ending on an error
+        try:
+            if fallback is not None:  # the monitor moved on: describe that one from now on
+                self._describe(fallback)
+                if not self.per_process:
+                    self.collector.fail_traffic()  # its samples carry no per-process bytes
+            self.collector.watch = self.watch_keys
+            self._emit_frame(self._frames)
+        except Exception as exc:  # ends `run` with it, as one raised in monitor() would
+            self._error = exc
+            self._monitor_stop.set()
 
     def _emit_frame(self, emit: Emit) -> None:
         frame = self.collector.frame
@@ -148,6 +153,8 @@ class MonitorSource(FrameSource):
             handle_signals=False,
             fallbacks=self.fallbacks,
         )
+        if self._error is not None:
+            raise self._error
         if self._stop.is_set():
             return
         collector.fail_traffic()  # monitor only returns early when no backend is left
