@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from typing import IO
 
 from nettop_ui import jobs, registry
@@ -35,7 +36,7 @@ from nettop_ui.jsonl import (
     open_output,
     sample_record,
 )
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import Sink, Tee, describe_failure, monitor
 
 
 class UsageError(Exception):
@@ -120,6 +121,76 @@ def resolve_backend(name: str) -> tuple[type[Backend], str]:
         raise UsageError(str(exc)) from None
 
 
+class _Notice:
+    """Says on stderr when a fallback takes over; keeps the failure that ended monitoring."""
+
+    def __init__(self) -> None:
+        self.fatal: BackendFailure | None = None
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        pass
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        if fallback is not None:
+            print(f"{PROG}: {describe_failure(failure)}", file=sys.stderr)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        self.fatal = failure
+
+
+def run_monitor(
+    backend: type[Backend],
+    interval_s: float,
+    sink: Sink,
+    *,
+    fallbacks: Sequence[type[Backend]] = (),
+    duration_s: float | None = None,
+    count: int | None = None,
+) -> None:
+    """Monitor into `sink` in the foreground until a stop, saying on stderr when a fallback
+    takes over; a backend failure nothing took over from is a UsageError."""
+    notice = _Notice()
+    asyncio.run(
+        monitor(
+            backend(),
+            interval_s,
+            Tee(sink, notice),
+            duration_s=duration_s,
+            count=count,
+            fallbacks=fallbacks,
+        )
+    )
+    if notice.fatal is not None:
+        raise UsageError(describe_failure(notice.fatal))
+
+
+class _JsonSink:
+    """`--json`: a `sample` line per tick and an `event` line per backend failure."""
+
+    def __init__(self, writer: JsonlWriter, args: argparse.Namespace, backend: type[Backend]):
+        self.writer = writer
+        self.all = args.all
+        self.connections = args.connections
+        self.backend = backend  # the one producing now: the fallback once one took over
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        with_connections = self.connections and self.backend.coverage.per_connection
+        self.writer.write(
+            sample_record(snap, all_processes=self.all, with_connections=with_connections)
+        )
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.writer.write(failure_record(failure))
+        self.backend = fallback or self.backend
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+
 def run_json(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
     try:
@@ -128,65 +199,46 @@ def run_json(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     writer = JsonlWriter(out)
     writer.write(meta_record(cls, args.interval, time.time(), why))
-    failed: list[BackendFailure] = []
-    fallbacks = registry.fallbacks_for(args.backend, cls)
-    current = [cls]  # the backend producing now: the fallback once one took over
-
-    def emit(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        if isinstance(item, BackendFailure):
-            writer.write(failure_record(item))
-            if item.fallback is None:
-                failed.append(item)
-            else:
-                current[0] = next(b for b in fallbacks if b.name == item.fallback)
-                print(
-                    f"{PROG}: backend {item.backend} failed ({item.message}); "
-                    f"continuing with {item.fallback}",
-                    file=sys.stderr,
-                )
-            return
-        writer.write(
-            sample_record(
-                snap,
-                all_processes=args.all,
-                with_connections=args.connections and current[0].coverage.per_connection,
-            )
-        )
-
     try:
-        asyncio.run(
-            monitor(
-                cls(),
-                args.interval,
-                emit,
-                duration_s=args.duration,
-                count=args.count,
-                fallbacks=fallbacks,
-            )
+        run_monitor(
+            cls,
+            args.interval,
+            _JsonSink(writer, args, cls),
+            fallbacks=registry.fallbacks_for(args.backend, cls),
+            duration_s=args.duration,
+            count=args.count,
         )
     finally:
         if out is not sys.stdout:
             out.close()
-    if failed:
-        raise UsageError(f"backend {failed[0].backend} failed: {failed[0].message}")
     return 0
+
+
+class _LastSnapshot:
+    """Keeps the latest snapshot."""
+
+    def __init__(self) -> None:
+        self.snap: Snapshot | None = None
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.snap = snap
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.snap = snap
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
 
 
 def print_table(args: argparse.Namespace) -> int:
     """One-shot table of the processes that moved traffic during one interval."""
     cls, why = resolve_backend(args.backend)
-    snaps: list[Snapshot] = []
-    failed: list[BackendFailure] = []
-
-    def keep(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        if isinstance(item, BackendFailure):
-            failed.append(item)
-        snaps.append(snap)
-
-    asyncio.run(monitor(cls(), args.interval, keep, count=1))
-    if failed:
-        raise UsageError(f"backend {failed[0].backend} failed: {failed[0].message}")
-    snap = snaps[-1]
+    last = _LastSnapshot()
+    run_monitor(cls, args.interval, last, count=1)
+    snap = last.snap
+    assert snap is not None  # monitor ends after one sample, or a failure (raised above)
     print(f"backend: {cls.name} ({cls.layer}); {why}")
     print(f"{'PID':>7} {'USER':<10} {'UP/s':>10} {'DOWN/s':>10} {'TOTAL':>10}  PROGRAM")
     rows = [p for p in snap.processes if is_active(p)]
@@ -234,19 +286,17 @@ def run_prometheus(args: argparse.Namespace) -> int:
         if not args.headless:
             from nettop_ui.tui import run_tui as tui
 
-            return tui(cls, why, args.interval, fallbacks=fallbacks, on_snapshot=exporter.update)
-        failed = prometheus.run_headless(
-            exporter,
+            return tui(cls, why, args.interval, fallbacks=fallbacks, sink=exporter)
+        run_monitor(
             cls,
             args.interval,
+            exporter,
+            fallbacks=fallbacks,
             duration_s=args.duration,
             count=args.count,
-            fallbacks=fallbacks,
         )
     finally:
         server.close()
-    if failed:
-        raise UsageError(f"backend {failed.backend} failed: {failed.message}")
     return 0
 
 

@@ -1,8 +1,15 @@
-"""Runs a backend and the collector together and hands each snapshot to a callback.
+"""Runs a backend and the collector together and hands each tick to a `Sink`.
 
 The backend produces on the event loop; the collector's blocking psutil work runs in
 a worker thread so neither the loop nor a UI on it ever waits on /proc. At most one
-sample waits between them: a slow consumer gets longer samples, not a backlog.
+sample waits between them: a slow consumer gets longer samples, not a backlog. The sink
+runs on that worker thread too, right after the tick it gets: what it does (writing a
+line, updating the Prometheus exporter) never holds up the loop either.
+
+Every consumer of `monitor` is a `Sink`: the JSON stream and the one-shot table
+(cli.py), the Prometheus exporter, the process-tree recorder (watch.py) and the TUI's
+live source (tui/source.py). `Tee` hands each tick to several; `describe_failure` is
+the one way a backend failure is put into words.
 """
 
 from __future__ import annotations
@@ -11,13 +18,61 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 
 # What ends sampling cleanly (one final sample): ^C, kill, and the terminal hanging up.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Sink(Protocol):
+    """What `monitor` hands each tick to, in order, one call at a time, on the collector's
+    worker thread (so never while the collector is busy). An exception from a sink ends
+    monitoring at once and reaches `monitor`'s caller (no `end` then)."""
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        """One tick: the snapshot the collector made of `sample`."""
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        """The backend died; `snap` is the collector's tick at that moment. `fallback` is
+        the backend taking over (`failure.fallback` names it), None when none does: then
+        monitoring ends and `end` gets this failure."""
+
+    def end(self, failure: BackendFailure | None) -> None:
+        """Monitoring has ended: `failure` is the one no fallback took over from, None for
+        a stop (signal, duration, count or the `stop` event)."""
+
+
+class Tee:
+    """A sink that hands every call to each of `sinks`, in order."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        for sink in self.sinks:
+            sink.sample(snap, sample)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        for sink in self.sinks:
+            sink.failure(snap, failure, fallback)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        for sink in self.sinks:
+            sink.end(failure)
+
+
+def describe_failure(failure: BackendFailure) -> str:
+    """A backend failure in one line (untrusted text: escape it where it is drawn)."""
+    text = f"backend {failure.backend} failed: {failure.message}"
+    return text if failure.fallback is None else f"{text}; continuing with {failure.fallback}"
 
 
 def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
@@ -31,7 +86,7 @@ def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
 async def monitor(
     backend: Backend,
     interval_s: float,
-    on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None],
+    sink: Sink,
     *,
     duration_s: float | None = None,
     count: int | None = None,
@@ -40,16 +95,15 @@ async def monitor(
     schedule: IntervalSchedule | None = None,
     handle_signals: bool = True,
     fallbacks: Sequence[type[Backend]] = (),
-) -> Collector:
-    """Sample until SIGINT/SIGTERM, `duration_s`, `count` samples (a backend failure is
-    not one) or a backend failure.
+) -> None:
+    """Sample into `sink` until SIGINT/SIGTERM/SIGHUP, `duration_s`, `count` samples (a
+    backend failure is not one) or a backend failure.
 
     A stop by signal or duration still produces one final sample covering the time
     since the previous one. When the backend fails and `fallbacks` are given (the
     backends `--backend auto` would have picked next), the next one that starts takes
-    over; the failure reaches `on_snapshot` with its `fallback` field naming it, and
-    the totals counted so far are kept. A collector made here is closed at the end;
-    one passed in stays its caller's to close.
+    over; the sink's `failure` gets it, and the totals counted so far are kept. A
+    collector made here is closed at the end; one passed in stays its caller's to close.
     """
     owned = collector is None
     collector = collector or Collector(**collector_options(backend))
@@ -67,6 +121,20 @@ async def monitor(
     producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
     emitted = 0
     remaining = list(fallbacks)
+    fatal: BackendFailure | None = None
+
+    def tick(
+        item: TrafficSample | BackendFailure, fallback: type[Backend] | None, shown: bool
+    ) -> None:
+        """On the worker thread: the collector's tick, then the sink's."""
+        snap = collector.ingest(item)
+        if not shown:
+            return
+        if isinstance(item, BackendFailure):
+            sink.failure(snap, item, fallback)
+        else:
+            sink.sample(snap, item)
+
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
@@ -75,13 +143,15 @@ async def monitor(
                 getter.cancel()
                 break  # the producer returned and the queue is drained
             item = getter.result()
+            fallback = None  # the backend taking over from a failed one
             if isinstance(item, BackendFailure) and remaining and not stop.is_set():
-                item = dataclasses.replace(item, fallback=remaining[0].name)
-            snap = await asyncio.to_thread(collector.ingest, item)
-            if count is None or emitted < count:
-                on_snapshot(snap, item)
+                fallback = remaining[0]
+                item = dataclasses.replace(item, fallback=fallback.name)
+            shown = count is None or emitted < count  # not a failure after the last sample
+            await asyncio.to_thread(tick, item, fallback, shown)
             if isinstance(item, BackendFailure):  # an event, not one of the `count` samples
-                if not remaining or stop.is_set():
+                if fallback is None:
+                    fatal = item if shown else None
                     break
                 backend = remaining.pop(0)()
                 producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
@@ -104,4 +174,4 @@ async def monitor(
         if handle_signals:
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
-    return collector
+    await asyncio.to_thread(sink.end, fatal)

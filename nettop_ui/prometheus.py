@@ -1,9 +1,11 @@
 """Prometheus exporter: `nettop-ui --prometheus [HOST:]PORT` serves /metrics.
 
-The monitor hands every snapshot to `Exporter.update` (on its own thread, between two
-collector ticks); `update` folds it into per-group counters and swaps an immutable
-`View` in under a lock. A scrape (`Exporter.collect`, on the HTTP server's threads)
-only reads the latest view, so it never waits on /proc nor sees a half-updated tick.
+The exporter is one of the monitor's sinks: every tick reaches `Exporter.update` on the
+collector's worker thread, between two collector ticks (next to the TUI too, so it
+never holds up the UI's event loop); `update` folds it into per-group counters and
+swaps an immutable `View` in under a lock. A scrape (`Exporter.collect`, on the HTTP
+server's threads) only reads the latest view, so it never waits on /proc nor sees a
+half-updated tick.
 
 Rules (docs/prometheus.md says the same for users):
 
@@ -25,7 +27,6 @@ Rules (docs/prometheus.md says the same for users):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import operator
@@ -33,7 +34,6 @@ import os
 import re
 import socket
 import socketserver
-import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -52,10 +52,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector as PromCollector
 
-from nettop_ui import registry
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.monitor import monitor
 
 GROUP_BY = ("name", "user", "cgroup", "exe")
 DEFAULT_TOP = 50
@@ -242,10 +240,20 @@ class Exporter(PromCollector):
             into.known[i] = True
         self._last[p.key] = (tuple(kept), group)
 
-    def update(self, snap: Snapshot, item: TrafficSample | BackendFailure | None = None) -> None:
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.update(snap)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self._backend = fallback or self._backend  # the labels name the one producing now
+        self.update(snap)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+    def update(self, snap: Snapshot) -> None:
         """Fold one snapshot in and publish a new view. Call between collector ticks."""
-        if isinstance(item, BackendFailure) and item.fallback is not None:
-            self._backend = registry.load_backends().get(item.fallback, self._backend)
         first_tick = self._ticks == 0
         self._ticks += 1
         tick: dict[str, Totals] = {}
@@ -564,39 +572,3 @@ def serve(exporter: Exporter, listen: str) -> MetricsServer:
     bound = httpd.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     return MetricsServer(httpd, thread, f"http://{shown}:{bound}/metrics")
-
-
-def run_headless(
-    exporter: Exporter,
-    backend: type[Backend],
-    interval_s: float,
-    *,
-    duration_s: float | None = None,
-    count: int | None = None,
-    fallbacks: Sequence[type[Backend]] = (),
-) -> BackendFailure | None:
-    """Feed the exporter until SIGINT/SIGTERM, the duration or count; the fatal failure, if any."""
-    failed: list[BackendFailure] = []
-
-    def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        exporter.update(snap, item)
-        if isinstance(item, BackendFailure) and item.fallback is None:
-            failed.append(item)
-        elif isinstance(item, BackendFailure):
-            print(
-                f"nettop-ui: backend {item.backend} failed ({item.message}); "
-                f"continuing with {item.fallback}",
-                file=sys.stderr,
-            )
-
-    asyncio.run(
-        monitor(
-            backend(),
-            interval_s,
-            on_snapshot,
-            duration_s=duration_s,
-            count=count,
-            fallbacks=fallbacks,
-        )
-    )
-    return failed[0] if failed else None

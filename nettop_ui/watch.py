@@ -39,7 +39,7 @@ import psutil
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 from nettop_ui.jsonl import failure_record, member_record, meta_record, tree_record
-from nettop_ui.monitor import STOP_SIGNALS, monitor
+from nettop_ui.monitor import STOP_SIGNALS, describe_failure, monitor
 from nettop_ui.tree import TreeTracker
 
 NOT_STARTED = 125  # `run`'s exit status when CMD never ran (nettop-ui failed first)
@@ -308,6 +308,31 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
     }
 
 
+class _TreeRecorder:
+    """The monitor's sink for `watch`: a `sample` record of the tree per tick (a held
+    command is released first), an `event` record per backend failure, and `fatal`, the
+    failure no fallback took over from, in words."""
+
+    def __init__(self, target: Target, tracker: TreeTracker, sink: Callable[[Record], None]):
+        self.target = target
+        self.tracker = tracker
+        self.sink = sink
+        self.fatal: str | None = None
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        record = tree_sample(snap, self.tracker, self.target)
+        self.target.resume()  # before the sink: whoever sees a sample sees CMD released
+        self.sink(record)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.sink(failure_record(failure))
+
+    def end(self, failure: BackendFailure | None) -> None:
+        self.fatal = None if failure is None else describe_failure(failure)
+
+
 def _terminal_sends_sigint() -> bool:
     """Ctrl-C on our terminal already reaches CMD (same foreground process group)."""
     try:
@@ -336,22 +361,12 @@ async def watch(
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     started = time.time()
-    tracker = TreeTracker(target.pid, opts.include_children)
-    failed: list[str] = []
-    interrupted: list[int] = []
-
-    def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        if isinstance(item, BackendFailure):
-            sink(failure_record(item))
-            if item.fallback is None:
-                failed.append(f"backend {item.backend} failed: {item.message}")
-            return
-        record = tree_sample(snap, tracker, target)
-        target.resume()  # before the sink: whoever sees a sample sees CMD released
-        sink(record)
+    recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink)
+    interrupted = False
 
     def on_signal(sig: int) -> None:
-        interrupted.append(sig)
+        nonlocal interrupted
+        interrupted = True
         if not isinstance(target, Command):
             stop.set()  # stop watching; the attached process is not ours to signal
         elif not (sig == signal.SIGINT and _terminal_sends_sigint()):
@@ -368,7 +383,7 @@ async def watch(
         await monitor(
             opts.backend(),
             opts.interval_s,
-            on_snapshot,
+            recorder,
             duration_s=opts.duration_s,
             stop=stop,
             schedule=_SoonFirst(opts.interval_s, opts.max_interval_s),
@@ -377,13 +392,13 @@ async def watch(
         )
         if not waiter.done():
             reason = "interrupted" if interrupted else "stopped"
-            if failed:
+            if recorder.fatal:
                 reason = "backend_failed"
             elif opts.duration_s is not None and time.time() - started >= opts.duration_s:
                 reason = "duration"
         if isinstance(target, Command) and not target.resumed:
             target.abandon()  # the backend never started, or a signal came first: CMD never ran
-            if failed:
+            if recorder.fatal:
                 reason = "backend_failed"
             elif interrupted:
                 reason = "interrupted"
@@ -409,4 +424,4 @@ async def watch(
             "exit_code": code,
         }
     )
-    return code, failed[0] if failed else None
+    return code, recorder.fatal

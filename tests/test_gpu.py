@@ -20,7 +20,7 @@ from nettop_ui import collector as collector_module
 from nettop_ui.collector import Collector
 from nettop_ui.core import TrafficSample
 from nettop_ui.gpu import GpuSampler
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import Tee, monitor
 from nettop_ui.tui.tree_run import TreeSource
 from nettop_ui.watch import Attached
 
@@ -96,5 +96,5 @@ def test_run_tui_source_initialises_nvml_once_and_closes_it(
 def test_monitor_closes_the_sampler_of_the_collector_it_made(
     counted: list[CountingSampler],
 ) -> None:
-    asyncio.run(monitor(PsutilBackend(), 0.2, lambda *_: None, count=2, handle_signals=False))
+    asyncio.run(monitor(PsutilBackend(), 0.2, Tee(), count=2, handle_signals=False))
     assert [s.closed for s in counted] == [1]

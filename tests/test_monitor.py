@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +21,35 @@ from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.monitor import monitor
+from nettop_ui.monitor import describe_failure, monitor
+from nettop_ui.tui import MonitorSource
+from nettop_ui.tui.frame import Frame
 from tests.netenv import require, require_root
+from tests.tui_fixtures import ScriptedBackend, steady
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nettop"
 FAKEBIN = Path(__file__).parent / "fakebin"
+Each = Callable[[Snapshot, TrafficSample | BackendFailure], None]
+
+
+class OnLoop:
+    """A monitor sink that calls `each(snap, item)` on the event loop, before the next
+    tick (the callbacks here set asyncio events); make it inside the running loop."""
+
+    def __init__(self, each: Each) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.each = each
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.loop.call_soon_threadsafe(self.each, snap, sample)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.loop.call_soon_threadsafe(self.each, snap, failure)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
 
 
 def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +72,7 @@ def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPat
 
     async def go() -> None:
         await monitor(
-            NettopBackend(), 1.0, keep, stop=stop, fallbacks=[PsutilBackend],
+            NettopBackend(), 1.0, OnLoop(keep), stop=stop, fallbacks=[PsutilBackend],
             handle_signals=False, duration_s=40,
         )  # fmt: skip
 
@@ -86,7 +111,7 @@ def run_with_fault(
 
     async def go() -> None:
         await monitor(
-            backend, 0.5, keep, stop=stop, fallbacks=[fallback],
+            backend, 0.5, OnLoop(keep), stop=stop, fallbacks=[fallback],
             handle_signals=False, duration_s=120,
         )  # fmt: skip
 
@@ -185,17 +210,95 @@ def test_a_consumer_slower_than_the_interval_gets_longer_samples_not_a_backlog()
     lags: list[int] = []
     items: list[TrafficSample] = []
 
-    def keep(_snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        assert isinstance(item, TrafficSample)
-        items.append(item)
-        lags.append(backend.reads - len(items))  # read but not yet handed on
+    class Keep:
+        """Runs on the collector's thread, right after each tick."""
+
+        def sample(self, _snap: Snapshot, item: TrafficSample) -> None:
+            items.append(item)
+            lags.append(backend.reads - len(items))  # read but not yet handed on
+
+        def failure(self, *_: object) -> None:
+            raise AssertionError("no failure expected")
+
+        def end(self, _failure: BackendFailure | None) -> None:
+            pass
 
     async def go() -> None:
         collector = SlowCollector()
-        await monitor(backend, 0.05, keep, count=12, collector=collector, handle_signals=False)
+        await monitor(backend, 0.05, Keep(), count=12, collector=collector, handle_signals=False)
 
     asyncio.run(go())
     assert len(items) >= 12
     assert max(lags) <= 2, lags
     span = items[-1].ts - items[0].ts
     assert abs(sum(i.interval_s for i in items[1:]) - span) < 0.05 * span
+
+
+class Calls:
+    """A sink that notes each call and the thread it ran on, what failed and how it ended."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.failures: list[tuple[BackendFailure, type[Backend] | None]] = []
+        self.ended: list[BackendFailure | None] = []
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.calls.append(("sample", threading.get_ident()))
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self.calls.append(("failure", threading.get_ident()))
+        self.failures.append((failure, fallback))
+
+    def end(self, failure: BackendFailure | None) -> None:
+        self.calls.append(("end", threading.get_ident()))
+        self.ended.append(failure)
+
+
+@pytest.mark.parametrize("fallbacks", [(), (PsutilBackend,)], ids=["alone", "fallback"])
+def test_the_sink_gets_samples_the_failure_and_the_end_off_the_loop(
+    fallbacks: tuple[type[Backend], ...],
+) -> None:
+    """A backend that dies on its third read: the sink gets two samples, the failure with
+    the backend taking over (if any), then `end` with the failure nothing took over from;
+    every call off the event loop, on the collector's thread."""
+    sink = Calls()
+    backend = ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1), fail_at=3)
+
+    async def go() -> int:
+        await monitor(backend, 0.1, sink, count=4, handle_signals=False, fallbacks=fallbacks)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(go())
+    names = [name for name, _ in sink.calls]
+    [(failure, fallback)] = sink.failures
+    why = "scripted failure: the capture process died"
+    assert (failure.backend, failure.message) == ("scripted", why)
+    if fallbacks:  # `count` counts samples only; the stop by count is no failure
+        assert fallback is PsutilBackend and failure.fallback == "psutil"
+        assert names == ["sample", "sample", "failure", "sample", "sample", "end"]
+        assert sink.ended == [None]
+        said = f"backend scripted failed: {why}; continuing with psutil"
+        assert describe_failure(failure) == said
+    else:
+        assert fallback is None and failure.fallback is None
+        assert names == ["sample", "sample", "failure", "end"]
+        assert sink.ended == [failure]
+        assert describe_failure(failure) == f"backend scripted failed: {why}"
+    assert loop_thread not in {thread for _, thread in sink.calls}
+
+
+async def test_an_error_showing_a_frame_ends_the_live_source_with_it() -> None:
+    """An exception from `emit` (the UI, on the event loop) ends MonitorSource.run with
+    it, as one raised inside monitor() did: the app says so instead of going on silently."""
+    source = MonitorSource(ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1)), 0.1)
+    shown: list[Frame] = []
+
+    def emit(frame: Frame) -> None:
+        shown.append(frame)
+        raise RuntimeError("drawing failed")
+
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        await asyncio.wait_for(source.run(emit), 60)
+    assert len(shown) == 1

@@ -9,6 +9,7 @@ short-lived processes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -37,6 +38,7 @@ from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Collector, ProcessState, Snapshot, Unattributed
 from nettop_ui.core import ProcessTraffic, TrafficSample
 from nettop_ui.gpu import GpuStats
+from nettop_ui.monitor import monitor
 from nettop_ui.prometheus import (
     IDLE_TIMEOUT_S,
     MAX_CONNECTIONS,
@@ -45,7 +47,9 @@ from nettop_ui.prometheus import (
     parse_listen,
     read_cgroup,
 )
+from nettop_ui.tui import MonitorSource, NettopApp
 from tests.netenv import Network, require, require_root, within
+from tests.tui_fixtures import wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 DOCS = Path(__file__).parent.parent / "docs"
@@ -346,6 +350,44 @@ def test_real_collector_snapshots(sleepers: list[subprocess.Popen[bytes]], group
 
 
 # -- end to end: the real CLI, real traffic, a real Prometheus -------------------------
+
+
+class ThreadSpy(Exporter):
+    """The real exporter, noting which thread runs each `update`."""
+
+    def __init__(self) -> None:
+        super().__init__(PsutilBackend)
+        self.threads: list[int] = []
+
+    def update(self, snap: Snapshot) -> None:
+        self.threads.append(threading.get_ident())
+        super().update(snap)
+
+
+def test_headless_update_runs_on_the_collectors_thread() -> None:
+    """`--headless`: monitor() hands each tick to the exporter on its worker thread."""
+    exporter = ThreadSpy()
+
+    async def go() -> int:
+        await monitor(PsutilBackend(), 0.2, exporter, count=2, handle_signals=False)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(go())
+    assert len(exporter.threads) == 2 and loop_thread not in exporter.threads
+    assert any(k[0] == "nettop_process_num_procs" for k in render(exporter))
+
+
+async def test_update_next_to_the_tui_stays_off_the_ui_event_loop() -> None:
+    """`--prometheus` with the TUI: the exporter's update runs on the collector's thread,
+    so a slow update (many groups, /proc reads for cgroup or exe) never holds up the
+    UI's keys and drawing."""
+    exporter = ThreadSpy()
+    app = NettopApp(MonitorSource(PsutilBackend(), 0.2, sink=exporter), host="test")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.frames_received >= 2, "two frames", timeout=30)
+    assert len(exporter.threads) >= 2
+    assert threading.get_ident() not in exporter.threads  # the app's loop runs here
+    assert any(k[0] == "nettop_process_num_procs" for k in render(exporter))
 
 
 def free_port() -> int:

@@ -7,11 +7,11 @@ imported only inside this package.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from nettop_ui.collector import Snapshot
-from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.core import Backend
 from nettop_ui.memory import keep_heap_small
+from nettop_ui.monitor import Sink
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
@@ -32,17 +32,17 @@ def run_tui(
     interval_s: float,
     *,
     fallbacks: Sequence[type[Backend]] = (),
-    on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None] | None = None,
+    sink: Sink | None = None,
 ) -> int:
     """Run the TUI until the user quits; returns the process exit status.
 
     `fallbacks`: the backends to switch to, in order, if this one dies (as `--backend
     auto` would pick them; `registry.fallbacks_after(backend_cls)`). The terminal is
-    restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `on_snapshot` also
-    gets every snapshot, between two collector ticks (the Prometheus exporter).
+    restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `sink` also
+    gets every tick, on the collector's thread (the Prometheus exporter).
     """
     trimming = keep_heap_small()  # a top is left open for hours (docs/benchmarks.md)
-    source = MonitorSource(backend_cls(), interval_s, fallbacks, on_snapshot=on_snapshot)
+    source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
     app = NettopApp.for_user(source, why)
     try:
         result = app.run()

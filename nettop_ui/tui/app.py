@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from nettop_ui.args import is_tty
+from nettop_ui.monitor import describe_failure
 from nettop_ui.tui.bindings import APP_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame
@@ -230,11 +231,8 @@ class NettopApp(App[int]):
         self.frames_received += 1
         if frame.failure is not None and frame.failure is not self._failure_seen:
             self._failure_seen = frame.failure
-            message = f"backend {frame.failure.backend} failed: {frame.failure.message}"
-            if frame.failure.fallback is not None:
-                message += f"; continuing with {frame.failure.fallback}"
             self.notify(
-                safe_text(message, 300),
+                safe_text(describe_failure(frame.failure), 300),
                 title="backend failure",
                 severity="error",
                 timeout=15,

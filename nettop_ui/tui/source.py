@@ -1,8 +1,9 @@
 """Where frames come from: a live backend + collector, or a script (tests, screenshots).
 
 A source runs as a Textual worker on the app's event loop. The live source drives
-`nettop_ui.monitor.monitor`, whose blocking collector work runs in a thread; each
-finished tick reaches the UI as one `Frame` through the `emit` callback.
+`nettop_ui.monitor.monitor` as its sink: the collector's tick and the sink's calls run
+in a worker thread, and each finished tick reaches the UI, back on the event loop, as
+one `Frame` through the `emit` callback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.monitor import collector_options, monitor
+from nettop_ui.monitor import Sink, Tee, collector_options, monitor
 from nettop_ui.tui.frame import Frame, FrameCollector, build_frame
 
 Emit = Callable[[Frame], None]
@@ -59,6 +60,10 @@ class MonitorSource(FrameSource):
     failure with nothing to fall back to, the collector keeps scanning (CPU, memory,
     disk, interfaces and process facts stay live); per-process traffic becomes unknown.
     The collector (and with it NVML) is made once, here, and closed when `run` ends.
+
+    The source is the monitor's sink. Its `sample`/`failure` run on the collector's
+    thread: they hand the tick to `sink` there (the Prometheus exporter), then hop to the
+    event loop, where the frame is emitted before the monitor's next tick.
     """
 
     def __init__(
@@ -67,12 +72,15 @@ class MonitorSource(FrameSource):
         interval_s: float,
         fallbacks: Sequence[type[Backend]] = (),
         *,
-        on_snapshot: Callable[[Snapshot, TrafficSample | BackendFailure], None] | None = None,
+        sink: Sink | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
-        self.on_snapshot = on_snapshot  # also gets every snapshot (the Prometheus exporter)
+        self.sink = sink  # also gets every tick (the Prometheus exporter)
         self.fallbacks = list(fallbacks)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._frames: Emit | None = None
+        self._error: Exception | None = None  # raised showing a tick: `run` re-raises it
         self._describe(backend)
         self.interval_s = interval_s
         self.collector = self._make_collector(backend)
@@ -86,14 +94,39 @@ class MonitorSource(FrameSource):
         self.per_connection = backend.coverage.per_connection
         self.per_process = backend.coverage.per_process
 
-    def _switched(self, failure: BackendFailure) -> None:
-        """The monitor moved on to `failure.fallback`: describe that backend from now on."""
-        cls = next((c for c in self.fallbacks if c.name == failure.fallback), None)
-        if cls is None:
-            return
-        self._describe(cls)
-        if not self.per_process:
-            self.collector.fail_traffic()  # its samples carry no per-process bytes
+    # -- the monitor's sink: on the collector's worker thread ---------------------------
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self._to_loop(None)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self._to_loop(fallback)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+    def _to_loop(self, fallback: type[Backend] | None) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._ticked, fallback)
+
+    # -- on the event loop ----------------------------------------------------------------
+
+    def _ticked(self, fallback: type[Backend] | None) -> None:
+        """A tick is in (before the monitor's next one starts): show it."""
+        if self._frames is None or self._error is not None:
+            return  # `run` has ended (the app is closing), or is ending on an error
+        try:
+            if fallback is not None:  # the monitor moved on: describe that one from now on
+                self._describe(fallback)
+                if not self.per_process:
+                    self.collector.fail_traffic()  # its samples carry no per-process bytes
+            self.collector.watch = self.watch_keys
+            self._emit_frame(self._frames)
+        except Exception as exc:  # ends `run` with it, as one raised in monitor() would
+            self._error = exc
+            self._monitor_stop.set()
 
     def _emit_frame(self, emit: Emit) -> None:
         frame = self.collector.frame
@@ -104,29 +137,25 @@ class MonitorSource(FrameSource):
         try:
             await self._run(emit)
         finally:
+            self._frames = None
             self.collector.close()
 
     async def _run(self, emit: Emit) -> None:
         collector = self.collector
-
-        def on_snapshot(snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-            if self.on_snapshot is not None:
-                self.on_snapshot(snap, item)
-            if isinstance(item, BackendFailure) and item.fallback is not None:
-                self._switched(item)
-            collector.watch = self.watch_keys
-            self._emit_frame(emit)
-
+        self._loop = asyncio.get_running_loop()
+        self._frames = emit
         collector.watch = self.watch_keys
         await monitor(
             self.backend,
             self.interval_s,
-            on_snapshot,
+            self if self.sink is None else Tee(self.sink, self),
             collector=collector,
             stop=self._monitor_stop,
             handle_signals=False,
             fallbacks=self.fallbacks,
         )
+        if self._error is not None:
+            raise self._error
         if self._stop.is_set():
             return
         collector.fail_traffic()  # monitor only returns early when no backend is left

@@ -21,7 +21,7 @@ from typing import Any
 
 from nettop_ui.args import PROG
 from nettop_ui.collector import Snapshot
-from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.core import Backend, TrafficSample
 from nettop_ui.monitor import collector_options
 from nettop_ui.tree import TreeTracker
 from nettop_ui.tui.app import NettopApp
@@ -59,7 +59,7 @@ class TreeSource(MonitorSource):
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.tracker = TreeTracker(target.pid, include_children)  # before the collector
-        super().__init__(backend, interval_s, fallbacks, on_snapshot=self._resume)
+        super().__init__(backend, interval_s, fallbacks)
         self.target = target
         self.duration_s = duration_s
         self.on_exit = on_exit
@@ -68,9 +68,9 @@ class TreeSource(MonitorSource):
     def _make_collector(self, backend: Backend) -> FrameCollector:
         return TreeFrameCollector(self.tracker, **collector_options(backend))
 
-    def _resume(self, snap: Snapshot, item: TrafficSample | BackendFailure) -> None:
-        if isinstance(item, TrafficSample):
-            self.target.resume()
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.target.resume()  # on the collector's thread, before the frame is shown
+        super().sample(snap, sample)
 
     def _exited(self, waiter: asyncio.Future[None]) -> None:
         if waiter.cancelled():  # the source is done, not the process
