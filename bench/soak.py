@@ -125,7 +125,7 @@ class TuiRun:
         self.pid = self.app.proc.pid
 
     def running(self) -> bool:
-        return self.app.proc.is_running() and self.app.proc.status() != psutil.STATUS_ZOMBIE
+        return bool(self.app.proc.is_running() and self.app.proc.status() != psutil.STATUS_ZOMBIE)
 
     def stop(self) -> str:
         try:

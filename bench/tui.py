@@ -193,7 +193,10 @@ async def measure(
         idle = (time.process_time() - t0) / ticks
         rss, peak = memory_mb()
     ms = [1000 * t / ticks for t in totals]
-    return Result(size, *ms, 1000 * idle, rss, peak, out_bytes / ticks / 1024)
+    scan, frame, apply, render = ms
+    return Result(
+        size, scan, frame, apply, render, 1000 * idle, rss, peak, out_bytes / ticks / 1024
+    )
 
 
 def run_round(size: str, movers: list[int], args: argparse.Namespace) -> Result:

@@ -160,7 +160,7 @@ def list_pids() -> list[int]:
 
 @lru_cache(maxsize=1)
 def boot_time() -> float:
-    return psutil.boot_time()
+    return float(psutil.boot_time())
 
 
 def boot_ticks() -> float:

@@ -51,7 +51,7 @@ async def wait_frames(app: NettopApp, n: int) -> None:
         if app.frames_received >= target:
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"no frame from the backend: {app.source_error}")
+    raise RuntimeError(f"no frame from the backend: {app.state.source_error}")
 
 
 async def shoot(size: tuple[int, int], shots: dict[str, list[str]]) -> list[Path]:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,11 @@ PROCESS_KEYS = {
 }  # fmt: skip
 
 
-def run(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def lines(stdout: str) -> list[dict]:
+def lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 

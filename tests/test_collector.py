@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -36,7 +37,7 @@ while time.time() < end:
 
 
 @pytest.fixture
-def worker(tmp_path) -> Iterator[subprocess.Popen[str]]:
+def worker(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-c", WORKER, "ntu-worker", str(tmp_path / "out.bin"), "30"],
         stdout=subprocess.PIPE,
@@ -282,7 +283,7 @@ def test_failed_stat_read_is_not_an_exit() -> None:
     assert killed["exited"] is True  # really gone: exited
 
 
-def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path) -> None:
+def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path: Path) -> None:
     """All its CPU time was used within the interval: its first tick's CPU is known
     (a tree sum over members is unknown while any member's is)."""
     collector = Collector(gpu=False, system=False, count_connections=False)

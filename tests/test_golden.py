@@ -26,7 +26,7 @@ from nettop_ui.collector import (
     Snapshot,
     Unattributed,
 )
-from nettop_ui.core import Backend, BackendFailure, Coverage, TrafficSample
+from nettop_ui.core import Backend, BackendFailure, Coverage, Probe, TrafficSample
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, failure_record, meta_record, sample_record
 from nettop_ui.system import InterfaceStats, SystemStats
@@ -50,13 +50,17 @@ class GoldenBackend(Backend):
     layer: ClassVar[str] = "socket payload"
     coverage: ClassVar[Coverage] = Coverage(("tcp", "udp"), note="made up for the golden files")
 
-    def start(self) -> None:
+    @classmethod
+    def probe(cls) -> Probe:
         raise NotImplementedError
 
-    def read(self) -> TrafficSample:
+    async def start(self) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    async def read(self, interval_s: float) -> TrafficSample:
+        raise NotImplementedError
+
+    async def close(self) -> None:
         raise NotImplementedError
 
 

@@ -86,6 +86,7 @@ def test_backend_death_falls_back_and_keeps_totals(monkeypatch: pytest.MonkeyPat
     # the stand-in replays the same real pair of samples from a fresh baseline.
     apsd = [p for p in snaps[-1].processes if p.pid == 590]
     assert apsd
+    assert apsd[0].sent_bytes is not None
     runs = apsd[0].sent_bytes // (34544 - 34103)
     assert runs >= 1
     assert (apsd[0].sent_bytes, apsd[0].recv_bytes) == (runs * 441, runs * 1504)

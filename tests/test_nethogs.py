@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,7 +265,7 @@ def measured(net: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with BackendRun(NethogsBackend(str(wrapper)), interval_s=1.0) as run:
             time.sleep(1.0)
             # three waves of three clients: fewer at once, fewer packets lost to libpcap
-            waves = [
+            waves: list[dict[str, Callable[[], Client]]] = [
                 {
                     "up": lambda: net.client("nh-up", "tcp", "v4", up=3_000_000, rate=rate),
                     "down": lambda: net.client("nh-down", "tcp", "v4", down=3_000_000, hold=1),

@@ -220,7 +220,7 @@ def test_top_n_caps_series_and_counters_never_go_back() -> None:
     truth: dict[str, int] = {}  # bytes per group since the start
     other = 0  # bytes moved by groups while they were not named
     next_pid = 10
-    reshuffles, named_before = 0, set()
+    reshuffles, named_before = 0, set[str]()
     for tick in range(200):
         moved_now: dict[str, int] = {}
         for _ in range(rng.randint(0, 3)):  # births, in one of 12 groups

@@ -378,7 +378,7 @@ def test_sigkill_to_nettop_ui_while_cmd_is_held_never_leaves_it_stopped(tmp_path
             nettop_cmd("run", "--quiet", "--backend", "psutil", "--output",
                        str(tmp_path / "k.jsonl"), "--", *marked_cmd(marker)),
         )  # fmt: skip
-        me, kids = psutil.Process(proc.pid), []
+        me, kids = psutil.Process(proc.pid), list[psutil.Process]()
         while proc.poll() is None and not kids:
             kids = me.children()
         proc.send_signal(signal.SIGSTOP)  # from now on it can release nothing

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -49,7 +50,7 @@ def moved(net: Network, run: BackendRun, name: str, target: str = "v4", **kw: fl
     return c
 
 
-CASES = {
+CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "upload": ("v4", {"up": 2_000_000, "down": 1}),
     "download": ("v4", {"down": 2_000_000}),
     "duplex": ("v4", {"up": 1_500_000, "down": 1_200_000}),

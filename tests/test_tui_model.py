@@ -344,7 +344,7 @@ def test_a_view_is_reused_only_while_every_field_it_copies_is_unchanged() -> Non
         if isinstance(before, bool):
             changed: Any = not before
         elif isinstance(before, list | str):
-            changed = before + before[:1]
+            changed = before + before[:1]  # type: ignore[operator]  # list or str, not mixed
         else:
             changed = 7 if before is None else before + 1
         setattr(state, name, changed)

@@ -215,12 +215,13 @@ def pid_of(row: str) -> int:
 
 def children_of(pid: int) -> list[psutil.Process]:
     try:
-        return psutil.Process(pid).children(recursive=True)
+        kids: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+        return kids
     except psutil.NoSuchProcess:
         return []
 
 
 def gone(procs: list[psutil.Process], timeout: float = 5) -> list[psutil.Process]:
     """Those of `procs` still alive after `timeout` seconds."""
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    alive: list[psutil.Process] = psutil.wait_procs(procs, timeout=timeout)[1]
     return alive

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +16,7 @@ from textual.widgets import Static
 from nettop_ui.tui.bindings import HELP, HELP_NOTES, HELP_SCREEN_BINDINGS
 
 
-def binding_rows(screen: Screen[object]) -> list[tuple[str, str, str]]:
+def binding_rows(screen: Screen[Any]) -> list[tuple[str, str, str]]:
     """(keys, what it does, binding id) for nettop-ui's bindings active on `screen`."""
     grouped: dict[str, list[str]] = {}
     for key, active in screen.active_bindings.items():

@@ -120,7 +120,7 @@ def _rate(before: Record | None, here: Record, key: str, tree: bool) -> float | 
     dt = here["ts"] - before["ts"]
     if a is None or b is None or b < a or dt <= 0:
         return None
-    return (b - a) / dt
+    return float((b - a) / dt)
 
 
 def recorded_figures(before: Record | None, here: Record) -> RecordedFigures:
@@ -240,7 +240,7 @@ class ReplaySource(FrameSource):
         """Seconds until the next sample, as recorded."""
         here, after = self.samples[self.index], self.samples[self.index + 1]
         delay = after["ts"] - here["ts"]
-        return min(max(delay, MIN_STEP_S), MAX_STEP_S)
+        return float(min(max(delay, MIN_STEP_S), MAX_STEP_S))
 
     def set_history_keys(self, keys: Iterable[str]) -> None:
         changed = frozenset(keys) != self.watch_keys
@@ -307,7 +307,8 @@ class ReplayApp(NettopApp):
         super().display_frame(frame)
 
     def elapsed_s(self) -> float:
-        return self.replay.samples[self.replay.index]["ts"] - self.replay.samples[0]["ts"]
+        samples = self.replay.samples
+        return float(samples[self.replay.index]["ts"] - samples[0]["ts"])
 
     def action_replay_step(self, delta: int) -> None:
         self.replay.step(delta)
