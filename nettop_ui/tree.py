@@ -113,6 +113,15 @@ class TreeTracker:
             member.child_count = children[member.state.pid]
         return sorted(self.members.values(), key=lambda m: (m.state.create_time or 0, m.state.pid))
 
+    def not_running_yet(self, pid: int, name: str) -> None:
+        """Member `pid` is a held command: its CPU, memory and rates so far are those of
+        nettop-ui's trampoline waiting to become it, so they are unknown, and its name is
+        the command's. Call after `update`, before the records and `aggregate`."""
+        for member in self.members.values():
+            if member.state.pid == pid and not member.state.exited:
+                _forget_live_only(member.state)
+                member.state.name = name
+
     @property
     def alive(self) -> bool:
         return any(not m.state.exited for m in self.members.values())

@@ -292,7 +292,10 @@ def watch_meta(target: Target, opts: WatchOptions, started: float) -> Record:
 
 
 def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = None) -> Record:
-    processes = [member_record(m) for m in tracker.update(snap)]
+    members = tracker.update(snap)
+    if isinstance(target, Command) and not target.resumed:
+        tracker.not_running_yet(target.pid, os.path.basename(target.executable or "")[:15])
+    processes = [member_record(m) for m in members]
     if isinstance(target, Command):  # the held trampoline, or a zombie's empty argv: say CMD
         for record in processes:
             trampoline = record["cmdline"][: len(_TRAMPOLINE)] in ([], _TRAMPOLINE)

@@ -550,3 +550,16 @@ def test_cmd_starts_with_the_signal_dispositions_it_would_have_without_nettop_ui
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert ignoring.stdout.split() == ["SigIgn:", f"{1 << (signal.SIGINT - 1):016x}"], ignoring
+
+
+def test_the_held_sample_does_not_pass_the_trampolines_figures_off_as_cmds() -> None:
+    """The first sample is taken while CMD is still held: the process is nettop-ui's
+    Python trampoline (9 MB), not CMD. Its memory and CPU are unknown there, not
+    CMD's, and it is named as CMD is."""
+    res = nettop("run", "--backend", "psutil", "--json", "--", "sleep", "1")
+    assert res.returncode == 0, res.stderr
+    first = next(r for r in map(json.loads, res.stdout.splitlines()) if r["type"] == "sample")
+    (held,) = first["processes"]
+    assert (held["name"], held["cmdline"]) == ("sleep", ["sleep", "1"])
+    assert held["rss_bytes"] is None and held["cpu_percent"] is None
+    assert first["tree"]["rss_bytes"] is None
