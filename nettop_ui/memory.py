@@ -11,7 +11,7 @@ RSS near what is live. Elsewhere than glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import sys
 import threading
 
 M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
@@ -20,14 +20,14 @@ TRIM_EVERY_S = 30.0
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """glibc, or None (macOS, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
-    if libc is None or not hasattr(libc, "malloc_trim") or not hasattr(libc, "mallopt"):
-        return None  # not glibc (macOS, musl)
-    return libc
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def keep_heap_small() -> threading.Event | None:
