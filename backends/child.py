@@ -197,3 +197,13 @@ class Child:
         self._stderr_task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await self._stderr_task
+
+
+async def stop(child: Child | None, reader: asyncio.Task[None] | None) -> None:
+    """A backend's close: cancel its task reading `child`'s lines, then end the child."""
+    if reader is not None:
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+    if child is not None:
+        await child.terminate()

@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from backends.child import Child
+from backends.child import Child, stop
 from nettop_ui import procfs
 from nettop_ui.core import (
     Backend,
@@ -310,14 +310,8 @@ class NethogsBackend(Backend):
         )
 
     async def close(self) -> None:
-        child, reader = self._child, self._reader  # the child stays: bad_lines counts on it
-        self._reader = None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-        if child is not None:
-            await child.terminate()
+        reader, self._reader = self._reader, None  # the child stays: bad_lines counts on it
+        await stop(self._child, reader)
 
 
 def _has_capture_caps(path: str) -> bool:

@@ -21,7 +21,6 @@ last line explains an exit. nettop is restarted if it exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -29,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from backends.child import Child
+from backends.child import Child, stop
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -266,11 +265,5 @@ class NettopBackend(Backend):
         return TrafficSample(time.time(), interval_s, procs)
 
     async def close(self) -> None:
-        child, reader = self._child, self._reader  # the child stays: bad_lines counts on it
-        self._reader = None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-        if child is not None:
-            await child.terminate()
+        reader, self._reader = self._reader, None  # the child stays: bad_lines counts on it
+        await stop(self._child, reader)
