@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
@@ -652,3 +653,20 @@ async def test_wide_terminal_keeps_numbers_near_the_program(kids: dict[str, Chil
     finally:
         short.kill()
         short.wait()
+
+
+async def test_keys_typed_right_after_slash_land_in_the_filter_box(
+    kids: dict[str, Child],
+) -> None:
+    """A fast typist's `/ntu-be` arrives as one burst: every key after `/` is queued
+    before the box could take the focus, and must still land in it (before, `n`, `t`,
+    `u`... went to the table as commands and the box stayed empty)."""
+    async with running(kids) as (app, pilot):
+        for char in "/ntu-be":
+            key = {"/": "slash", "-": "minus"}.get(char, char)
+            app.post_message(events.Key(key, char))  # queued together, no pause between
+        await pilot.pause()
+        await pilot.pause()
+        bar = app.main.query_one(FilterBar)
+        assert bar.editing and bar.input.value == "ntu-be"
+        assert [r.value("pid") for r in app.main.rows if r.process] == [kids["beta"].pid]

@@ -195,10 +195,17 @@ def filter_line(screen: str) -> str:
     return next((line for line in screen.split("\n") if "Filter:" in line), "")
 
 
+def open_filter_box(term: Terminal) -> None:
+    """`/`, then wait for the box, as a person does before typing (a burst typed with the
+    `/` is tests/test_tui_keys.py::test_keys_typed_right_after_slash_land_in_the_filter_box)."""
+    term.type("/")
+    term.wait_for(lambda s: "Filter:" in filter_line(s), 10, "the filter box")
+
+
 def test_filter_box_shows_what_is_typed_while_typing() -> None:
     with tui(160, 48, *PSUTIL) as (term, app):
         app.wait_table()
-        term.type("/")
+        open_filter_box(term)
         term.type("kworker")
         # The count on the right shows once the start-up notice (6 s) no longer covers it.
         term.wait_for(
@@ -223,7 +230,7 @@ def test_hostile_regex_cannot_hang_the_ui(how: str) -> None:
     try:
         with tui(160, 48, *PSUTIL) as (term, app):
             app.wait_table()
-            term.type("/")
+            open_filter_box(term)
             term.type(REDOS)
             term.keys("Enter")  # close the box, keep the filter
             term.wait_for(

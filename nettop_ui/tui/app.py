@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from textual import events
 from textual.app import App
 from textual.binding import BindingType
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
+from textual.widgets import Input
 from textual.worker import Worker
 
 from nettop_ui.args import is_tty
@@ -156,6 +158,16 @@ class NettopApp(App[int]):
         screen = self.screen_stack[0]
         assert isinstance(screen, MainScreen)
         return screen
+
+    def on_key(self, event: events.Key) -> None:
+        """A character that bubbled up to the app while a text field has the focus was
+        typed in the same burst as the key that opened the field (`/ntu` typed fast):
+        the app had routed it to the table before the focus moved. It belongs in the
+        field (a field stops the characters typed into it, so none gets here twice)."""
+        focused = self.focused
+        if isinstance(focused, Input) and event.is_printable and event.character:
+            event.stop()
+            focused.insert_text_at_cursor(event.character)
 
     def on_mount(self) -> None:
         self.heap.start()

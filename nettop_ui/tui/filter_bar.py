@@ -72,7 +72,9 @@ class FilterBar(Horizontal):
 
     @property
     def editing(self) -> bool:
-        return self.has_class("-shown") and self.input.has_focus
+        # The screen's focus, not the field's has_focus: that follows only once the Focus
+        # event is handled, and a tick in between would take the bar for idle and reset it.
+        return self.has_class("-shown") and self.screen.focused is self.input
 
     def open(self, text: str) -> None:
         self.add_class("-shown")
@@ -80,7 +82,9 @@ class FilterBar(Horizontal):
         if field.value != text:
             field.value = text
         field.cursor_position = len(text)
-        field.focus()
+        # At once, not through Widget.focus's call_later: keys typed right after the
+        # opening key are already queued and must land in the box, not on the table.
+        self.screen.set_focus(field)
 
     def show_idle(self, text: str) -> None:
         """Unfocused: shown while a filter is set, hidden otherwise."""
