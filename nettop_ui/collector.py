@@ -25,6 +25,7 @@ from nettop_ui import procfs
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable, remote_address
 from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
@@ -50,6 +51,8 @@ class ConnectionState:
     sent_bps: float = 0.0
     recv_bps: float = 0.0
     last_seen: float = 0.0
+    remote_name: str | None = None  # the remote host's name (RemoteHostState.name)
+    remote_scope: str = "remote"  # "local": loopback or this machine's own address
 
 
 @dataclass(slots=True)
@@ -66,6 +69,8 @@ class ProcessState:
     cmdline: list[str] = field(default_factory=list)
     user: str | None = None
     ppid: int | None = None
+    cgroup: str | None = None  # the cgroup v2 path from /proc/PID/cgroup
+    service: str | None = None  # a readable name for it: unit, container, pod (services.py)
     sent_bytes: int | None = None
     recv_bytes: int | None = None
     sent_bps: float | None = None
@@ -142,6 +147,9 @@ class Snapshot:
     gpu: GpuStats | None = None
     gpu_unavailable: str | None = None  # why there is no GPU data, e.g. "no NVIDIA GPU"
     folded: FoldedExited | None = None
+    # Per remote address (remotes.py); None when the backend has no per-connection view.
+    remotes: list[RemoteHostState] | None = None
+    remotes_folded: FoldedHosts | None = None
 
 
 def clean_surrogates(text: str) -> str:
@@ -199,6 +207,8 @@ class Collector:
         # When the last /proc scan began, in the clock of a process's start_ticks.
         self._scanned_ticks: float | None = None
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
+        # Made by the first sample with a per-connection view; None: no such backend.
+        self.remotes: RemoteTable | None = None
 
     # -- process facts -------------------------------------------------------------
 
@@ -394,6 +404,9 @@ class Collector:
             state.sent_bps, state.recv_bps = sent / dt, recv / dt
         if sample.connections is not None:
             self._apply_connections(sample.connections, dt, now)
+            if self.remotes is None:
+                self.remotes = RemoteTable()
+            self.remotes.apply(sample.connections, dt, now)
         if self.unattributed is not None:
             us, ur = sample.unattributed_sent or 0, sample.unattributed_recv or 0
             self.unattributed.sent_bytes += us
@@ -421,6 +434,20 @@ class Collector:
                     conn.sent_bps = conn.recv_bps = 0.0
                     if now - conn.last_seen > self.connection_keep_s:
                         del state.connections[ckey]
+
+    def _refresh_remotes(self) -> None:
+        """Recount the open connections per host; copy each host's name and scope onto them."""
+        remotes = self.remotes
+        if remotes is None:
+            return
+        talking = [p for p in self.processes.values() if p.connections]
+        remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
+        hosts = remotes.hosts
+        for p in talking:
+            for conn in p.connections.values():
+                host = hosts.get(remote_address(conn.remote))
+                if host is not None:
+                    conn.remote_name, conn.remote_scope = host.name, host.scope
 
     # -- the tick --------------------------------------------------------------------
 
@@ -451,6 +478,7 @@ class Collector:
                 state.connection_count = 0 if counts is not None else None
             self._record_history(state, now)
         self._forget_old(now)
+        self._refresh_remotes()
         system = self._system.sample() if self._system else None
         return self.snapshot(now, dt, system)
 
@@ -518,4 +546,6 @@ class Collector:
             gpu=self._gpu_stats,
             gpu_unavailable=self._gpu.unavailable if self._gpu else "GPU sampling off",
             folded=self.folded if self.folded.processes else None,
+            remotes=list(self.remotes.hosts.values()) if self.remotes is not None else None,
+            remotes_folded=self.remotes.folded if self.remotes is not None else None,
         )

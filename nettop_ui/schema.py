@@ -63,6 +63,8 @@ FIELDS: tuple[Field, ...] = (
     Field("name", str, nullable=False, after_exit=_LAST),
     Field("cmdline", list, nullable=False, after_exit=_LAST),
     Field("user", str, after_exit=_LAST),
+    Field("cgroup", str, after_exit=_LAST),  # the cgroup v2 path
+    Field("service", str, after_exit=_LAST),  # systemd unit, container or pod (services.py)
     Field("sent_bytes", int, tree=TreeSum.ALL),
     Field("recv_bytes", int, tree=TreeSum.ALL),
     Field("sent_bps", float, rounded=True, tree=TreeSum.ALL),

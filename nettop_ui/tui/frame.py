@@ -41,6 +41,40 @@ class ConnView:
     recv_bytes: int
     sent_bps: float
     recv_bps: float
+    remote_name: str | None = None
+    remote_scope: str = "remote"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteView:
+    """One remote address as of one tick (nettop_ui.remotes.RemoteHostState, frozen)."""
+
+    address: str  # "" for bytes without a remote endpoint
+    scope: str  # "local" or "remote"
+    name: str | None
+    name_source: str | None
+    sent_bytes: int
+    recv_bytes: int
+    sent_bps: float | None  # None once the backend failed
+    recv_bps: float | None
+    connection_count: int
+    protocols: tuple[str, ...]
+    ports: tuple[int, ...]
+    pids: tuple[tuple[int, str], ...]  # processes talking now: (pid, name), by pid
+
+    @property
+    def key(self) -> str:
+        return self.address
+
+    @property
+    def total_bps(self) -> float | None:
+        if self.sent_bps is None or self.recv_bps is None:
+            return None
+        return self.sent_bps + self.recv_bps
+
+    @property
+    def total_bytes(self) -> int:
+        return self.sent_bytes + self.recv_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +98,8 @@ class ProcessView:
     cmdline: tuple[str, ...] = ()
     user: str | None = None
     ppid: int | None = None
+    cgroup: str | None = None
+    service: str | None = None
     sent_bytes: int | None = None
     recv_bytes: int | None = None
     sent_bps: float | None = None
@@ -145,6 +181,8 @@ class Frame:
     folded_bytes: tuple[int, int] = (0, 0)  # (sent, recv) of exited processes folded away
     histories: dict[str, HistoryView] = field(default_factory=dict)
     recorded: RecordedFigures | None = None  # a replayed recording: what it has instead
+    remotes: tuple[RemoteView, ...] | None = None  # None: the backend has no connections
+    remotes_folded: tuple[int, int, int] = (0, 0, 0)  # (hosts, sent, recv) folded away
 
     def by_key(self) -> dict[str, ProcessView]:
         return {p.key: p for p in self.processes}
@@ -189,6 +227,8 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.note == s.note
         and v.ppid == s.ppid
         and v.user == s.user
+        and v.service == s.service
+        and v.cgroup == s.cgroup
         and v.name == s.name
         and v.cmdline == tuple(s.cmdline)
         and not v.connections
@@ -216,7 +256,15 @@ def view_of(
     if state.connections:
         conns = tuple(
             ConnView(
-                c.protocol, c.local, c.remote, c.sent_bytes, c.recv_bytes, c.sent_bps, c.recv_bps
+                c.protocol,
+                c.local,
+                c.remote,
+                c.sent_bytes,
+                c.recv_bytes,
+                c.sent_bps,
+                c.recv_bps,
+                c.remote_name,
+                c.remote_scope,
             )
             for c in list(state.connections.values())
         )
@@ -227,6 +275,8 @@ def view_of(
         cmdline=tuple(state.cmdline),
         user=state.user,
         ppid=state.ppid,
+        cgroup=state.cgroup,
+        service=state.service,
         sent_bytes=state.sent_bytes,
         recv_bytes=state.recv_bytes,
         sent_bps=sent_bps,
@@ -276,6 +326,26 @@ def build_frame(
             u.sent_bps if traffic_known else None,
             u.recv_bps if traffic_known else None,
         )
+    remotes = None
+    if snap.remotes is not None:
+        remotes = tuple(
+            RemoteView(
+                h.address,
+                h.scope,
+                h.name,
+                h.name_source,
+                h.sent_bytes,
+                h.recv_bytes,
+                h.sent_bps if traffic_known else None,
+                h.recv_bps if traffic_known else None,
+                h.connection_count,
+                h.protocols,
+                h.ports,
+                tuple(sorted(h.pids.items())),
+            )
+            for h in snap.remotes
+        )
+    rf = snap.remotes_folded
     return Frame(
         ts=snap.ts,
         interval_s=snap.interval_s,
@@ -288,6 +358,8 @@ def build_frame(
         traffic_known=traffic_known,
         folded_bytes=(snap.folded.sent_bytes, snap.folded.recv_bytes) if snap.folded else (0, 0),
         histories=histories,
+        remotes=remotes,
+        remotes_folded=(rf.hosts, rf.sent_bytes, rf.recv_bytes) if rf else (0, 0, 0),
     )
 
 
