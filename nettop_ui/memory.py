@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 ARENAS = 2
@@ -46,3 +48,14 @@ def keep_heap_small() -> threading.Event | None:
 
     threading.Thread(target=trim, name="nettop-ui-heap-trim", daemon=True).start()
     return stop
+
+
+@contextmanager
+def small_heap() -> Iterator[None]:
+    """`keep_heap_small` for the duration of a block: the TUI's whole run."""
+    trimming = keep_heap_small()
+    try:
+        yield
+    finally:
+        if trimming is not None:
+            trimming.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nettop_ui.core import Backend
-from nettop_ui.memory import keep_heap_small
+from nettop_ui.memory import small_heap
 from nettop_ui.monitor import Sink
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.safe import safe_text
@@ -41,14 +41,10 @@ def run_tui(
     restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `sink` also
     gets every tick, on the collector's thread (the Prometheus exporter).
     """
-    trimming = keep_heap_small()  # a top is left open for hours (docs/benchmarks.md)
-    source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
-    app = NettopApp.for_user(source, why)
-    try:
+    with small_heap():  # a top is left open for hours (docs/benchmarks.md)
+        source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
+        app = NettopApp.for_user(source, why)
         result = app.run()
-    finally:
-        if trimming is not None:
-            trimming.set()
     if app.return_code not in (None, 0):
         return app.return_code
     return result or 0

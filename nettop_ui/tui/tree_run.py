@@ -22,6 +22,7 @@ from typing import Any
 from nettop_ui.args import PROG
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, TrafficSample
+from nettop_ui.memory import small_heap
 from nettop_ui.monitor import collector_options
 from nettop_ui.tree import TreeTracker
 from nettop_ui.tui.app import NettopApp
@@ -158,7 +159,8 @@ def run_tree_tui(
     )
     app = TreeApp.for_user(source, why)
     try:
-        app.run()
+        with small_heap():  # `run` may watch a job for hours
+            app.run()
     finally:
         if isinstance(target, Command):
             if not target.resumed:
