@@ -52,7 +52,7 @@ PROCESS_FIELDS = ("pid", "user", "service", "cgroup")
 FIELDS = (*CONNECTION_FIELDS, *PROCESS_FIELDS, "not")
 _FIELD = re.compile(r"(-?)([A-Za-z]+):")
 _GLOB = frozenset("*?[")
-_ENDPOINTS_MAX = 1 << 16  # parsed endpoints kept: more than 10,000 connections' worth
+_ENDPOINTS_MAX = 1 << 16  # endpoints remembered per term: 10,000 connections' worth, and more
 
 
 class FilterError(ValueError):
@@ -276,22 +276,20 @@ def _port_range(value: str) -> tuple[int, int]:
     return first, last
 
 
-class _Endpoints:
-    """Connection endpoints parsed once each: (address, port). A tick's connections
-    are mostly the last tick's, so the parse is cached; the cache is bounded."""
+def _per_endpoint(test: Callable[[str], bool]) -> Callable[[str], bool]:
+    """`test` of an endpoint text, remembered: a tick's connections are mostly the last
+    tick's, so each endpoint is parsed and tested once (the memory is bounded)."""
+    seen: dict[str, bool] = {}
 
-    def __init__(self) -> None:
-        self._parsed: dict[str, tuple[IPAddress | None, int | None]] = {}
+    def remembered(endpoint: str) -> bool:
+        hit = seen.get(endpoint)
+        if hit is None:
+            if len(seen) >= _ENDPOINTS_MAX:
+                seen.clear()
+            hit = seen[endpoint] = test(endpoint)
+        return hit
 
-    def __call__(self, endpoint: str) -> tuple[IPAddress | None, int | None]:
-        got = self._parsed.get(endpoint)
-        if got is None:
-            host, port = split_endpoint(endpoint)
-            got = (_address(host), port)
-            if len(self._parsed) >= _ENDPOINTS_MAX:
-                self._parsed.clear()
-            self._parsed[endpoint] = got
-        return got
+    return remembered
 
 
 def _address(text: str) -> IPAddress | None:
@@ -305,14 +303,17 @@ def _address(text: str) -> IPAddress | None:
     return ip
 
 
-def _port(value: str, endpoints: _Endpoints) -> _Term:
+def _port(value: str) -> _Term:
     first, last = _port_range(value)
 
+    def in_range(endpoint: str) -> bool:
+        port = split_endpoint(endpoint)[1]
+        return port is not None and first <= port <= last
+
+    at = _per_endpoint(in_range)
+
     def on_conn(c: ConnLike) -> bool:
-        local, remote = endpoints(c.local)[1], endpoints(c.remote)[1]
-        return (local is not None and first <= local <= last) or (
-            remote is not None and first <= remote <= last
-        )
+        return at(c.local) or at(c.remote)
 
     return _Term(
         False,
@@ -324,7 +325,7 @@ def _port(value: str, endpoints: _Endpoints) -> _Term:
 _HOST_HELP = "an address such as 10.0.0.5, a network such as 10.0.0.0/24, or a name glob"
 
 
-def _host(value: str, endpoints: _Endpoints) -> _Term:
+def _host(value: str) -> _Term:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     address = _address(value)
     if "/" in value:
@@ -338,10 +339,13 @@ def _host(value: str, endpoints: _Endpoints) -> _Term:
     name = value.lower().rstrip(".")
     glob = re.compile(fnmatch.translate(name), re.DOTALL) if _GLOB & set(name) else None
 
-    def at(ip: IPAddress | None) -> bool:
+    def at(endpoint: str) -> bool:
+        ip = _address(split_endpoint(endpoint)[0])
         if network is not None:
             return ip is not None and ip in network
         return ip == address
+
+    at_remote = _per_endpoint(at)
 
     def named(host_name: str | None) -> bool:
         if host_name is None:
@@ -352,10 +356,10 @@ def _host(value: str, endpoints: _Endpoints) -> _Term:
         return host_name == name or host_name.endswith("." + name)  # and its subdomains
 
     def on_conn(c: ConnLike) -> bool:
-        return at(endpoints(c.remote)[0]) if by_address else named(c.remote_name)
+        return at_remote(c.remote) if by_address else named(c.remote_name)
 
     def on_host(h: HostLike, _procs: Mapping[int, ProcessFacts] | None) -> bool:
-        return at(endpoints(h.address)[0]) if by_address else named(h.name)
+        return at_remote(h.address) if by_address else named(h.name)
 
     return _Term(False, host=on_host, conn=on_conn)
 
@@ -426,7 +430,7 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return [(term, plain) for term, plain in out if term]
 
 
-def _term(token: str, plain: int, endpoints: _Endpoints) -> tuple[_Term, str | None]:
+def _term(token: str, plain: int) -> tuple[_Term, str | None]:
     """One term, and the field it names (None for text and regex terms)."""
     m = _FIELD.match(token)
     if m is None or m.end() > plain:
@@ -444,7 +448,7 @@ def _term(token: str, plain: int, endpoints: _Endpoints) -> tuple[_Term, str | N
     if not value:
         raise FilterError(f"{field}: needs a value, e.g. {_EXAMPLES[field]}")
     if field == "not":
-        term, named = _term(value, max(0, plain - m.end()), endpoints)
+        term, named = _term(value, max(0, plain - m.end()))
         return (term if negate else term.negated()), named
     parsers: dict[str, Callable[[str], _Term]] = {
         "pid": _pid,
@@ -452,8 +456,8 @@ def _term(token: str, plain: int, endpoints: _Endpoints) -> tuple[_Term, str | N
         "service": _service,
         "cgroup": _cgroup,
         "proto": _proto,
-        "port": lambda v: _port(v, endpoints),
-        "host": lambda v: _host(v, endpoints),
+        "port": _port,
+        "host": _host,
     }
     alternatives = [parsers[field](v) for v in value.split(",") if v]
     if not alternatives:
@@ -476,15 +480,21 @@ _EXAMPLES = {
 
 def parse(text: str) -> Filter:
     """Compile a filter expression; a FilterError says what is wrong with which term."""
-    endpoints = _Endpoints()
     terms: list[_Term] = []
     fields: set[str] = set()
     for token, plain in _tokens(text):
-        term, field = _term(token, plain, endpoints)
+        term, field = _term(token, plain)
         terms.append(term)
         if field is not None:
             fields.add(field)
     return Filter(text, terms, frozenset(fields))
+
+
+def _all_of(tests: list[ConnTest]) -> ConnTest | None:
+    """One test that all of `tests` hold (None: there are none)."""
+    if len(tests) <= 1:
+        return tests[0] if tests else None
+    return lambda c: all(test(c) for test in tests)
 
 
 class Filter:
@@ -500,7 +510,7 @@ class Filter:
         self._text = tuple((t.text, t.negate) for t in terms if t.text is not None)
         # Every term about connections that must hold must hold for one connection;
         # one that is turned around must hold for none.
-        self._conn_all = tuple(t.conn for t in terms if t.conn is not None and not t.negate)
+        self._conn_one = _all_of([t.conn for t in terms if t.conn is not None and not t.negate])
         self._conn_none = tuple(t.conn for t in terms if t.conn is not None and t.negate)
 
     @property
@@ -522,12 +532,12 @@ class Filter:
             for text_test, negate in self._text:
                 if text_test(hay) == negate:
                     return False
-        if not (self._conn_all or self._conn_none):
+        if self._conn_one is None and not self._conn_none:
             return True
         conns = connections if isinstance(connections, Sequence) else list(connections)
-        if self._conn_all and not any(all(t(c) for t in self._conn_all) for c in conns):
+        if self._conn_one is not None and not any(map(self._conn_one, conns)):
             return False
-        return not any(t(c) for t in self._conn_none for c in conns)
+        return not any(any(map(test, conns)) for test in self._conn_none)
 
     def matches_host(
         self, h: HostLike, processes: Mapping[int, ProcessFacts] | None = None

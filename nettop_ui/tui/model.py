@@ -98,7 +98,7 @@ class RowData:
 def compile_filter(text: str) -> tuple[Filter | None, str | None]:
     """The filter box's expression compiled (`nettop_ui.filter_expr`), or why it is not one.
 
-    Cached: it is compiled once, not on every tick, and keeps its parsed endpoints."""
+    Cached: compiled once, not on every tick, it remembers the endpoints it tested."""
     try:
         return parse_filter(text), None
     except FilterError as exc:
