@@ -9,6 +9,8 @@ import re
 import sys
 from typing import IO, Any, NoReturn
 
+from nettop_ui import filter_expr
+
 PROG = "nettop-ui"
 
 
@@ -42,6 +44,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def filter_expression(text: str) -> filter_expr.Filter:
+    """`--filter`: the filter box's expression, compiled (its error is the message)."""
+    try:
+        return filter_expr.parse(text)
+    except filter_expr.FilterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def output_file(text: str) -> str:

@@ -10,14 +10,15 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, Any
 
 from nettop_ui import jobs, registry
 from nettop_ui.args import (
     PROG,
     OneLineParser,
     closed_stream_problem,
+    filter_expression,
     interval,
     is_tty,
     output_file,
@@ -25,9 +26,10 @@ from nettop_ui.args import (
     positive_int,
     reader_gone,
 )
-from nettop_ui.collector import Snapshot
+from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
-from nettop_ui.format import human_bytes, human_rate
+from nettop_ui.filter_expr import Filter, connections_missing
+from nettop_ui.format import UNITS, Scale
 from nettop_ui.jsonl import (
     JsonlWriter,
     failure_record,
@@ -68,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--connections", action="store_true", help="JSON: per-connection detail when known"
+    )
+    parser.add_argument(
+        "--filter",
+        type=filter_expression,
+        metavar="EXPR",
+        help="only the processes EXPR matches, as in the TUI's / box: words, !regex, "
+        "host:, port:, proto:, user:, service:, cgroup:, pid: (TUI, --json, the table)",
+    )
+    parser.add_argument(
+        "--units",
+        choices=UNITS,
+        default="iec",
+        help="iec: binary, KiB and MiB (default); si: decimal, kB, MB and Mbit/s",
     )
     prom = parser.add_argument_group("Prometheus exporter (docs/prometheus.md)")
     prom.add_argument(
@@ -173,12 +188,18 @@ class _JsonSink:
         self.writer = writer
         self.all = args.all
         self.connections = args.connections
+        self.filter: Filter | None = args.filter
         self.backend = backend  # the one producing now: the fallback once one took over
 
     def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
         with_connections = self.connections and self.backend.coverage.per_connection
         self.writer.write(
-            sample_record(snap, all_processes=self.all, with_connections=with_connections)
+            sample_record(
+                snap,
+                all_processes=self.all,
+                with_connections=with_connections,
+                keep=None if self.filter is None else _keeper(self.filter),
+            )
         )
 
     def failure(
@@ -191,8 +212,21 @@ class _JsonSink:
         pass
 
 
+def _keeper(f: Filter) -> Callable[[ProcessState], bool]:
+    """`--filter` on the collector's processes, with their connections."""
+    return lambda p: f.matches(p, p.connections.values())
+
+
+def warn_filter(f: Filter | None, backend: type[Backend]) -> None:
+    """Say once on stderr when `--filter` has terms `backend` cannot match."""
+    if f is not None and f.needs_connections and not backend.coverage.per_connection:
+        problem = connections_missing(f, backend.name, registry.with_connections())
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+
+
 def run_json(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
+    warn_filter(args.filter, cls)
     try:
         out = open_output(args.output) if args.output else sys.stdout
     except OSError as exc:
@@ -235,21 +269,25 @@ class _LastSnapshot:
 def print_table(args: argparse.Namespace) -> int:
     """One-shot table of the processes that moved traffic during one interval."""
     cls, why = resolve_backend(args.backend)
+    warn_filter(args.filter, cls)
     last = _LastSnapshot()
     run_monitor(cls, args.interval, last, count=1)
     snap = last.snap
     assert snap is not None  # monitor ends after one sample, or a failure (raised above)
+    scale = Scale(units=args.units)
     print(f"backend: {cls.name} ({cls.layer}); {why}")
     print(f"{'PID':>7} {'USER':<10} {'UP/s':>10} {'DOWN/s':>10} {'TOTAL':>10}  PROGRAM")
     rows = [p for p in snap.processes if is_active(p)]
+    if args.filter is not None:
+        rows = list(filter(_keeper(args.filter), rows))
     rows.sort(key=lambda p: -((p.sent_bps or 0) + (p.recv_bps or 0)))
     for p in rows:
         total = None if p.sent_bytes is None else p.sent_bytes + (p.recv_bytes or 0)
         user = (p.user or "?")[:10]
         name = p.name.encode("unicode_escape").decode("ascii")
         print(
-            f"{p.pid:>7} {user:<10} {human_rate(p.sent_bps):>10} {human_rate(p.recv_bps):>10} "
-            f"{human_bytes(total):>10}  {name}"
+            f"{p.pid:>7} {user:<10} {scale.traffic_rate(p.sent_bps):>10} "
+            f"{scale.traffic_rate(p.recv_bps):>10} {scale.traffic(total):>10}  {name}"
         )
     return 0
 
@@ -259,7 +297,12 @@ def run_tui(args: argparse.Namespace) -> int:
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
     fallbacks = registry.fallbacks_for(args.backend, cls)
-    return tui(cls, why, args.interval, fallbacks=fallbacks)
+    return tui(cls, why, args.interval, fallbacks=fallbacks, **_tui_options(args))
+
+
+def _tui_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the TUI starts with from the command line: the filter box's text, the units."""
+    return {"filter_text": args.filter.text if args.filter else "", "units": args.units}
 
 
 def run_prometheus(args: argparse.Namespace) -> int:
@@ -268,6 +311,8 @@ def run_prometheus(args: argparse.Namespace) -> int:
         raise UsageError("--headless needs --prometheus [HOST:]PORT")
     if args.json or args.output:
         raise UsageError("--prometheus runs with the TUI or --headless, not with --json")
+    if args.headless and args.filter is not None:
+        raise UsageError("--filter applies to the TUI, --json and the table, not to --headless")
     if not args.headless and not (is_tty(sys.stdout) and is_tty(sys.stdin)):
         raise UsageError("--prometheus without a terminal needs --headless")
     from nettop_ui import prometheus  # prometheus_client loads only for the exporter
@@ -286,7 +331,9 @@ def run_prometheus(args: argparse.Namespace) -> int:
         if not args.headless:
             from nettop_ui.tui import run_tui as tui
 
-            return tui(cls, why, args.interval, fallbacks=fallbacks, sink=exporter)
+            return tui(
+                cls, why, args.interval, fallbacks=fallbacks, sink=exporter, **_tui_options(args)
+            )
         run_monitor(
             cls,
             args.interval,

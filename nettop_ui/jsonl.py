@@ -108,9 +108,17 @@ def is_active(p: ProcessState) -> bool:
 
 
 def sample_record(
-    snap: Snapshot, *, all_processes: bool = False, with_connections: bool = False
+    snap: Snapshot,
+    *,
+    all_processes: bool = False,
+    with_connections: bool = False,
+    keep: Callable[[ProcessState], bool] | None = None,
 ) -> dict[str, Any]:
+    """One `sample` line: the processes with traffic (`all_processes`: every one), those
+    `keep` says yes to (`--filter`), with their connections if asked."""
     procs = snap.processes if all_processes else [p for p in snap.processes if is_active(p)]
+    if keep is not None:
+        procs = [p for p in procs if keep(p)]
     procs = sorted(procs, key=lambda p: (-(p.sent_bytes or 0) - (p.recv_bytes or 0), p.pid))
     record: dict[str, Any] = {
         "type": "sample",

@@ -62,6 +62,11 @@ def load_backends() -> dict[str, type[Backend]]:
     return dict(sorted(found.items(), key=lambda kv: (kv[1].accuracy_rank, kv[0])))
 
 
+def with_connections() -> list[str]:
+    """The backends with a per-connection view (what host:, port:, proto: filters need)."""
+    return [name for name, cls in load_backends().items() if cls.coverage.per_connection]
+
+
 def probe_all(platform: str = sys.platform) -> list[BackendStatus]:
     """Every backend with whether it can run here, most accurate first."""
     statuses = []

@@ -148,6 +148,7 @@ class Network:
         rate: float = 0.0,
         hold: float = 0.0,
         linger: bool = True,
+        as_nobody: bool = False,
     ) -> Client:
         addr, fam = self.address(target)
         port = self.ports[f"{proto}{fam}"]
@@ -160,6 +161,8 @@ class Network:
             cmd += ["--pace", str(pace)]
         if linger:
             cmd.append("--linger")
+        if as_nobody:  # needs root and setpriv (util-linux)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

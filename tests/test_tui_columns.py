@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from nettop_ui.core import sum_known
+from nettop_ui.format import Scale
 from nettop_ui.tui import NettopApp, ScriptedSource, columns
 from nettop_ui.tui.cells import make_cell
 from nettop_ui.tui.columns import UNKNOWN, Column, ColumnSet
@@ -77,9 +78,9 @@ def test_tree_and_user_views_aggregate_the_new_column() -> None:
 
 
 def test_the_new_column_formats_its_cells() -> None:
-    assert make_cell("threads", 12, "proc", False).text.plain == "12t"
-    assert make_cell("threads", None, "proc", False).text.plain == UNKNOWN
-    exited = make_cell("threads", 2, "exited", False)
+    assert make_cell("threads", 12, "proc", Scale()).text.plain == "12t"
+    assert make_cell("threads", None, "proc", Scale()).text.plain == UNKNOWN
+    exited = make_cell("threads", 2, "exited", Scale())
     assert exited.text.style == "dim" and exited.text.justify == "right"
 
 

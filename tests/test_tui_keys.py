@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import OptionList
+from textual.widgets import OptionList, Static
 
 from backends.psutil_backend import PsutilBackend
+from nettop_ui.format import human_bytes
 from nettop_ui.tui import MonitorSource, NettopApp, ScriptedSource
 from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.filter_bar import FilterBar
@@ -86,9 +87,12 @@ async def running(
     app.notes = capture_notices(app)  # type: ignore[attr-defined]
     async with app.run_test(size=size) as pilot:
         pids = [c.pid for c in kids.values()]
+        filtered = bool(app.opts.filter_text)  # then not every child is in the table
         await wait_for(
             pilot,
-            lambda: len(pid_order(app, pids)) == len(pids) and app.frames_received >= 2,
+            lambda: (
+                (filtered or len(pid_order(app, pids)) == len(pids)) and app.frames_received >= 2
+            ),
             "the first frames",
         )
         yield app, pilot
@@ -259,6 +263,75 @@ async def test_filter_box(kids: dict[str, Child]) -> None:
         assert all(r.value("user") == "root" for r in app.main.rows if r.process)
 
 
+async def test_filter_field_terms(kids: dict[str, Child]) -> None:
+    """Field terms in the box; the scripted backend gives alpha two connections from
+    local port 5000 (the real traffic is in tests/test_filter_e2e.py)."""
+    async with running(kids) as (app, pilot):
+        alpha, beta, hostile = (kids[k].pid for k in ("alpha", "beta", "hostile"))
+        bar = app.main.query_one(FilterBar)
+
+        async def shows(expr: str) -> set[int]:
+            await press(pilot, "delete", "slash", *expr, "escape")
+            assert app.opts.filter_text == expr and not bar.has_class("-error")
+            # Of the test's processes: others on the machine may have such names too.
+            return {r.value("pid") for r in app.main.rows} & {alpha, beta, hostile}
+
+        assert await shows(f"pid:{beta}") == {beta}
+        assert await shows(f"pid:{alpha},{beta}") == {alpha, beta}
+        assert await shows("user:root ntu-al") == {alpha}
+        assert await shows("port:5000") == {alpha}
+        assert await shows("port:5000 proto:tcp host:127.0.0.0/8") == {alpha}
+        assert await shows("port:5000 proto:udp") == set()
+        assert await shows("-port:5000 ntu-") == {beta}
+        assert "unattributed" not in {r.key for r in app.main.rows}  # it has no port
+        await shows("unattr")
+        assert "unattributed" in {r.key for r in app.main.rows}
+
+
+async def test_a_bad_filter_term_says_what_is_wrong_and_filters_nothing(
+    kids: dict[str, Child],
+) -> None:
+    async with running(kids) as (app, pilot):
+        bar = app.main.query_one(FilterBar)
+        everyone = len(app.main.rows)
+        for expr, says in [
+            ("ntu-al foo:1", 'unknown field "foo:"'),
+            ("port:http2x", "port:http2x: not a port"),
+            ("host:10.0.0.0/33", "not a network"),
+        ]:
+            await press(pilot, "delete", "slash", *expr)
+            hint = str(bar.query_one("#filter-hint", Static).render())
+            assert bar.has_class("-error") and says in hint, hint
+            assert len(app.main.rows) >= everyone - 1  # nothing filtered (a process may end)
+            await press(pilot, "escape")
+        await press(pilot, "delete", "slash", *"ntu-al")  # and it goes on working
+        assert not bar.has_class("-error")
+        shown = {r.value("pid") for r in app.main.rows if r.process}
+        assert kids["alpha"].pid in shown and kids["beta"].pid not in shown
+
+
+async def test_connection_terms_on_a_backend_without_connections_say_so() -> None:
+    app = NettopApp(MonitorSource(PsutilBackend(), INTERVAL), host="test")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: app.frames_received >= 1, "a frame")
+        bar = app.main.query_one(FilterBar)
+        await press(pilot, "slash", *"host:10.0.0.5")
+        hint = str(bar.query_one("#filter-hint", Static).render())
+        assert bar.has_class("-warning") and not bar.has_class("-error")
+        assert "host: needs a backend with connections (ebpf, sockdiag), not psutil" in hint
+        assert not [r for r in app.main.rows if r.process is not None]
+        await press(pilot, "delete", "slash", *"python")
+        assert not bar.has_class("-warning")
+
+
+async def test_filter_given_at_start_is_in_the_box_and_applied(kids: dict[str, Child]) -> None:
+    async with running(kids, filter_text="ntu-be") as (app, _pilot):
+        bar = app.main.query_one(FilterBar)
+        assert bar.has_class("-shown") and bar.input.value == "ntu-be"
+        shown = {r.value("pid") for r in app.main.rows if r.process}
+        assert kids["beta"].pid in shown and kids["alpha"].pid not in shown
+
+
 # -- views --------------------------------------------------------------------------------
 
 
@@ -327,6 +400,43 @@ async def test_rates_totals_and_bits(kids: dict[str, Child]) -> None:
         await press(pilot, "m", "b")
         assert not app.opts.totals and not app.opts.bits
         assert table.get_cell(alpha, "up").text.plain.endswith("iB")
+
+
+IEC_FIGURE = re.compile(r"\d(?:KiB|MiB|GiB|Kib|Mib|Gib)\b")
+SI_FIGURE = re.compile(r"\d(?:kB|MB|GB|kbit|Mbit|Gbit)\b")
+
+
+async def test_units_key_writes_every_figure_in_decimal_units(kids: dict[str, Child]) -> None:
+    async with running(kids, size=(160, 48)) as (app, pilot):
+        table = app.main.table
+        alpha = key_of(app, kids["alpha"].pid)
+        screen = "\n".join(screen_lines(app))
+        assert IEC_FIGURE.search(screen) and not SI_FIGURE.search(screen)
+        await press(pilot, "i")
+        assert app.opts.units == "si"
+        up = table.get_cell(alpha, "up")
+        assert up.text.plain == human_bytes(up.value, units="si")  # 5 MiB/s: "5.2MB"
+        assert SI_FIGURE.search(up.text.plain)
+        screen = "\n".join(screen_lines(app))
+        # Table, header, panels: no binary figure left anywhere.
+        assert SI_FIGURE.search(screen) and not IEC_FIGURE.search(screen), screen
+        await press(pilot, "b")
+        assert re.fullmatch(r"[0-9.]+[kMG]bit", table.get_cell(alpha, "up").text.plain)
+        assert re.search(r"\d[kMG]bit/s", screen_lines(app)[0])  # the header: never "Mib"
+        select(app, kids["alpha"].pid)
+        await press(pilot, "enter")  # the drill-down too
+        assert isinstance(app.screen, DetailScreen)
+        detail = "\n".join(screen_lines(app))
+        assert "bit/s" in detail and not IEC_FIGURE.search(detail), detail
+        await press(pilot, "escape", "i")
+        assert app.opts.units == "iec"
+        assert re.fullmatch(r"[0-9.]+[KMG]ib", table.get_cell(alpha, "up").text.plain)
+
+
+async def test_units_given_at_start(kids: dict[str, Child]) -> None:
+    async with running(kids, units="si") as (app, _pilot):
+        alpha = key_of(app, kids["alpha"].pid)
+        assert SI_FIGURE.search(app.main.table.get_cell(alpha, "up").text.plain)
 
 
 async def test_panel_keys(kids: dict[str, Child]) -> None:

@@ -22,6 +22,7 @@ from textual.binding import Binding
 import nettop_ui.tui
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.format import Scale
 from nettop_ui.tui.bindings import BINDING_IDS
 from nettop_ui.tui.cells import make_cell, sparkline
 from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame, view_of
@@ -88,7 +89,7 @@ def test_safe_text_examples() -> None:
     from nettop_ui.tui.model import Program
 
     # as the table draws a process name: never parsed as markup
-    text = make_cell("program", Program("", "[red]not markup[/red]", ""), "proc", False).text
+    text = make_cell("program", Program("", "[red]not markup[/red]", ""), "proc", Scale()).text
     assert text.plain == "[red]not markup[/red]"
     assert all("red" not in str(span.style) for span in text.spans)
 
@@ -96,14 +97,14 @@ def test_safe_text_examples() -> None:
 def test_cells_render_text_not_markup_and_unknown_as_dash() -> None:
     from nettop_ui.tui.model import Program
 
-    cell = make_cell("program", Program("", "[kworker/0:1]", ""), "proc", False)
+    cell = make_cell("program", Program("", "[kworker/0:1]", ""), "proc", Scale())
     assert cell.text.plain == "[kworker/0:1]"
-    assert make_cell("up", None, "proc", False).text.plain == "-"
-    assert make_cell("up", 0.0, "proc", False).text.plain == "0B"
-    assert make_cell("up", 1536.0, "proc", True).text.plain == "12.0Kib"
-    assert make_cell("cpu", None, "exited", False).text.style == "dim"
-    low, high = make_cell("up", 1.0, "proc", False), make_cell("up", 2.0, "proc", False)
-    assert low < high and make_cell("up", None, "proc", False) > high  # unknown sorts apart
+    assert make_cell("up", None, "proc", Scale()).text.plain == "-"
+    assert make_cell("up", 0.0, "proc", Scale()).text.plain == "0B"
+    assert make_cell("up", 1536.0, "proc", Scale(bits=True)).text.plain == "12.0Kib"
+    assert make_cell("cpu", None, "exited", Scale()).text.style == "dim"
+    low, high = make_cell("up", 1.0, "proc", Scale()), make_cell("up", 2.0, "proc", Scale())
+    assert low < high and make_cell("up", None, "proc", Scale()) > high  # unknown sorts apart
 
 
 def test_sparkline() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nettop_ui.core import Backend
+from nettop_ui.format import Units
 from nettop_ui.memory import small_heap
 from nettop_ui.monitor import Sink
 from nettop_ui.tui.app import NettopApp
@@ -33,17 +34,20 @@ def run_tui(
     *,
     fallbacks: Sequence[type[Backend]] = (),
     sink: Sink | None = None,
+    filter_text: str = "",
+    units: Units = "iec",
 ) -> int:
     """Run the TUI until the user quits; returns the process exit status.
 
     `fallbacks`: the backends to switch to, in order, if this one dies (as `--backend
     auto` would pick them; `registry.fallbacks_after(backend_cls)`). The terminal is
     restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `sink` also
-    gets every tick, on the collector's thread (the Prometheus exporter).
+    gets every tick, on the collector's thread (the Prometheus exporter). `filter_text`
+    starts in the filter box (`--filter`); `units` are binary or decimal (`--units`).
     """
     with small_heap():  # a top is left open for hours (docs/benchmarks.md)
         source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
-        app = NettopApp.for_user(source, why)
+        app = NettopApp.for_user(source, why, filter_text=filter_text, units=units)
         result = app.run()
     if app.return_code not in (None, 0):
         return app.return_code

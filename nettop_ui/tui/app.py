@@ -17,6 +17,7 @@ import sys
 import termios
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -30,6 +31,7 @@ from textual.widgets import Input
 from textual.worker import Worker
 
 from nettop_ui.args import is_tty
+from nettop_ui.format import Units
 from nettop_ui.monitor import describe_failure
 from nettop_ui.tui.bindings import APP_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
@@ -82,11 +84,21 @@ class NettopApp(App[int]):
     DISABLED_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # the screens' actions not offered
 
     @classmethod
-    def for_user(cls, source: FrameSource, why: str) -> Self:
+    def for_user(
+        cls, source: FrameSource, why: str, *, filter_text: str = "", units: Units = "iec"
+    ) -> Self:
         """The app as `nettop-ui` runs it: the user's keymap (a problem with it shown as
-        a notice once the app runs) and SIGTERM/SIGHUP handled."""
+        a notice once the app runs) and SIGTERM/SIGHUP handled; `filter_text` and
+        `units` from the command line (`--filter`, `--units`)."""
         keymap, problem = load_keymap()
-        app = cls(source, why=why, keymap=keymap, handle_sigterm=True)
+        app = cls(
+            source,
+            why=why,
+            keymap=keymap,
+            handle_sigterm=True,
+            filter_text=filter_text,
+            units=units,
+        )
         if problem:
             app.call_later(app.notify, problem, severity="warning", markup=False)
         return app
@@ -100,6 +112,8 @@ class NettopApp(App[int]):
         clock: Callable[[], float] = time.monotonic,
         keymap: dict[str, str] | None = None,
         handle_sigterm: bool = False,
+        filter_text: str = "",
+        units: Units = "iec",
     ) -> None:
         super().__init__()
         self.source = source
@@ -107,13 +121,14 @@ class NettopApp(App[int]):
         self.host = host if host is not None else socket.gethostname()
         self.clock = clock
         self.started = clock()
+        # bytes unknown for every process: sort on sockets
+        opts = ViewOptions(filter_text=filter_text, units=units)
         self.state = ViewState(
             source=source,
             host=self.host,
             system_history=SystemHistory(),
             elapsed_s=self.elapsed_s,
-            # bytes unknown for every process: sort on sockets
-            opts=ViewOptions() if source.per_process else ViewOptions(sort="conns"),
+            opts=opts if source.per_process else replace(opts, sort="conns"),
             disabled_actions=self.DISABLED_ACTIONS,
         )
         self.latest: Frame | None = None  # the newest frame received
@@ -264,7 +279,7 @@ class NettopApp(App[int]):
         if self.screen is self.main:
             self.main.redraw()
         elif self._detail is not None and self.screen is self._detail:
-            self._detail.show_frame(frame, self.state.opts.bits)
+            self._detail.show_frame(frame, self.state.opts.scale)
 
     def on_cursor_moved(self, message: CursorMoved) -> None:
         """The table cursor moved: have its full history ready for the drill-down."""

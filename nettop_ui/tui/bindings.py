@@ -34,6 +34,7 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
     Binding("m", "rates_totals", "Totals", id="rates_totals"),
     Binding("b", "bits", "Bits", id="bits"),
+    Binding("i", "units", "Units", show=False, id="units"),
     Binding("a", "only_active", "Active", id="only_active"),
     Binding("s", "sort('up')", "Sent", show=False, id="sort_sent"),
     Binding("r", "sort('down')", "Recv", show=False, id="sort_recv"),
@@ -120,7 +121,11 @@ HELP: dict[str, str] = {
     "open_process": "open the selected process (child tree, connections, charts)",
     "help": "this help",
     "quit": "quit (also ctrl+c)",
-    "filter": "filter on name, cmdline, user or PID; a leading ! makes it a regex (RE2)",
+    "filter": (
+        "filter; every term must hold: words match name, cmdline, user or PID; !regex (RE2); "
+        "host: (10.0.0.5, 10.0.0.0/24, *.example.com), port: (443, 8000-8100), proto:udp, "
+        'user:, service:, cgroup:, pid:; -port:22 excludes; "a b" keeps the space'
+    ),
     "clear_filter": "clear the filter",
     "pick_user": "show only one user's processes (a list of users; 'all users' clears it)",
     "cursor_first": "go to the first row",
@@ -131,6 +136,7 @@ HELP: dict[str, str] = {
     "pause": "pause the display; sampling continues",
     "rates_totals": "switch between rates and cumulative totals since start",
     "bits": "switch between bytes and bits",
+    "units": "switch between binary units (KiB, MiB) and decimal ones (kB, MB, Mbit/s)",
     "only_active": "only processes that moved traffic since start",
     "sort_sent": "sort by sent (UP)",
     "sort_recv": "sort by received (DOWN)",

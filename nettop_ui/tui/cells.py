@@ -15,6 +15,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
+from nettop_ui.format import Scale
 from nettop_ui.tui import columns
 from nettop_ui.tui.columns import NOTE_MARK as NOTE_MARK
 from nettop_ui.tui.columns import Program
@@ -203,7 +204,7 @@ def program_text(program: Program, style: str) -> Text:
 
 
 def make_cell(
-    column: str, value: Any, kind: RowKind, bits: bool, row: str = "", marked: bool = False
+    column: str, value: Any, kind: RowKind, scale: Scale, row: str = "", marked: bool = False
 ) -> Cell:
     """The cell for one raw value in `column` (`row`: the row key, which sorting reads;
     `marked`: the row's byte figures carry a backend's note)."""
@@ -213,7 +214,7 @@ def make_cell(
     style = ROW_STYLES[kind]
     if isinstance(value, Program):
         return ProgramCell(value, style)
-    text = col.text(value, bits, marked)
+    text = col.text(value, scale, marked)
     if col.pad:  # padded by hand: the trailing gap before left-aligned columns must survive
         return LineCell(value, f"{text:>{col.pad}} ", style or col.style, row=row)
     if col.justify == "right":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nettop_ui.core import sum_known
-from nettop_ui.format import human_bytes
+from nettop_ui.format import Scale
 from nettop_ui.tui.frame import ProcessView, UnattributedView
 from nettop_ui.tui.safe import safe_text
 
@@ -42,7 +42,7 @@ class Program:
 
 Getter = Callable[[ProcessView, bool], Any]  # (process, totals mode) -> raw value
 Unattributed = Callable[[UnattributedView, bool], Any]  # the same for the unattributed bytes
-Formatter = Callable[[Any, bool, bool], str]  # (raw value, bits, marked) -> cell text
+Formatter = Callable[[Any, Scale, bool], str]  # (raw value, units, marked) -> cell text
 
 
 def _natural(value: Any) -> Any:
@@ -159,15 +159,15 @@ def _up_down(p: ProcessView | UnattributedView, totals: bool) -> Any:
     return _total(_up(p, totals), _down(p, totals))
 
 
-def _traffic(value: Any, bits: bool, marked: bool) -> str:
-    return human_bytes(value, bits) + (NOTE_MARK if marked and value is not None else "")
+def _traffic(value: Any, scale: Scale, marked: bool) -> str:
+    return scale.traffic(value) + (NOTE_MARK if marked and value is not None else "")
 
 
-def _bytes(value: Any, bits: bool, marked: bool) -> str:
-    return human_bytes(value)  # memory and disk stay in bytes whatever `b` says
+def _bytes(value: Any, scale: Scale, marked: bool) -> str:
+    return scale.size(value)  # memory and disk stay in bytes whatever `b` says
 
 
-def _count(value: Any, bits: bool, marked: bool) -> str:
+def _count(value: Any, scale: Scale, marked: bool) -> str:
     return str(value) if value is not None else UNKNOWN
 
 

@@ -23,7 +23,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
-from nettop_ui.format import human_bytes, human_rate
+from nettop_ui.format import Scale
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
 from nettop_ui.tui.cells import NOTE_MARK, Cell
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
@@ -31,8 +31,6 @@ from nettop_ui.tui.messages import KillRequested
 from nettop_ui.tui.model import parent_index
 from nettop_ui.tui.safe import command_line, safe_text
 from nettop_ui.tui.state import ViewState
-
-_UNITS = ((1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B"))
 
 
 def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
@@ -53,12 +51,8 @@ def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
     return out
 
 
-def _unit(values: list[float]) -> tuple[float, str]:
-    peak = max((v for v in values if v == v), default=0.0)
-    for scale, name in _UNITS:
-        if peak >= scale:
-            return scale, name
-    return 1.0, "B"
+def _peak(*series: tuple[float, ...]) -> float:
+    return max((v for s in series for v in s if v == v), default=0.0)
 
 
 def _points(
@@ -76,7 +70,7 @@ class DetailScreen(Screen[None]):
     def __init__(self, key: str, state: ViewState) -> None:
         super().__init__()
         self.state = state
-        self.initial, self.bits = state.shown, state.opts.bits
+        self.initial, self.scale = state.shown, state.opts.scale
         self.process_key = key
         self.per_connection = state.source.per_connection
         self.backend_name = state.source.backend_name
@@ -122,13 +116,13 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-tree", Tree).focus()
         self.call_after_refresh(self.on_resize)
         if self.initial is not None:
-            self.show_frame(self.initial, self.bits)
+            self.show_frame(self.initial, self.scale)
             self.initial = None
 
     # -- updates --------------------------------------------------------------------
 
-    def show_frame(self, frame: Frame, bits: bool) -> None:
-        self.bits = bits
+    def show_frame(self, frame: Frame, scale: Scale) -> None:
+        self.scale = scale
         procs = frame.by_key()
         p = procs.get(self.process_key)
         if p is None and self.process is None:
@@ -140,10 +134,10 @@ class DetailScreen(Screen[None]):
             self.process = _as_exited(self.process)
         assert self.process is not None
         tree_of = descendants(frame, self.process_key) if p is not None else {self.process_key: []}
-        self._show_text(self.process, procs, tree_of, bits)
-        self._show_tree(self.process, procs, tree_of, bits)
+        self._show_text(self.process, procs, tree_of)
+        self._show_tree(self.process, procs, tree_of)
         if self.per_connection:
-            self._show_connections(self.process.connections, bits)
+            self._show_connections(self.process.connections)
         history = frame.histories.get(self.process_key)
         if history is not None:
             self._history = history
@@ -169,7 +163,6 @@ class DetailScreen(Screen[None]):
         p: ProcessView,
         procs: dict[str, ProcessView],
         tree_of: dict[str, list[str]],
-        bits: bool,
     ) -> None:
         title = Text(f"PID {p.pid} ", style="bold")
         title.append(safe_text(p.name, 80), style="bold cyan")
@@ -190,38 +183,40 @@ class DetailScreen(Screen[None]):
         up, down = self._subtree(self.process_key, procs, tree_of)
         stats = Text()
         mark = NOTE_MARK if p.note is not None else ""
-        stats.append("↑ ", style="bold green").append(human_rate(p.sent_bps, bits) + mark)
-        stats.append("  ↓ ", style="bold blue").append(human_rate(p.recv_bps, bits) + mark)
+        scale = self.scale
+        stats.append("↑ ", style="bold green").append(scale.traffic_rate(p.sent_bps) + mark)
+        stats.append("  ↓ ", style="bold blue").append(scale.traffic_rate(p.recv_bps) + mark)
         stats.append("  total ", style="dim").append(
-            f"↑{human_bytes(p.sent_bytes, bits)} ↓{human_bytes(p.recv_bytes, bits)}"
+            f"↑{scale.traffic(p.sent_bytes)} ↓{scale.traffic(p.recv_bytes)}"
         )
         if len(tree_of) > 1:
             stats.append("  with children ", style="dim")
-            stats.append(f"↑{human_rate(up, bits)} ↓{human_rate(down, bits)}")
+            stats.append(f"↑{scale.traffic_rate(up)} ↓{scale.traffic_rate(down)}")
         cpu = f"{p.cpu_percent:.1f}%" if p.cpu_percent is not None else "-"
         stats.append("  CPU ", style="dim").append(cpu)
-        stats.append("  MEM ", style="dim").append(human_bytes(p.rss_bytes))
+        stats.append("  MEM ", style="dim").append(scale.size(p.rss_bytes))
         stats.append("  disk ", style="dim").append(
-            f"R {human_rate(p.read_bps, False)} W {human_rate(p.write_bps, False)}"
+            f"R {scale.size_rate(p.read_bps)} W {scale.size_rate(p.write_bps)}"
         )
         conns = str(p.connection_count) if p.connection_count is not None else "-"
         stats.append("  conns ", style="dim").append(conns)
         if p.gpu_memory_bytes is not None:
-            stats.append("  GPU ", style="dim").append(human_bytes(p.gpu_memory_bytes))
+            stats.append("  GPU ", style="dim").append(scale.size(p.gpu_memory_bytes))
         self.query_one("#detail-stats", Static).update(stats)
 
     def _label(
-        self, key: str, procs: dict[str, ProcessView], tree_of: dict[str, list[str]], bits: bool
+        self, key: str, procs: dict[str, ProcessView], tree_of: dict[str, list[str]]
     ) -> Text:
         p = procs.get(key) or self.process
         assert p is not None
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(safe_text(p.name, 40), style="bold" if not p.exited else "dim")
         text.append(f" {p.pid}", style="dim")
-        text.append(f"  ↑{human_rate(p.sent_bps, bits)} ↓{human_rate(p.recv_bps, bits)}")
+        rate = self.scale.traffic_rate
+        text.append(f"  ↑{rate(p.sent_bps)} ↓{rate(p.recv_bps)}")
         if tree_of.get(key):
             up, down = self._subtree(key, procs, tree_of)
-            text.append(f"  Σ ↑{human_rate(up, bits)} ↓{human_rate(down, bits)}", style="cyan")
+            text.append(f"  Σ ↑{rate(up)} ↓{rate(down)}", style="cyan")
         return text
 
     def _show_tree(
@@ -229,10 +224,9 @@ class DetailScreen(Screen[None]):
         p: ProcessView,
         procs: dict[str, ProcessView],
         tree_of: dict[str, list[str]],
-        bits: bool,
     ) -> None:
         tree = self.query_one("#detail-tree", Tree)
-        tree.root.set_label(self._label(self.process_key, procs, tree_of, bits))
+        tree.root.set_label(self._label(self.process_key, procs, tree_of))
         tree.root.expand()
         wanted: dict[str, str] = {}  # child key -> parent key, parents first
         order = [self.process_key]
@@ -248,7 +242,7 @@ class DetailScreen(Screen[None]):
                 with contextlib.suppress(UnknownNodeID):  # gone with a removed ancestor
                     tree.get_node_by_id(node.id).remove()
         for child in order[1:]:
-            label = self._label(child, procs, tree_of, bits)
+            label = self._label(child, procs, tree_of)
             existing = self._node_of.get(child)
             if existing is not None:
                 existing.set_label(label)
@@ -286,9 +280,9 @@ class DetailScreen(Screen[None]):
 
     def on_resize(self) -> None:
         if self.per_connection and self.process is not None:
-            self._show_connections(self.process.connections, self.bits)
+            self._show_connections(self.process.connections)
 
-    def _show_connections(self, conns: tuple[ConnView, ...], bits: bool) -> None:
+    def _show_connections(self, conns: tuple[ConnView, ...]) -> None:
         box = self.query_one("#detail-conns-box")
         box.border_title = f"connections ({len(conns)})" if conns else "connections (none seen)"
         table = self.query_one("#detail-conns", DataTable)
@@ -296,13 +290,14 @@ class DetailScreen(Screen[None]):
         if not table.columns:
             return
         ordered = sorted(conns, key=lambda c: (-(c.sent_bps + c.recv_bps), c.remote, c.local))
+        scale = self.scale
         rows = {f"{c.protocol}|{c.local}|{c.remote}": c for c in ordered}
         with self.app.batch_update():
             for key in [k for k in self._conn_rows if k not in rows]:
                 table.remove_row(key)
                 del self._conn_rows[key]
             for key, c in rows.items():
-                values = (c.protocol, c.local, c.remote, c.sent_bps, c.recv_bps, bits)
+                values = (c.protocol, c.local, c.remote, c.sent_bps, c.recv_bps, scale)
                 old = self._conn_rows.get(key)
                 if old == values:
                     continue
@@ -310,8 +305,8 @@ class DetailScreen(Screen[None]):
                     "proto": Cell(c.protocol, Text(safe_text(c.protocol, 8)), key),
                     "local": Cell(c.local, _endpoint(c.local), key),
                     "remote": Cell(c.remote, _endpoint(c.remote), key),
-                    "up": Cell(c.sent_bps, Text(human_bytes(c.sent_bps, bits), justify="right")),
-                    "down": Cell(c.recv_bps, Text(human_bytes(c.recv_bps, bits), justify="right")),
+                    "up": Cell(c.sent_bps, Text(scale.traffic(c.sent_bps), justify="right")),
+                    "down": Cell(c.recv_bps, Text(scale.traffic(c.recv_bps), justify="right")),
                 }
                 shown = [k.value for k in table.columns]
                 if old is None:
@@ -338,21 +333,22 @@ class DetailScreen(Screen[None]):
             cpu.refresh()
             return
         xs = [t - now for t in h.ts]
-        scale, unit = _unit([*h.sent_bps, *h.recv_bps])
+        size, unit = self.scale.traffic_axis(_peak(h.sent_bps, h.recv_bps))
         plt = traffic.plt
         plt.title(f"traffic ({unit}/s)")
         for series, label, color in ((h.sent_bps, "up", "green"), (h.recv_bps, "down", "blue")):
-            px, py = _points(xs, series, scale)
+            px, py = _points(xs, series, size)
             if px:
                 plt.plot(px, py, label=label, color=color, marker="braille")
         plt = cpu.plt
-        plt.title("CPU % (left) and memory MiB (right)")
+        size, unit = self.scale.size_axis(_peak(h.rss_bytes))
+        plt.title(f"CPU % (left) and memory {unit} (right)")
         px, py = _points(xs, h.cpu_percent, 1.0)
         if px:
             plt.plot(px, py, label="CPU %", color="cyan", marker="braille")
-        px, py = _points(xs, h.rss_bytes, 1024.0**2)
+        px, py = _points(xs, h.rss_bytes, size)
         if px:
-            plt.plot(px, py, label="MiB", color="magenta", marker="braille", yside="right")
+            plt.plot(px, py, label=unit, color="magenta", marker="braille", yside="right")
         traffic.refresh()
         cpu.refresh()
 

@@ -1,4 +1,6 @@
-"""The filter box (`/`, `\\`, F3, F4): incremental, on name, cmdline, user or PID; `!` for a regex.
+"""The filter box (`/`, `\\`, F3, F4): incremental; words match name, cmdline, user or PID,
+`!` starts a regex, `field:value` terms (host:, port:, proto:, user:, service:, cgroup:,
+pid:) scope it (`nettop_ui.filter_expr`). A bad term is shown in red and filters nothing.
 
 `esc` or `enter` close the box and keep the filter (the bar stays, showing it);
 `delete` clears it and hides the bar.
@@ -44,6 +46,7 @@ class FilterBar(Horizontal):
     FilterBar > FilterInput:focus { border: none; }
     FilterBar > #filter-hint { width: auto; color: $text-muted; padding: 0 1; }
     FilterBar.-error > #filter-hint { color: $error; }
+    FilterBar.-warning > #filter-hint { color: $warning; }
     """
 
     class Changed(Message):
@@ -63,7 +66,10 @@ class FilterBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("Filter:", id="filter-label")
-        yield FilterInput(placeholder="name, cmdline, user or PID (!regex)", id="filter-input")
+        yield FilterInput(
+            placeholder="name, cmdline, user or PID; !regex; host: port: proto: user: service:",
+            id="filter-input",
+        )
         yield Static(HINT, id="filter-hint")
 
     @property
@@ -93,15 +99,19 @@ class FilterBar(Horizontal):
             with self.input.prevent(Input.Changed):
                 self.input.value = text
 
-    def set_status(self, error: str | None, shown: int, total: int) -> None:
-        """The hint on the right: a bad regex, or how many processes match.
+    def set_status(
+        self, error: str | None, shown: int, total: int, warning: str | None = None
+    ) -> None:
+        """The hint on the right: a bad term, or how many processes match (and `warning`,
+        terms this backend cannot match, in place of the keys).
 
         Called on every tick: the hint is touched only when its text changes, and lays
         the screen out again (its width follows its text) only while the bar is shown;
         showing the bar lays it out anyway.
         """
         self.set_class(error is not None, "-error")
-        text = error or f"{shown} of {total} · {HINT}"
+        self.set_class(error is None and warning is not None, "-warning")
+        text = error or f"{shown} of {total} · {warning or HINT}"
         if text != self._hint:
             self._hint = text
             hint = self.query_one("#filter-hint", Static)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from nettop_ui.format import human_bytes
 from nettop_ui.tui.cells import NOTE_MARK
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.model import ViewOptions
@@ -93,8 +92,9 @@ class StatusHeader(Widget):
         if self.frame is not None:
             up, down, where = traffic_totals(self.frame, opts.totals)
             suffix = "" if opts.totals else "/s"
-            text = Text("↑", style="bold green").append(human_bytes(up, opts.bits) + suffix)
-            text.append(" ↓", style="bold blue").append(human_bytes(down, opts.bits) + suffix)
+            scale = opts.scale
+            text = Text("↑", style="bold green").append(scale.traffic(up) + suffix)
+            text.append(" ↓", style="bold blue").append(scale.traffic(down) + suffix)
             if opts.totals:
                 text.append(" total")
             text.append(where, style="dim")

@@ -7,6 +7,7 @@ what needs the app (the drill-down, a signal, the cursor's history) goes up as a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -18,6 +19,8 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from nettop_ui import registry
+from nettop_ui.filter_expr import connections_missing
 from nettop_ui.tui.bindings import MAIN_BINDINGS
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
@@ -31,6 +34,7 @@ from nettop_ui.tui.state import ViewState
 from nettop_ui.tui.user_picker import UserPicker
 
 PANEL_IDS = ("cpu", "mem", "net", "disk", "gpu")
+_with_connections = functools.cache(registry.with_connections)  # loads every backend: once
 WIDE_MIN = (120, 34)  # columns, rows from which panels become boxes side by side
 
 
@@ -106,7 +110,7 @@ class MainScreen(Screen[None]):
         """The one place the view options change: a new `ViewOptions`, then a redraw."""
         old = self.state.opts
         self.state.opts = replace(old, **changes)
-        if self.state.opts.bits != old.bits:  # units: the panels and header too
+        if self.state.opts.scale != old.scale:  # units: the panels and header too
             self.redraw()
         else:
             self.refresh_view()
@@ -124,7 +128,7 @@ class MainScreen(Screen[None]):
         has_gpu = bool(frame.gpu and frame.gpu.devices)
         self.query_one("#panel-gpu").set_class(not has_gpu, "-none")
         for panel in self.query(Panel):
-            panel.show_frame(frame, state.opts.bits)
+            panel.show_frame(frame, state.opts.scale)
         self.refresh_view()
 
     def refresh_view(self) -> None:
@@ -137,10 +141,18 @@ class MainScreen(Screen[None]):
         self.table.show(self.rows, opts)
         bar = self.query_one(FilterBar)
         shown = sum(1 for r in self.rows if r.process is not None)
-        bar.set_status(Matcher(opts.filter_text).error, shown, len(frame.processes))
+        matcher = Matcher(opts.filter_text)
+        bar.set_status(matcher.error, shown, len(frame.processes), self._unmatchable(matcher))
         if not bar.editing:
             bar.show_idle(opts.filter_text)
         self._show_state(self.query_one(StatusHeader))
+
+    def _unmatchable(self, matcher: Matcher) -> str | None:
+        """What to say when the filter has connection terms this backend cannot match."""
+        f, source = matcher.filter, self.state.source
+        if f is None or not f.needs_connections or source.per_connection:
+            return None
+        return connections_missing(f, source.backend_name, _with_connections())
 
     def _show_state(self, header: StatusHeader) -> None:
         state = self.state
@@ -306,6 +318,9 @@ class MainScreen(Screen[None]):
 
     def action_bits(self) -> None:
         self.set_options(bits=not self.state.opts.bits)
+
+    def action_units(self) -> None:
+        self.set_options(units="si" if self.state.opts.units == "iec" else "iec")
 
     def action_toggle_panel(self, panel_id: str) -> None:
         panel = self.query_one(f"#panel-{panel_id}", Panel)

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nettop_ui.filter_expr import Filter, FilterError
+from nettop_ui.filter_expr import parse as parse_filter
+from nettop_ui.format import Scale, Units
 from nettop_ui.tui import columns
 from nettop_ui.tui.columns import Column, args_of
 from nettop_ui.tui.columns import Program as Program
@@ -64,8 +67,14 @@ class ViewOptions:
     mode: ViewMode = "flat"
     totals: bool = False  # cumulative bytes instead of rates
     bits: bool = False
+    units: Units = "iec"  # binary (KiB) or decimal (kB, Mbit/s) prefixes
     collapsed: frozenset[str] = frozenset()  # tree rows whose children are hidden
     expanded_groups: frozenset[str] = frozenset()  # user groups opened
+
+    @property
+    def scale(self) -> Scale:
+        """How figures are written: bytes or bits, in these units."""
+        return Scale(self.bits, self.units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,74 +94,37 @@ class RowData:
 # -- filtering ------------------------------------------------------------------------
 
 
-# Told apart by RE2's message: syntax it leaves out on purpose, to match in linear time.
-_UNSUPPORTED = {
-    "invalid perl operator: (?=": "lookaround",
-    "invalid perl operator: (?!": "lookaround",
-    "invalid perl operator: (?<": "lookaround",
-    "invalid escape sequence: \\": "backreferences",
-}
-
-
-Regex = Any  # a compiled re2 pattern (google-re2 ships no type hints)
-
-
 @functools.lru_cache(maxsize=32)
-def compile_filter(pattern: str) -> tuple[Regex | None, str | None]:
-    """The filter regex (case-insensitive, `^`/`$` at each line), or why it is not one.
+def compile_filter(text: str) -> tuple[Filter | None, str | None]:
+    """The filter box's expression compiled (`nettop_ui.filter_expr`), or why it is not one.
 
-    RE2 rather than `re`: its time is linear in the text, so no pattern, such as
-    `(a+)+$` against a long run of a's, can hold the UI for minutes.
-    """
-    import re2  # here: 4 MB and 15 ms that only a regex filter needs
-
-    options = re2.Options()
-    options.case_sensitive = False
-    options.log_errors = False  # it would write on the terminal the TUI draws on
+    Cached: compiled once, not on every tick, it remembers the endpoints it tested."""
     try:
-        return re2.compile("(?m)" + pattern, options), None
-    except re2.error as exc:
-        raw = exc.args[0] if exc.args else ""
-        message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    for start, feature in _UNSUPPORTED.items():
-        if message.startswith(start) and (feature != "backreferences" or message[-1:].isdigit()):
-            return None, f"regex: no {feature} (RE2 syntax): {message}"
-    return None, f"bad regex: {message}"
+        return parse_filter(text), None
+    except FilterError as exc:
+        return None, str(exc)
 
 
 class Matcher:
-    """The filter box: case-insensitive substring, or a regex after a leading `!`.
+    """The filter box: field terms, text and `!regex` (see `nettop_ui.filter_expr`).
 
-    Name, command line, user and PID are matched as separate lines, so `^` and `$`
-    anchor within each. A regex sees names as the kernel's bytes (UTF-8 when they are).
+    A bad term filters nothing; `error` says what is wrong with it.
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.error: str | None = None
-        self._regex: Regex | None = None
-        self._needle = ""
-        if text.startswith("!"):
-            self._regex, self.error = compile_filter(text[1:])
-        else:
-            self._needle = text.lower()
+        self.filter, self.error = compile_filter(text)
 
     @property
     def active(self) -> bool:
-        return bool(self.text) and self.error is None and self.text != "!"
-
-    def haystack(self, p: ProcessView) -> str:
-        return "\n".join((p.name, " ".join(p.cmdline), p.user or "", str(p.pid)))
-
-    def matches_text(self, haystack: str) -> bool:
-        if not self.active:
-            return True
-        if self._regex is not None:
-            return self._regex.search(haystack.encode("utf-8", "surrogateescape")) is not None
-        return self._needle in haystack.lower()
+        return self.filter is not None and self.filter.active
 
     def matches(self, p: ProcessView) -> bool:
-        return not self.active or self.matches_text(self.haystack(p))
+        return self.filter is None or self.filter.matches_process(p)
+
+    def matches_label(self, label: str) -> bool:
+        """A row that is no process, known by its label (the unattributed bytes)."""
+        return self.filter is None or self.filter.matches_label(label)
 
 
 def is_active(p: ProcessView) -> bool:
@@ -251,7 +223,7 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
     if extra is not None:
         u = frame.unattributed
         busy = u is not None and (u.sent_bytes or u.recv_bytes)
-        if (opts.only_active and not busy) or not matcher.matches_text("(unattributed)"):
+        if (opts.only_active and not busy) or not matcher.matches_label("(unattributed)"):
             extra = None
     if opts.mode == "tree":
         return _tree_rows(procs, matcher, opts, extra)

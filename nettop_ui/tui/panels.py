@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from nettop_ui.format import human_bytes, human_rate
+from nettop_ui.format import Scale
 from nettop_ui.gpu import GpuStats
 from nettop_ui.system import SystemStats
 from nettop_ui.tui.cells import sparkline
@@ -75,13 +75,13 @@ class Panel(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = history
         self.frame: Frame | None = None
-        self.bits = False
+        self.scale = Scale()
 
     def on_mount(self) -> None:
         self.border_title = f"{self.title} [{self.number}]"
 
-    def show_frame(self, frame: Frame, bits: bool) -> None:
-        self.frame, self.bits = frame, bits
+    def show_frame(self, frame: Frame, scale: Scale) -> None:
+        self.frame, self.scale = frame, scale
         self.refresh()
 
     def render(self) -> Text:
@@ -192,7 +192,7 @@ class MemPanel(Panel):
     title, number = "MEM", 2
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
-        rss = human_bytes(recorded.tree_rss_bytes)
+        rss = self.scale.size(recorded.tree_rss_bytes)
         return [Text("tree RSS ", style="dim").append(rss), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
@@ -201,7 +201,7 @@ class MemPanel(Panel):
             return self.waiting()
         mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
         text = self.label().append(
-            f"{human_bytes(s.mem_used)}/{human_bytes(s.mem_total)} ", style=pct_style(mem)
+            f"{self.scale.size(s.mem_used)}/{self.scale.size(s.mem_total)} ", style=pct_style(mem)
         )
         text.append(f"{mem:.0f}%")
         if s.swap_total:
@@ -217,13 +217,15 @@ class MemPanel(Panel):
             return [self.waiting()]
         mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
         lines = [
-            Text(f"used {human_bytes(s.mem_used)} of {human_bytes(s.mem_total)}"),
+            Text(f"used {self.scale.size(s.mem_used)} of {self.scale.size(s.mem_total)}"),
             Text(bar(mem, width - 6), style=pct_style(mem)).append(f"{mem:5.0f}%", style=""),
             Text(sparkline(self.history.mem.last(width), width, 100.0), style="magenta"),
         ]
         if s.swap_total:
             swap = 100.0 * s.swap_used / s.swap_total
-            lines.append(Text(f"swap {human_bytes(s.swap_used)} of {human_bytes(s.swap_total)}"))
+            lines.append(
+                Text(f"swap {self.scale.size(s.swap_used)} of {self.scale.size(s.swap_total)}")
+            )
             lines.append(Text(bar(swap, width - 6), style=pct_style(swap)).append(f"{swap:5.0f}%"))
         else:
             lines.append(Text("no swap", style="dim"))
@@ -237,8 +239,8 @@ class NetPanel(Panel):
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
         up, down = (
-            human_rate(recorded.nic_sent_bps, self.bits),
-            human_rate(recorded.nic_recv_bps, self.bits),
+            self.scale.traffic_rate(recorded.nic_sent_bps),
+            self.scale.traffic_rate(recorded.nic_recv_bps),
         )
         return [
             Text("all but lo ", style="dim").append(f"↑{up} ↓{down}"),
@@ -256,7 +258,7 @@ class NetPanel(Panel):
             return self.waiting() if self.system is None else self.label().append("none")
         name, up, down = nics[0]
         text = self.label().append(safe_text(name, 12), style="bold cyan")
-        text.append(f" ↑{human_rate(up, self.bits)} ↓{human_rate(down, self.bits)} ")
+        text.append(f" ↑{self.scale.traffic_rate(up)} ↓{self.scale.traffic_rate(down)} ")
         room = width - len(text)
         if room > 3:
             spark = self.history.nic_total(name, room)
@@ -272,7 +274,7 @@ class NetPanel(Panel):
         peak = self._peak(nics, width) or None
         for name, up, down in nics[: height // per_nic]:
             line = Text(f"{safe_text(name, 10):<10}", style="bold cyan")
-            line.append(f" ↑{human_rate(up, self.bits):>11} ↓{human_rate(down, self.bits):>11}")
+            line.append(f" ↑{self.scale.traffic_rate(up):>11} ↓{self.scale.traffic_rate(down):>11}")
             if per_nic == 1:
                 room = width - len(line) - 1
                 if room > 2:
@@ -296,15 +298,18 @@ class DiskPanel(Panel):
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
         line = Text("tree ", style="dim").append("R ", style="dim")
-        line.append(human_rate(recorded.tree_read_bps)).append("  W ", style="dim")
-        return [line.append(human_rate(recorded.tree_write_bps)), MACHINE_NOT_RECORDED.copy()]
+        line.append(self.scale.size_rate(recorded.tree_read_bps)).append("  W ", style="dim")
+        return [
+            line.append(self.scale.size_rate(recorded.tree_write_bps)),
+            MACHINE_NOT_RECORDED.copy(),
+        ]
 
     def line_form(self, width: int) -> Text:
         s = self.system
         if s is None:
             return self.waiting()
-        text = self.label().append("R ", style="dim").append(human_rate(s.disk_read_bps))
-        text.append("  W ", style="dim").append(human_rate(s.disk_write_bps))
+        text = self.label().append("R ", style="dim").append(self.scale.size_rate(s.disk_read_bps))
+        text.append("  W ", style="dim").append(self.scale.size_rate(s.disk_write_bps))
         room = width - len(text) - 1
         if room > 3:
             reads = self.history.disk_read.last(room)
@@ -321,9 +326,9 @@ class DiskPanel(Panel):
         if s is None:
             return [self.waiting()]
         return [
-            Text("read  ", style="dim").append(human_rate(s.disk_read_bps)),
+            Text("read  ", style="dim").append(self.scale.size_rate(s.disk_read_bps)),
             Text(sparkline(self.history.disk_read.last(width), width), style="green"),
-            Text("write ", style="dim").append(human_rate(s.disk_write_bps)),
+            Text("write ", style="dim").append(self.scale.size_rate(s.disk_write_bps)),
             Text(sparkline(self.history.disk_write.last(width), width), style="yellow"),
         ]
 
@@ -350,7 +355,7 @@ class GpuPanel(Panel):
             util = dev.util_percent
             text.append(f"{util:.0f}% " if util is not None else "-% ", style=pct_style(util or 0))
             if dev.mem_used is not None and dev.mem_total:
-                text.append(f"{human_bytes(dev.mem_used)}/{human_bytes(dev.mem_total)} ")
+                text.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)} ")
             if dev.temperature_c is not None:
                 text.append(f"{dev.temperature_c:.0f}°C ")
         return text
@@ -376,7 +381,7 @@ class GpuPanel(Panel):
             lines.append(line)
             mem = Text("mem  ", style="dim")
             if dev.mem_used is not None and dev.mem_total:
-                mem.append(f"{human_bytes(dev.mem_used)}/{human_bytes(dev.mem_total)}")
+                mem.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)}")
             else:
                 mem.append("-")
             lines.append(mem)

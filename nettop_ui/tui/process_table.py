@@ -34,6 +34,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
+from nettop_ui.format import Scale
 from nettop_ui.tui import columns
 from nettop_ui.tui.bindings import TABLE_BINDINGS
 from nettop_ui.tui.cells import Cell, make_cell
@@ -113,7 +114,7 @@ class ProcessTable(DataTable[Cell]):
         self._order: list[str] = []  # row keys in the order of the last sort
         self._columns: list[str] = []
         self._program_width = 0
-        self._format: tuple[bool, bool] = (False, False)  # (bits, totals) the cells were made with
+        self._format: tuple[Scale, bool] = (Scale(), False)  # (units, totals) of the cells
         self._labels: dict[str, str] = {}
         self.rows_data: list[RowData] = []
         self.follow = False  # follow the selected process (the user picked it)
@@ -195,17 +196,17 @@ class ProcessTable(DataTable[Cell]):
         self.move_cursor(row=index)
         return True
 
-    def _cells(self, row: RowData, bits: bool) -> list[Cell]:
+    def _cells(self, row: RowData, scale: Scale) -> list[Cell]:
         marked, index = _marked(row), columns.TABLE.index
         return [
-            make_cell(c, row.values[index[c]], row.kind, bits, row.key, marked)
+            make_cell(c, row.values[index[c]], row.kind, scale, row.key, marked)
             for c in self._columns
         ]
 
     def show(self, rows: list[RowData], opts: ViewOptions) -> None:
         """Make the table show `rows` in this order, touching only what changed."""
         selected, cursor_row = self.selected_key, self.cursor_row
-        fmt = (opts.bits, opts.totals)
+        fmt = (opts.scale, opts.totals)
         reformat = fmt != self._format
         self._format = fmt
         self.rows_data = rows
@@ -224,13 +225,13 @@ class ProcessTable(DataTable[Cell]):
             for row in rows:
                 drawn = self._drawn.get(row.key)
                 if drawn is None:
-                    cells = self._cells(row, opts.bits)
+                    cells = self._cells(row, fmt[0])
                     self.add_row(*cells, key=row.key, height=1)
                     self._drawn[row.key] = _Drawn(row.kind, row.values, cells, _marked(row))
                     added = True
                 else:
                     redo = reformat or drawn.kind != row.kind or drawn.marked != _marked(row)
-                    changed = self._update_row(row, drawn, opts.bits, redo) or changed
+                    changed = self._update_row(row, drawn, fmt[0], redo) or changed
             if changed:  # what update_cell does, once for all the cells replaced
                 self._update_count += 1
                 self.refresh()
@@ -243,7 +244,7 @@ class ProcessTable(DataTable[Cell]):
                 self._order = order
             self._restore_cursor(selected, cursor_row)
 
-    def _update_row(self, row: RowData, drawn: _Drawn, bits: bool, redo: bool) -> bool:
+    def _update_row(self, row: RowData, drawn: _Drawn, scale: Scale, redo: bool) -> bool:
         """Replace the cells of `row` whose text changed (every cell when `redo`).
 
         Writes DataTable's cell store directly: `update_cell` would also refresh the
@@ -260,7 +261,7 @@ class ProcessTable(DataTable[Cell]):
             value = row.values[i]
             if not redo and value == old[i]:
                 continue
-            cell = make_cell(col, value, row.kind, bits, row.key, _marked(row))
+            cell = make_cell(col, value, row.kind, scale, row.key, _marked(row))
             shown = drawn.cells[n]
             if not redo and cell.looks_like(shown):
                 shown.value = value  # keep the drawn cell, and its rendered lines
