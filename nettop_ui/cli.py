@@ -36,7 +36,7 @@ from nettop_ui.jsonl import (
     open_output,
     sample_record,
 )
-from nettop_ui.monitor import Sink, Tee, describe_failure, monitor
+from nettop_ui.monitor import Sink, Tee, describe_failure, look_up_names, monitor
 
 
 class UsageError(Exception):
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--connections", action="store_true", help="JSON: per-connection detail when known"
+    )
+    parser.add_argument(
+        "--no-resolve", action="store_true", help="show remote hosts as numbers: no name lookups"
     )
     prom = parser.add_argument_group("Prometheus exporter (docs/prometheus.md)")
     prom.add_argument(
@@ -306,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return jobs.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    look_up_names(not args.no_resolve)
     try:
         if args.list_backends:
             return list_backends(sys.stdout)
