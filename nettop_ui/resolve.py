@@ -4,8 +4,11 @@ the caller's thread.
 `Resolver.lookup(address)` never blocks. It answers from a cache; an address not there
 (or whose answer has expired) is queued for one of a few worker threads, and the caller
 gets what is known meanwhile (nothing, the first time; the old name while a known one is
-looked up again). The workers call `socket.getnameinfo` with NI_NAMEREQD, so
+looked up again). The workers ask the system resolver (glibc's gethostbyaddr_r), so
 /etc/hosts, nsswitch.conf and resolv.conf's DNS servers apply as for any other program.
+Not `socket.getnameinfo`, the same lookup: behind a DNS server that never answered, its
+calls ran one at a time and stalled the collector's thread for 30 s
+(tests/test_remote_names.py), where `socket.gethostbyaddr`'s run side by side.
 
 Everything is bounded: `workers` threads, at most `max_pending` lookups waiting or under
 way (an address refused for now is asked for again on a later call), at most
@@ -37,7 +40,7 @@ MAX_NAME = 253  # the longest DNS name; anything longer is no host name
 def reverse_lookup(address: str) -> str | None:
     """The name the system resolver gives `address` (a PTR record, /etc/hosts), or None."""
     try:
-        name, _port = socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
+        name = socket.gethostbyaddr(address)[0]
     except (OSError, UnicodeError, ValueError):
         return None
     return name if name and len(name) <= MAX_NAME else None

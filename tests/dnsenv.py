@@ -99,6 +99,7 @@ class Resolving:
     files: Path  # resolv.conf, nsswitch.conf and hosts for `wrap`
     proc: subprocess.Popen[str]
     log: Path  # the server's stderr (dnsmasq logs each query there)
+    kept: str | None = None  # the log's text, kept once the server is gone
 
     def wrap(self, cmd: list[str]) -> list[str]:
         """`cmd` with this server as its only resolver (see the module docstring)."""
@@ -110,8 +111,10 @@ class Resolving:
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
 
     def queries(self) -> int:
-        """Queries the server has received so far (all reverse lookups here)."""
-        return self.log.read_text(errors="replace").count("query[")
+        """Queries the server has received so far (all reverse lookups here); after the
+        `with` block, all it received."""
+        text = self.kept if self.kept is not None else self.log.read_text(errors="replace")
+        return text.count("query[")
 
 
 @contextlib.contextmanager
@@ -132,11 +135,13 @@ def _resolving(net: Network, server: list[str], options: str) -> Iterator[Resolv
                 stderr=err,
                 text=True,
             )
+        dns = Resolving(address, files, proc, log)
         try:
-            yield Resolving(address, files, proc, log)
+            yield dns
         finally:
             proc.kill()
             proc.wait()
+            dns.kept = log.read_text(errors="replace")
 
 
 @contextlib.contextmanager
@@ -165,7 +170,7 @@ def dns_server(net: Network, names: dict[str, str]) -> Iterator[Resolving]:
 
 
 def _wait_answering(dns: Resolving, address: str, name: str, timeout: float = 20) -> None:
-    probe = "import socket, sys; print(socket.getnameinfo((sys.argv[1], 0), socket.NI_NAMEREQD)[0])"
+    probe = "import socket, sys; print(socket.gethostbyaddr(sys.argv[1])[0])"
     deadline = time.monotonic() + timeout
     while True:
         found = subprocess.run(

@@ -120,7 +120,7 @@ def test_no_resolve_asks_nothing_and_shows_numbers(net: Network) -> None:
         stream = _nettop(dns, "--backend", "sockdiag", "--no-resolve")
         stream.wait_samples(1, timeout=60)
         asked = dns.queries()
-        c = net.client("ntu-noname", "tcp", "v4", up=300_000, hold=1.0)
+        c = net.client("ntu-noname", "tcp", "v4", up=300_000, down=300_000, hold=1.0)
         try:
             c.wait_done()
             _wait_for(stream, lambda s: _host(s, net.ns_v4) is not None)
@@ -145,7 +145,10 @@ def test_a_resolver_that_never_answers_leaves_the_stream_on_time(net: Network) -
         try:
             stream.wait_samples(1, timeout=60)
             start = len(stream.samples())
-            clients = [net.client(f"ntu-dead-{t}", "tcp", t, up=200_000, hold=1.0) for t in peers]
+            clients = [
+                net.client(f"ntu-dead-{t}", "tcp", t, up=200_000, down=200_000, hold=1.0)
+                for t in peers
+            ]
             for c in clients:
                 c.wait_done()
             stream.wait_samples(12)  # six seconds: every lookup is stuck the whole time
