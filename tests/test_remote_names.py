@@ -174,6 +174,38 @@ def test_a_resolver_that_never_answers_leaves_the_stream_on_time(net: Network) -
     assert quit_s < 3.0, f"quitting took {quit_s:.1f} s with lookups stuck in the resolver"
 
 
+def _cli(*args: str) -> str:
+    cmd = [sys.executable, "-m", "nettop_ui", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def _record_run(
+    net: Network, dns: Resolving, recording: Path, *options: str
+) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """`nettop-ui run` of a client to the v4 peer, while another process outside the tree
+    talks to the same peer: the client's own count, its host in the last sample, and
+    the recording."""
+    port = net.ports["tcp4"]
+    cmd = f"tcp --name ntu-rec --to {net.ns_v4} --port {port} --up 500000 --down 700000 --hold 1"
+    run = f"run --backend sockdiag --interval 0.3 --output {recording} {' '.join(options)} --"
+    outsider = net.client("ntu-outside", "tcp", "v4", up=900_000, rate=300_000, hold=1.0)
+    try:
+        done = subprocess.run(
+            dns.wrap([sys.executable, "-m", "nettop_ui", *run.split(), sys.executable, GEN,
+                      *cmd.split()]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        outsider.wait_done()
+    finally:
+        outsider.finish()
+    assert done.returncode == 0, done.stderr
+    records, problem = read_recording(str(recording))
+    assert problem is None
+    host = _host([r for r in records if r["type"] == "sample"][-1], net.ns_v4)
+    assert host is not None and outsider.sent > host["sent_bytes"]  # the outsider's would show
+    return json.loads(done.stdout), host, records
+
+
 def test_a_run_recording_carries_the_trees_hosts_to_summary_and_replay(
     net: Network, tmp_path: Path
 ) -> None:
@@ -183,76 +215,14 @@ def test_a_run_recording_carries_the_trees_hosts_to_summary_and_replay(
     require_root()
     peers = _peers(net)
     recording = tmp_path / "run.jsonl"
-    cmd = [
-        sys.executable,
-        GEN,
-        "tcp",
-        "--name",
-        "ntu-rec",
-        "--to",
-        net.ns_v4,
-        "--port",
-        str(net.ports["tcp4"]),
-        "--up",
-        "500000",
-        "--down",
-        "700000",
-        "--hold",
-        "1",
-    ]
     with dns_server(net, _names(net, peers)) as dns:
-        outsider = net.client("ntu-outside", "tcp", "v4", up=900_000, rate=300_000, hold=1.0)
-        try:
-            run = subprocess.run(
-                dns.wrap(
-                    [
-                        sys.executable,
-                        "-m",
-                        "nettop_ui",
-                        "run",
-                        "--backend",
-                        "sockdiag",
-                        "--interval",
-                        "0.3",
-                        "--output",
-                        str(recording),
-                        "--",
-                        *cmd,
-                    ]
-                ),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            outsider.wait_done()
-        finally:
-            outsider.finish()
-    assert run.returncode == 0, run.stderr
-    truth = json.loads(run.stdout)
-    records, problem = read_recording(str(recording))
-    assert problem is None
-    host = _host([r for r in records if r["type"] == "sample"][-1], net.ns_v4)
+        truth, host, records = _record_run(net, dns, recording)
     assert host is not None and (host["name"], host["name_source"]) == (ALPHA, "resolver")
     assert within(host["sent_bytes"], truth["sent"], 0.01), (host, truth)
     assert within(host["recv_bytes"], truth["recv"], 0.01), (host, truth)
-    assert outsider.sent > host["sent_bytes"]  # the outsider's bytes would show
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "nettop_ui", "summary", str(recording)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert f"{ALPHA} ({net.ns_v4})" in shown.stdout
-    summary = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "nettop_ui", "summary", "--json", str(recording)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    top = summary["remotes"][0]
+    assert f"{ALPHA} ({net.ns_v4})" in _cli("summary", str(recording))
+    top = json.loads(_cli("summary", "--json", str(recording)))["remotes"][0]
     assert (top["address"], top["name"], top["sent_bytes"]) == (
         net.ns_v4,
         ALPHA,
@@ -269,3 +239,14 @@ def test_a_run_recording_carries_the_trees_hosts_to_summary_and_replay(
         host["recv_bytes"],
     )
     assert view.pids == ((truth["pid"], "ntu-rec"),)
+
+
+def test_run_no_resolve_records_numbers_only(net: Network, tmp_path: Path) -> None:
+    require_root()
+    peers = _peers(net)
+    with dns_server(net, _names(net, peers)) as dns:
+        asked = dns.queries()
+        truth, host, _records = _record_run(net, dns, tmp_path / "run.jsonl", "--no-resolve")
+        assert dns.queries() == asked, "--no-resolve sent a query"
+    assert host is not None and (host["name"], host["name_source"]) == (None, None)
+    assert within(host["sent_bytes"], truth["sent"], 0.01), (host, truth)
