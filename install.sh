@@ -9,7 +9,7 @@ DEV=0
 [[ "${1:-}" == "--dev" ]] && DEV=1
 
 need_pkgs=(python3-venv python3-bpfcc nethogs iproute2 procps)
-[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin gcc libc6-dev)
+[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin gcc libc6-dev dnsmasq-base)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

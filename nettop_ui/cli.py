@@ -38,7 +38,7 @@ from nettop_ui.jsonl import (
     open_output,
     sample_record,
 )
-from nettop_ui.monitor import Sink, Tee, describe_failure, monitor
+from nettop_ui.monitor import Sink, Tee, describe_failure, look_up_names, monitor
 
 
 class UsageError(Exception):
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=UNITS,
         default="iec",
         help="iec: binary, KiB and MiB (default); si: decimal, kB, MB and Mbit/s",
+    )
+    parser.add_argument(
+        "--no-resolve", action="store_true", help="show remote hosts as numbers: no name lookups"
     )
     prom = parser.add_argument_group("Prometheus exporter (docs/prometheus.md)")
     prom.add_argument(
@@ -353,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         return jobs.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    look_up_names(not args.no_resolve)
     try:
         if args.list_backends:
             return list_backends(sys.stdout)

@@ -26,6 +26,7 @@ from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
 from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable, remote_address
+from nettop_ui.resolve import Resolver
 from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
@@ -178,6 +179,7 @@ class Collector:
         connection_count_every_s: float = 5.0,
         system: bool = True,
         gpu: bool = True,
+        resolve: bool = True,
     ) -> None:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
@@ -209,6 +211,9 @@ class Collector:
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
+        self._per_connection = False  # the latest sample had a per-connection view
+        self.resolve = resolve  # look up the remote hosts' names (`--no-resolve`: not)
+        self._resolver: Resolver | None = None  # started with the first host to name
 
     # -- process facts -------------------------------------------------------------
 
@@ -388,6 +393,7 @@ class Collector:
 
     def _apply_traffic(self, sample: TrafficSample, now: float) -> None:
         dt = sample.interval_s if sample.interval_s > 0 else 1.0
+        self._per_connection = sample.connections is not None
         if sample.processes is None:
             return
         moved: dict[ProcessKey, tuple[int, int]] = {}
@@ -436,13 +442,21 @@ class Collector:
                         del state.connections[ckey]
 
     def _refresh_remotes(self) -> None:
-        """Recount the open connections per host; copy each host's name and scope onto them."""
+        """Recount the open connections per host, name the hosts (from the resolver's
+        cache: a name not known yet arrives on a later tick), and copy each host's name
+        and scope onto its connections."""
         remotes = self.remotes
         if remotes is None:
             return
         talking = [p for p in self.processes.values() if p.connections]
         remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
         hosts = remotes.hosts
+        if self.resolve:
+            if self._resolver is None:
+                self._resolver = Resolver()
+            lookup = self._resolver.lookup
+            for named in hosts.values():
+                named.name, named.name_source = lookup(named.address)
         for p in talking:
             for conn in p.connections.values():
                 host = hosts.get(remote_address(conn.remote))
@@ -528,7 +542,10 @@ class Collector:
             del self._gone_by_pid[key[0]]
 
     def close(self) -> None:
-        """Release NVML and the held /proc files; call once the last `ingest` returned."""
+        """Release NVML, the held /proc files and the name lookups; call once the last
+        `ingest` returned."""
+        if self._resolver is not None:
+            self._resolver.close()
         if self._gpu is not None:
             self._gpu.close()
         if self._files is not None:
@@ -536,6 +553,9 @@ class Collector:
             self._files = None
 
     def snapshot(self, now: float, dt: float, system: SystemStats | None = None) -> Snapshot:
+        # After a fallback to a backend without connections the hosts are no longer
+        # counted: none are shown rather than stale ones.
+        remotes = self.remotes if self._per_connection else None
         return Snapshot(
             ts=now,
             interval_s=dt,
@@ -546,6 +566,6 @@ class Collector:
             gpu=self._gpu_stats,
             gpu_unavailable=self._gpu.unavailable if self._gpu else "GPU sampling off",
             folded=self.folded if self.folded.processes else None,
-            remotes=list(self.remotes.hosts.values()) if self.remotes is not None else None,
-            remotes_folded=self.remotes.folded if self.remotes is not None else None,
+            remotes=list(remotes.hosts.values()) if remotes is not None else None,
+            remotes_folded=remotes.folded if remotes is not None else None,
         )

@@ -32,6 +32,7 @@ from nettop_ui.args import (
 )
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
+from nettop_ui.monitor import look_up_names
 from nettop_ui.summary import Summary, format_summary, say_if_unreadable, summarize_file
 from nettop_ui.watch import (
     NOT_STARTED,
@@ -66,6 +67,9 @@ def _watch_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-children", action="store_true", help="only the top process, not its descendants"
+    )
+    p.add_argument(
+        "--no-resolve", action="store_true", help="show remote hosts as numbers: no name lookups"
     )
 
 
@@ -143,6 +147,7 @@ def _watch(args: argparse.Namespace, make_target: Callable[[], Target]) -> int:
         cls, why = registry.choose(args.backend)
     except ValueError as exc:
         raise TargetError(str(exc), 2) from None
+    look_up_names(not args.no_resolve)
     opts = WatchOptions(
         backend=cls,
         backend_reason=why,

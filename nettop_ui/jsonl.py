@@ -1,7 +1,8 @@
 """The JSON Lines stream: one meta line, then one sample line per tick.
 
 The schema is documented in docs/json-schema.md; bump SCHEMA when a key changes
-meaning or disappears (adding keys does not need a bump).
+meaning or disappears (adding keys does not need a bump), and say what changed in its
+changelog. Readers (summary, replay) accept every schema in READABLE.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import operator
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure
+from nettop_ui.remotes import FoldedHosts, RemoteHostState
 from nettop_ui.schema import FIELD, FIELDS, STREAM_FIELDS, TREE_FIELDS, Field
 from nettop_ui.tree import Member, TreeTotals
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE = (1, 2)  # what summary and replay read: schema 2 only adds keys to 1
 
 
 def round_rate(value: float | None) -> float | None:
@@ -77,10 +80,48 @@ def process_record(p: ProcessState, with_connections: bool) -> dict[str, Any]:
                 "recv_bytes": c.recv_bytes,
                 "sent_bps": round_rate(c.sent_bps),
                 "recv_bps": round_rate(c.recv_bps),
+                "remote_name": c.remote_name,
+                "remote_scope": c.remote_scope,
             }
             for c in p.connections.values()
         ]
     return record
+
+
+def remote_record(h: RemoteHostState) -> dict[str, Any]:
+    """One remote host of a sample's `remotes`."""
+    return {
+        "address": h.address,
+        "name": h.name,
+        "name_source": h.name_source,
+        "scope": h.scope,
+        "sent_bytes": h.sent_bytes,
+        "recv_bytes": h.recv_bytes,
+        "sent_bps": round_rate(h.sent_bps),
+        "recv_bps": round_rate(h.recv_bps),
+        "connection_count": h.connection_count,
+        "protocols": list(h.protocols),
+        "ports": list(h.ports),
+        "pids": sorted(h.pids),
+    }
+
+
+def remotes_fields(
+    hosts: Iterable[RemoteHostState] | None, folded: FoldedHosts | None
+) -> dict[str, Any]:
+    """A sample's `remotes` (most bytes first; None without per-connection data) and,
+    once hosts were folded away, `remotes_folded`."""
+    fields: dict[str, Any] = {"remotes": None}
+    if hosts is not None:
+        ranked = sorted(hosts, key=lambda h: (-h.sent_bytes - h.recv_bytes, h.address))
+        fields["remotes"] = [remote_record(h) for h in ranked]
+    if folded is not None and folded.hosts:
+        fields["remotes_folded"] = {
+            "hosts": folded.hosts,
+            "sent_bytes": folded.sent_bytes,
+            "recv_bytes": folded.recv_bytes,
+        }
+    return fields
 
 
 def member_record(member: Member) -> dict[str, Any]:
@@ -142,6 +183,7 @@ def sample_record(
             "sent_bytes": f.sent_bytes,
             "recv_bytes": f.recv_bytes,
         }
+    record.update(remotes_fields(snap.remotes, snap.remotes_folded))
     if snap.system is not None:
         s = snap.system
         record["system"] = {

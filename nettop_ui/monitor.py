@@ -75,11 +75,24 @@ def describe_failure(failure: BackendFailure) -> str:
     return text if failure.fallback is None else f"{text}; continuing with {failure.fallback}"
 
 
+_look_up_names = True  # `--no-resolve` sets it False, once, before monitoring starts
+
+
+def look_up_names(on: bool) -> None:
+    """Whether the collectors this process makes from now on look up the remote hosts'
+    names (`--no-resolve`: not). Every mode makes its collector with `collector_options`,
+    so the CLI sets this once instead of handing it down each path."""
+    global _look_up_names
+    _look_up_names = on
+
+
 def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
-    """The Collector settings that follow from what `backend` can measure."""
+    """The Collector settings that follow from what `backend` can measure, and whether
+    to look up host names (`look_up_names`)."""
     return {
         "per_process_bytes": backend.coverage.per_process,
         "has_unattributed": backend.has_unattributed,
+        "resolve": _look_up_names,
     }
 
 

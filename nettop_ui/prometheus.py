@@ -23,6 +23,9 @@ Rules (docs/prometheus.md says the same for users):
   goes stale; if it comes back, its series resumes from its full total.
 - A value the backend cannot know (per-process bytes with the psutil backend) is not
   exported at all, never as 0.
+- Remote hosts (a backend with per-connection data) follow the same rule: the `top`
+  hosts with the most bytes since the start get their own series, labelled with their
+  address, name and scope; the other hosts' deltas go to `address="other"`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from prometheus_client.registry import Collector as PromCollector
 
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
+from nettop_ui.remotes import RemoteHostState
 
 GROUP_BY = ("name", "user", "cgroup", "exe")
 DEFAULT_TOP = 50
@@ -66,6 +70,7 @@ MAX_CONNECTIONS = 16  # scrapes served at once; a connection beyond is answered 
 IDLE_TIMEOUT_S = 3.0  # a connection silent this long is closed
 BACKLOG = 128
 UNKNOWN = "unknown"
+UNCONNECTED = "unconnected"  # the address label of bytes without a remote endpoint
 # The cumulative per-process figures summed per group, in this order.
 COUNTERS = ("sent_bytes", "recv_bytes", "cpu_user_s", "cpu_system_s", "read_bytes", "write_bytes")
 SENT, RECV, CPU_USER, CPU_SYSTEM, READ, WRITE = range(len(COUNTERS))
@@ -119,6 +124,17 @@ class PidRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteRow:
+    """One remote host's series (label values, escaped) in a view."""
+
+    address: str
+    name: str
+    scope: str
+    sent_bytes: float
+    recv_bytes: float
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """Everything a scrape renders, as of one monitor tick. Never mutated."""
 
@@ -129,6 +145,7 @@ class View:
     groups: tuple[GroupRow, ...]
     pids: tuple[PidRow, ...] | None
     unattributed: tuple[int, int] | None
+    remotes: tuple[RemoteRow, ...] | None = None  # None: no per-connection data
 
 
 def read_cgroup(pid: int) -> str | None:
@@ -151,11 +168,16 @@ def read_exe(pid: int) -> str | None:
         return None
 
 
+def escaped(text: str) -> str:
+    """`text` as a label value: control characters (ESC, CR, ...) and the backslash
+    written as escapes, so two different texts never give the same label."""
+    return _CONTROL.sub(lambda m: "\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", text)
+
+
 def group_label(name: str) -> str:
-    """`name` as a groupname label value: control characters (ESC, CR, ...) and the
-    backslash written as escapes, and never `other`, the bucket's name (see _OTHER_LIKE).
-    Two different names never give the same label."""
-    name = _CONTROL.sub(lambda m: "\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", name)
+    """`name` as a groupname label value: escaped, and never `other`, the bucket's name
+    (see _OTHER_LIKE). Two different names never give the same label."""
+    name = escaped(name)
     found = _OTHER_LIKE.fullmatch(name)
     if found and len(found[1]) == len(found[2]):
         return f"[{name}]"
@@ -195,6 +217,9 @@ class Exporter(PromCollector):
         self._other = Totals()
         self._other_used = False
         self._self = psutil.Process()
+        self._remote_last: dict[str, tuple[int, int]] = {}  # per address: bytes last tick
+        self._remote_other = [0, 0]  # the deltas of the hosts without a series of their own
+        self._remote_other_used = False
 
     # -- the monitor side --------------------------------------------------------------
 
@@ -294,6 +319,7 @@ class Exporter(PromCollector):
             )
         u = snap.unattributed
         cov = self._backend.coverage
+        remotes = self._remote_rows(snap.remotes) if snap.remotes is not None else None
         view = View(
             ts=snap.ts,
             backend=self._backend.name,
@@ -302,9 +328,41 @@ class Exporter(PromCollector):
             groups=tuple(rows),
             pids=pid_rows,
             unattributed=(u.sent_bytes, u.recv_bytes) if u is not None else None,
+            remotes=remotes,
         )
         with self._lock:
             self._view = view
+
+    def _remote_rows(self, hosts: list[RemoteHostState]) -> tuple[RemoteRow, ...]:
+        """The top hosts by bytes since the start, each with its own totals (the
+        collector's, since the start), then `other`: every other host's deltas."""
+        last, self._remote_last = self._remote_last, {}
+        for h in hosts:
+            self._remote_last[h.address] = (h.sent_bytes, h.recv_bytes)
+        # Ties go to the host seen first (the collector's order), for stable series.
+        named = heapq.nlargest(self.top, hosts, key=lambda h: h.sent_bytes + h.recv_bytes)
+        ranked = {h.address for h in named}
+        for h in hosts:
+            if h.address in ranked:
+                continue
+            sent, recv = last.get(h.address, (0, 0))
+            self._remote_other[0] += max(h.sent_bytes - sent, 0)
+            self._remote_other[1] += max(h.recv_bytes - recv, 0)
+            self._remote_other_used = True
+        rows = [
+            RemoteRow(
+                escaped(h.address) or UNCONNECTED,
+                escaped(h.name or ""),
+                h.scope,
+                h.sent_bytes,
+                h.recv_bytes,
+            )
+            for h in named
+        ]
+        rows.sort(key=lambda r: r.address)
+        if self._remote_other_used:
+            rows.append(RemoteRow(OTHER, "", "", *self._remote_other))
+        return tuple(rows)
 
     def _named(self) -> set[str]:
         """The top N groups; ties go to the group seen first (dict order), for stability."""
@@ -371,6 +429,8 @@ class Exporter(PromCollector):
             yield gpu
         if view.pids is not None:
             yield from _families("nettop_pid", "pid", view.pids, lambda r: [str(r.pid), r.group])
+        if view.remotes is not None:
+            yield from _remote_families(view.remotes)
         if view.unattributed is not None:
             sent, recv = view.unattributed
             doc = "Network bytes the backend saw but could not tie to a process, since start."
@@ -447,6 +507,23 @@ def _families(
     for family in families:
         if family.samples:
             yield family
+
+
+def _remote_families(rows: Sequence[RemoteRow]) -> Iterator[Metric]:
+    labels = ["address", "name", "scope"]
+    doc = "Network bytes {} the remote host, in the backend's layer, since the monitor started."
+    tx = CounterMetricFamily(
+        "nettop_remote_network_transmit_bytes", doc.format("sent to"), labels=labels
+    )
+    rx = CounterMetricFamily(
+        "nettop_remote_network_receive_bytes", doc.format("received from"), labels=labels
+    )
+    for r in rows:
+        tx.add_metric([r.address, r.name, r.scope], r.sent_bytes)
+        rx.add_metric([r.address, r.name, r.scope], r.recv_bytes)
+    if rows:
+        yield tx
+        yield rx
 
 
 # -- serving ------------------------------------------------------------------------------

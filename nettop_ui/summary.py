@@ -11,6 +11,7 @@ keeps every record (replay needs them all).
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import sys
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from nettop_ui.format import human_bytes
-from nettop_ui.jsonl import SCHEMA
+from nettop_ui.jsonl import READABLE
 
 Record = dict[str, Any]
 T = TypeVar("T")
@@ -118,6 +119,9 @@ NUMBER_FIELDS = {
     "meta": ("pid",),
 }
 TIME_FIELDS = {"sample": ("ts",), "end": ("ended",)}
+HOST_TEXT = ("name", "name_source", "scope")  # of a host in a sample's `remotes`
+HOST_FIGURES = ("sent_bytes", "recv_bytes")
+TOP_HOSTS = 10  # remote hosts a summary lists
 TREE_FIELDS = (
     "cpu_percent",
     "rss_bytes",
@@ -147,14 +151,17 @@ def _check(record: Any) -> None:
     for key in TIME_FIELDS.get(kind, ()):
         if record.get(key) is not None and not 0 <= record[key] <= LATEST_TS:
             raise ValueError(f"{kind} line: {key} is not a time")
-    if kind == "meta" and record.get("schema") != SCHEMA:
-        raise ValueError(f"meta line: schema {record.get('schema')!r}, not {SCHEMA}")
+    schema = record.get("schema")
+    if kind == "meta" and (schema not in READABLE or isinstance(schema, bool)):
+        raise ValueError(f"meta line: schema {schema!r}, not one of {READABLE}")
     cmdline = record.get("cmdline")
     if kind == "meta" and not _is_arguments(cmdline):
         raise ValueError("meta line: cmdline is not a list of strings")
     tree = record.get("tree")
     if kind == "sample" and not _is_numbers(tree):
         raise ValueError("sample line: tree is not an object of figures (numbers, >= 0)")
+    if kind == "sample" and not _is_hosts(record.get("remotes")):
+        raise ValueError("sample line: remotes is not a list of hosts (address, name, bytes)")
 
 
 def _is_arguments(value: Any) -> bool:
@@ -170,6 +177,20 @@ def _is_numbers(tree: Any) -> bool:
     return tree is None or (
         isinstance(tree, dict) and all(_is_figure(tree.get(k)) for k in TREE_FIELDS)
     )
+
+
+def _is_host(host: Any) -> bool:
+    return (
+        isinstance(host, dict)
+        and isinstance(host.get("address"), str)
+        and all(isinstance(host.get(k), (str, type(None))) for k in HOST_TEXT)
+        and all(_is_figure(host.get(k)) for k in HOST_FIGURES)
+    )
+
+
+def _is_hosts(remotes: Any) -> bool:
+    """Absent or null (schema 1, a backend without connections), or a list of hosts."""
+    return remotes is None or (isinstance(remotes, list) and all(map(_is_host, remotes)))
 
 
 def say_if_unreadable(load: Callable[[str], T], path: str) -> T | None:
@@ -213,6 +234,7 @@ class Summary:
         self.cpu_count = 0
         self.peak: dict[str, Any] = dict.fromkeys(self.PEAKS)
         self.last: dict[str, Any] = dict.fromkeys(self.LASTS)
+        self.remotes: list[Record] | None = None  # the last sample's top hosts
 
     def add(self, record: Record) -> None:
         kind = record.get("type")
@@ -226,6 +248,11 @@ class Summary:
             tree = record.get("tree")
             if tree:
                 self._add_tree(tree)
+            remotes = record.get("remotes")
+            if remotes is not None:  # cumulative: the last sample's hosts are the run's
+                self.remotes = [
+                    _host_summary(h) for h in heapq.nlargest(TOP_HOSTS, remotes, key=_host_bytes)
+                ]
 
     def _add_tree(self, tree: Record) -> None:
         self.samples += 1
@@ -263,7 +290,17 @@ class Summary:
             **self.last,
             "gpu_memory_bytes_peak": self.peak["gpu_memory_bytes"],
             "processes_peak": self.peak["processes"],
+            "remotes": self.remotes,
         }
+
+
+def _host_bytes(host: Record) -> int:
+    return (host.get("sent_bytes") or 0) + (host.get("recv_bytes") or 0)
+
+
+def _host_summary(host: Record) -> Record:
+    """A recorded remote host, as the summary lists it."""
+    return {k: host.get(k) for k in ("address", "name", "name_source", "scope", *HOST_FIGURES)}
 
 
 def summarize(records: Iterable[Record]) -> Record:
@@ -294,4 +331,16 @@ def format_summary(s: Record) -> str:
         f"received {human_bytes(s['recv_bytes'])}",
         f"gpu memory:   peak {human_bytes(s['gpu_memory_bytes_peak'])}",
     ]
+    if s["remotes"]:
+        lines.append("remote hosts: the most bytes first (sent, received)")
+        lines.extend(_host_line(h) for h in s["remotes"])
     return "\n".join(lines) + "\n"
+
+
+def _host_line(host: Record) -> str:
+    """`  db.example.com (10.0.0.5)  1.2 MB, 30.0 kB`; a name is untrusted: escaped."""
+    address = host["address"] or "(no remote address)"
+    name = f"{host['name']} ({address})" if host["name"] else address
+    local = "  [local]" if host["scope"] == "local" else ""
+    sent, recv = human_bytes(host["sent_bytes"]), human_bytes(host["recv_bytes"])
+    return f"  {name.encode('unicode_escape').decode('ascii')[:120]}  {sent}, {recv}{local}"

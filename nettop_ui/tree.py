@@ -12,6 +12,11 @@ Disk bytes: the kernel adds a reaped child's disk I/O to the parent that reaps i
 when it was not reaped by another member (the root, or an orphan adopted by init);
 otherwise its bytes are already in its parent's.
 
+Remote hosts: with a per-connection backend the tracker keeps its own
+`remotes.RemoteTable`, fed each tick with what the members' connections moved since the
+last one, so a recording's `remotes` are the tree's traffic per host (not the machine's);
+names and scopes are the collector's.
+
 A sum over members is only as known as its parts: when some member's figure is
 unknown (another user's /proc/PID/io, say) the tree's is unknown too, and
 `unknown_members` says for how many members it was. GPU figures are the exception:
@@ -25,7 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
-from nettop_ui.core import sum_known
+from nettop_ui.core import ConnectionTraffic, sum_known
+from nettop_ui.remotes import RemoteTable
 from nettop_ui.schema import LAST_SEEN, LIVE_ONLY, TREE_FIELDS, TreeSum
 
 
@@ -64,6 +70,11 @@ class TreeTracker:
     keys: set[ProcessKey] = field(default_factory=set)  # every member ever seen
     _disk_base: dict[str, int] | None = None  # the DISK sums at the first sample
     _nic_base: tuple[int, int] | None = None
+    remotes: RemoteTable | None = None  # the tree's hosts; None: no per-connection data
+    # Per member connection: its byte counts at the last tick.
+    _conn_bytes: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]] = field(
+        default_factory=dict
+    )
 
     def _members(self, snap: Snapshot) -> list[ProcessState]:
         live = {p.pid: p for p in snap.processes if not p.exited}
@@ -92,7 +103,9 @@ class TreeTracker:
 
     def update(self, snap: Snapshot) -> list[Member]:
         """Fold one snapshot in; return every member (exited ones as last seen)."""
-        for p in self._members(snap):
+        found = self._members(snap)
+        self._count_remotes(found, snap)
+        for p in found:
             state = replace(p, connections={}, history=None)
             if p.exited:  # keep what was known while it ran; only the totals grow
                 old = self.members.get(p.key)
@@ -112,6 +125,29 @@ class TreeTracker:
         for member in self.members.values():
             member.child_count = children[member.state.pid]
         return sorted(self.members.values(), key=lambda m: (m.state.create_time or 0, m.state.pid))
+
+    def _count_remotes(self, members: list[ProcessState], snap: Snapshot) -> None:
+        """Add what the members' connections moved since the last tick to `remotes`."""
+        if snap.remotes is None:
+            return
+        if self.remotes is None:
+            self.remotes = RemoteTable()
+        moved: list[ConnectionTraffic] = []
+        counts: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]] = {}
+        for p in members:
+            for ckey, c in p.connections.items():
+                sent, recv = self._conn_bytes.get((p.key, ckey), (0, 0))
+                counts[(p.key, ckey)] = (c.sent_bytes, c.recv_bytes)
+                ds, dr = c.sent_bytes - sent, c.recv_bytes - recv
+                if ds or dr:
+                    moved.append(ConnectionTraffic(p.pid, c.protocol, c.local, c.remote, ds, dr))
+        self._conn_bytes = counts  # a connection the collector forgot starts again from 0
+        self.remotes.apply(moved, snap.interval_s, snap.ts)
+        self.remotes.refresh((p.pid, p.name, p.connections.values()) for p in members)
+        known = {h.address: h for h in snap.remotes}
+        for host in self.remotes.hosts.values():
+            if (h := known.get(host.address)) is not None:
+                host.name, host.name_source, host.scope = h.name, h.name_source, h.scope
 
     def not_running_yet(self, pid: int, name: str) -> None:
         """Member `pid` is a held command: its CPU, memory and rates so far are those of

@@ -38,7 +38,13 @@ import psutil
 
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
-from nettop_ui.jsonl import failure_record, member_record, meta_record, tree_record
+from nettop_ui.jsonl import (
+    failure_record,
+    member_record,
+    meta_record,
+    remotes_fields,
+    tree_record,
+)
 from nettop_ui.monitor import STOP_SIGNALS, describe_failure, monitor
 from nettop_ui.tree import TreeTracker
 
@@ -296,6 +302,7 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
     if isinstance(target, Command) and not target.resumed:
         tracker.not_running_yet(target.pid, os.path.basename(target.executable or "")[:15])
     processes = [member_record(m) for m in members]
+    remotes = tracker.remotes if snap.remotes is not None else None  # none after a fallback
     if isinstance(target, Command):  # the held trampoline, or a zombie's empty argv: say CMD
         for record in processes:
             trampoline = record["cmdline"][: len(_TRAMPOLINE)] in ([], _TRAMPOLINE)
@@ -307,6 +314,9 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
         "interval_s": round(snap.interval_s, 4),
         "tree": tree_record(tracker.aggregate(snap)),
         "processes": processes,
+        **remotes_fields(
+            remotes.hosts.values() if remotes else None, remotes.folded if remotes else None
+        ),
         **tracker.interfaces(snap),
     }
 

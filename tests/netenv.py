@@ -101,6 +101,7 @@ class Network:
     ns_v6: str
     ports: dict[str, int] = field(default_factory=dict)
     servers: list[subprocess.Popen[str]] = field(default_factory=list)
+    peers: dict[str, str] = field(default_factory=dict)  # add_peer's: target -> address
 
     def _server(self, key: str, mode: str, bind: str, in_ns: bool) -> None:
         cmd = [sys.executable, GEN, mode, "--bind", bind, "--port", "0", "--name", f"srv-{key}"]
@@ -127,10 +128,30 @@ class Network:
         return self.servers[list(self.ports).index(key)].pid
 
     def address(self, target: str) -> tuple[str, str]:
-        """(address, protocol family key) for a target: v4, v6 or lo."""
+        """(address, protocol family key) for a target: v4, v6, lo or an added peer."""
+        if target in self.peers:
+            return self.peers[target], f"-{target}"
         return {"v4": (self.ns_v4, "4"), "v6": (self.ns_v6, "6"), "lo": ("127.0.0.1", "-lo")}[
             target
         ]
+
+    def add_address(self, last_octet: int) -> str:
+        """One more IPv4 address of the namespace, in its /24 (10.213.X.last_octet); adding
+        it again is a no-op (the network lives for the whole session)."""
+        address = f"{self.ns_v4.rsplit('.', 1)[0]}.{last_octet}"
+        if f"{address}/" not in sh("ip", "netns", "exec", self.ns, "ip", "-4", "addr").stdout:
+            nsx = ("ip", "netns", "exec", self.ns)
+            sh(*nsx, "ip", "addr", "add", f"{address}/24", "dev", self.ns_if)
+        return address
+
+    def add_peer(self, target: str, last_octet: int) -> str:
+        """Another remote host: an added address with a TCP server, reached with
+        `client(..., target=target)`. Returns its address."""
+        if target not in self.peers:
+            address = self.add_address(last_octet)
+            self._server(f"tcp-{target}", "tcp-server", address, True)
+            self.peers[target] = address
+        return self.peers[target]
 
     def client(
         self,

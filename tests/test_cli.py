@@ -48,7 +48,7 @@ def test_json_stream_psutil_backend() -> None:
     res = run("--json", "--backend", "psutil", "--interval", "0.3", "--count", "2")
     assert res.returncode == 0, res.stderr
     meta, *samples = lines(res.stdout)
-    assert meta["type"] == "meta" and meta["schema"] == 1 and meta["backend"] == "psutil"
+    assert meta["type"] == "meta" and meta["schema"] == 2 and meta["backend"] == "psutil"
     assert {"layer", "interval_s", "host", "started", "coverage"} <= meta.keys()
     assert meta["coverage"]["per_process"] is False
     assert len(samples) == 2

@@ -11,6 +11,7 @@ and review the diff (docs/json-schema.md must say the same).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ from nettop_ui.collector import (
 from nettop_ui.core import Backend, BackendFailure, Coverage, Probe, TrafficSample
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, failure_record, meta_record, sample_record
+from nettop_ui.remotes import FoldedHosts, RemoteHostState
 from nettop_ui.system import InterfaceStats, SystemStats
 from nettop_ui.tree import TreeTracker
 from nettop_ui.watch import Target, WatchOptions, tree_sample, watch_meta
@@ -115,10 +117,25 @@ def _exited(p: ProcessState) -> ProcessState:
     return p
 
 
+def _remotes(tick: int) -> list[RemoteHostState]:
+    """The collector's remote hosts: curl's server (named), a host with a hostile name,
+    loopback (local) and unconnected UDP bytes."""
+    return [
+        RemoteHostState("10.0.0.9", "remote", "api.example.com", "resolver", 1500 + 1000 * tick,
+                        20_000 + 25_000 * tick, 1500.0, 25_000.04, 1, ("tcp",), (443,),
+                        {CHILD: "curl"}),
+        RemoteHostState("fd00::5", "remote", HOSTILE, "resolver", 10 * tick, 0, 10.0, 0.0),
+        RemoteHostState("127.0.0.1", "local", "localhost", "resolver", 300, 200, 0.0, 0.0, 2,
+                        ("tcp", "udp"), (22, 53), {OTHER: "sshd"}),
+        RemoteHostState("", "remote", None, None, 64, 0, 0.0, 0.0),
+    ]  # fmt: skip
+
+
 def snapshots() -> list[Snapshot]:
     """Three ticks: a tree grows (a child with a connection, a grandchild with a hostile
     name and unknown disk I/O), then the child exits and the grandchild vanishes."""
     conn = ConnectionState("tcp", "10.0.0.2:40000", "10.0.0.9:443", 1500, 20_000, 1500.0, 2e4)
+    conn.remote_name = "api.example.com"
     ticks: list[list[ProcessState]] = [
         [
             _proc(ROOT, 1, "sh", cpu_percent=3.0),
@@ -156,6 +173,8 @@ def snapshots() -> list[Snapshot]:
             unattributed=Unattributed(64 * i, 128 * i, 64.0, 128.04),
             system=_system(i),
             folded=FoldedExited(2, 900, 1800) if i == 2 else None,
+            remotes=_remotes(i),
+            remotes_folded=FoldedHosts(3, 4000, 5000) if i == 2 else FoldedHosts(),
         )
         for i, procs in enumerate(ticks)
     ]
@@ -167,6 +186,8 @@ def stream_records() -> Iterator[dict[str, Any]]:
     for snap in snapshots():
         yield sample_record(snap)
         yield sample_record(snap, all_processes=True, with_connections=True)
+    # A backend without per-connection data: `remotes` is null, not an empty list.
+    yield sample_record(dataclasses.replace(snap, remotes=None, remotes_folded=None))
     yield failure_record(BackendFailure("golden", "it stopped", ts=T0 + 3, fallback="psutil"))
 
 

@@ -8,17 +8,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.netenv import Network, require_root, within
 
 
 class Stream:
-    """A running `nettop-ui --json` whose lines are collected in the background."""
+    """A running `nettop-ui --json` whose lines are collected in the background; `wrap`
+    makes the command line run another way (tests/dnsenv.py: with a given resolver)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, wrap: Callable[[list[str]], list[str]] | None = None) -> None:
+        cmd = [sys.executable, "-m", "nettop_ui", "--json", *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nettop_ui", "--json", *args],
+            wrap(cmd) if wrap else cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -55,6 +58,12 @@ class Stream:
         _, err = self.proc.communicate(timeout=30)
         time.sleep(0.1)
         return err
+
+    def kill(self) -> None:
+        """End it at once if it still runs (a failed test's cleanup)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def test_json_stream_ebpf_counts_real_traffic(net: Network) -> None:

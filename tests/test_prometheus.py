@@ -47,6 +47,7 @@ from nettop_ui.prometheus import (
     parse_listen,
     read_cgroup,
 )
+from nettop_ui.remotes import RemoteHostState
 from nettop_ui.tui import MonitorSource, NettopApp
 from tests.netenv import Network, require, require_root, within
 from tests.tui_fixtures import wait_for
@@ -260,6 +261,51 @@ def test_top_n_caps_series_and_counters_never_go_back() -> None:
     assert "g0" in named_before
     pid_series = [k for k in s if k[0] == "nettop_pid_network_transmit_bytes_total"]
     assert len(pid_series) == sum(not p.exited for p in procs.values())
+
+
+REMOTE_TX = "nettop_remote_network_transmit_bytes_total"
+
+
+def test_remote_hosts_are_capped_to_the_top_n_and_other_like_groups() -> None:
+    """Per remote host: a named host's counter is its total since the start, "other" holds
+    exactly what the other hosts moved while they were not named, at most top + 1
+    addresses ever, every counter monotone; names and scopes are labels (escaped); and a
+    backend without per-connection data (remotes None) exports no remote series."""
+    rng = random.Random(11)
+    top = 3
+    exp = Exporter(EbpfBackend, top=top)
+    exp.update(snap(proc(1, "a")))
+    assert not any(k[0].startswith("nettop_remote") for k in render(exp))
+    seen = Monotone()
+    hosts: dict[str, RemoteHostState] = {}
+    other = 0
+    for tick in range(150):
+        moved: dict[str, int] = {}
+        for _ in range(rng.randint(0, 3)):
+            address = f"192.0.2.{rng.randint(1, 12)}"
+            host = hosts.setdefault(address, RemoteHostState(address, "remote"))
+            n = rng.randint(1, 100) * (40 if tick > 80 and address == "192.0.2.1" else 1)
+            host.sent_bytes += n
+            moved[address] = moved.get(address, 0) + n
+        if tick == 10:
+            hosts["192.0.2.1"] = hosts.get("192.0.2.1") or RemoteHostState("192.0.2.1", "remote")
+            hosts["192.0.2.1"].name = "evil\x1b]0;x\x07.example"
+        shot = snap(proc(1, "a"))
+        shot.remotes = list(hosts.values())
+        exp.update(shot)
+        s = render(exp)
+        seen.check(s)
+        sent = {dict(k[1])["address"]: (dict(k[1]), v) for k, v in s.items() if k[0] == REMOTE_TX}
+        assert len(sent) <= top + 1
+        for address, n in moved.items():
+            other += 0 if address in sent else n
+        for address, (labels, v) in sent.items():
+            if address == "other":
+                assert v == other
+            else:
+                assert v == hosts[address].sent_bytes and labels["scope"] == "remote"
+    assert "192.0.2.1" in sent, "the late big talker overtook the others"
+    assert sent["192.0.2.1"][0]["name"] == "evil\\x1b]0;x\\x07.example"
 
 
 def test_gpu_memory_per_group_and_device_only_when_used() -> None:
@@ -581,6 +627,9 @@ def test_real_prometheus_scrapes_a_clients_bytes(net: Network, tmp_path: Path) -
         assert within(stable[-1], client.sent, 0.01), (stable[-1], client.sent)
         rx = prom.query('nettop_process_network_receive_bytes_total{groupname="ntu-prom-tx"}')
         assert within(float(rx[0]["value"][1]), client.recv, 0.01)  # type: ignore[index]
+        # The same bytes per remote host: only this client talked to the namespace here.
+        to_peer = prom.query(f'sum({REMOTE_TX}{{address="{net.ns_v4}"}})')
+        assert within(float(to_peer[0]["value"][1]), client.sent, 0.01), to_peer  # type: ignore[index]
         rate = prom.query(f"topk(10, rate({TX}_total[1m]))")
         assert rate, "the README's top-talkers query returns series"
         up = prom.query('up{job="nettop"}')

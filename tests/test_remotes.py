@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from nettop_ui.core import ConnectionTraffic
-from nettop_ui.remotes import RemoteTable, is_local, own_addresses, remote_address, split_endpoint
+from nettop_ui.collector import Collector
+from nettop_ui.core import ConnectionTraffic, TrafficSample
+from nettop_ui.jsonl import remote_record, sample_record
+from nettop_ui.remotes import (
+    RemoteHostState,
+    RemoteTable,
+    is_local,
+    own_addresses,
+    remote_address,
+    split_endpoint,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +97,22 @@ def test_past_the_cap_the_idlest_hosts_are_folded_with_their_bytes() -> None:
         )
     assert sorted(table.hosts) == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
     assert (table.folded.hosts, table.folded.sent_bytes, table.folded.recv_bytes) == (2, 20, 2)
+
+
+def test_every_key_of_a_remote_host_record_is_documented() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "json-schema.md").read_text()
+    record = remote_record(RemoteHostState("192.0.2.7", "remote"))
+    assert [k for k in record if f"`{k}`" not in docs] == []
+    assert "`remotes_folded`" in docs and "`remote_name`" in docs and "`remote_scope`" in docs
+
+
+def test_after_a_fallback_to_a_backend_without_connections_no_stale_hosts_are_shown() -> None:
+    collector = Collector(system=False, gpu=False, count_connections=False, resolve=False)
+    try:
+        conn = ConnectionTraffic(1, "tcp", "10.0.0.1:5000", "192.0.2.7:443", 100, 300)
+        snap = collector.ingest(TrafficSample(time.time(), 0.5, [], [conn]))
+        assert snap.remotes is not None and snap.remotes[0].sent_bps == 200
+        snap = collector.ingest(TrafficSample(time.time(), 0.5, [], None))  # nethogs now
+        assert snap.remotes is None and sample_record(snap)["remotes"] is None
+    finally:
+        collector.close()

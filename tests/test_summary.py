@@ -62,6 +62,7 @@ SPOILED_LINE: dict[str, tuple[int, Callable[[Record], Record] | bytes]] = {
     "negative-rss": (4, set_tree("rss_bytes", -5)),
     "ended-0": (-1, set_key("ended", 0)),
     "schema-999": (1, set_key("schema", 999)),
+    "remotes-not-hosts": (4, set_key("remotes", [{"address": 7, "sent_bytes": -1}])),
 }
 
 
@@ -106,6 +107,50 @@ def test_summary_refuses_an_unknown_schema(recording: Path, tmp_path: Path) -> N
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.startswith("nettop-ui: error: ") and res.stderr.count("\n") == 1
     assert "schema 999" in res.stderr
+
+
+def _rewritten(recording: Path, tmp_path: Path, change: Callable[[Record], Record]) -> Path:
+    out = tmp_path / "rewritten.jsonl"
+    lines = [json.dumps(change(json.loads(raw))) for raw in recording.read_bytes().splitlines()]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_a_schema_1_recording_is_still_read(recording: Path, tmp_path: Path) -> None:
+    def schema_1(record: Record) -> Record:
+        record.pop("remotes", None)
+        return {**record, "schema": 1} if record["type"] == "meta" else record
+
+    old = _rewritten(recording, tmp_path, schema_1)
+    res = nettop("summary", "--json", str(old))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    summary = strict_json(res.stdout)
+    assert summary["samples"] > 0 and summary["remotes"] is None
+    assert "remote hosts" not in nettop("summary", str(old)).stdout
+
+
+def test_summary_lists_the_top_remote_hosts_with_names_escaped(
+    recording: Path, tmp_path: Path
+) -> None:
+    hostile = "\x1b]0;owned\x07evil.example"
+    hosts = [
+        {"address": f"192.0.2.{i}", "name": hostile if i == 3 else None,
+         "name_source": "resolver" if i == 3 else None, "scope": "remote",
+         "sent_bytes": 1000 * i, "recv_bytes": 10 * i}
+        for i in range(1, 14)
+    ]  # fmt: skip
+
+    def with_hosts(record: Record) -> Record:
+        return {**record, "remotes": hosts} if record["type"] == "sample" else record
+
+    path = _rewritten(recording, tmp_path, with_hosts)
+    summary = strict_json(nettop("summary", "--json", str(path)).stdout)
+    assert [h["address"] for h in summary["remotes"]] == [f"192.0.2.{i}" for i in range(13, 3, -1)]
+    hosts[2]["sent_bytes"] = 10**6  # the hostile name among the top ten
+    path = _rewritten(recording, tmp_path, with_hosts)
+    text = nettop("summary", str(path)).stdout
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;owned\\x07evil.example (192.0.2.3)" in text
 
 
 def test_two_joined_recordings_are_not_one_run(recording: Path, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ tick; sort, filter, tree and drill-down work unchanged. `ReplayApp` adds the tim
 keys (left/right one sample, home/end first/last, space play/pause), bound only here,
 and offers no kill. A recording has no machine-wide CPU, memory or disk figures: the
 panels say so, and show the tree's own sums and the interfaces' bytes it does hold.
+A sample's recorded `remotes` (the tree's traffic per remote host) become the frame's
+`remotes`, so the remote-host view works in replay too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nettop_ui.collector import (
     history_row,
 )
 from nettop_ui.history import SeriesSet
+from nettop_ui.remotes import FoldedHosts, RemoteHostState
 from nettop_ui.schema import FIELDS, Field
 from nettop_ui.summary import Record, RecordingError, read_recording_or_say
 from nettop_ui.tui.app import NettopApp
@@ -101,9 +104,58 @@ def process_state(record: dict[str, Any]) -> ProcessState | None:
             recv_bytes=_int(c, "recv_bytes") or 0,
             sent_bps=_num(c, "sent_bps") or 0.0,
             recv_bps=_num(c, "recv_bps") or 0.0,
+            remote_name=_text(c.get("remote_name")) or None,
+            remote_scope=_scope(c.get("remote_scope")),
         )
         state.connections[(conn.protocol, conn.local, conn.remote)] = conn
     return state
+
+
+def _scope(value: Any) -> str:
+    return "local" if value == "local" else "remote"
+
+
+def _list(record: dict[str, Any], key: str, kind: type) -> list[Any]:
+    """The items of type `kind` in a recorded list; [] when it is none."""
+    value = record.get(key)
+    items = value if isinstance(value, list) else []
+    return [v for v in items if isinstance(v, kind) and not isinstance(v, bool)]
+
+
+def recorded_remotes(
+    sample: Record, names: dict[int, str]
+) -> tuple[list[RemoteHostState] | None, FoldedHosts | None]:
+    """A sample's `remotes` as the collector's hosts, and `remotes_folded`; None where
+    the recording has none (a backend without connections, a schema 1 file). `names`:
+    the sample's process names by pid, for the processes talking to each host."""
+    hosts = sample.get("remotes")
+    if not isinstance(hosts, list):
+        return None, None
+    found = [
+        RemoteHostState(
+            address=_text(h.get("address")),
+            scope=_scope(h.get("scope")),
+            name=_text(h.get("name")) or None,
+            name_source=_text(h.get("name_source")) or None,
+            sent_bytes=_int(h, "sent_bytes") or 0,
+            recv_bytes=_int(h, "recv_bytes") or 0,
+            sent_bps=_num(h, "sent_bps") or 0.0,
+            recv_bps=_num(h, "recv_bps") or 0.0,
+            connection_count=_int(h, "connection_count") or 0,
+            protocols=tuple(_list(h, "protocols", str)),
+            ports=tuple(_list(h, "ports", int)),
+            pids={pid: names.get(pid, "?") for pid in _list(h, "pids", int)},
+        )
+        for h in hosts
+        if isinstance(h, dict)
+    ]
+    f = sample.get("remotes_folded")
+    folded = None
+    if isinstance(f, dict):
+        folded = FoldedHosts(
+            _int(f, "hosts") or 0, _int(f, "sent_bytes") or 0, _int(f, "recv_bytes") or 0
+        )
+    return found, folded
 
 
 def _tree(sample: Record) -> dict[str, Any]:
@@ -201,6 +253,8 @@ class ReplaySource(FrameSource):
         interval = _interval(sample) or self.interval_s
         snap = Snapshot(sample["ts"], interval, list(states), unattributed, None)
         snap.gpu_unavailable = "not recorded"
+        names = {p.pid: p.name for p in states}
+        snap.remotes, snap.remotes_folded = recorded_remotes(sample, names)
         before = self.samples[index - 1] if index else None
         recorded = recorded_figures(before, sample)
         return replace(build_frame(snap, self.watch_keys), recorded=recorded)
