@@ -33,7 +33,8 @@ import psutil
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-PER_PROCESS = ("schedstat", "stat", "statm", "io")  # the files a scan reads per process
+# The files a scan reads per process (cgroup: when first seen, then one scan in ten).
+PER_PROCESS = ("schedstat", "stat", "statm", "io", "cgroup")
 HELD_FD_MIN = 1024  # held files get descriptor numbers from here up (see ProcFiles)
 HELD_FD_MAX = 32768  # at most this many held at once, by all ProcFiles together
 # The errors that mean the process is gone. Any other (EMFILE, EAGAIN, ENOMEM, ...)
