@@ -178,6 +178,8 @@ def test_service_groups_sum_their_members_and_name_the_unknown() -> None:
     assert nginx.value("user") == MIXED and nginx.value("service") == "nginx.service"
     assert rows[f"no-service:{services.NO_SERVICE}"].value("program").name == "(no service)"
     assert rows[f"no-service:{UNKNOWN_SERVICE}"].value("up") == 3.0
+    flat = {r.value("pid"): r.value("service") for r in build_rows(frame, ViewOptions())}
+    assert flat[3] == "" and flat[4] is None  # no service: blank; unreadable: unknown (-)
     opened = build_rows(frame, ViewOptions(mode="service", expanded_groups=frozenset(
         {"service:nginx.service"})))  # fmt: skip
     keys = [r.key for r in opened]

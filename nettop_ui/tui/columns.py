@@ -185,6 +185,12 @@ def _shared(unknown: str | None) -> Callable[[list[Any]], Any]:
     return combine
 
 
+def _service(p: ProcessView, totals: bool) -> Any:
+    """The service; "" (blank) when the cgroup is known and names none, None (unknown)
+    when it could not be read."""
+    return p.service if p.service is not None or p.cgroup is None else ""
+
+
 TABLE = ColumnSet(
     (
         Column(
@@ -197,7 +203,7 @@ TABLE = ColumnSet(
             descending=False, justify="left", combine=_shared("?"),
         ),
         Column(
-            "service", "SERVICE", 18, 10, lambda p, t: p.service,
+            "service", "SERVICE", 18, 10, _service,
             lambda v, b, m: safe_text(v, 17) if v is not None else UNKNOWN,
             descending=False, justify="left", combine=_shared(None),
         ),
