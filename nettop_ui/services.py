@@ -3,8 +3,9 @@
 `read_cgroup(pid)` reads the process's cgroup path (the v2 line of /proc/PID/cgroup);
 `service_of(path)` turns such a path into a short readable name (docs/services.md):
 
-- a Kubernetes container: `pod:<pod uid>/<container short id>` (`pod:<uid>` for the pod's
-  own cgroup), from the kubepods path of either kubelet cgroup driver;
+- a Kubernetes container: `pod:<pod uid, first 8 hex digits>/<container short id>`
+  (`pod:<uid8>` for the pod's own cgroup), from the kubepods path of either kubelet
+  cgroup driver; the full UID stays in the cgroup path;
 - a container: `<runtime>:<name>` where the runtime's own files on this machine name it
   (docker's config.v2.json, podman's containers.json), else `<runtime>:<short id>` (12
   hex digits, as `docker ps` shows); runtime is docker, podman, crio or containerd;
@@ -37,6 +38,7 @@ from nettop_ui.procfs import ProcFiles
 NO_SERVICE = "(no service)"  # the group of processes whose cgroup names none (TUI, Prometheus)
 ROOT = "/"  # where the runtimes' files are read from (tests plant their own)
 SHORT_ID = 12  # hex digits, as `docker ps` shows an id
+SHORT_UID = 8  # a pod UID's first group: unique enough among one node's pods
 MAX_CONFIG = 1 << 20  # bytes: docker's config.v2.json of one container
 MAX_CONTAINERS = 16 << 20  # bytes: podman's containers.json, every container's record
 CACHE_SIZE = 4096  # container ids whose name (or its absence) is remembered
@@ -136,7 +138,7 @@ def _container(parts: list[str]) -> str | None:
 
 def _pod(part: str) -> str | None:
     found = _POD.fullmatch(part)
-    return found[1].replace("_", "-") if found else None
+    return found[1][:SHORT_UID] if found else None
 
 
 def _unit(parts: list[str]) -> str | None:

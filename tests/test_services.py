@@ -89,42 +89,42 @@ SHAPES = [
     (
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod045b1e35_7f13_11e7_"
         f"ac42_0050568ffca0.slice/docker-{KUBE_DOCKER}.scope",
-        "pod:045b1e35-7f13-11e7-ac42-0050568ffca0/b5b6f2da8008",
+        "pod:045b1e35/b5b6f2da8008",
     ),
     (
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poddd1bf9d1_241d_47f5_"
         f"8e25_12de83135812.slice/cri-containerd-{BOTTLEROCKET}.scope",
-        "pod:dd1bf9d1-241d-47f5-8e25-12de83135812/f45298cd514d",
+        "pod:dd1bf9d1/f45298cd514d",
     ),
     (
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2c9f8a79_5391_454b_88cb_"
         f"86190881cb96.slice/crio-{CRIO}.scope",
-        "pod:2c9f8a79-5391-454b-88cb-86190881cb96/a09343ca9790",
+        "pod:2c9f8a79/a09343ca9790",
     ),
     (
         f"/system.slice/docker-{KIND_NODE}.scope/kubelet.slice/kubelet-kubepods.slice/"
         "kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-podeab5a334_93fe_48a8_"
         f"b139_9e8079c1f163.slice/cri-containerd-{KIND_POD}.scope",
-        "pod:eab5a334-93fe-48a8-b139-9e8079c1f163/99f3a16ea25b",  # the innermost container
+        "pod:eab5a334/99f3a16ea25b",  # the innermost container
     ),
     (
         "/system.slice/containerd.service/kubepods-besteffort-pod0043435f_1854_4327_b76b_"
         f"730f681a781d.slice:cri-containerd:{SPLIT}",
-        "pod:0043435f-1854-4327-b76b-730f681a781d/01fd96f7ad29",
+        "pod:0043435f/01fd96f7ad29",
     ),
     # kubelet, cgroupfs driver; a container's own sub-cgroup (kube-proxy)
     (
         f"/kubepods/besteffort/pod74ba62da-1a3d-11e7-bb11-080027cb0e22/{KUBE_CGROUPFS}",
-        "pod:74ba62da-1a3d-11e7-bb11-080027cb0e22/cb1eadb7abe3",
+        "pod:74ba62da/cb1eadb7abe3",
     ),
     (
         f"/kubepods/besteffort/podf8a694f2-7c08-11e9-98da-000c29077430/{KUBE_PROXY}/kube-proxy",
-        "pod:f8a694f2-7c08-11e9-98da-000c29077430/c04e0a88a1de",
+        "pod:f8a694f2/c04e0a88a1de",
     ),
     (
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2c9f8a79_5391_454b_88cb_"
         "86190881cb96.slice",
-        "pod:2c9f8a79-5391-454b-88cb-86190881cb96",  # the pod's own cgroup
+        "pod:2c9f8a79",  # the pod's own cgroup
     ),
 ]
 
@@ -230,7 +230,7 @@ def test_names_from_docker_and_podman_files(root: Path) -> None:
     assert service_of(f"/machine.slice/libpod-conmon-{PODMAN_ID}.scope") == "podman:db-1"
     # A pod's container is named as the pod's, whatever the runtime's files say.
     pod = f"/kubepods/besteffort/pod{POD_UID}/{DOCKER_ID}"
-    assert service_of(pod) == f"pod:{POD_UID}/{DOCKER_ID[:12]}"
+    assert service_of(pod) == f"pod:{POD_UID[:8]}/{DOCKER_ID[:12]}"
 
 
 def test_rootless_podman_names_come_from_that_users_store(root: Path) -> None:
@@ -317,11 +317,11 @@ PLACES = {
     "kubelet-systemd": (
         f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
         f"{POD_UID.replace('-', '_')}.slice/cri-containerd-{CRI_ID}.scope",
-        f"pod:{POD_UID}/{CRI_ID[:12]}",
+        f"pod:{POD_UID[:8]}/{CRI_ID[:12]}",
     ),
     "kubelet-cgroupfs": (
         f"kubepods/besteffort/pod{POD_UID}/{CRIO}",
-        f"pod:{POD_UID}/{CRIO[:12]}",
+        f"pod:{POD_UID[:8]}/{CRIO[:12]}",
     ),
     # Anyone with a delegated subtree names cgroups: markup, an escape sequence, a bell, a
     # bidi override, NEL (the kernel refuses only "/" and newlines).
@@ -436,22 +436,31 @@ def test_collector_reads_cgroups_in_turns_not_every_tick(monkeypatch: pytest.Mon
 TRAFFIC = {  # client name: (layout, upload bytes, download bytes); two clients share ntu-web
     "ntu-svc-web-a": ("systemd", 3_000_000, 200_000),
     "ntu-svc-web-b": ("systemd", 1_000_000, 600_000),
+    "ntu-svc-app": ("user-app", 800_000, 100_000),
     "ntu-svc-docker": ("docker-systemd", 2_000_000, 100_000),
+    "ntu-svc-dockfs": ("docker-cgroupfs", 700_000, 50_000),
+    "ntu-svc-podman": ("podman", 900_000, 150_000),
     "ntu-svc-pod": ("kubelet-systemd", 1_500_000, 300_000),
+    "ntu-svc-podfs": ("kubelet-cgroupfs", 600_000, 250_000),
 }
+NAMED = {"ntu-svc-docker": "docker:web-1", "ntu-svc-dockfs": "docker:cache-1"}
+NAMED["ntu-svc-podman"] = "podman:db-1"
 PACE = 1_000_000  # bytes/s: each client runs a few seconds, long enough to be moved
 
 
 async def test_group_by_service_totals_are_the_sums_of_their_processes(
     net: Network, root: Path
 ) -> None:
-    """Real clients moving known bytes (ebpf) from real cgroups: `S` groups them by
-    service, each group's totals are the sum of its processes' (and of the generators'
-    counts, within 1%); names come from the runtime's files; the drill-down shows both."""
+    """Real clients moving known bytes (ebpf), one in each layout's real cgroup (two in
+    one systemd unit): `S` groups them by service, each group's totals are the sum of its
+    processes' (and of the generators' counts, within 1%); names come from the runtimes'
+    files; the drill-down shows service and cgroup."""
     require_root()
     plant_docker(root, DOCKER_ID, docker_config("/web-1"))
+    plant_docker(root, CENTOS, docker_config("/cache-1"))
+    plant_podman(root / "var/lib/containers/storage", [{"id": PODMAN_ID, "names": ["db-1"]}])
     services_of = {name: PLACES[layout][1] for name, (layout, _, _) in TRAFFIC.items()}
-    services_of["ntu-svc-docker"] = "docker:web-1"
+    services_of |= NAMED
     clients: list[Client] = []
     app = NettopApp(MonitorSource(EbpfBackend(), 0.5), host="test")
     with cgroup_tree() as tree:
@@ -493,7 +502,9 @@ async def test_group_by_service_totals_are_the_sums_of_their_processes(
                 web = groups["service:ntu-web.service"]
                 assert web.children == 2 and web.value("user") == "root"
                 screen = "\n".join(screen_lines(app))
-                assert "docker:web-1" in screen and f"pod:{POD_UID}" in screen
+                assert all(name in screen for name in NAMED.values())
+                assert f"pod:{POD_UID[:8]}/{CRI_ID[:12]}" in screen
+                assert f"pod:{POD_UID[:8]}/{CRIO[:12]}" in screen
                 # The drill-down of the docker client: its service and cgroup.
                 await press(pilot, "S")
                 docker = next(c for c in clients if c.name == "ntu-svc-docker")
