@@ -78,7 +78,7 @@ class CgroupTree:
 def cgroup_tree() -> Iterator[CgroupTree]:
     require_root()
     mount = v2_mount()
-    require(mount is not None, "needs a cgroup v2 (unified) hierarchy")
+    require(mount is not None and os.access(mount, os.W_OK), "needs a writable cgroup v2 hierarchy")
     assert mount is not None
     tree = CgroupTree(mount)
     try:
