@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("--headless", action="store_true", help="no TUI: only the exporter")
     prom.add_argument(
         "--group-by",
-        choices=("name", "user", "cgroup", "exe"),
+        choices=("name", "user", "cgroup", "service", "exe"),
         default="name",
         help="what the groupname label is (default: program name)",
     )

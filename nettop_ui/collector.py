@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from nettop_ui import procfs
+from nettop_ui import procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
@@ -300,6 +300,9 @@ class Collector:
                 state.name = st.comm
                 state.cmdline = procfs.read_cmdline(pid)
                 state.user = procfs.read_user(pid)
+                self._read_cgroup(state, files)
+            elif (pid + self._scans) % FULL_SCAN_EVERY == 0:  # moved since? in turns
+                self._read_cgroup(state, files)
             state.ppid, state.threads = st.ppid, st.threads
             state.sched = sched if st.threads == 1 else None
             # The process's memory moves by its own page faults and (un)mappings, or by
@@ -321,6 +324,13 @@ class Collector:
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
+
+    @staticmethod
+    def _read_cgroup(state: ProcessState, files: procfs.ProcFiles) -> None:
+        """The process's cgroup and service; kept as they were if the file is unreadable."""
+        cgroup = services.read_cgroup(state.pid, files)
+        if cgroup is not None and cgroup != state.cgroup:
+            state.cgroup, state.service = cgroup, services.service_of(cgroup)
 
     @staticmethod
     def _unread(state: ProcessState) -> None:

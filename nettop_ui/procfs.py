@@ -5,7 +5,8 @@ a second that is most of a core. Here each tick reads only /proc/PID/stat (comm,
 CPU time, threads, start time), /proc/PID/statm (memory) and /proc/PID/io (disk
 bytes), with raw os.read calls, through `ProcFiles`, which keeps those files open
 between ticks. What rarely changes (cmdline, owner) is read when a process is first
-seen and again when its comm changes (an exec).
+seen and again when its comm changes (an exec); its cgroup (nettop_ui.services) then
+too, and once every ten scans in turns.
 
 `create_time` is computed exactly as psutil computes it (boot time + start ticks /
 CLK_TCK), so the (pid, create_time) identity matches psutil.Process(pid).create_time().
@@ -33,7 +34,8 @@ import psutil
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-PER_PROCESS = ("schedstat", "stat", "statm", "io")  # the files a scan reads per process
+# The files a scan reads per process (cgroup: when first seen, then one scan in ten).
+PER_PROCESS = ("schedstat", "stat", "statm", "io", "cgroup")
 HELD_FD_MIN = 1024  # held files get descriptor numbers from here up (see ProcFiles)
 HELD_FD_MAX = 32768  # at most this many held at once, by all ProcFiles together
 # The errors that mean the process is gone. Any other (EMFILE, EAGAIN, ENOMEM, ...)

@@ -11,7 +11,8 @@ Rules (docs/prometheus.md says the same for users):
 
 - Counters are counters, never rates, in base units (bytes, seconds).
 - Processes are grouped (`groupname`: program name by default, or user, cgroup,
-  executable). A group's counter only ever adds each tick's per-process deltas, each
+  service, executable; the cgroup and service are the collector's, nettop_ui.services).
+  A group's counter only ever adds each tick's per-process deltas, each
   process tracked by (pid, create_time), so a process that exits takes nothing away.
   Network bytes count from the monitor's start; CPU seconds and disk bytes from the
   start of processes born after the monitor's first tick (older processes count from
@@ -58,8 +59,9 @@ from prometheus_client.registry import Collector as PromCollector
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.remotes import RemoteHostState
+from nettop_ui.services import NO_SERVICE
 
-GROUP_BY = ("name", "user", "cgroup", "exe")
+GROUP_BY = ("name", "user", "cgroup", "service", "exe")
 DEFAULT_TOP = 50
 OTHER = "other"  # the groups beyond the top N
 # A program really called "other" is shown as "[other]", one called "[other]" as
@@ -148,19 +150,6 @@ class View:
     remotes: tuple[RemoteRow, ...] | None = None  # None: no per-connection data
 
 
-def read_cgroup(pid: int) -> str | None:
-    """The process's cgroup path (the v2 line, else the first v1 hierarchy's)."""
-    try:
-        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="backslashreplace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("0::"):
-            return line[3:] or "/"
-    return lines[0].split(":", 2)[-1] if lines else None
-
-
 def read_exe(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -211,7 +200,7 @@ class Exporter(PromCollector):
         self._ticks = 0
         # Per process: its cumulative figures at the last tick, and its group then.
         self._last: dict[ProcessKey, tuple[Values, str]] = {}
-        self._read_group: dict[ProcessKey, tuple[str, str]] = {}  # cgroup/exe: (name, group)
+        self._read_group: dict[ProcessKey, tuple[str, str]] = {}  # exe: (name, group)
         self._totals: dict[str, Totals] = {}
         self._ever_named: set[str] = set()
         self._other = Totals()
@@ -228,6 +217,10 @@ class Exporter(PromCollector):
             group = p.name
         elif self.group_by == "user":
             group = p.user or UNKNOWN
+        elif self.group_by == "cgroup":
+            group = p.cgroup or UNKNOWN
+        elif self.group_by == "service":
+            group = p.service or (UNKNOWN if p.cgroup is None else NO_SERVICE)
         else:
             # Read once per process (again after an exec renames it), and only while it
             # lives: a dead process's PID may already belong to another one.
@@ -236,8 +229,7 @@ class Exporter(PromCollector):
                 return cached[1]
             if p.exited or p.create_time is None:
                 return cached[1] if cached else UNKNOWN
-            read = read_cgroup if self.group_by == "cgroup" else read_exe
-            group = group_label(read(p.pid) or UNKNOWN)
+            group = group_label(read_exe(p.pid) or UNKNOWN)
             self._read_group[p.key] = (p.name, group)
             return group
         return group_label(group)

@@ -38,6 +38,7 @@ c.ingest(TrafficSample(time.time(), 0.2, []))
 snap = c.ingest(TrafficSample(time.time(), 0.2, []))
 me = [p for p in snap.processes if p.pid == os.getpid()][0]
 assert me.name and me.cmdline and me.rss_bytes, me
+assert me.cgroup is None and me.service is None, me  # no cgroups off Linux
 
 status = {s.cls.name: s for s in registry.probe_all("darwin")}
 assert status["nettop"].platform_ok and status["nettop"].usable

@@ -10,6 +10,7 @@ short-lived processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,10 +46,11 @@ from nettop_ui.prometheus import (
     Exporter,
     ListenError,
     parse_listen,
-    read_cgroup,
 )
 from nettop_ui.remotes import RemoteHostState
+from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui import MonitorSource, NettopApp
+from tests.cgroups import cgroup_tree
 from tests.netenv import Network, require, require_root, within
 from tests.tui_fixtures import wait_for
 
@@ -362,8 +364,22 @@ def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
         p.wait()
 
 
-@pytest.mark.parametrize("group_by", ["name", "user", "exe", "cgroup"])
+UNIT = "system.slice/ntu-sleep.service"  # where the sleepers run when grouped by cgroup
+
+
+@pytest.mark.parametrize("group_by", ["name", "user", "exe", "cgroup", "service"])
 def test_real_collector_snapshots(sleepers: list[subprocess.Popen[bytes]], group_by: str) -> None:
+    with contextlib.ExitStack() as stack:
+        cgroup = ""
+        if group_by in ("cgroup", "service"):  # real cgroups, named as systemd names a unit
+            tree = stack.enter_context(cgroup_tree())
+            cgroup = {tree.place(p.pid, UNIT) for p in sleepers}.pop()  # all in one
+        _check_real_collector_snapshots(sleepers, group_by, cgroup)
+
+
+def _check_real_collector_snapshots(
+    sleepers: list[subprocess.Popen[bytes]], group_by: str, cgroup: str
+) -> None:
     collector = Collector(system=False, gpu=False, count_connections=False)
     exp = Exporter(EbpfBackend, group_by=group_by, top=5)
     seen = Monotone()
@@ -383,16 +399,47 @@ def test_real_collector_snapshots(sleepers: list[subprocess.Popen[bytes]], group
         "name": "sleep",
         "user": "root" if os.geteuid() == 0 else os.environ.get("USER", ""),
         "exe": os.path.realpath(shutil.which("sleep") or "/usr/bin/sleep"),
-        "cgroup": read_cgroup(sleepers[1].pid) or "unknown",
+        "cgroup": cgroup,
+        "service": "ntu-sleep.service",
     }[group_by]
     total = value(s, f"{TX}_total", groupname=expected)
-    if group_by == "name" or group_by == "exe":
+    if group_by != "user":  # the exited sleeper's 1,500 bytes stay in its cgroup's group
         assert total == 2001
     else:  # other processes of this user / cgroup share the group, without traffic
         assert total is not None and total >= 2001
     if group_by == "name":  # two of ours, and any other test's sleep running meanwhile
         live = sum(p.name == "sleep" and not p.exited for p in shot.processes)
         assert value(s, "nettop_process_num_procs", groupname="sleep") == live >= 2
+    if group_by in ("cgroup", "service"):
+        assert value(s, "nettop_process_num_procs", groupname=expected) == 2
+    if group_by == "service":  # most of this machine runs in the root cgroup: no service
+        assert value(s, "nettop_process_num_procs", groupname=NO_SERVICE)
+
+
+def test_group_by_service_from_the_command_line() -> None:
+    """`--group-by service`: the real CLI groups a process in a docker container's real
+    cgroup (systemd driver) under the container's name, short id here."""
+    cid = "3f2a9c1b7d0e" + "5a" * 26
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with cgroup_tree() as tree:
+            tree.place(sleeper.pid, f"system.slice/docker-{cid}.scope")
+            exporter = ExporterProcess(
+                "--backend", "psutil", "--interval", "0.2", "--group-by", "service"
+            )
+            try:
+                exporter.wait_ready()
+                deadline = time.monotonic() + 30
+                while value(parse(get(exporter.url)), "nettop_process_num_procs",
+                            groupname="docker:3f2a9c1b7d0e") != 1:  # fmt: skip
+                    assert time.monotonic() < deadline, get(exporter.url)[-3000:]
+                    time.sleep(0.3)
+            finally:
+                err = exporter.stop()
+        assert exporter.proc.returncode == 0, err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 # -- end to end: the real CLI, real traffic, a real Prometheus -------------------------

@@ -180,7 +180,9 @@ def tui(width: int, height: int, *args: str) -> Iterator[tuple[Terminal, App]]:
 def header_line(screen: str) -> int | None:
     """Index of the table header row (PID ... UP/s ...), or None."""
     for i, line in enumerate(screen.split("\n")):
-        if re.match(r"\s*PID[▼▲]?\s+(USER[▼▲]?\s+)?PROGRAM", line) and "UP/s" in line:
+        if re.match(r"\s*PID[▼▲]?\s+(USER[▼▲]?\s+)?(SERVICE[▼▲]?\s+)?PROGRAM", line) and (
+            "UP/s" in line
+        ):
             return i
     return None
 

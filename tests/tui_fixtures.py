@@ -28,6 +28,7 @@ from nettop_ui.core import (
     TrafficSample,
 )
 from nettop_ui.history import SeriesSet
+from nettop_ui.services import service_of
 from nettop_ui.system import InterfaceStats, SystemStats
 
 T0 = 1_700_000_000.0  # the scripted clock
@@ -142,6 +143,20 @@ PROCS = [
 ]
 
 
+# Where the system's processes run (any other: alice's login session).
+SESSION = "/user.slice/user-1000.slice/session-3.scope"
+CGROUPS = {
+    1: "/init.scope",
+    612: "/system.slice/ssh.service",
+    900: "/system.slice/nginx.service",
+    901: "/system.slice/nginx.service",
+    902: "/system.slice/nginx.service",
+    1300: "/system.slice/system-postgresql.slice/postgresql@15-main.service",
+    2100: "/",
+    2300: "/system.slice/chrony.service",
+}
+
+
 def _history(p: Proc, n: int) -> SeriesSet:
     hist = SeriesSet(("sent_bps", "recv_bps", "cpu_percent", "rss_bytes"), 300)
     for i in range(n):
@@ -161,6 +176,8 @@ def _state(p: Proc, n: int, with_history: bool) -> ProcessState:
     state.cmdline = list(p.cmdline)
     state.user = p.user
     state.ppid = p.ppid
+    state.cgroup = CGROUPS.get(p.pid, SESSION)
+    state.service = service_of(state.cgroup)
     state.sent_bps = 0.0 if p.exited else p.up
     state.recv_bps = 0.0 if p.exited else p.down
     state.sent_bytes = int(p.up * n * 0.9) + (700 * MIB if p.exited else 0)

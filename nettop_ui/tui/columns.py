@@ -25,6 +25,7 @@ BLOCKS = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10
 UNKNOWN = "-"
 NOTE_MARK = "*"  # after a byte figure the backend knows it gets wrong (see ProcessView.note)
+MIXED = "(mixed)"  # a group whose members differ in a column they usually share
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +172,23 @@ def _count(value: Any, scale: Scale, marked: bool) -> str:
     return str(value) if value is not None else UNKNOWN
 
 
-def _group_user(values: list[Any]) -> Any:
-    return values[0] or "?"  # the group's name: its members share one user
+def _shared(unknown: str | None) -> Callable[[list[Any]], Any]:
+    """A group's value for a column its members may share (user, service): theirs when
+    they all have the same one (`unknown` for None), else MIXED."""
+
+    def combine(values: list[Any]) -> Any:
+        first = values[0]
+        if any(v != first for v in values):
+            return MIXED
+        return first if first is not None else unknown
+
+    return combine
+
+
+def _service(p: ProcessView, totals: bool) -> Any:
+    """The service; "" (blank) when the cgroup is known and names none, None (unknown)
+    when it could not be read."""
+    return p.service if p.service is not None or p.cgroup is None else ""
 
 
 TABLE = ColumnSet(
@@ -184,7 +200,12 @@ TABLE = ColumnSet(
         Column(
             "user", "USER", 9, 7, lambda p, t: p.user,
             lambda v, b, m: safe_text(v, 8) if v is not None else UNKNOWN,
-            descending=False, justify="left", combine=_group_user,
+            descending=False, justify="left", combine=_shared("?"),
+        ),
+        Column(
+            "service", "SERVICE", 18, 10, _service,
+            lambda v, b, m: safe_text(v, 17) if v is not None else UNKNOWN,
+            descending=False, justify="left", combine=_shared(None),
         ),
         Column(
             "program", "PROGRAM", 0, 0, lambda p, t: Program("", p.name, args_of(p)),

@@ -24,6 +24,7 @@ from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
 from nettop_ui.format import Scale
+from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
 from nettop_ui.tui.cells import NOTE_MARK, Cell
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
@@ -83,6 +84,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
         yield Static(id="detail-cmd")
+        yield Static(id="detail-cgroup")
         yield Static(id="detail-stats")
         with Horizontal(id="detail-top"):
             tree: Tree[str] = Tree(Text("…"), data=self.process_key, id="detail-tree")
@@ -180,6 +182,7 @@ class DetailScreen(Screen[None]):
             command_line(p.name, p.cmdline, 600), style="dim", no_wrap=True, overflow="ellipsis"
         )
         self.query_one("#detail-cmd", Static).update(cmd)
+        self._show_cgroup(p)
         up, down = self._subtree(self.process_key, procs, tree_of)
         stats = Text()
         mark = NOTE_MARK if p.note is not None else ""
@@ -203,6 +206,18 @@ class DetailScreen(Screen[None]):
         if p.gpu_memory_bytes is not None:
             stats.append("  GPU ", style="dim").append(scale.size(p.gpu_memory_bytes))
         self.query_one("#detail-stats", Static).update(stats)
+
+    def _show_cgroup(self, p: ProcessView) -> None:
+        """Its service and cgroup; the line is hidden where there are no cgroups (macOS)."""
+        line = self.query_one("#detail-cgroup", Static)
+        line.display = p.cgroup is not None
+        if p.cgroup is None:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("service ", style="dim")
+        text.append(safe_text(p.service or NO_SERVICE, 120), style="bold")
+        text.append("  cgroup ", style="dim").append(safe_text(p.cgroup, 400))
+        line.update(text)
 
     def _label(
         self, key: str, procs: dict[str, ProcessView], tree_of: dict[str, list[str]]

@@ -106,7 +106,7 @@ class StatusHeader(Widget):
             out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
         out.append(Text(safe_text(self.host, 40), style="bold"))
         out.append(Text(f"every {self.interval_s:g}s", style="dim"))
-        modes = {"tree": "tree (children rolled in)", "user": "by user"}
+        modes = {"tree": "tree (children rolled in)", "user": "by user", "service": "by service"}
         if opts.mode in modes:
             out.append(Text(modes[opts.mode], style="magenta"))
         if opts.only_active:

@@ -26,7 +26,15 @@ from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.header import StatusHeader
 from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail
-from nettop_ui.tui.model import COLUMN_BY_KEY, Matcher, RowCache, RowData, build_rows
+from nettop_ui.tui.model import (
+    COLUMN_BY_KEY,
+    GROUPINGS,
+    Matcher,
+    RowCache,
+    RowData,
+    build_rows,
+    group_of,
+)
 from nettop_ui.tui.panels import PANEL_CLASSES, Panel
 from nettop_ui.tui.process_table import ProcessTable
 from nettop_ui.tui.safe import safe_text
@@ -268,6 +276,9 @@ class MainScreen(Screen[None]):
     def action_group_user(self) -> None:
         self.set_options(mode="flat" if self.state.opts.mode == "user" else "user")
 
+    def action_group_service(self) -> None:
+        self.set_options(mode="flat" if self.state.opts.mode == "service" else "service")
+
     def _toggle_group(self, key: str) -> None:
         self.set_options(expanded_groups=self.state.opts.expanded_groups ^ {key})
 
@@ -281,11 +292,11 @@ class MainScreen(Screen[None]):
                 self.set_options(collapsed=opts.collapsed - {row.key})
             else:
                 self.set_options(collapsed=opts.collapsed | {row.key})
-        elif opts.mode == "user":
+        elif opts.mode in GROUPINGS:
             group = (
                 row.key
                 if row.kind == "group"
-                else f"user:{row.process.user or '?'}"
+                else group_of(opts.mode, row.process)[0]
                 if row.process
                 else None
             )

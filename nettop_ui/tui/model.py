@@ -1,4 +1,4 @@
-"""What the process table shows: filtering, sorting, the process tree and user groups.
+"""What the process table shows: filtering, sorting, the process tree, user and service groups.
 
 Pure functions from a `Frame` and the `ViewOptions` to an ordered list of `RowData`
 (row key, kind, raw values). No Textual here; the table widget only diffs and draws.
@@ -14,12 +14,15 @@ from typing import Any, Literal
 from nettop_ui.filter_expr import Filter, FilterError
 from nettop_ui.filter_expr import parse as parse_filter
 from nettop_ui.format import Scale, Units
+from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui import columns
 from nettop_ui.tui.columns import Column, args_of
 from nettop_ui.tui.columns import Program as Program
 from nettop_ui.tui.frame import Frame, ProcessView
 
-ViewMode = Literal["flat", "tree", "user"]
+ViewMode = Literal["flat", "tree", "user", "service"]
+GROUPINGS = ("user", "service")  # the modes that group processes under one row each
+UNKNOWN_SERVICE = "(unknown)"  # the group of processes whose cgroup could not be read
 RowKind = Literal["proc", "exited", "group", "unattributed"]
 UNATTRIBUTED_KEY = "unattributed"
 
@@ -69,7 +72,7 @@ class ViewOptions:
     bits: bool = False
     units: Units = "iec"  # binary (KiB) or decimal (kB, Mbit/s) prefixes
     collapsed: frozenset[str] = frozenset()  # tree rows whose children are hidden
-    expanded_groups: frozenset[str] = frozenset()  # user groups opened
+    expanded_groups: frozenset[str] = frozenset()  # user or service groups opened
 
     @property
     def scale(self) -> Scale:
@@ -227,8 +230,8 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
             extra = None
     if opts.mode == "tree":
         return _tree_rows(procs, matcher, opts, extra)
-    if opts.mode == "user":
-        return _user_rows([p for p in procs if matcher.matches(p)], opts, extra)
+    if opts.mode in GROUPINGS:
+        return _group_rows([p for p in procs if matcher.matches(p)], opts, extra)
     shown = [p for p in procs if matcher.matches(p)]
     rows = [_flat_row(p, opts) for p in shown] if cache is None else cache.rows(shown, opts)
     if extra is not None:
@@ -236,15 +239,29 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
     return sort_rows(rows, opts.sort, opts.descending)
 
 
-def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | None) -> list[RowData]:
-    groups: dict[str, list[ProcessView]] = {}
+def group_of(mode: ViewMode, p: ProcessView) -> tuple[str, str]:
+    """The row key and the name of `p`'s group in a grouping mode (user or service)."""
+    if mode == "user":
+        return f"user:{p.user or '?'}", p.user or "?"
+    if p.service is not None:
+        return f"service:{p.service}", p.service
+    label = NO_SERVICE if p.cgroup is not None else UNKNOWN_SERVICE
+    return f"no-service:{label}", label  # apart from any service's key, whatever its name
+
+
+def _group_rows(
+    procs: list[ProcessView], opts: ViewOptions, extra: RowData | None
+) -> list[RowData]:
+    """One row per group (its members' figures combined), each followed by its members
+    when opened."""
+    groups: dict[str, tuple[str, list[ProcessView]]] = {}
     for p in procs:
-        groups.setdefault(p.user or "?", []).append(p)
+        key, name = group_of(opts.mode, p)
+        groups.setdefault(key, (name, []))[1].append(p)
     program = columns.TABLE.index["program"]
     group_rows: list[RowData] = []
     members: dict[str, list[RowData]] = {}
-    for user, ps in groups.items():
-        key = f"user:{user}"
+    for key, (name, ps) in groups.items():
         rows = [
             RowData(
                 p.key,
@@ -261,7 +278,7 @@ def _user_rows(procs: list[ProcessView], opts: ViewOptions, extra: RowData | Non
             c.combine([r.values[i] for r in rows]) if c.combine is not None else None
             for i, c in enumerate(columns.TABLE.all)
         ]
-        values[program] = Program("", user, label, "-" if expanded else "+")
+        values[program] = Program("", name, label, "-" if expanded else "+")
         group_rows.append(RowData(key, "group", tuple(values), children=len(rows)))
     if extra is not None:
         group_rows.append(extra)
