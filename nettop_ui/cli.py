@@ -251,47 +251,59 @@ def run_json(args: argparse.Namespace) -> int:
     return 0
 
 
-class _LastSnapshot:
-    """Keeps the latest snapshot."""
+class _TableSink:
+    """Writes the one-shot table's rows from the first full interval.
 
-    def __init__(self) -> None:
-        self.snap: Snapshot | None = None
+    The monitor's final sample covers only the moment between the first and the stop,
+    and the collector updates its processes in place, so the rows are taken right away.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.keep = None if args.filter is None else _keeper(args.filter)
+        self.scale = Scale(units=args.units)
+        self.rows: list[str] | None = None
 
     def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
-        self.snap = snap
+        if self.rows is None:
+            self.rows = self._rows(snap)
 
     def failure(
         self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
     ) -> None:
-        self.snap = snap
+        if self.rows is None:
+            self.rows = self._rows(snap)
 
     def end(self, failure: BackendFailure | None) -> None:
         pass
+
+    def _rows(self, snap: Snapshot) -> list[str]:
+        procs = [p for p in snap.processes if is_active(p)]
+        if self.keep is not None:
+            procs = list(filter(self.keep, procs))
+        procs.sort(key=lambda p: -((p.sent_bps or 0) + (p.recv_bps or 0)))
+        scale, rows = self.scale, []
+        for p in procs:
+            total = None if p.sent_bytes is None else p.sent_bytes + (p.recv_bytes or 0)
+            user = (p.user or "?")[:10]
+            name = p.name.encode("unicode_escape").decode("ascii")
+            rows.append(
+                f"{p.pid:>7} {user:<10} {scale.traffic_rate(p.sent_bps):>10} "
+                f"{scale.traffic_rate(p.recv_bps):>10} {scale.traffic(total):>10}  {name}"
+            )
+        return rows
 
 
 def print_table(args: argparse.Namespace) -> int:
     """One-shot table of the processes that moved traffic during one interval."""
     cls, why = resolve_backend(args.backend)
     warn_filter(args.filter, cls)
-    last = _LastSnapshot()
-    run_monitor(cls, args.interval, last, count=1)
-    snap = last.snap
-    assert snap is not None  # monitor ends after one sample, or a failure (raised above)
-    scale = Scale(units=args.units)
+    table = _TableSink(args)
+    run_monitor(cls, args.interval, table, count=1)
+    assert table.rows is not None  # monitor ends after one sample, or a failure (raised above)
     print(f"backend: {cls.name} ({cls.layer}); {why}")
     print(f"{'PID':>7} {'USER':<10} {'UP/s':>10} {'DOWN/s':>10} {'TOTAL':>10}  PROGRAM")
-    rows = [p for p in snap.processes if is_active(p)]
-    if args.filter is not None:
-        rows = list(filter(_keeper(args.filter), rows))
-    rows.sort(key=lambda p: -((p.sent_bps or 0) + (p.recv_bps or 0)))
-    for p in rows:
-        total = None if p.sent_bytes is None else p.sent_bytes + (p.recv_bytes or 0)
-        user = (p.user or "?")[:10]
-        name = p.name.encode("unicode_escape").decode("ascii")
-        print(
-            f"{p.pid:>7} {user:<10} {scale.traffic_rate(p.sent_bps):>10} "
-            f"{scale.traffic_rate(p.recv_bps):>10} {scale.traffic(total):>10}  {name}"
-        )
+    for row in table.rows:
+        print(row)
     return 0
 
 

@@ -342,7 +342,10 @@ async def test_tree_view_rolls_children_up_and_folds(kids: dict[str, Child]) -> 
         assert app.opts.mode == "tree"
         rows = {r.key: r for r in app.main.rows}
         me = rows[key_of(app, parent)]
-        assert me.value("total") >= 5 * MIB  # the children's traffic is rolled in
+        # The children's traffic is rolled in (rates in one frame: a busy machine's longer
+        # ticks lower them all alike, so compare within the frame, not to a fixed figure).
+        children = sum(rows[key_of(app, c.pid)].value("total") for c in kids.values())
+        assert children > 0 and me.value("total") >= children
         order = table_order(app)
         assert order.index(key_of(app, parent)) < order.index(key_of(app, kids["alpha"].pid))
         select(app, parent)
