@@ -300,10 +300,12 @@ def build_frame(
     watch: Collection[str] = (),
     traffic_known: bool = True,
     previous: Mapping[ProcessKey, ProcessView] | None = None,
+    previous_remotes: Mapping[str, RemoteView] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
-    `previous`: the last frame's views by identity, handed on where nothing changed.
+    `previous`, `previous_remotes`: the last frame's views of processes by identity and
+    of remote hosts by address, handed on where nothing changed.
     """
     interval = snap.interval_s if snap.interval_s > 0 else 1.0
     points = max(1, math.ceil(SPARK_SECONDS / interval))
@@ -328,20 +330,24 @@ def build_frame(
         )
     remotes = None
     if snap.remotes is not None:
+        old_hosts = previous_remotes or {}
         remotes = tuple(
-            RemoteView(
-                h.address,
-                h.scope,
-                h.name,
-                h.name_source,
-                h.sent_bytes,
-                h.recv_bytes,
-                h.sent_bps if traffic_known else None,
-                h.recv_bps if traffic_known else None,
-                h.connection_count,
-                h.protocols,
-                h.ports,
-                tuple(sorted(h.pids.items())),
+            _same_host(
+                old_hosts.get(h.address),
+                RemoteView(
+                    h.address,
+                    h.scope,
+                    h.name,
+                    h.name_source,
+                    h.sent_bytes,
+                    h.recv_bytes,
+                    h.sent_bps if traffic_known else None,
+                    h.recv_bps if traffic_known else None,
+                    h.connection_count,
+                    h.protocols,
+                    h.ports,
+                    tuple(sorted(h.pids.items())),
+                ),
             )
             for h in snap.remotes
         )
@@ -363,6 +369,12 @@ def build_frame(
     )
 
 
+def _same_host(old: RemoteView | None, new: RemoteView) -> RemoteView:
+    """`old` when it says the same as `new` (an idle host): the host view then skips its
+    row by identity, as the process table does an unchanged process's."""
+    return old if old is not None and old == new else new
+
+
 class FrameCollector(Collector):
     """A Collector that also freezes each snapshot into a `Frame`, in the calling thread.
 
@@ -377,6 +389,7 @@ class FrameCollector(Collector):
         self.watch: frozenset[str] = frozenset()
         self.frame: Frame | None = None
         self._views: dict[ProcessKey, ProcessView] = {}  # the last frame's, by identity
+        self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
         self.traffic_known = True
         self._lock = threading.Lock()
 
@@ -399,7 +412,8 @@ class FrameCollector(Collector):
 
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
-        frame = build_frame(snap, self.watch, self.traffic_known, self._views)
+        frame = build_frame(snap, self.watch, self.traffic_known, self._views, self._hosts)
         self._views = {(v.pid, v.create_time): v for v in frame.processes}
+        self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame
