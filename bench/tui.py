@@ -130,20 +130,27 @@ class BenchSource(FrameSource):
                 for pid in self.movers
             ]
             return TrafficSample(time.time(), 1.0, traffic)
-        # The first tick opens every connection; then each mover's connections move.
-        pids = list(self.conns) if self.ticks == 1 else self.movers
-        conns = [
-            ConnectionTraffic(
-                pid,
-                "tcp",
-                local,
-                remote,
-                int(10 ** rng.uniform(2, 6)),
-                int(10 ** rng.uniform(2, 6)),
-            )
-            for pid in pids
-            for local, remote in self.conns[pid]
-        ]
+        # The first tick opens every connection, idle (as if the app started after their
+        # last bytes); then each mover's connections move 100 B to 1 MB each way.
+        if self.ticks == 1:
+            conns = [
+                ConnectionTraffic(pid, "tcp", local, remote, 0, 0)
+                for pid, held in self.conns.items()
+                for local, remote in held
+            ]
+        else:
+            conns = [
+                ConnectionTraffic(
+                    pid,
+                    "tcp",
+                    local,
+                    remote,
+                    int(10 ** rng.uniform(2, 6)),
+                    int(10 ** rng.uniform(2, 6)),
+                )
+                for pid in self.movers
+                for local, remote in self.conns[pid]
+            ]
         sums: dict[int, list[int]] = {}
         for c in conns:
             acc = sums.setdefault(c.pid, [0, 0])

@@ -25,7 +25,7 @@ from nettop_ui import procfs
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
-from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable, remote_address
+from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
 from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
@@ -442,12 +442,6 @@ class Collector:
             return
         talking = [p for p in self.processes.values() if p.connections]
         remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
-        hosts = remotes.hosts
-        for p in talking:
-            for conn in p.connections.values():
-                host = hosts.get(remote_address(conn.remote))
-                if host is not None:
-                    conn.remote_name, conn.remote_scope = host.name, host.scope
 
     # -- the tick --------------------------------------------------------------------
 

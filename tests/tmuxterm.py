@@ -223,7 +223,9 @@ def host_row(screen: str, address: str) -> str:
     head = host_header_line(screen)
     assert head is not None, "no host table"
     lines = screen.split("\n")[head + 1 :]
-    return next(line for line in lines if line.lstrip().startswith(address + " "))
+    row = next((line for line in lines if line.lstrip().startswith(address + " ")), None)
+    assert row is not None, f"no row for {address}"
+    return row
 
 
 def host_cell(screen: str, address: str, label: str) -> str:

@@ -29,7 +29,7 @@ from nettop_ui.core import (
     TrafficSample,
 )
 from nettop_ui.history import SeriesSet
-from nettop_ui.remotes import RemoteTable, remote_address
+from nettop_ui.remotes import RemoteTable
 from nettop_ui.system import InterfaceStats, SystemStats
 
 T0 = 1_700_000_000.0  # the scripted clock
@@ -209,22 +209,18 @@ NAMES = {
 
 
 def _remotes(table: RemoteTable, states: list[ProcessState], tick: int) -> list[Any]:
-    """One tick of the scripted connections through the real RemoteTable: a copy of
-    each host as of this tick, names filled in, and the names copied onto the connections
-    (as the collector does)."""
+    """One tick of the scripted connections through the real RemoteTable, names filled
+    in before the recount (which copies them onto the connections, as in the collector):
+    a copy of each host as of this tick."""
     deltas = [
         ConnectionTraffic(pid, proto, local, remote, int(up), int(down))
         for pid, proto, local, remote, up, down in CONNS
     ]
     table.apply(deltas, 1.0, T0 + tick)
-    table.refresh((s.pid, s.name, list(s.connections.values())) for s in states)
     for host in table.hosts.values():
         host.name = NAMES.get(host.address)
         host.name_source = "resolver" if host.name else None
-    for state in states:
-        for conn in state.connections.values():
-            host = table.hosts[remote_address(conn.remote)]
-            conn.remote_name, conn.remote_scope = host.name, host.scope
+    table.refresh((s.pid, s.name, list(s.connections.values())) for s in states)
     return [copy.copy(h) for h in table.hosts.values()]
 
 

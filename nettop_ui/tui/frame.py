@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from nettop_ui.collector import Collector, ProcessKey, ProcessState, Snapshot
+from nettop_ui.collector import Collector, ConnectionState, ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.gpu import GpuStats
 from nettop_ui.history import SeriesSet
@@ -231,9 +231,31 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.cgroup == s.cgroup
         and v.name == s.name
         and v.cmdline == tuple(s.cmdline)
-        and not v.connections
-        and not s.connections
+        and _same_connections(v.connections, s.connections)
     )
+
+
+def _same_connections(
+    views: tuple[ConnView, ...], conns: Mapping[tuple[str, str, str], ConnectionState]
+) -> bool:
+    """Whether `views` still say what `conns` would (an idle connection: same totals, no
+    rate): with thousands of open connections most processes change nothing a tick."""
+    if len(views) != len(conns):
+        return False
+    for v, c in zip(views, conns.values(), strict=True):
+        if (
+            v.sent_bytes != c.sent_bytes
+            or v.recv_bytes != c.recv_bytes
+            or v.sent_bps != c.sent_bps
+            or v.recv_bps != c.recv_bps
+            or v.remote != c.remote
+            or v.local != c.local
+            or v.protocol != c.protocol
+            or v.remote_name != c.remote_name
+            or v.remote_scope != c.remote_scope
+        ):
+            return False
+    return True
 
 
 def view_of(
