@@ -326,10 +326,10 @@ def section(rows: list[tuple[Result, list[float]]], args: argparse.Namespace) ->
         f"""
 The host view's case: each process also holds {args.conns_per_proc} TCP connections
 ({conns:,}) to {args.hosts:,} addresses, every host talked to by {args.conns_per_proc}
-processes; all stay open for the run, and each tick the {args.movers} movers' connections
-({args.movers * args.conns_per_proc:,}) move their bytes. The collector folds them per
-host (`RemoteTable`), the frame carries the {args.hosts:,} hosts, and the app shows the
-host table sorted by TOTAL. Same goal as the process view.
+processes; all stay open for the run (opened idle), and each tick the {args.movers} movers'
+connections ({args.movers * args.conns_per_proc:,}) move 100 B to 1 MB each way. The
+collector folds them per host (`RemoteTable`), the frame carries the {args.hosts:,} hosts,
+and the app shows the host table sorted by TOTAL. Same goal as the process view.
 """
         if hosts
         else ""
