@@ -1,7 +1,12 @@
 """bench/tui: the CPU cost of one TUI refresh with 2,000 live processes, and the app's RSS.
 
     .venv/bin/python -m bench.tui [--procs 2000] [--movers 200] [--ticks 60] [--rounds 3]
-                                  [--size 160x48 --size 80x24] [--no-write]
+                                  [--size 160x48 --size 80x24] [--view hosts] [--no-write]
+
+`--view hosts` measures the remote-host view instead (`h`): every process also holds
+`--conns-per-proc` connections (5: 10,000 for 2,000 processes) spread over `--hosts`
+remote addresses (2,000), all open for the whole run; each tick the movers' connections
+move the movers' bytes. Its section is `tui-hosts`.
 
 Spawns `--procs` real `sleep` processes, then drives the real app headless
 (`App.run_test`), in a fresh Python process per terminal size and round. Each tick is
@@ -41,7 +46,7 @@ from textual._compositor import CompositorUpdate
 
 from bench.report import write_section
 from nettop_ui.collector import Collector
-from nettop_ui.core import ProcessTraffic, TrafficSample
+from nettop_ui.core import ConnectionTraffic, ProcessTraffic, TrafficSample
 from nettop_ui.tui import FrameSource, NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
 
@@ -50,6 +55,7 @@ GOAL_CPU_MS, GOAL_RSS_MB = 100.0, 150.0
 SLEEP_S = 900  # the children outlive a crashed run by at most this long
 COUNT_EVERY = 5  # ticks between socket counts (the app: every 5 s, one tick a second)
 MOVERS_ENV = "BENCH_TUI_MOVERS"  # the movers' pids, for the measuring process
+PIDS_ENV = "BENCH_TUI_PIDS"  # every sleeper's pid (the host view: they hold connections)
 
 
 # -- the load ---------------------------------------------------------------------------
@@ -71,16 +77,38 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
+Conn = tuple[str, str]  # (local, remote) of one bench connection
+
+
+def bench_connections(pids: list[int], per_proc: int, hosts: int) -> dict[int, list[Conn]]:
+    """`per_proc` TCP connections for each pid, to `hosts` addresses in 198.18.0.0/15 (the
+    benchmarking range), round robin: every host is talked to by `per_proc` processes."""
+    out: dict[int, list[Conn]] = {}
+    for i, pid in enumerate(pids):
+        conns = []
+        for j in range(per_proc):
+            n = i * per_proc + j
+            k = n % hosts
+            conns.append((f"10.0.0.1:{20000 + n % 40000}", f"198.18.{k // 250}.{k % 250 + 1}:443"))
+        out[pid] = conns
+    return out
+
+
 class BenchSource(FrameSource):
     """A live collector driven one tick at a time by the benchmark, not by a clock."""
 
     backend_name = "bench"
     layer = "socket payload"
 
-    def __init__(self, movers: list[int], seed: int = 1) -> None:
+    def __init__(
+        self, movers: list[int], seed: int = 1, conns: dict[int, list[Conn]] | None = None
+    ) -> None:
         super().__init__()
         self.movers = movers
-        self.collector = FrameCollector(per_process_bytes=True)
+        self.conns = conns  # None: no per-connection view (the process view's case)
+        self.per_connection = conns is not None
+        # Connections stay open for the whole run (idle ones would close after 30 s).
+        self.collector = FrameCollector(per_process_bytes=True, connection_keep_s=1e9)
         self.rng = random.Random(seed)
         self.ticks = 0
         self._emit: Callable[[Frame], None] | None = None
@@ -96,11 +124,40 @@ class BenchSource(FrameSource):
     def sample(self) -> TrafficSample:
         """One second of traffic: every mover sent and received 100 B to 3 MB."""
         rng = self.rng
-        traffic = [
-            ProcessTraffic(pid, int(10 ** rng.uniform(2, 6.5)), int(10 ** rng.uniform(2, 6.5)))
-            for pid in self.movers
-        ]
-        return TrafficSample(time.time(), 1.0, traffic)
+        if self.conns is None:
+            traffic = [
+                ProcessTraffic(pid, int(10 ** rng.uniform(2, 6.5)), int(10 ** rng.uniform(2, 6.5)))
+                for pid in self.movers
+            ]
+            return TrafficSample(time.time(), 1.0, traffic)
+        # The first tick opens every connection, idle (as if the app started after their
+        # last bytes); then each mover's connections move 100 B to 1 MB each way.
+        if self.ticks == 1:
+            conns = [
+                ConnectionTraffic(pid, "tcp", local, remote, 0, 0)
+                for pid, held in self.conns.items()
+                for local, remote in held
+            ]
+        else:
+            conns = [
+                ConnectionTraffic(
+                    pid,
+                    "tcp",
+                    local,
+                    remote,
+                    int(10 ** rng.uniform(2, 6)),
+                    int(10 ** rng.uniform(2, 6)),
+                )
+                for pid in self.movers
+                for local, remote in self.conns[pid]
+            ]
+        sums: dict[int, list[int]] = {}
+        for c in conns:
+            acc = sums.setdefault(c.pid, [0, 0])
+            acc[0] += c.sent_bytes
+            acc[1] += c.recv_bytes
+        traffic = [ProcessTraffic(pid, up, down) for pid, (up, down) in sums.items()]
+        return TrafficSample(time.time(), 1.0, traffic, connections=conns)
 
     def tick(self) -> tuple[float, float, float]:
         """Collect, freeze and hand one frame to the app: CPU seconds of each step."""
@@ -164,14 +221,21 @@ def memory_mb() -> tuple[float, float]:
 
 
 async def measure(
-    size: str, movers: list[int], ticks: int, warmup: int, interval: float = 0.0
+    size: str,
+    movers: list[int],
+    ticks: int,
+    warmup: int,
+    interval: float = 0.0,
+    conns: dict[int, list[Conn]] | None = None,
 ) -> Result:
     width, height = map(int, size.split("x"))
-    source = BenchSource(movers)
+    source = BenchSource(movers, conns=conns)
     app = BenchApp(source)
     async with app.run_test(size=(width, height)) as pilot:
         while not source.ready:
             await pilot.pause(0.01)
+        if conns is not None:
+            await pilot.press("h")  # the remote-host view
         for _ in range(warmup):
             source.tick()
             await pilot.pause()
@@ -199,11 +263,17 @@ async def measure(
     )
 
 
-def run_round(size: str, movers: list[int], args: argparse.Namespace) -> Result:
+def run_round(
+    size: str, movers: list[int], all_pids: list[int], args: argparse.Namespace
+) -> Result:
     """One measurement in a fresh interpreter, so that its RSS is the app's alone."""
     cmd = [sys.executable, "-m", "bench.tui", "--one", size, "--ticks", str(args.ticks)]
     cmd += ["--warmup", str(args.warmup), "--interval", str(args.interval)]
+    cmd += ["--view", args.view, "--hosts", str(args.hosts)]
+    cmd += ["--conns-per-proc", str(args.conns_per_proc)]
     env = {**os.environ, MOVERS_ENV: ",".join(map(str, movers))}
+    if args.view == "hosts":
+        env[PIDS_ENV] = ",".join(map(str, all_pids))
     env.setdefault("COLORTERM", "truecolor")  # render as for a modern terminal
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return Result(**json.loads(out.splitlines()[-1]))
@@ -244,11 +314,31 @@ def section(rows: list[tuple[Result, list[float]]], args: argparse.Namespace) ->
     worst_cpu = max(r.total_ms for r, _ in rows)
     worst_rss = max(max(r.rss_mb, r.peak_mb) for r, _ in rows)
     met = worst_cpu < GOAL_CPU_MS and worst_rss < GOAL_RSS_MB
+    hosts = args.view == "hosts"
+    command = "python -m bench.tui" + (" --view hosts" if hosts else "")
+    conns = args.procs * args.conns_per_proc
+    what = (
+        f", {conns:,} connections to {args.hosts:,} remote hosts, the remote-host view (`h`)"
+        if hosts
+        else ""
+    )
+    load = (
+        f"""
+The host view's case: each process also holds {args.conns_per_proc} TCP connections
+({conns:,}) to {args.hosts:,} addresses, every host talked to by {args.conns_per_proc}
+processes; all stay open for the run (opened idle), and each tick the {args.movers} movers'
+connections ({args.movers * args.conns_per_proc:,}) move 100 B to 1 MB each way. The
+collector folds them per host (`RemoteTable`), the frame carries the {args.hosts:,} hosts,
+and the app shows the host table sorted by TOTAL. Same goal as the process view.
+"""
+        if hosts
+        else ""
+    )
     return f"""\
-Run {datetime.date.today().isoformat()} on {machine()}, `python -m bench.tui`
-({args.procs:,} processes, {args.movers} moving traffic, {args.ticks} ticks after
+Run {datetime.date.today().isoformat()} on {machine()}, `{command}`
+({args.procs:,} processes, {args.movers} moving traffic{what}, {args.ticks} ticks after
 {args.warmup} of warm-up, median of {args.rounds} rounds).
-
+{load}
 Goal: under {GOAL_CPU_MS:.0f} ms of CPU per refresh and under {GOAL_RSS_MB:.0f} MB RSS.
 Here at worst {worst_cpu:.0f} ms and {worst_rss:.0f} MB: **{"met" if met else "not met"}**.
 
@@ -288,20 +378,34 @@ def main() -> None:
     )
     parser.add_argument("--size", action="append", help="WxH (default: 160x48 and 80x24)")
     parser.add_argument("--no-write", action="store_true", help="don't touch docs/")
+    parser.add_argument(
+        "--view", choices=("processes", "hosts"), default="processes", help="the table measured"
+    )
+    parser.add_argument("--hosts", type=int, default=2000, help="--view hosts: remote hosts")
+    parser.add_argument(
+        "--conns-per-proc", type=int, default=5, help="--view hosts: connections per process"
+    )
     parser.add_argument("--one", metavar="WxH", help=argparse.SUPPRESS)  # a single round
     args = parser.parse_args()
     if args.one:
         movers = [int(p) for p in os.environ[MOVERS_ENV].split(",")]
-        result = asyncio.run(measure(args.one, movers, args.ticks, args.warmup, args.interval))
+        conns = None
+        if args.view == "hosts":
+            pids = [int(p) for p in os.environ[PIDS_ENV].split(",")]
+            conns = bench_connections(pids, args.conns_per_proc, args.hosts)
+        result = asyncio.run(
+            measure(args.one, movers, args.ticks, args.warmup, args.interval, conns)
+        )
         print(json.dumps(asdict(result)))
         return
     children = spawn_sleepers(args.procs)
     rows: list[tuple[Result, list[float]]] = []
     try:
         movers = [p.pid for p in children[: args.movers]]
+        all_pids = [p.pid for p in children]
         for size in args.size or SIZES:
             rounds = sorted(
-                (run_round(size, movers, args) for _ in range(args.rounds)),
+                (run_round(size, movers, all_pids, args) for _ in range(args.rounds)),
                 key=lambda r: r.total_ms,
             )
             rows.append((rounds[len(rounds) // 2], [r.total_ms for r in rounds]))
@@ -312,7 +416,11 @@ def main() -> None:
     print(table(rows))
     if not args.no_write:
         body = section(rows, args)
-        write_section("tui", body, title="TUI: CPU per refresh and memory (bench/tui)")
+        if args.view == "hosts":
+            title = "TUI, remote-host view: CPU per refresh and memory (bench/tui --view hosts)"
+            write_section("tui-hosts", body, title=title)
+        else:
+            write_section("tui", body, title="TUI: CPU per refresh and memory (bench/tui)")
         print("written to docs/benchmarks.md")
 
 

@@ -25,7 +25,7 @@ from nettop_ui import procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
-from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable, remote_address
+from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
 from nettop_ui.resolve import Resolver
 from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
@@ -458,20 +458,14 @@ class Collector:
         remotes = self.remotes
         if remotes is None:
             return
-        talking = [p for p in self.processes.values() if p.connections]
-        remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
-        hosts = remotes.hosts
         if self.resolve:
             if self._resolver is None:
                 self._resolver = Resolver()
             lookup = self._resolver.lookup
-            for named in hosts.values():
+            for named in remotes.hosts.values():
                 named.name, named.name_source = lookup(named.address)
-        for p in talking:
-            for conn in p.connections.values():
-                host = hosts.get(remote_address(conn.remote))
-                if host is not None:
-                    conn.remote_name, conn.remote_scope = host.name, host.scope
+        talking = [p for p in self.processes.values() if p.connections]
+        remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
 
     # -- the tick --------------------------------------------------------------------
 

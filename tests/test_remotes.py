@@ -52,6 +52,8 @@ def test_loopback_and_own_addresses_are_local() -> None:
 class Conn:
     protocol: str
     remote: str
+    remote_name: str | None = None  # written by RemoteTable.refresh
+    remote_scope: str = "remote"
 
 
 def test_totals_are_kept_after_the_connections_close_and_rates_drop_to_zero() -> None:
@@ -116,3 +118,20 @@ def test_after_a_fallback_to_a_backend_without_connections_no_stale_hosts_are_sh
         assert snap.remotes is None and sample_record(snap)["remotes"] is None
     finally:
         collector.close()
+
+
+def test_refresh_copies_each_hosts_name_and_scope_onto_its_connections() -> None:
+    table = RemoteTable()
+    table.apply(
+        [
+            ConnectionTraffic(1, "tcp", "10.0.0.1:5000", "192.0.2.7:443", 10, 0),
+            ConnectionTraffic(1, "udp", "10.0.0.1:5002", "127.0.0.1:53", 1, 1),
+        ],
+        dt=1.0,
+        now=1.0,
+    )
+    table.hosts["192.0.2.7"].name = "seven.example"
+    out, lo = Conn("tcp", "192.0.2.7:443"), Conn("udp", "127.0.0.1:53")
+    table.refresh([(1, "curl", [out, lo])])
+    assert (out.remote_name, out.remote_scope) == ("seven.example", "remote")
+    assert (lo.remote_name, lo.remote_scope) == (None, "local")

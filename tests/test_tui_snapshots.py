@@ -1,4 +1,5 @@
-"""SVG snapshots of the main screen, the filtered screen and the drill-down, 80x24 and 160x48.
+"""SVG snapshots of the main screen, the filtered screen, the drill-down, the host view and
+the host screen, 80x24 and 160x48.
 
 The app is fed fully scripted snapshots (fixed pids, names, numbers, clock and host),
 so the pictures are the same on every machine. Regenerate after a deliberate change with
@@ -45,3 +46,22 @@ def test_drill_down(snap_compare: Any, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=size, run_before=open_nginx_master)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_host_view(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size, press=["h"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_host_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def open_edge(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, NettopApp)
+        await pilot.press("h")
+        await pilot.pause()
+        assert app.main.table.select_key("203.0.113.7")
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_edge)

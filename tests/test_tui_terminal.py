@@ -23,7 +23,18 @@ import pytest
 
 from nettop_ui.tui.safe import safe_text
 from tests.netenv import Network, require, require_root
-from tests.tmuxterm import PROMPT, Terminal, children_of, gone, header_line, table_rows, tui
+from tests.tmuxterm import (
+    PROMPT,
+    Terminal,
+    children_of,
+    gone,
+    header_line,
+    host_cell,
+    host_row,
+    parse_rate,
+    table_rows,
+    tui,
+)
 from tests.tui_fixtures import spawn_named
 
 # (comm, argv[1:]): markup, CSI clear, OSC title, OSC 8 link, bidi override, tab, newline.
@@ -261,3 +272,43 @@ def test_stderr_to_a_file_still_draws_on_the_terminal(tmp_path: Path, command: s
         app.wait_exit(15)
         assert_restored_shell(term)
     assert "\x1b" not in log.read_text(errors="replace")
+
+
+# -- issue #13: the remote-host view in a real terminal ------------------------------------
+
+PACED_RATE, PACED_S = 2_000_000, 180  # bytes/s to the namespace's IPv4 address
+BURST = 20_000_000  # bytes to its IPv6 address, at once
+
+
+def test_host_view_shows_the_peers_with_their_rates_and_totals(net: Network) -> None:
+    """The real app on ebpf, `h`: a paced upload to the peer's IPv4 address shows on its
+    row at its rate, with the uploader in PROCS; after `m`, the IPv6 address's TOTAL is
+    the bytes a burst client moved to it (within 1%)."""
+    require_root()
+    paced = net.client("ntu-host-paced", "tcp", "v4", up=PACED_RATE * PACED_S, rate=PACED_RATE)
+    try:
+        with tui(160, 48, "--backend", "ebpf", "--interval", "1") as (term, app):
+            app.wait_table()
+            term.type("h")
+            v4, v6 = net.ns_v4, net.ns_v6
+
+            def paced_row(screen: str) -> bool:
+                rate = parse_rate(host_cell(screen, v4, "UP/s"))
+                return 0.5 * PACED_RATE <= rate <= 2 * PACED_RATE
+
+            screen = term.wait_for(paced_row, 30, f"{v4} at the paced client's rate")
+            assert "ntu-host-paced" in host_row(screen, v4)  # PROCS: the uploader
+            burst = net.client("ntu-host-burst", "tcp", "v6", up=BURST).wait_done()  # counted
+            term.type("m")
+            truth = burst.sent + burst.recv
+
+            def burst_total(screen: str) -> bool:
+                total = parse_rate(host_cell(screen, v6, "TOTAL"))
+                return abs(total - truth) <= 0.01 * truth
+
+            screen = term.wait_for(burst_total, 20, f"{v6} with the burst's {truth} bytes")
+            assert "ntu-host-burst" in host_row(screen, v6)
+            burst.finish()
+    finally:
+        paced.proc.kill()
+        paced.proc.wait(10)

@@ -201,14 +201,38 @@ def table_rows(screen: str) -> list[str]:
     return rows
 
 
-def column(screen: str, row: str, label: str) -> str:
-    """The right-aligned cell of `row` under the header `label` (sort arrow included)."""
-    head = header_line(screen)
+def column(screen: str, row: str, label: str, head: int | None = None) -> str:
+    """The right-aligned cell of `row` under the header `label` (sort arrow included);
+    `head`: the header's line (default: the process table's)."""
+    head = header_line(screen) if head is None else head
     assert head is not None
     header = screen.split("\n")[head]
     m = re.search(re.escape(label) + r"[▼▲]?", header)
     assert m, f"no {label} column in {header!r}"
     return row[: m.end()].split()[-1]
+
+
+def host_header_line(screen: str) -> int | None:
+    """Index of the remote-host table's header row (ADDRESS ... UP ...), or None."""
+    for i, line in enumerate(screen.split("\n")):
+        if re.match(r"\s*ADDRESS[▼▲]?\s", line) and " UP" in line:
+            return i
+    return None
+
+
+def host_row(screen: str, address: str) -> str:
+    """The host table's row of `address` (it starts with the address)."""
+    head = host_header_line(screen)
+    assert head is not None, "no host table"
+    lines = screen.split("\n")[head + 1 :]
+    row = next((line for line in lines if line.lstrip().startswith(address + " ")), None)
+    assert row is not None, f"no row for {address}"
+    return row
+
+
+def host_cell(screen: str, address: str, label: str) -> str:
+    """The right-aligned cell under `label` in the row of `address`."""
+    return column(screen, host_row(screen, address), label, host_header_line(screen))
 
 
 def pid_of(row: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from nettop_ui.core import (
     TrafficSample,
 )
 from nettop_ui.history import SeriesSet
+from nettop_ui.remotes import RemoteTable
 from nettop_ui.services import service_of
 from nettop_ui.system import InterfaceStats, SystemStats
 
@@ -191,19 +193,52 @@ def _state(p: Proc, n: int, with_history: bool) -> ProcessState:
     state.connection_count = p.conns
     if with_history:
         state.history = _history(p, n)
-    if p.pid == 901:
-        for i, (remote, up, down) in enumerate(
-            [
-                ("203.0.113.7:51234", 3 * MIB, 60 * KIB),
-                ("198.51.100.20:40110", 2 * MIB, 100 * KIB),
-                ("[2001:db8::5]:443", 0.5 * MIB, 20 * KIB),
-            ]
-        ):
-            key = ("tcp", f"10.0.0.2:{443 + i * 0}", remote)
-            state.connections[key] = ConnectionState(
-                "tcp", key[1], remote, int(up * n), int(down * n), up, down, T0 + n
+    for pid, proto, local, remote, up, down in CONNS:
+        if pid == p.pid:
+            state.connections[(proto, local, remote)] = ConnectionState(
+                proto, local, remote, int(up * n), int(down * n), up, down, T0 + n
             )
     return state
+
+
+# The scripted connections: (pid, protocol, local, remote, up B/s, down B/s). nginx's
+# workers (children of 900) do the talking; two processes share 203.0.113.7 and two
+# 198.51.100.20; postgres talks over loopback (a local host); the hostile name talks too.
+CONNS = [
+    (901, "tcp", "10.0.0.2:443", "203.0.113.7:51234", 3 * MIB, 60 * KIB),
+    (901, "tcp", "10.0.0.2:443", "198.51.100.20:40110", 2 * MIB, 100 * KIB),
+    (901, "tcp", "10.0.0.2:443", "[2001:db8::5]:443", 0.5 * MIB, 20 * KIB),
+    (902, "tcp", "10.0.0.2:443", "203.0.113.7:51300", 2 * MIB, 90 * KIB),
+    (612, "tcp", "10.0.0.2:22", "198.51.100.20:50022", 1.2 * KIB, 300),
+    (2002, "tcp", "10.0.0.2:40522", "192.0.2.80:443", 800 * KIB, 12 * MIB),
+    (2002, "tcp", "10.0.0.2:40524", "192.0.2.80:443", 10 * KIB, 2 * MIB),
+    (1300, "tcp", "127.0.0.1:5432", "127.0.0.1:41000", 40 * KIB, 900 * KIB),
+    (2200, "tcp", "10.0.0.2:39000", "192.0.2.99:8080", 3 * KIB, 1 * KIB),
+    (2300, "udp", "10.0.0.2:123", "192.0.2.123:123", 90, 90),
+]
+# What the resolver would have said (nothing fills names yet: issue 13's names part).
+NAMES = {
+    "203.0.113.7": "edge.example.test",
+    "198.51.100.20": "office.example.test",
+    "192.0.2.80": "objects.example.test",
+    "192.0.2.123": "ntp\x1b]0;pwned\x07[red]x[/red]\u202e.test",  # a PTR is untrusted too
+}
+
+
+def _remotes(table: RemoteTable, states: list[ProcessState], tick: int) -> list[Any]:
+    """One tick of the scripted connections through the real RemoteTable, names filled
+    in before the recount (which copies them onto the connections, as in the collector):
+    a copy of each host as of this tick."""
+    deltas = [
+        ConnectionTraffic(pid, proto, local, remote, int(up), int(down))
+        for pid, proto, local, remote, up, down in CONNS
+    ]
+    table.apply(deltas, 1.0, T0 + tick)
+    for host in table.hosts.values():
+        host.name = NAMES.get(host.address)
+        host.name_source = "resolver" if host.name else None
+    table.refresh((s.pid, s.name, list(s.connections.values())) for s in states)
+    return [copy.copy(h) for h in table.hosts.values()]
 
 
 def _system(i: int) -> SystemStats:
@@ -229,13 +264,16 @@ def _system(i: int) -> SystemStats:
 def scripted_snapshots(count: int = 40) -> list[Snapshot]:
     """`count` ticks of a fixed little machine; only the last carries process histories."""
     snaps = []
+    table = RemoteTable()
     for i in range(1, count + 1):
         last = i == count
+        states = [_state(p, i, last) for p in PROCS]
         snaps.append(
             Snapshot(
                 ts=T0 + i,
                 interval_s=1.0,
-                processes=[_state(p, i, last) for p in PROCS],
+                processes=states,
+                remotes=_remotes(table, states, i),
                 unattributed=Unattributed(2 * MIB, 5 * MIB, 3 * KIB, 9 * KIB),
                 system=_system(i),
                 gpu=None,

@@ -38,11 +38,12 @@ from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.heap import HeapPolicy
 from nettop_ui.tui.help_screen import HelpScreen, binding_rows
+from nettop_ui.tui.host_screen import HostScreen
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.kill_dialog import KillDialog
 from nettop_ui.tui.main_screen import MainScreen
-from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail
+from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail, OpenHost
 from nettop_ui.tui.model import ViewOptions
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, ScriptedSource
@@ -134,7 +135,6 @@ class NettopApp(App[int]):
         self.latest: Frame | None = None  # the newest frame received
         self.frames_received = 0
         self._selected: str | None = None
-        self._detail: DetailScreen | None = None
         self._worker: Worker[None] | None = None
         self._keymap_arg = keymap or {}
         self._handle_sigterm = handle_sigterm
@@ -278,8 +278,8 @@ class NettopApp(App[int]):
         self.state.system_history.add(frame.system, gpu)
         if self.screen is self.main:
             self.main.redraw()
-        elif self._detail is not None and self.screen is self._detail:
-            self._detail.show_frame(frame, self.state.opts.scale)
+        elif isinstance(self.screen, DetailScreen | HostScreen):
+            self.screen.show_frame(frame, self.state.opts.scale)
 
     def on_cursor_moved(self, message: CursorMoved) -> None:
         """The table cursor moved: have its full history ready for the drill-down."""
@@ -288,10 +288,13 @@ class NettopApp(App[int]):
         self._selected = message.key
         self._update_history_keys()
 
-    def _update_history_keys(self) -> None:
-        keys = {
-            k for k in (self._selected, self._detail.process_key if self._detail else None) if k
-        }
+    def _update_history_keys(self, closing: Screen[Any] | None = None) -> None:
+        """The row under the cursor and every open drill-down (`closing` aside) get their
+        full history."""
+        keys = {s.process_key for s in self.screen_stack if isinstance(s, DetailScreen)}
+        keys.discard(closing.process_key if isinstance(closing, DetailScreen) else "")
+        if self._selected:
+            keys.add(self._selected)
         self.source.set_history_keys(keys)
 
     # -- actions --------------------------------------------------------------------
@@ -319,18 +322,26 @@ class NettopApp(App[int]):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
         self.exit(0)
 
+    def _can_open(self) -> bool:
+        """Drill-downs open from the table, a drill-down or a host, not from a dialog; and
+        only once for the same screen (a second enter sent before the first was handled)."""
+        return self.screen is self.main or isinstance(self.screen, DetailScreen | HostScreen)
+
     def on_open_detail(self, message: OpenDetail) -> None:
-        if self.screen is not self.main:  # a second enter, sent before the first was handled
+        if not self._can_open() or (
+            isinstance(self.screen, DetailScreen) and self.screen.process_key == message.key
+        ):
             return
         screen = DetailScreen(message.key, self.state)
-        self._detail = screen
+        self.push_screen(screen, lambda _result: self._update_history_keys(closing=screen))
         self._update_history_keys()
 
-        def closed(_result: None) -> None:
-            self._detail = None
-            self._update_history_keys()
-
-        self.push_screen(screen, closed)
+    def on_open_host(self, message: OpenHost) -> None:
+        if not self._can_open() or (
+            isinstance(self.screen, HostScreen) and self.screen.address == message.address
+        ):
+            return
+        self.push_screen(HostScreen(message.address, self.state))
 
     def on_kill_requested(self, message: KillRequested) -> None:
         if not isinstance(self.screen, MainScreen | DetailScreen):  # a dialog is already up

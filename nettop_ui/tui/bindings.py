@@ -32,6 +32,9 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("t,f5", "tree", "Tree", id="tree"),
     Binding("U", "group_user", "By user", id="group_user"),
     Binding("S", "group_service", "By service", id="group_service"),
+    Binding("h", "remote_hosts", "Hosts", id="remote_hosts"),
+    Binding("L", "show_local", "Local hosts", show=False, id="show_local"),
+    Binding("n", "numeric", "Numeric", show=False, id="numeric"),
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
     Binding("m", "rates_totals", "Totals", id="rates_totals"),
     Binding("b", "bits", "Bits", id="bits"),
@@ -90,6 +93,13 @@ DETAIL_BINDINGS: list[BindingType] = [
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
 ]
 
+# The host screen (enter on a remote host): its connections and processes.
+HOST_BINDINGS: list[BindingType] = [
+    Binding("escape", "back", "Back", id="host_back"),
+    *_COMMON,
+    Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
+]
+
 # `nettop-ui replay` only (nettop_ui.tui.replay.ReplayApp): the timeline. Priority, so
 # the table does not take left/right/home/end; the app hands them on while typing.
 REPLAY_BINDINGS: list[BindingType] = [
@@ -111,6 +121,7 @@ BINDING_IDS: frozenset[str] = frozenset(
         HELP_SCREEN_BINDINGS,
         KILL_DIALOG_BINDINGS,
         DETAIL_BINDINGS,
+        HOST_BINDINGS,
         REPLAY_BINDINGS,
     )
     for b in group
@@ -119,7 +130,7 @@ BINDING_IDS: frozenset[str] = frozenset(
 
 # The long form of each binding, by id, for `?`.
 HELP: dict[str, str] = {
-    "open_process": "open the selected process (child tree, connections, charts)",
+    "open_process": "open the selected process (child tree, connections, charts) or host",
     "help": "this help",
     "quit": "quit (also ctrl+c)",
     "filter": (
@@ -135,6 +146,9 @@ HELP: dict[str, str] = {
     "tree": "process tree; each row's traffic includes its children's",
     "group_user": "group processes by user",
     "group_service": "group processes by service: systemd unit, container or pod",
+    "remote_hosts": "switch the table between processes and remote hosts (enter opens a host)",
+    "show_local": "host view: also loopback and this machine's own addresses (marked local)",
+    "numeric": "host view: addresses only, no names",
     "pause": "pause the display; sampling continues",
     "rates_totals": "switch between rates and cumulative totals since start",
     "bits": "switch between bytes and bits",
@@ -157,6 +171,7 @@ HELP: dict[str, str] = {
     "panel_disk": "show or hide the disk panel",
     "panel_gpu": "show or hide the GPU panel",
     "detail_back": "back to the table: same row, sort and filter",
+    "host_back": "back to the host table",
     "replay_back": "replay: one sample back",
     "replay_forward": "replay: one sample forward",
     "replay_first": "replay: jump to the first sample",

@@ -28,6 +28,9 @@ ROW_STYLES: dict[RowKind, str] = {
     "exited": "dim",
     "group": "bold",
     "unattributed": "italic",
+    "host": "",
+    "local": "dim",  # the host view's loopback and own addresses (`L`)
+    "folded": "italic",
 }
 
 
@@ -204,12 +207,20 @@ def program_text(program: Program, style: str) -> Text:
 
 
 def make_cell(
-    column: str, value: Any, kind: RowKind, scale: Scale, row: str = "", marked: bool = False
+    column: str,
+    value: Any,
+    kind: RowKind,
+    scale: Scale,
+    row: str = "",
+    marked: bool = False,
+    table: columns.ColumnSet | None = None,
 ) -> Cell:
-    """The cell for one raw value in `column` (`row`: the row key, which sorting reads;
-    `marked`: the row's byte figures carry a backend's note)."""
-    col = columns.TABLE.by_key[column]
-    if value is None and (kind == "unattributed" or (kind == "group" and col.combine is None)):
+    """The cell for one raw value in `column` of `table` (default: the process table;
+    `row`: the row key, which sorting reads; `marked`: the row's byte figures carry a
+    backend's note)."""
+    col = (table or columns.TABLE).by_key[column]
+    apart = kind in ("unattributed", "folded")  # rows that are no process or host
+    if value is None and (apart or (kind == "group" and col.combine is None)):
         return LineCell(None, "", row=row)  # not applicable rather than unknown
     style = ROW_STYLES[kind]
     if isinstance(value, Program):

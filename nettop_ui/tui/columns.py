@@ -41,7 +41,9 @@ class Program:
         return self.name.lower() < other.name.lower()
 
 
-Getter = Callable[[ProcessView, bool], Any]  # (process, totals mode) -> raw value
+Getter = Callable[
+    [Any, bool], Any
+]  # (the row's view: process or remote host, totals mode) -> value
 Unattributed = Callable[[UnattributedView, bool], Any]  # the same for the unattributed bytes
 Formatter = Callable[[Any, Scale, bool], str]  # (raw value, units, marked) -> cell text
 
@@ -84,6 +86,7 @@ class ColumnSet:
 
     def __init__(self, columns: Iterable[Column]) -> None:
         self.all = tuple(columns)
+        self.flex = next((c.key for c in self.all if not c.width), None)  # takes the spare width
         self.keys = tuple(c.key for c in self.all)
         self.by_key = {c.key: c for c in self.all}
         self.index = {c.key: i for i, c in enumerate(self.all)}

@@ -1,9 +1,13 @@
 """The drill-down (enter): one process, its child tree, its connections, its history.
 
 Everything updates live from each frame: tree labels in place (own and subtree
-rates), the connections table keyed by (protocol, local, remote), and two plotext
-charts (up/down traffic; CPU % and resident memory) over the recorded history.
-It reads the app's `ViewState` and asks for a signal with a `KillRequested` message.
+rates), the connections of the process and all its descendants grouped by remote host
+(a host row with the name and sums, then its connections with their PIDs: a parent
+whose children do the talking does not look idle), and two plotext charts (up/down
+traffic; CPU % and resident memory) over the recorded history. Enter on a child in the
+tree opens that child; enter on a host row opens the host. It reads the app's
+`ViewState` and asks for the rest with messages (`OpenDetail`, `OpenHost`,
+`KillRequested`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,14 +28,62 @@ from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
 from nettop_ui.format import Scale
+from nettop_ui.remotes import remote_address
 from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
-from nettop_ui.tui.cells import NOTE_MARK, Cell
+from nettop_ui.tui.cells import NOTE_MARK
+from nettop_ui.tui.conn_table import ConnColumn, ConnRow, ConnTable, figure, host_text, plain
 from nettop_ui.tui.frame import ConnView, Frame, HistoryView, ProcessView
-from nettop_ui.tui.messages import KillRequested
+from nettop_ui.tui.messages import KillRequested, OpenDetail, OpenHost
 from nettop_ui.tui.model import parent_index
 from nettop_ui.tui.safe import command_line, safe_text
 from nettop_ui.tui.state import ViewState
+
+HOST_ROW = "host:"  # key prefix of a host's heading row in the connections table
+
+CONN_COLUMNS = (
+    ConnColumn("remote", "REMOTE", 0),
+    ConnColumn("pid", "PID", 8),
+    ConnColumn("proto", "PROTO", 6, narrow=False),
+    ConnColumn("local", "LOCAL", 0, narrow=False),
+    ConnColumn("up", "UP/s", 10, "right"),
+    ConnColumn("down", "DOWN/s", 10, "right"),
+)
+
+
+def connection_rows(conns: list[tuple[int, ConnView]], scale: Scale) -> list[ConnRow]:
+    """(pid, connection) pairs grouped by remote host, busiest host first: a heading row
+    per host (name, address, how many connections, summed rates), then its connections."""
+    groups: dict[str, list[tuple[int, ConnView]]] = {}
+    for pid, c in conns:
+        groups.setdefault(remote_address(c.remote), []).append((pid, c))
+
+    def rate(pc: tuple[int, ConnView]) -> float:
+        return pc[1].sent_bps + pc[1].recv_bps
+
+    ordered = sorted(groups.items(), key=lambda g: (-sum(rate(pc) for pc in g[1]), g[0]))
+    rows: list[ConnRow] = []
+    for address, members in ordered:
+        first = members[0][1]
+        count = f"{len(members)} connection" + ("" if len(members) == 1 else "s")
+        heading = {
+            "remote": host_text(address, first.remote_name, first.remote_scope),
+            "local": plain(count, style="dim"),
+            "up": figure(sum(c.sent_bps for _, c in members), scale),
+            "down": figure(sum(c.recv_bps for _, c in members), scale),
+        }
+        rows.append(ConnRow(HOST_ROW + address, heading))
+        for pid, c in sorted(members, key=lambda pc: (-rate(pc), pc[0], pc[1].local)):
+            cells = {
+                "remote": plain("  " + (c.remote or "?")),
+                "pid": Text(str(pid)),
+                "proto": plain(c.protocol, 8),
+                "local": plain(c.local or "?"),
+                "up": figure(c.sent_bps, scale),
+                "down": figure(c.recv_bps, scale),
+            }
+            rows.append(ConnRow(f"{pid}|{c.protocol}|{c.local}|{c.remote}", cells))
+    return rows
 
 
 def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
@@ -77,8 +129,9 @@ class DetailScreen(Screen[None]):
         self.backend_name = state.source.backend_name
         self.process: ProcessView | None = None
         self._node_of: dict[str, TreeNode[str]] = {}
-        self._conn_rows: dict[str, tuple[Any, ...]] = {}
-        self._conn_width = 0
+        self._conns: list[tuple[int, ConnView]] = []  # the subtree's, with their pids
+        self._with_children = False
+        self._mounted = False  # frames that come before on_mount wait for it
         self._history: HistoryView | None = None
 
     def compose(self) -> ComposeResult:
@@ -93,13 +146,7 @@ class DetailScreen(Screen[None]):
             with Vertical(id="detail-conns-box") as box:
                 box.border_title = "connections"
                 if self.per_connection:
-                    table: DataTable[Cell] = DataTable(
-                        id="detail-conns",
-                        cursor_type="row",
-                        cell_padding=0,
-                        show_row_labels=False,
-                    )
-                    yield table
+                    yield ConnTable(CONN_COLUMNS, id="detail-conns")
                 else:
                     yield Static(
                         Text(
@@ -115,6 +162,7 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._mounted = True
         self.query_one("#detail-tree", Tree).focus()
         self.call_after_refresh(self.on_resize)
         if self.initial is not None:
@@ -124,6 +172,9 @@ class DetailScreen(Screen[None]):
     # -- updates --------------------------------------------------------------------
 
     def show_frame(self, frame: Frame, scale: Scale) -> None:
+        if not self._mounted:  # pushed, not composed yet: on_mount draws this one
+            self.initial, self.scale = frame, scale
+            return
         self.scale = scale
         procs = frame.by_key()
         p = procs.get(self.process_key)
@@ -139,7 +190,14 @@ class DetailScreen(Screen[None]):
         self._show_text(self.process, procs, tree_of)
         self._show_tree(self.process, procs, tree_of)
         if self.per_connection:
-            self._show_connections(self.process.connections)
+            self._conns = [
+                (q.pid, c)
+                for k in tree_of
+                if (q := procs.get(k) or (self.process if k == self.process_key else None))
+                for c in q.connections
+            ]
+            self._with_children = len(tree_of) > 1
+            self._show_connections()
         history = frame.histories.get(self.process_key)
         if history is not None:
             self._history = history
@@ -272,67 +330,21 @@ class DetailScreen(Screen[None]):
             node.allow_expand = bool(tree_of.get(child))
         tree.root.allow_expand = bool(tree_of.get(self.process_key))
 
-    def _layout_connections(self, table: DataTable[Cell]) -> None:
-        """Columns sized to the box; when narrow, only the remote end and the rates."""
-        width = table.size.width - 1
-        if width <= 0 or width == self._conn_width:
-            return
-        self._conn_width = width
-        table.clear(columns=True)
-        self._conn_rows.clear()
-        if width >= 60:
-            endpoint = (width - 6 - 20) // 2
-            columns = [
-                ("proto", "PROTO", 6),
-                ("local", "LOCAL", endpoint),
-                ("remote", "REMOTE", endpoint),
-            ]
-        else:
-            columns = [("remote", "REMOTE", max(width - 20, 8))]
-        for key, label, w in [*columns, ("up", "UP/s", 10), ("down", "DOWN/s", 10)]:
-            justify: Literal["left", "right"] = "right" if key in ("up", "down") else "left"
-            table.add_column(Text(label, justify=justify), width=w, key=key)
-
     def on_resize(self) -> None:
         if self.per_connection and self.process is not None:
-            self._show_connections(self.process.connections)
+            self._show_connections()
 
-    def _show_connections(self, conns: tuple[ConnView, ...]) -> None:
+    def _show_connections(self) -> None:
         box = self.query_one("#detail-conns-box")
-        box.border_title = f"connections ({len(conns)})" if conns else "connections (none seen)"
-        table = self.query_one("#detail-conns", DataTable)
-        self._layout_connections(table)
-        if not table.columns:
-            return
-        ordered = sorted(conns, key=lambda c: (-(c.sent_bps + c.recv_bps), c.remote, c.local))
-        scale = self.scale
-        rows = {f"{c.protocol}|{c.local}|{c.remote}": c for c in ordered}
-        with self.app.batch_update():
-            for key in [k for k in self._conn_rows if k not in rows]:
-                table.remove_row(key)
-                del self._conn_rows[key]
-            for key, c in rows.items():
-                values = (c.protocol, c.local, c.remote, c.sent_bps, c.recv_bps, scale)
-                old = self._conn_rows.get(key)
-                if old == values:
-                    continue
-                cells = {
-                    "proto": Cell(c.protocol, Text(safe_text(c.protocol, 8)), key),
-                    "local": Cell(c.local, _endpoint(c.local), key),
-                    "remote": Cell(c.remote, _endpoint(c.remote), key),
-                    "up": Cell(c.sent_bps, Text(scale.traffic(c.sent_bps), justify="right")),
-                    "down": Cell(c.recv_bps, Text(scale.traffic(c.recv_bps), justify="right")),
-                }
-                shown = [k.value for k in table.columns]
-                if old is None:
-                    table.add_row(*(cells[k] for k in shown if k is not None), key=key)
-                else:
-                    for col in shown:
-                        if col is not None:
-                            table.update_cell(key, col, cells[col], update_width=False)
-                self._conn_rows[key] = values
-            position = {k: i for i, k in enumerate(rows)}
-            table.sort("remote", key=lambda cell: position.get(cell.row, len(position)))
+        conns = self._conns
+        hosts = len({remote_address(c.remote) for _, c in conns})
+        whose = "with children: " if self._with_children else ""
+        box.border_title = (
+            f"connections ({whose}{len(conns)} to {hosts} host{'' if hosts == 1 else 's'})"
+            if conns
+            else "connections (none seen)"
+        )
+        self.query_one("#detail-conns", ConnTable).show(connection_rows(conns, self.scale))
 
     def _show_charts(self, now: float) -> None:
         h = self._history
@@ -375,13 +387,24 @@ class DetailScreen(Screen[None]):
     def action_back(self) -> None:
         self.dismiss(None)
 
+    def on_screen_resume(self) -> None:
+        """Back from a child's drill-down or a host: draw the frame on display now."""
+        if self._mounted and self.state.shown is not None and self.process is not None:
+            self.show_frame(self.state.shown, self.state.opts.scale)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
+        key = event.node.data
+        if key is not None and key != self.process_key:
+            self.post_message(OpenDetail(key))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if key is not None and key.startswith(HOST_ROW):
+            self.post_message(OpenHost(key.removeprefix(HOST_ROW)))
+
     def action_kill(self) -> None:
         if self.process is not None:
             self.post_message(KillRequested(self.process))
-
-
-def _endpoint(address: str) -> Text:
-    return Text(safe_text(address or "?", 80), no_wrap=True, overflow="ellipsis")
 
 
 def _as_exited(p: ProcessView) -> ProcessView:

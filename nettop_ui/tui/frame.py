@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from nettop_ui.collector import Collector, ProcessKey, ProcessState, Snapshot
+from nettop_ui.collector import Collector, ConnectionState, ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.gpu import GpuStats
 from nettop_ui.history import SeriesSet
@@ -231,9 +231,31 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.cgroup == s.cgroup
         and v.name == s.name
         and v.cmdline == tuple(s.cmdline)
-        and not v.connections
-        and not s.connections
+        and _same_connections(v.connections, s.connections)
     )
+
+
+def _same_connections(
+    views: tuple[ConnView, ...], conns: Mapping[tuple[str, str, str], ConnectionState]
+) -> bool:
+    """Whether `views` still say what `conns` would (an idle connection: same totals, no
+    rate): with thousands of open connections most processes change nothing a tick."""
+    if len(views) != len(conns):
+        return False
+    for v, c in zip(views, conns.values(), strict=True):
+        if (
+            v.sent_bytes != c.sent_bytes
+            or v.recv_bytes != c.recv_bytes
+            or v.sent_bps != c.sent_bps
+            or v.recv_bps != c.recv_bps
+            or v.remote != c.remote
+            or v.local != c.local
+            or v.protocol != c.protocol
+            or v.remote_name != c.remote_name
+            or v.remote_scope != c.remote_scope
+        ):
+            return False
+    return True
 
 
 def view_of(
@@ -300,10 +322,12 @@ def build_frame(
     watch: Collection[str] = (),
     traffic_known: bool = True,
     previous: Mapping[ProcessKey, ProcessView] | None = None,
+    previous_remotes: Mapping[str, RemoteView] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
-    `previous`: the last frame's views by identity, handed on where nothing changed.
+    `previous`, `previous_remotes`: the last frame's views of processes by identity and
+    of remote hosts by address, handed on where nothing changed.
     """
     interval = snap.interval_s if snap.interval_s > 0 else 1.0
     points = max(1, math.ceil(SPARK_SECONDS / interval))
@@ -328,20 +352,24 @@ def build_frame(
         )
     remotes = None
     if snap.remotes is not None:
+        old_hosts = previous_remotes or {}
         remotes = tuple(
-            RemoteView(
-                h.address,
-                h.scope,
-                h.name,
-                h.name_source,
-                h.sent_bytes,
-                h.recv_bytes,
-                h.sent_bps if traffic_known else None,
-                h.recv_bps if traffic_known else None,
-                h.connection_count,
-                h.protocols,
-                h.ports,
-                tuple(sorted(h.pids.items())),
+            _same_host(
+                old_hosts.get(h.address),
+                RemoteView(
+                    h.address,
+                    h.scope,
+                    h.name,
+                    h.name_source,
+                    h.sent_bytes,
+                    h.recv_bytes,
+                    h.sent_bps if traffic_known else None,
+                    h.recv_bps if traffic_known else None,
+                    h.connection_count,
+                    h.protocols,
+                    h.ports,
+                    tuple(sorted(h.pids.items())),
+                ),
             )
             for h in snap.remotes
         )
@@ -363,6 +391,12 @@ def build_frame(
     )
 
 
+def _same_host(old: RemoteView | None, new: RemoteView) -> RemoteView:
+    """`old` when it says the same as `new` (an idle host): the host view then skips its
+    row by identity, as the process table does an unchanged process's."""
+    return old if old is not None and old == new else new
+
+
 class FrameCollector(Collector):
     """A Collector that also freezes each snapshot into a `Frame`, in the calling thread.
 
@@ -377,6 +411,7 @@ class FrameCollector(Collector):
         self.watch: frozenset[str] = frozenset()
         self.frame: Frame | None = None
         self._views: dict[ProcessKey, ProcessView] = {}  # the last frame's, by identity
+        self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
         self.traffic_known = True
         self._lock = threading.Lock()
 
@@ -399,7 +434,8 @@ class FrameCollector(Collector):
 
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
-        frame = build_frame(snap, self.watch, self.traffic_known, self._views)
+        frame = build_frame(snap, self.watch, self.traffic_known, self._views, self._hosts)
         self._views = {(v.pid, v.create_time): v for v in frame.processes}
+        self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame

@@ -106,8 +106,11 @@ class StatusHeader(Widget):
             out.append(Text(f"up {elapsed_text(self.elapsed_s)}"))
         out.append(Text(safe_text(self.host, 40), style="bold"))
         out.append(Text(f"every {self.interval_s:g}s", style="dim"))
+        if opts.view == "hosts":
+            hosts = "remote hosts" + (", local too" if opts.show_local else "")
+            out.append(Text(hosts + (", numeric" if opts.numeric else ""), style="magenta"))
         modes = {"tree": "tree (children rolled in)", "user": "by user", "service": "by service"}
-        if opts.mode in modes:
+        if opts.mode in modes and opts.view == "processes":
             out.append(Text(modes[opts.mode], style="magenta"))
         if opts.only_active:
             out.append(Text("active only", style="magenta"))

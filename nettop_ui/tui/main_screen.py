@@ -1,5 +1,8 @@
 """The main screen: header, system panels, the process table, the filter bar, the footer.
 
+`h` swaps the process table for the remote-host table (`hosts.py`; the same widget with
+the host columns, keyed by address); each keeps its own rows and cursor.
+
 It draws the `ViewState` the app hands it. Key actions replace the view options
 (`set_options`, which redraws from the frame on display; never waiting for sampling);
 what needs the app (the drill-down, a signal, the cursor's history) goes up as a message.
@@ -25,9 +28,21 @@ from nettop_ui.tui.bindings import MAIN_BINDINGS
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.header import StatusHeader
-from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail
+from nettop_ui.tui.hosts import (
+    HOST_TABLE,
+    HostRowCache,
+    build_host_rows,
+    host_sort,
+    hosts_unknown,
+)
+from nettop_ui.tui.messages import (
+    CursorMoved,
+    DisplayReady,
+    KillRequested,
+    OpenDetail,
+    OpenHost,
+)
 from nettop_ui.tui.model import (
-    COLUMN_BY_KEY,
     GROUPINGS,
     Matcher,
     RowCache,
@@ -54,9 +69,10 @@ class MainScreen(Screen[None]):
     def __init__(self, state: ViewState) -> None:
         super().__init__(id="main")
         self.state = state
-        self._layout_for: tuple[int, int, bool] | None = None
+        self._layout_for: tuple[int, int, bool, bool] | None = None
         self.rows: list[RowData] = []
         self._row_cache = RowCache()
+        self._host_cache = HostRowCache()
         self._return_to: str | None = None  # row to select when this screen resumes
 
     def compose(self) -> ComposeResult:
@@ -73,6 +89,8 @@ class MainScreen(Screen[None]):
             for panel_id, cls in zip(PANEL_IDS, PANEL_CLASSES, strict=True):
                 yield cls(state.system_history, id=f"panel-{panel_id}")
         yield ProcessTable(id="processes")
+        yield ProcessTable(HOST_TABLE, id="hosts", classes="-hidden")
+        yield Static(id="hosts-none", classes="-hidden")
         yield FilterBar(id="filter")
         yield Footer(compact=True)
 
@@ -80,28 +98,37 @@ class MainScreen(Screen[None]):
         return action not in self.state.disabled_actions
 
     def on_mount(self) -> None:
-        self.query_one(ProcessTable).focus()
+        self.table.focus()
         self.post_message(DisplayReady())
 
     # -- drawing --------------------------------------------------------------------
 
     @property
+    def hosts_view(self) -> bool:
+        return self.state.opts.view == "hosts"
+
+    @property
     def table(self) -> ProcessTable:
-        return self.query_one(ProcessTable)
+        """The table on display: processes, or remote hosts."""
+        return self.query_one("#hosts" if self.hosts_view else "#processes", ProcessTable)
 
     def _ensure_layout(self) -> bool:
         width, height = self.size
         frame = self.state.shown
         has_gpu = bool(frame and frame.gpu and frame.gpu.devices)
-        wanted = (width, height, has_gpu)
+        numeric = self.state.opts.numeric
+        wanted = (width, height, has_gpu, numeric)
         if wanted == self._layout_for or width == 0:
             return False
         self._layout_for = wanted
         self.set_class(width >= WIDE_MIN[0] and height >= WIDE_MIN[1], "-wide")
         # Without per-process bytes, open connections are the network figure to keep.
         keep = () if self.state.source.per_process else ("conns",)
-        changed = self.table.layout_columns(width - 1, has_gpu, keep)  # 1: the scrollbar
-        return changed
+        procs = self.query_one("#processes", ProcessTable)
+        changed = procs.layout_columns(width - 1, has_gpu, keep)  # 1: the scrollbar
+        hosts = self.query_one("#hosts", ProcessTable)
+        omit = ("name",) if numeric else ()
+        return hosts.layout_columns(width - 1, False, omit=omit) or changed
 
     def on_resize(self, _event: Resize) -> None:
         if self._ensure_layout():
@@ -145,12 +172,21 @@ class MainScreen(Screen[None]):
         if frame is None:
             return
         self._ensure_layout()
-        self.rows = build_rows(frame, opts, self._row_cache)
-        self.table.show(self.rows, opts)
+        self._show_view()
         bar = self.query_one(FilterBar)
-        shown = sum(1 for r in self.rows if r.process is not None)
+        if self.hosts_view:
+            self.rows = build_host_rows(frame, opts, self._host_cache)
+            sort, descending = host_sort(opts)
+            self.table.show(self.rows, replace(opts, sort=sort, descending=descending))
+            shown = sum(1 for r in self.rows if r.host is not None)
+            total = sum(1 for h in frame.remotes or () if opts.show_local or h.scope != "local")
+        else:
+            self.rows = build_rows(frame, opts, self._row_cache)
+            self.table.show(self.rows, opts)
+            shown = sum(1 for r in self.rows if r.process is not None)
+            total = len(frame.processes)
         matcher = Matcher(opts.filter_text)
-        bar.set_status(matcher.error, shown, len(frame.processes), self._unmatchable(matcher))
+        bar.set_status(matcher.error, shown, total, self._unmatchable(matcher))
         if not bar.editing:
             bar.show_idle(opts.filter_text)
         self._show_state(self.query_one(StatusHeader))
@@ -161,6 +197,21 @@ class MainScreen(Screen[None]):
         if f is None or not f.needs_connections or source.per_connection:
             return None
         return connections_missing(f, source.backend_name, _with_connections())
+
+    def _show_view(self) -> None:
+        """The table of the view on display; in the host view without per-connection
+        data, the line that says so instead."""
+        frame = self.state.shown
+        hosts = self.hosts_view
+        unknown = hosts and frame is not None and frame.remotes is None
+        self.query_one("#processes").set_class(hosts, "-hidden")
+        self.query_one("#hosts").set_class(not hosts or unknown, "-hidden")
+        note = self.query_one("#hosts-none", Static)
+        note.set_class(not unknown, "-hidden")
+        if unknown:
+            source = self.state.source
+            line = hosts_unknown(source.backend_name) if not source.per_connection else None
+            note.update(Text(line or "no connection seen yet", style="bold"))
 
     def _show_state(self, header: StatusHeader) -> None:
         state = self.state
@@ -198,7 +249,12 @@ class MainScreen(Screen[None]):
         row = self.table.selected_row
         if row is None or row.key != event.key:
             return
-        if row.kind == "group":
+        if row.host is not None:
+            self._return_to = row.key
+            self.post_message(OpenHost(row.host.address))
+        elif row.kind == "folded":
+            self.notify("hosts idle longest, folded into one total", timeout=3)
+        elif row.kind == "group":
             self._toggle_group(row.key)
         elif row.kind == "unattributed":
             self.notify("bytes the backend could not tie to any process", timeout=3)
@@ -212,14 +268,16 @@ class MainScreen(Screen[None]):
             self.on_process_table_open_requested(ProcessTable.OpenRequested(event.row_key.value))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table:
+        if event.data_table is self.table and not self.hosts_view:
             self.post_message(CursorMoved(event.row_key.value))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
-        if key is None or not COLUMN_BY_KEY[key].sortable:
+        if event.data_table is not self.table or key is None:
             return
-        if self.state.opts.sort == key:
+        if not self.table.column_set.by_key[key].sortable:
+            return
+        if self._sort_now()[0] == key:
             self.action_invert_sort()
         else:
             self.action_sort(key)
@@ -236,15 +294,26 @@ class MainScreen(Screen[None]):
 
     # -- actions --------------------------------------------------------------------
 
+    def _sort_now(self) -> tuple[str, bool]:
+        """The column and direction the table on display is sorted on."""
+        opts = self.state.opts
+        return host_sort(opts) if self.hosts_view else (opts.sort, opts.descending)
+
     def action_sort(self, column: str) -> None:
-        self.set_options(sort=column, descending=COLUMN_BY_KEY[column].descending)
+        col = self.table.column_set.by_key.get(column)
+        if col is None:
+            self.notify(f"the host view has no {column} column", timeout=3)
+            return
+        self.set_options(sort=column, descending=col.descending)
 
     def action_invert_sort(self) -> None:
-        self.set_options(descending=not self.state.opts.descending)
+        sort, descending = self._sort_now()
+        self.set_options(sort=sort, descending=not descending)
 
     def action_move_sort(self, step: int) -> None:
-        sort = self.state.opts.sort
-        keys = [k for k in self.table.column_keys if COLUMN_BY_KEY[k].sortable]
+        sort = self._sort_now()[0]
+        by_key = self.table.column_set.by_key
+        keys = [k for k in self.table.column_keys if by_key[k].sortable]
         index = keys.index(sort) if sort in keys else 0
         self.action_sort(keys[(index + step) % len(keys)])
 
@@ -323,6 +392,16 @@ class MainScreen(Screen[None]):
                 timeout=4,
             )
         self.set_options(only_active=only_active)
+
+    def action_remote_hosts(self) -> None:
+        self.set_options(view="processes" if self.hosts_view else "hosts")
+        self.table.focus()
+
+    def action_show_local(self) -> None:
+        self.set_options(show_local=not self.state.opts.show_local)
+
+    def action_numeric(self) -> None:
+        self.set_options(numeric=not self.state.opts.numeric)
 
     def action_rates_totals(self) -> None:
         self.set_options(totals=not self.state.opts.totals)

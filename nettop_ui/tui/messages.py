@@ -21,6 +21,13 @@ class OpenDetail(Message):
 
 
 @dataclass
+class OpenHost(Message):
+    """Open the host screen for the remote address `address` ("": no remote address)."""
+
+    address: str
+
+
+@dataclass
 class KillRequested(Message):
     """The user asked to signal `process` (the app checks it and asks which signal)."""
 

@@ -16,14 +16,15 @@ from nettop_ui.filter_expr import parse as parse_filter
 from nettop_ui.format import Scale, Units
 from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui import columns
-from nettop_ui.tui.columns import Column, args_of
+from nettop_ui.tui.columns import Column, ColumnSet, args_of
 from nettop_ui.tui.columns import Program as Program
-from nettop_ui.tui.frame import Frame, ProcessView
+from nettop_ui.tui.frame import Frame, ProcessView, RemoteView
 
 ViewMode = Literal["flat", "tree", "user", "service"]
 GROUPINGS = ("user", "service")  # the modes that group processes under one row each
 UNKNOWN_SERVICE = "(unknown)"  # the group of processes whose cgroup could not be read
-RowKind = Literal["proc", "exited", "group", "unattributed"]
+View = Literal["processes", "hosts"]  # what the main table lists
+RowKind = Literal["proc", "exited", "group", "unattributed", "host", "local", "folded"]
 UNATTRIBUTED_KEY = "unattributed"
 
 
@@ -34,26 +35,37 @@ PROGRAM_MIN_WIDTH = 18
 PROGRAM_MAX_WIDTH = 64
 
 
-def visible_columns(width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> tuple[list[str], int]:
-    """The columns that fit in `width` cells, and PROGRAM's width: what is left, at most
-    PROGRAM_MAX_WIDTH.
+def visible_columns(
+    width: int,
+    has_gpu: bool,
+    keep: tuple[str, ...] = (),
+    table: ColumnSet | None = None,
+    omit: tuple[str, ...] = (),
+) -> tuple[list[str], int]:
+    """The columns of `table` (default: the process table) that fit in `width` cells, and
+    the flexible column's width (PROGRAM's, or the host table's NAME): what is left, at
+    most PROGRAM_MAX_WIDTH.
 
-    Columns are dropped lowest priority first (those in `keep` never) until PROGRAM gets
-    its minimum width; the kept ones stay in their usual order.
+    Columns are dropped lowest priority first (those in `keep` never) until the flexible
+    one gets its minimum width; the kept ones stay in their usual order. `omit`: columns
+    the view leaves out whatever the width.
     """
-    candidates = [c for c in columns.TABLE.all if not c.needs_gpu or has_gpu]
+    table = table or columns.TABLE
+    candidates = [c for c in table.all if (not c.needs_gpu or has_gpu) and c.key not in omit]
+    flex = table.flex if table.flex not in omit else None
+    least = PROGRAM_MIN_WIDTH if flex is not None else 0
     kept = list(candidates)
 
     def priority(c: Column) -> int:
         return 1 if c.key in keep else c.priority
 
-    for col in sorted((c for c in candidates if c.key != "program"), key=lambda c: -priority(c)):
-        fixed = sum(c.width for c in kept if c.key != "program")
-        if width - fixed >= PROGRAM_MIN_WIDTH or priority(col) <= 1:
+    for col in sorted((c for c in candidates if c.key != flex), key=lambda c: -priority(c)):
+        fixed = sum(c.width for c in kept if c.key != flex)
+        if width - fixed >= least or priority(col) <= 1:
             break
         kept.remove(col)
-    fixed = sum(c.width for c in kept if c.key != "program")
-    program = min(max(width - fixed, PROGRAM_MIN_WIDTH // 2), PROGRAM_MAX_WIDTH)
+    fixed = sum(c.width for c in kept if c.key != flex)
+    program = min(max(width - fixed, PROGRAM_MIN_WIDTH // 2), PROGRAM_MAX_WIDTH) if flex else 0
     return [c.key for c in kept], program
 
 
@@ -73,6 +85,9 @@ class ViewOptions:
     units: Units = "iec"  # binary (KiB) or decimal (kB, Mbit/s) prefixes
     collapsed: frozenset[str] = frozenset()  # tree rows whose children are hidden
     expanded_groups: frozenset[str] = frozenset()  # user or service groups opened
+    view: View = "processes"  # `h`: the processes, or the remote hosts (hosts.py)
+    show_local: bool = False  # host view: loopback and this machine's own addresses too
+    numeric: bool = False  # host view: addresses only, no names
 
     @property
     def scale(self) -> Scale:
@@ -82,16 +97,19 @@ class ViewOptions:
 
 @dataclass(frozen=True, slots=True)
 class RowData:
-    """One table row: its key, what it is, and its raw values in `columns.TABLE` order."""
+    """One table row: its key, what it is, and its raw values in `columns.TABLE` order
+    (a host row's: in `table`'s, the host table's)."""
 
     key: str
     kind: RowKind
     values: tuple[Any, ...]
     process: ProcessView | None = None
     children: int = 0  # tree/group: how many rows it holds (rolled into its figures)
+    host: RemoteView | None = None
+    table: ColumnSet | None = None  # None: the process table
 
     def value(self, column: str) -> Any:
-        return self.values[columns.TABLE.index[column]]
+        return self.values[(self.table or columns.TABLE).index[column]]
 
 
 # -- filtering ------------------------------------------------------------------------
@@ -169,16 +187,24 @@ def _unattributed_row(frame: Frame, opts: ViewOptions) -> RowData | None:
 # -- sorting --------------------------------------------------------------------------
 
 
-def sort_rows(rows: list[RowData], column: str, descending: bool) -> list[RowData]:
-    """Sort on `column`; unknown values last either way; ties by total bytes, then PID."""
-    table = columns.TABLE
-    idx, pid, total = table.index[column], table.index["pid"], table.index["total"]
+def sort_rows(
+    rows: list[RowData], column: str, descending: bool, table: ColumnSet | None = None
+) -> list[RowData]:
+    """Sort on `column`; unknown values last either way; ties by total bytes, then by the
+    first column (PID; a host's address)."""
+    table = table or columns.TABLE
+    idx, pid, total = table.index[column], 0, table.index["total"]
     sort_key = table.all[idx].sort_key
     known = [r for r in rows if r.values[idx] is not None]
     unknown = [r for r in rows if r.values[idx] is None]
-    known.sort(key=lambda r: (r.values[pid] is None, r.values[pid] or 0))
+
+    def first(r: RowData) -> tuple[bool, Any]:
+        v = r.values[pid]
+        return (v is None, v if v is not None else 0)
+
+    known.sort(key=first)
     known.sort(key=lambda r: r.values[total] or 0, reverse=True)
-    unknown.sort(key=lambda r: (r.values[pid] is None, r.values[pid] or 0))
+    unknown.sort(key=first)
     known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
     return known + unknown
 

@@ -38,7 +38,7 @@ from nettop_ui.format import Scale
 from nettop_ui.tui import columns
 from nettop_ui.tui.bindings import TABLE_BINDINGS
 from nettop_ui.tui.cells import Cell, make_cell
-from nettop_ui.tui.columns import Column
+from nettop_ui.tui.columns import Column, ColumnSet
 from nettop_ui.tui.model import RowData, RowKind, ViewOptions, visible_columns
 
 REBUILD_ABOVE = 200  # removing more rows than this at once: clear and re-add (remove is O(n))
@@ -76,7 +76,8 @@ def _marked(row: RowData) -> bool:
 
 
 class ProcessTable(DataTable[Cell]):
-    """One row per process (or user group, or the unattributed bytes)."""
+    """One row per process (or user group, or the unattributed bytes); with the host
+    table's columns (`hosts.HOST_TABLE`), one row per remote host."""
 
     BINDINGS: ClassVar[list[BindingType]] = TABLE_BINDINGS
 
@@ -87,7 +88,8 @@ class ProcessTable(DataTable[Cell]):
             super().__init__()
             self.key = key
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, table: ColumnSet | None = None, **kwargs: Any) -> None:
+        self._table = table  # None: the process table, `columns.TABLE` (tests swap it)
         # Before DataTable's __init__, which already clears the render caches.
         self._lines: LRUCache[tuple[Any, ...], tuple[Cell, SegmentLines]] = LRUCache(CELL_CACHE)
         super().__init__(
@@ -125,9 +127,15 @@ class ProcessTable(DataTable[Cell]):
     def column_keys(self) -> list[str]:
         return list(self._columns)
 
-    def layout_columns(self, width: int, has_gpu: bool, keep: tuple[str, ...] = ()) -> bool:
+    @property
+    def column_set(self) -> ColumnSet:
+        return self._table or columns.TABLE
+
+    def layout_columns(
+        self, width: int, has_gpu: bool, keep: tuple[str, ...] = (), omit: tuple[str, ...] = ()
+    ) -> bool:
         """Choose the columns for `width`; True when they changed (the table was rebuilt)."""
-        keys, program_width = visible_columns(width, has_gpu, keep)
+        keys, program_width = visible_columns(width, has_gpu, keep, self._table, omit)
         if keys == self._columns and program_width == self._program_width:
             return False
         self._columns, self._program_width = keys, program_width
@@ -136,7 +144,7 @@ class ProcessTable(DataTable[Cell]):
         self._order = []
         self._labels.clear()
         for key in keys:
-            col = columns.TABLE.by_key[key]
+            col = self.column_set.by_key[key]
             label = _padded(col, col.label)
             self.add_column(
                 Text(label, justify=col.justify), width=col.width or program_width, key=key
@@ -145,7 +153,7 @@ class ProcessTable(DataTable[Cell]):
 
     def _set_labels(self, opts: ViewOptions) -> None:
         for key in self._columns:
-            col = columns.TABLE.by_key[key]
+            col = self.column_set.by_key[key]
             label = col.heading(opts.totals)
             if key == opts.sort:
                 label += "▼" if opts.descending else "▲"
@@ -197,9 +205,9 @@ class ProcessTable(DataTable[Cell]):
         return True
 
     def _cells(self, row: RowData, scale: Scale) -> list[Cell]:
-        marked, index = _marked(row), columns.TABLE.index
+        marked, index, table = _marked(row), self.column_set.index, self._table
         return [
-            make_cell(c, row.values[index[c]], row.kind, scale, row.key, marked)
+            make_cell(c, row.values[index[c]], row.kind, scale, row.key, marked, table)
             for c in self._columns
         ]
 
@@ -255,13 +263,13 @@ class ProcessTable(DataTable[Cell]):
             return False  # the very same row as last time
         changed = False
         data = self._data[RowKey(row.key)]
-        index = columns.TABLE.index
+        index = self.column_set.index
         for n, col in enumerate(self._columns):
             i = index[col]
             value = row.values[i]
             if not redo and value == old[i]:
                 continue
-            cell = make_cell(col, value, row.kind, scale, row.key, _marked(row))
+            cell = make_cell(col, value, row.kind, scale, row.key, _marked(row), self._table)
             shown = drawn.cells[n]
             if not redo and cell.looks_like(shown):
                 shown.value = value  # keep the drawn cell, and its rendered lines
@@ -454,7 +462,7 @@ class ProcessTable(DataTable[Cell]):
 
     # -- actions --------------------------------------------------------------------
 
-    def action_open_process(self) -> None:
+    def action_open_process(self) -> None:  # a host, in the host view
         key = self.selected_key
         if key is not None:
             self.post_message(self.OpenRequested(key))
