@@ -26,7 +26,7 @@ from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
 from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
-from nettop_ui.resolve import Resolver
+from nettop_ui.resolve import Resolver, start_resolver
 from nettop_ui.schema import LIVE_ONLY
 from nettop_ui.system import SystemSampler, SystemStats, inet_connection_counts
 
@@ -213,7 +213,7 @@ class Collector:
         self.remotes: RemoteTable | None = None
         self._per_connection = False  # the latest sample had a per-connection view
         self.resolve = resolve  # look up the remote hosts' names (`--no-resolve`: not)
-        self._resolver: Resolver | None = None  # started with the first host to name
+        self._resolver: Resolver | None = None  # started with the first connection seen
 
     # -- process facts -------------------------------------------------------------
 
@@ -422,6 +422,8 @@ class Collector:
             self._apply_connections(sample.connections, dt, now)
             if self.remotes is None:
                 self.remotes = RemoteTable()
+                if self.resolve and self._resolver is None:  # DNS answers from now on
+                    self._resolver = start_resolver()
             self.remotes.apply(sample.connections, dt, now)
         if self.unattributed is not None:
             us, ur = sample.unattributed_sent or 0, sample.unattributed_recv or 0
@@ -460,7 +462,7 @@ class Collector:
             return
         if self.resolve:
             if self._resolver is None:
-                self._resolver = Resolver()
+                self._resolver = start_resolver()
             lookup = self._resolver.lookup
             for named in remotes.hosts.values():
                 named.name, named.name_source = lookup(named.address)

@@ -28,6 +28,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from nettop_ui.dnssnoop import SOURCE as DNS_SOURCE
+from nettop_ui.dnssnoop import DnsAnswers
+
 SOURCE = "resolver"  # RemoteHostState.name_source of a name found here
 WORKERS = 4
 MAX_PENDING = 256
@@ -66,7 +69,9 @@ class Resolver:
         ttl_s: float = TTL_S,
         negative_ttl_s: float = NEGATIVE_TTL_S,
         reverse: Callable[[str], str | None] = reverse_lookup,
+        answers: DnsAnswers | None = None,
     ) -> None:
+        self.answers = answers  # the names processes asked for, where they can be read
         self.workers = workers
         self.max_pending = max_pending
         self.max_entries = max_entries
@@ -81,9 +86,16 @@ class Resolver:
         self._closed = False
 
     def lookup(self, address: str) -> tuple[str | None, str | None]:
-        """(name, SOURCE) when a name is known, else (None, None); never waits."""
+        """(name, source) when a name is known, else (None, None); never waits.
+
+        A name a process asked for (`answers`, source "dns") wins over the reverse
+        lookup's (SOURCE), which for a CDN or cloud address names the provider."""
         if not can_look_up(address):
             return None, None
+        if self.answers is not None:
+            asked = self.answers.name_of(address)
+            if asked is not None:
+                return asked, DNS_SOURCE
         now = time.monotonic()
         with self._lock:
             entry = self._cache.get(address)
@@ -135,6 +147,8 @@ class Resolver:
     def close(self) -> None:
         """Stop looking up: queued lookups are dropped, idle workers end, one stuck in the
         resolver ends when it returns (a daemon thread, so the exit never waits for it)."""
+        if self.answers is not None:
+            self.answers.close()
         with self._lock:
             if self._closed:
                 return
@@ -147,3 +161,10 @@ class Resolver:
             self._pending.clear()
             for _ in self._threads:
                 self._queue.put(None)
+
+
+def start_resolver() -> Resolver:
+    """A Resolver that also reads the DNS answers processes get, where allowed (root or
+    CAP_NET_RAW on Linux); elsewhere reverse lookups alone."""
+    answers = DnsAnswers()
+    return Resolver(answers=answers if answers.start() else None)

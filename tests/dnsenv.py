@@ -145,9 +145,12 @@ def _resolving(net: Network, server: list[str], options: str) -> Iterator[Resolv
 
 
 @contextlib.contextmanager
-def dns_server(net: Network, names: dict[str, str]) -> Iterator[Resolving]:
-    """dnsmasq in `net`'s namespace answering PTR queries for `names` ({address: name});
-    yields once it answers the first of them."""
+def dns_server(
+    net: Network, names: dict[str, str], forward: dict[str, str] | None = None
+) -> Iterator[Resolving]:
+    """dnsmasq in `net`'s namespace answering PTR queries for `names` ({address: name})
+    and A/AAAA queries for `forward` ({name: address}, no PTR record made for those);
+    yields once it answers the first PTR query."""
     require_root()
     require(os.access(DNSMASQ, os.X_OK), "needs dnsmasq (apt install dnsmasq-base)")
     assert names, "at least one name: the server is ready once it answers it"
@@ -155,7 +158,7 @@ def dns_server(net: Network, names: dict[str, str]) -> Iterator[Resolving]:
     records = [
         f"--ptr-record={ipaddress.ip_address(a).reverse_pointer},{name}"
         for a, name in names.items()
-    ]
+    ] + [f"--address=/{name}/{a}" for name, a in (forward or {}).items()]
     with tempfile.TemporaryDirectory(prefix="ntu-dnsmasq-") as tmp:
         server = [
             DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", f"--pid-file={tmp}/pid",

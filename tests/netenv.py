@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,8 +170,14 @@ class Network:
         hold: float = 0.0,
         linger: bool = True,
         as_nobody: bool = False,
+        to: str | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> Client:
+        """A traffic generator talking to `target`'s server; `to`: the name (or address)
+        it connects to instead of the target's address; `wrap`: how to run it (e.g. with a
+        test DNS server as its resolver, tests/dnsenv.py)."""
         addr, fam = self.address(target)
+        addr = to or addr
         port = self.ports[f"{proto}{fam}"]
         cmd = [sys.executable, GEN, proto, "--name", name, "--to", addr, "--port", str(port)]
         if proto == "tcp":
@@ -184,6 +190,8 @@ class Network:
             cmd.append("--linger")
         if as_nobody:  # needs root and setpriv (util-linux)
             cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        if wrap is not None:
+            cmd = wrap(cmd)
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

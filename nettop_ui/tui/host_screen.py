@@ -56,6 +56,12 @@ PROC_COLUMNS = (
     ConnColumn("recv", "RECV", 10, "right", narrow=False),
 )
 
+# What a host's name is, by RemoteHostState.name_source.
+NAME_SOURCES = {
+    "dns": "name: asked for by a process (a DNS answer seen on this machine)",
+    "resolver": "name: reverse lookup (PTR record or /etc/hosts)",
+}
+
 
 def host_connections(frame: Frame, address: str) -> list[tuple[ProcessView, ConnView]]:
     """Every process's connections to `address`, busiest first."""
@@ -177,7 +183,7 @@ class HostScreen(Screen[None]):
         else:
             title.append_text(host_text(h.address, h.name, h.scope, numeric))
             if h.name and not numeric and h.name_source:
-                title.append(f"  name from {h.name_source}", style="dim")
+                title.append(f"  {NAME_SOURCES.get(h.name_source, h.name_source)}", style="dim")
         if not listed:
             title.append("  no longer listed (folded or gone)", style="bold red")
         self.query_one("#host-title", Static).update(title)

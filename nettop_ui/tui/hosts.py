@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nettop_ui.format import Scale
+from nettop_ui.resolve import SOURCE as RESOLVER
 from nettop_ui.tui.columns import Column, ColumnSet, _count, _traffic
 from nettop_ui.tui.frame import Frame, ProcessView, RemoteView
 from nettop_ui.tui.model import Matcher, RowData, RowKind, ViewOptions, sort_rows
@@ -35,6 +36,7 @@ class HostName:
 
     text: str
     local: bool = False
+    reverse: bool = False  # a reverse lookup's name (PTR, /etc/hosts), not one a process asked for
 
     def __lt__(self, other: HostName) -> bool:
         return self.text.lower() < other.text.lower()
@@ -73,7 +75,8 @@ def compact_ports(ports: tuple[int, ...], limit: int = PORTS_TEXT) -> str:
 def _name_text(v: Any, scale: Scale, marked: bool) -> str:
     if v is None:
         return ""
-    return safe_text(v.text, 120) + ("  (local)" if v.local else "")  # names are untrusted
+    suffix = (" (ptr)" if v.reverse else "") + ("  (local)" if v.local else "")
+    return safe_text(v.text, 120) + suffix  # names are untrusted
 
 
 def _procs_text(v: Any, scale: Scale, marked: bool) -> str:
@@ -141,7 +144,7 @@ def host_label(h: RemoteView, numeric: bool) -> HostName:
         return HostName("(no remote address)", local)
     if numeric or h.name is None:
         return HostName(h.address, local)
-    return HostName(h.name, local)
+    return HostName(h.name, local, reverse=h.name_source == RESOLVER)
 
 
 def host_values(h: RemoteView, opts: ViewOptions) -> tuple[Any, ...]:
