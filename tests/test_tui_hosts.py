@@ -267,7 +267,7 @@ async def test_hostile_process_names_in_procs_render_literally() -> None:
         assert "\x1b" not in screen and "\u202e" not in screen
         assert "[red]x[/red]" in line_of(app, HOSTILE_PEER)
         ntp = cell(app, "192.0.2.123", "name").text.plain  # a hostile host name, too
-        assert ntp == "ntp\\e]0;pwned\\x07[red]x[/red]\\u202e.test"
+        assert ntp == "ntp\\e]0;pwned\\x07[red]x[/red]\\u202e.test (ptr)"  # a reverse lookup's
         assert ntp in line_of(app, "192.0.2.123")
 
 
