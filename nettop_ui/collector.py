@@ -34,6 +34,9 @@ ProcessKey = tuple[int, float | None]  # (pid, create_time); create_time None wh
 HISTORY_SERIES = ("sent_bps", "recv_bps", "cpu_percent", "rss_bytes")
 history_row = operator.attrgetter(*HISTORY_SERIES)  # a ProcessState's values, in that order
 LINUX = sys.platform.startswith("linux")
+SWEEP_CONNECTIONS_S = 5.0  # how often connections idle past connection_keep_s are dropped
+RECOUNT_S = 5.0  # the hosts' open connections are recounted at least this often
+RENAME_S = 30.0  # every host's name is asked for again at least this often
 FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
@@ -151,6 +154,9 @@ class Snapshot:
     # Per remote address (remotes.py); None when the backend has no per-connection view.
     remotes: list[RemoteHostState] | None = None
     remotes_folded: FoldedHosts | None = None
+    # Whether the hosts' open connections, protocols, ports and processes were recounted
+    # this tick (else they are as in the last snapshot).
+    remotes_recounted: bool = True
 
 
 def clean_surrogates(text: str) -> str:
@@ -211,6 +217,14 @@ class Collector:
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
+        self._moving: list[ConnectionState] = []  # the connections that moved last tick
+        self._swept_at = 0.0  # when idle connections were last dropped
+        # Bumped whenever a connection is opened or dropped: the hosts' open counts are
+        # recounted only then (or after a name arrives, or every RECOUNT_S).
+        self._connections_changed = 0
+        self._recounted: tuple[int, int] = (-1, -1)  # (connections changed, names version)
+        self._recounted_at = 0.0
+        self._named_at = 0.0
         self._per_connection = False  # the latest sample had a per-connection view
         self.resolve = resolve  # look up the remote hosts' names (`--no-resolve`: not)
         self._resolver: Resolver | None = None  # started with the first connection seen
@@ -432,26 +446,36 @@ class Collector:
             self.unattributed.sent_bps, self.unattributed.recv_bps = us / dt, ur / dt
 
     def _apply_connections(self, conns: list[ConnectionTraffic], dt: float, now: float) -> None:
-        touched: set[int] = set()
+        """Add one interval's bytes per connection. Only the connections that moved last
+        time are set back to rest, and the idle ones are swept out only every
+        SWEEP_CONNECTIONS_S: with 10,000 open connections (bench/tui --view hosts) a walk
+        over all of them every tick is most of a tick's cost."""
+        moving: list[ConnectionState] = []
         for c in conns:
             state = self._state_for_traffic(c.pid, None, now)
             ckey = (c.protocol, c.local, c.remote)
             conn = state.connections.get(ckey)
             if conn is None:
                 conn = state.connections[ckey] = ConnectionState(c.protocol, c.local, c.remote)
+                self._connections_changed += 1
             conn.sent_bytes += c.sent_bytes
             conn.recv_bytes += c.recv_bytes
             conn.sent_bps, conn.recv_bps = c.sent_bytes / dt, c.recv_bytes / dt
             conn.last_seen = now
-            touched.add(id(conn))
-        for state in self.processes.values():
-            if not state.connections:
-                continue
-            for ckey, conn in list(state.connections.items()):
-                if id(conn) not in touched:
-                    conn.sent_bps = conn.recv_bps = 0.0
+            moving.append(conn)
+        for conn in self._moving:
+            if conn.last_seen != now:
+                conn.sent_bps = conn.recv_bps = 0.0
+        self._moving = moving
+        if now - self._swept_at >= SWEEP_CONNECTIONS_S:
+            self._swept_at = now
+            for state in self.processes.values():
+                if not state.connections:
+                    continue
+                for ckey, conn in list(state.connections.items()):
                     if now - conn.last_seen > self.connection_keep_s:
                         del state.connections[ckey]
+                        self._connections_changed += 1
 
     def _refresh_remotes(self) -> None:
         """Recount the open connections per host, name the hosts (from the resolver's
@@ -460,14 +484,24 @@ class Collector:
         remotes = self.remotes
         if remotes is None:
             return
+        names, now = 0, time.monotonic()
         if self.resolve:
             if self._resolver is None:
                 self._resolver = start_resolver()
-            lookup = self._resolver.lookup
-            for named in remotes.hosts.values():
-                named.name, named.name_source = lookup(named.address)
-        talking = [p for p in self.processes.values() if p.connections]
-        remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
+            names = self._resolver.version
+            # Asking again also renews the names whose time in the cache is up.
+            if names != self._recounted[1] or remotes.added or now - self._named_at >= RENAME_S:
+                lookup = self._resolver.lookup
+                for named in remotes.hosts.values():
+                    named.name, named.name_source = lookup(named.address)
+                self._named_at = now
+        recount = (self._connections_changed, names)
+        remotes.recounted = False
+        if recount != self._recounted or remotes.added or now - self._recounted_at >= RECOUNT_S:
+            talking = [p for p in self.processes.values() if p.connections]
+            remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
+            self._recounted, self._recounted_at = recount, now
+        remotes.added = False
 
     # -- the tick --------------------------------------------------------------------
 
@@ -525,7 +559,9 @@ class Collector:
             if state.exited_at is None or now - state.exited_at <= self.exited_keep_s:
                 exited.append(state)
             elif state.had_traffic:  # keep the totals for the whole run, drop the rest
-                state.connections.clear()
+                if state.connections:
+                    state.connections.clear()
+                    self._connections_changed += 1
                 state.history = None
                 exited.append(state)
             else:
@@ -543,7 +579,8 @@ class Collector:
             self._drop(state.key)
 
     def _drop(self, key: ProcessKey) -> None:
-        del self.processes[key]
+        if self.processes.pop(key).connections:
+            self._connections_changed += 1
         if self._gone_by_pid.get(key[0]) == key:
             del self._gone_by_pid[key[0]]
 
@@ -574,4 +611,5 @@ class Collector:
             folded=self.folded if self.folded.processes else None,
             remotes=list(remotes.hosts.values()) if remotes is not None else None,
             remotes_folded=remotes.folded if remotes is not None else None,
+            remotes_recounted=remotes.recounted if remotes is not None else True,
         )

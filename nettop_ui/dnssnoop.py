@@ -157,6 +157,7 @@ class DnsAnswers:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self.unavailable: str | None = None  # why no answers are read, once known
+        self.version = 0  # bumped by every answer learned
 
     def start(self) -> bool:
         """Open the packet socket and start reading; False (and `unavailable`) if denied."""
@@ -193,6 +194,8 @@ class DnsAnswers:
                 self._names.move_to_end(address)
             while len(self._names) > self.max_entries:
                 self._names.popitem(last=False)
+            if answers:
+                self.version += 1
 
     def name_of(self, address: str, now: float | None = None) -> str | None:
         """The name last asked for that answered with `address`, while it is kept."""

@@ -166,6 +166,8 @@ class RemoteTable:
         self.max_hosts = max_hosts
         self.hosts: dict[str, RemoteHostState] = {}
         self.folded = FoldedHosts()
+        self.added = False  # a host was added since the owner last cleared this
+        self.recounted = False  # the last tick recounted what is open (refresh ran)
         self._own: frozenset[str] = frozenset()
         self._own_at = float("-inf")
 
@@ -193,6 +195,7 @@ class RemoteTable:
                 scope = self.scope_of(address, mono) if address else "remote"
                 host = RemoteHostState(address, scope, first_seen=now)
                 self.hosts[address] = host
+                self.added = True
             host.sent_bytes += sent
             host.recv_bytes += recv
             host.sent_bps, host.recv_bps = sent / dt, recv / dt
@@ -208,6 +211,7 @@ class RemoteTable:
         accumulator per host.
         """
         hosts = self.hosts
+        self.recounted = True
         found: dict[str, _Open] = {}
         for pid, name, conns in open_by_pid:
             for c in conns:

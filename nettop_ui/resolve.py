@@ -20,6 +20,7 @@ never answers cannot hold up the exit, and `close` lets them go without waiting.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import queue
 import socket
@@ -49,6 +50,7 @@ def reverse_lookup(address: str) -> str | None:
     return name if name and len(name) <= MAX_NAME else None
 
 
+@functools.lru_cache(maxsize=8192)
 def can_look_up(address: str) -> bool:
     """An IP address with a host behind it: not "" (no remote endpoint), not 0.0.0.0/::."""
     try:
@@ -84,6 +86,7 @@ class Resolver:
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._version = 0  # bumped when an answer changes a name
 
     def lookup(self, address: str) -> tuple[str | None, str | None]:
         """(name, source) when a name is known, else (None, None); never waits.
@@ -129,10 +132,20 @@ class Resolver:
                 self._pending.discard(address)
                 if self._closed:
                     continue
+                if self._cache.get(address, (None,))[0] != name:
+                    self._version += 1
                 self._cache[address] = (name, until)
                 self._cache.move_to_end(address)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever a lookup would answer differently than before for some address
+        (a name arrived, changed, or a process asked DNS for one), so a caller can skip
+        asking again for every host while nothing changed."""
+        answers = self.answers.version if self.answers is not None else 0
+        return self._version + answers
 
     def pending(self) -> int:
         """Lookups queued or under way."""

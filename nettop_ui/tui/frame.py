@@ -19,6 +19,7 @@ from nettop_ui.collector import Collector, ConnectionState, ProcessKey, ProcessS
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.gpu import GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.remotes import RemoteHostState
 from nettop_ui.system import SystemStats
 
 SPARK_SECONDS = 60.0
@@ -353,25 +354,9 @@ def build_frame(
     remotes = None
     if snap.remotes is not None:
         old_hosts = previous_remotes or {}
+        recounted = snap.remotes_recounted
         remotes = tuple(
-            _same_host(
-                old_hosts.get(h.address),
-                RemoteView(
-                    h.address,
-                    h.scope,
-                    h.name,
-                    h.name_source,
-                    h.sent_bytes,
-                    h.recv_bytes,
-                    h.sent_bps if traffic_known else None,
-                    h.recv_bps if traffic_known else None,
-                    h.connection_count,
-                    h.protocols,
-                    h.ports,
-                    tuple(sorted(h.pids.items())),
-                ),
-            )
-            for h in snap.remotes
+            _same_host(old_hosts.get(h.address), h, traffic_known, recounted) for h in snap.remotes
         )
     rf = snap.remotes_folded
     return Frame(
@@ -391,10 +376,48 @@ def build_frame(
     )
 
 
-def _same_host(old: RemoteView | None, new: RemoteView) -> RemoteView:
-    """`old` when it says the same as `new` (an idle host): the host view then skips its
-    row by identity, as the process table does an unchanged process's."""
-    return old if old is not None and old == new else new
+def _same_host(
+    old: RemoteView | None, h: RemoteHostState, traffic_known: bool, recounted: bool
+) -> RemoteView:
+    """`old` when it still says what `h` does (an idle host: the host view then skips its
+    row by identity, as the process table does an unchanged process's), else a new view.
+    What is open (connections, protocols, ports, processes) changes only in a tick that
+    `recounted`; the rest is compared field by field."""
+    sent_bps, recv_bps = (h.sent_bps, h.recv_bps) if traffic_known else (None, None)
+    if (
+        old is not None
+        and old.sent_bytes == h.sent_bytes
+        and old.recv_bytes == h.recv_bytes
+        and old.sent_bps == sent_bps
+        and old.recv_bps == recv_bps
+        and old.name == h.name
+        and old.name_source == h.name_source
+        and old.scope == h.scope
+        and (
+            not recounted
+            or (
+                old.connection_count == h.connection_count
+                and old.protocols == h.protocols
+                and old.ports == h.ports
+                and old.pids == tuple(sorted(h.pids.items()))
+            )
+        )
+    ):
+        return old
+    return RemoteView(
+        h.address,
+        h.scope,
+        h.name,
+        h.name_source,
+        h.sent_bytes,
+        h.recv_bytes,
+        sent_bps,
+        recv_bps,
+        h.connection_count,
+        h.protocols,
+        h.ports,
+        tuple(sorted(h.pids.items())),
+    )
 
 
 class FrameCollector(Collector):
