@@ -135,3 +135,24 @@ def test_refresh_copies_each_hosts_name_and_scope_onto_its_connections() -> None
     table.refresh([(1, "curl", [out, lo])])
     assert (out.remote_name, out.remote_scope) == ("seven.example", "remote")
     assert (lo.remote_name, lo.remote_scope) == (None, "local")
+
+
+def test_a_connection_opened_or_dropped_is_counted_on_the_next_tick() -> None:
+    """Hosts are recounted only when something opened or closed: at once, not seconds late."""
+    collector = Collector(
+        system=False, gpu=False, count_connections=False, resolve=False, connection_keep_s=0.0
+    )
+    try:
+        one = ConnectionTraffic(1, "tcp", "10.0.0.1:5000", "192.0.2.7:443", 10, 0)
+        two = ConnectionTraffic(1, "tcp", "10.0.0.1:5001", "192.0.2.7:443", 10, 0)
+        snap = collector.ingest(TrafficSample(time.time(), 0.5, [], [one]))
+        assert snap.remotes is not None and snap.remotes[0].connection_count == 1
+        snap = collector.ingest(TrafficSample(time.time(), 0.5, [], [two]))
+        assert snap.remotes is not None and snap.remotes[0].connection_count == 2
+        assert snap.remotes[0].sent_bps == 20  # the first one is back at rest
+        collector._swept_at = 0.0  # as if SWEEP_CONNECTIONS_S had passed
+        snap = collector.ingest(TrafficSample(time.time(), 0.5, [], []))
+        assert snap.remotes is not None and snap.remotes[0].connection_count == 0
+        assert (snap.remotes[0].sent_bytes, snap.remotes[0].sent_bps) == (20, 0)
+    finally:
+        collector.close()
