@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from nettop_ui.tui.safe import safe_text
+from tests.dnsenv import dns_server
 from tests.netenv import Network, require, require_root
 from tests.tmuxterm import (
     PROMPT,
@@ -312,3 +313,50 @@ def test_host_view_shows_the_peers_with_their_rates_and_totals(net: Network) -> 
     finally:
         paced.proc.kill()
         paced.proc.wait(10)
+
+
+def test_host_view_names_the_peers_from_a_real_dns_server(net: Network) -> None:
+    """nettop-ui in tmux, its resolver a real dnsmasq (tests/dnsenv.py): `h` names the
+    peer dnsmasq has a PTR record for (marked `(ptr)`), the peer a process looked up by
+    name gets that name, and `n` shows numbers only."""
+    require_root()
+    peer, other = net.ns_v4, net.ns_v6
+    names, forward = {other: "beta.nettop.test"}, {"www.shop.test": peer}
+    args = ("--backend", "ebpf", "--interval", "1")
+
+    def row(screen: str, address: str) -> str:
+        try:
+            return host_row(screen, address)
+        except AssertionError:  # not listed yet
+            return ""
+
+    with (
+        dns_server(net, names, forward=forward) as dns,
+        tui(160, 48, *args, wrap=dns.wrap) as (term, app),
+    ):
+        app.wait_table()
+        term.type("h")
+        clients = [
+            net.client("ntu-tmux-asked", "tcp", "v4", up=2_000_000, hold=30.0,
+                       to="www.shop.test", wrap=dns.wrap),
+            net.client("ntu-tmux-ptr", "tcp", "v6", up=2_000_000, hold=30.0),
+        ]  # fmt: skip
+        try:
+            term.wait_for(
+                lambda s: (
+                    "www.shop.test" in row(s, peer) and "beta.nettop.test (ptr)" in row(s, other)
+                ),
+                30,
+                "both peers named",
+            )
+            term.type("n")
+            screen = term.wait_for(
+                lambda s: row(s, peer) != "" and "www.shop.test" not in row(s, peer),
+                10,
+                "numbers only",
+            )
+            assert "beta.nettop.test" not in row(screen, other)
+        finally:
+            for c in clients:
+                c.proc.kill()
+                c.proc.wait(10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -25,6 +26,8 @@ NETTOP_UI = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nett
 PROMPT = "NTU-SHELL> "
 ESC_GAP_S = 0.5
 _UNIT = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+Wrap = Callable[[list[str]], list[str]]  # a command line -> how to run it
 
 
 def parse_rate(text: str) -> float:
@@ -120,9 +123,11 @@ class Terminal:
 class App:
     """`nettop-ui ARGS` started from the terminal's shell, with its process found."""
 
-    def __init__(self, term: Terminal, *args: str) -> None:
+    def __init__(self, term: Terminal, *args: str, wrap: Wrap | None = None) -> None:
+        """`wrap`: how to run it (tests/dnsenv.py: with a test DNS server as resolver)."""
         self.term = term
-        term.type(" ".join([NETTOP_UI, *args]))
+        cmd = [NETTOP_UI, *args]
+        term.type(shlex.join(wrap(cmd)) if wrap is not None else " ".join(cmd))
         term.keys("Enter")
         self.proc = self._find(15)
 
@@ -163,12 +168,15 @@ class App:
 
 
 @contextlib.contextmanager
-def tui(width: int, height: int, *args: str) -> Iterator[tuple[Terminal, App]]:
-    """A `width`x`height` terminal running `nettop-ui ARGS`; on the way out the app and
-    what it started are killed and the terminal closed, whatever happened."""
+def tui(
+    width: int, height: int, *args: str, wrap: Wrap | None = None
+) -> Iterator[tuple[Terminal, App]]:
+    """A `width`x`height` terminal running `nettop-ui ARGS` (through `wrap`, if given); on
+    the way out the app and what it started are killed and the terminal closed, whatever
+    happened."""
     term = Terminal(width, height)
     try:
-        app = App(term, *args)
+        app = App(term, *args, wrap=wrap)
         try:
             yield term, app
         finally:
