@@ -8,7 +8,8 @@ It builds the test network (tests/netenv.py: a network namespace with servers), 
 named clients that move paced traffic, drives the app with Textual's Pilot at a fixed
 terminal size (the frames come from `MonitorSource` over the ebpf backend, exactly as
 `nettop-ui` builds them) and saves SVGs of the main screen (160x48), the filtered
-screen, the drill-down and a narrow main screen (80x24). Each SVG is then rendered to
+screen, the drill-down, the remote-host view (`h`, local hosts shown with `L`) and a
+narrow main screen (80x24). Each SVG is then rendered to
 a PNG with headless chromium (`apt-get install chromium`).
 """
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make `tests` and `nettop_ui` i
 
 from nettop_ui import registry  # noqa: E402
 from nettop_ui.tui import MonitorSource, NettopApp  # noqa: E402
+from tests.dnsenv import isolate_session  # noqa: E402
 from tests.netenv import Client, Network, network_env  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
@@ -100,6 +102,7 @@ def to_png(svg: Path) -> Path:
 
 
 def main() -> int:
+    isolate_session()  # names from /etc/hosts only: no query reaches the machine's DNS
     with network_env() as net:
         clients = start_traffic(net)
         try:
@@ -110,6 +113,7 @@ def main() -> int:
                         "main": [],
                         "filtered": ["slash", *FILTER, "escape"],
                         "detail": ["enter"],
+                        "hosts": ["escape", "delete", "h", "L"],
                     },
                 )
             )
