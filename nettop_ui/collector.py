@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -88,6 +89,11 @@ class ProcessState:
     write_bytes: int | None = None
     read_bps: float | None = None
     write_bps: float | None = None
+    # Bytes read(2)/write(2) moved (rchar/wchar), page cache hits included; see docs/disk.md.
+    syscall_read_bytes: int | None = None
+    syscall_write_bytes: int | None = None
+    page_faults_cached: int | None = None  # minor faults: no disk read needed
+    page_faults_disk: int | None = None  # major faults: waited for the disk
     threads: int | None = None
     connection_count: int | None = None
     gpu_memory_bytes: int | None = None  # None: no GPU, or not using one
@@ -157,6 +163,26 @@ class Snapshot:
     # Whether the hosts' open connections, protocols, ports and processes were recounted
     # this tick (else they are as in the last snapshot).
     remotes_recounted: bool = True
+
+
+def _psutil_io(io: Any) -> procfs.IoFacts:
+    """psutil's io_counters as IoFacts; the syscall bytes are unknown (None) where psutil
+    has no read_chars/write_chars (macOS, the BSDs)."""
+    return procfs.IoFacts(
+        io.read_bytes,
+        io.write_bytes,
+        getattr(io, "read_chars", None),
+        getattr(io, "write_chars", None),
+    )
+
+
+def _psutil_faults(mem: Any) -> tuple[int | None, int | None]:
+    """(minor, major) page faults from psutil's memory_info: macOS gives every fault
+    (`pfaults`) and those that paged in from disk (`pageins`); elsewhere unknown."""
+    faults, pageins = getattr(mem, "pfaults", None), getattr(mem, "pageins", None)
+    if faults is None or pageins is None:
+        return None, None
+    return max(faults - pageins, 0), pageins
 
 
 def clean_surrogates(text: str) -> str:
@@ -335,6 +361,7 @@ class Collector:
             state.cpu_ticks = st.cpu_ticks
             state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
             state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
+            state.page_faults_cached, state.page_faults_disk = st.minor_faults, st.major_faults
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
@@ -353,6 +380,8 @@ class Collector:
         state.cpu_percent = state.read_bps = state.write_bps = None
         state.cpu_ticks = state.sched = state.mem_probe = None
         state.read_bytes = state.write_bytes = None
+        state.syscall_read_bytes = state.syscall_write_bytes = None
+        state.page_faults_cached = state.page_faults_disk = None
 
     @staticmethod
     def _slept(state: ProcessState, dt: float) -> None:
@@ -384,19 +413,23 @@ class Collector:
             mem = info["memory_info"]
             state.rss_bytes, state.vms_bytes = (mem.rss, mem.vms) if mem else (None, None)
             io = info["io_counters"]
-            self._update_io(state, (io.read_bytes, io.write_bytes) if io else None, dt)
+            self._update_io(state, _psutil_io(io) if io else None, dt)
+            state.page_faults_cached, state.page_faults_disk = _psutil_faults(mem)
             seen[proc.pid] = key
         return seen
 
     @staticmethod
-    def _update_io(state: ProcessState, io: tuple[int, int] | None, dt: float) -> None:
+    def _update_io(state: ProcessState, io: procfs.IoFacts | None, dt: float) -> None:
         if io is None:
             state.read_bytes = state.write_bytes = state.read_bps = state.write_bps = None
+            state.syscall_read_bytes = state.syscall_write_bytes = None
             return
         if state.read_bytes is not None and state.write_bytes is not None and dt > 0:
-            state.read_bps = max(io[0] - state.read_bytes, 0) / dt
-            state.write_bps = max(io[1] - state.write_bytes, 0) / dt
-        state.read_bytes, state.write_bytes = io
+            state.read_bps = max(io.read_bytes - state.read_bytes, 0) / dt
+            state.write_bps = max(io.write_bytes - state.write_bytes, 0) / dt
+        state.read_bytes, state.write_bytes = io.read_bytes, io.write_bytes
+        state.syscall_read_bytes = io.syscall_read_bytes
+        state.syscall_write_bytes = io.syscall_write_bytes
 
     # -- traffic ---------------------------------------------------------------------
 

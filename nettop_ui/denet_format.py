@@ -5,8 +5,11 @@ recordings) writes a `metadata` line, a `child` line when a process joins the tr
 and one `tree` line per sample: `parent` (the top process's metrics), `children`
 (`pid`, `command`, `metrics`) and `aggregated` (the tree, with `process_count`).
 Metrics use denet's names and units (`cpu_usage` in percent of one core,
-`mem_rss_kb`, `disk_read_bytes`, `sys_net_rx_bytes`, ...). Figures nettop-ui does not
-measure (syscall bytes, page faults, PSI) are left out, not zeroed. Per-process
+`mem_rss_kb`, `disk_read_bytes`, `sys_net_rx_bytes`, ...); denet's three disk signals
+sit under its names: `disk_read_bytes`/`disk_write_bytes` (block layer),
+`syscall_read_bytes`/`syscall_write_bytes` (rchar/wchar) and `page_faults_cached`/
+`page_faults_disk` (minor/major). Figures nettop-ui does not measure (PSI), and those
+unknown at a sample, are left out, not zeroed. Per-process
 network bytes go where denet puts its own eBPF ones (`ebpf.network`: `rx_bytes`,
 `tx_bytes`, and `per_pid` in `aggregated`) and, named for what they are, under
 `nettop` (`sent_bytes`, `recv_bytes`, `backend`, `layer`). The run ends with an
@@ -143,6 +146,10 @@ def _usage(ts: float, p: Record, sample: Record) -> Record:
         "mem_vms_kb": _kb(p["vms_bytes"]) or 0,
         "disk_read_bytes": p["read_bytes"],
         "disk_write_bytes": p["write_bytes"],
+        "syscall_read_bytes": p.get("syscall_read_bytes"),
+        "syscall_write_bytes": p.get("syscall_write_bytes"),
+        "page_faults_cached": p.get("page_faults_cached"),
+        "page_faults_disk": p.get("page_faults_disk"),
         "sys_net_rx_bytes": sample["interfaces_recv_bytes"],
         "sys_net_tx_bytes": sample["interfaces_sent_bytes"],
         "thread_count": p["threads"] or 0,

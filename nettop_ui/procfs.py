@@ -3,7 +3,7 @@
 psutil reads six or more files per process; with thousands of processes at one tick
 a second that is most of a core. Here each tick reads only /proc/PID/stat (comm, ppid,
 CPU time, threads, start time), /proc/PID/statm (memory) and /proc/PID/io (disk
-bytes), with raw os.read calls, through `ProcFiles`, which keeps those files open
+and syscall bytes), with raw os.read calls, through `ProcFiles`, which keeps those files open
 between ticks. What rarely changes (cmdline, owner) is read when a process is first
 seen and again when its comm changes (an exec); its cgroup (nettop_ui.services) then
 too, and once every ten scans in turns.
@@ -53,13 +53,18 @@ class StatFacts:
     start_ticks: int
     vms_bytes: int
     rss_bytes: int  # approximate since Linux 6.2 (see parse_statm)
-    faults: int = 0  # minor + major page faults
+    minor_faults: int = 0  # minflt: page faults served without the disk (page cache, zeroed)
+    major_faults: int = 0  # majflt: page faults that waited for the disk
     user_ticks: int = 0  # utime: CPU time in user mode since the process started
     system_ticks: int = 0  # stime: in the kernel on its behalf
 
     @property
     def cpu_ticks(self) -> int:
         return self.user_ticks + self.system_ticks
+
+    @property
+    def faults(self) -> int:
+        return self.minor_faults + self.major_faults
 
 
 def _read(path: str, size: int = 4096) -> bytes:
@@ -90,7 +95,8 @@ def parse_stat(raw: bytes) -> StatFacts | None:
             start_ticks=int(fields[19]),
             vms_bytes=int(fields[20]),
             rss_bytes=int(fields[21]) * PAGE_SIZE,
-            faults=int(fields[7]) + int(fields[9]),
+            minor_faults=int(fields[7]),
+            major_faults=int(fields[9]),
             user_ticks=int(fields[11]),
             system_ticks=int(fields[12]),
         )
@@ -98,21 +104,35 @@ def parse_stat(raw: bytes) -> StatFacts | None:
         return None
 
 
-def parse_io(raw: bytes) -> tuple[int, int] | None:
-    """(read_bytes, write_bytes) from /proc/PID/io: bytes that reached the disk layer."""
-    read = write = None
+@dataclass(frozen=True, slots=True)
+class IoFacts:
+    """The counters of /proc/PID/io nettop-ui uses, in bytes since the process started."""
+
+    read_bytes: int  # reached the block layer (a read served from the page cache: not)
+    write_bytes: int  # sent towards the block layer (dirtied pages, written back later)
+    # rchar: every byte read(2) and friends returned, cached or not; None: unknown (psutil
+    # off Linux)
+    syscall_read_bytes: int | None
+    syscall_write_bytes: int | None  # wchar: every byte write(2) and friends were given
+
+
+_IO_KEYS = {b"read_bytes": 0, b"write_bytes": 1, b"rchar": 2, b"wchar": 3}
+
+
+def parse_io(raw: bytes) -> IoFacts | None:
+    """The block-layer and syscall bytes of /proc/PID/io; None if any is missing."""
+    found: list[int | None] = [None] * len(_IO_KEYS)
     for line in raw.splitlines():
         key, _, value = line.partition(b":")
-        try:
-            if key == b"read_bytes":
-                read = int(value)
-            elif key == b"write_bytes":
-                write = int(value)
-        except ValueError:
-            return None
-    if read is None or write is None:
+        at = _IO_KEYS.get(key)
+        if at is not None:
+            try:
+                found[at] = int(value)
+            except ValueError:
+                return None
+    if any(v is None for v in found):
         return None
-    return read, write
+    return IoFacts(*found)  # type: ignore[arg-type]
 
 
 def parse_statm(raw: bytes) -> tuple[int, int] | None:
@@ -263,7 +283,7 @@ class ProcFiles:
         raw = self.read(pid, "statm")
         return None if raw is None else parse_statm(raw)
 
-    def io(self, pid: int) -> tuple[int, int] | None:
+    def io(self, pid: int) -> IoFacts | None:
         raw = self.read(pid, "io")
         return None if raw is None else parse_io(raw)
 

@@ -32,6 +32,9 @@ class TreeSum(enum.Enum):
 
     LIVE = "live"  # over the live members; unknown when one of them is unknown
     DISK = "disk"  # over the members not reaped by another member, since the first sample
+    # over every member, exited ones too, since the first sample: counts the kernel does
+    # not add to the reaping parent's (page faults: those go to its cminflt/cmajflt)
+    COUNT = "count"
     ALL = "all"  # over every member, exited ones too; unknown when one is unknown
     USED = "used"  # over the live members that report it (NVML lists only GPU users)
 
@@ -78,6 +81,11 @@ FIELDS: tuple[Field, ...] = (
     Field("write_bytes", int, tree=TreeSum.DISK),
     Field("read_bps", float, rounded=True, after_exit=_LIVE),
     Field("write_bps", float, rounded=True, after_exit=_LIVE),
+    # rchar/wchar: what read(2)/write(2) moved, page cache hits included (docs/disk.md)
+    Field("syscall_read_bytes", int, tree=TreeSum.DISK),
+    Field("syscall_write_bytes", int, tree=TreeSum.DISK),
+    Field("page_faults_cached", int, tree=TreeSum.COUNT),  # minflt
+    Field("page_faults_disk", int, tree=TreeSum.COUNT),  # majflt
     Field("threads", int, after_exit=_LIVE, tree=TreeSum.LIVE),
     Field("connection_count", int),
     Field("exited", bool, nullable=False),

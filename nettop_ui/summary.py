@@ -122,11 +122,19 @@ TIME_FIELDS = {"sample": ("ts",), "end": ("ended",)}
 HOST_TEXT = ("name", "name_source", "scope")  # of a host in a sample's `remotes`
 HOST_FIGURES = ("sent_bytes", "recv_bytes")
 TOP_HOSTS = 10  # remote hosts a summary lists
+# denet's other disk signals: bytes through read(2)/write(2), and page faults
+DISK_SIGNALS = (
+    "syscall_read_bytes",
+    "syscall_write_bytes",
+    "page_faults_cached",
+    "page_faults_disk",
+)
 TREE_FIELDS = (
     "cpu_percent",
     "rss_bytes",
     "read_bytes",
     "write_bytes",
+    *DISK_SIGNALS,
     "sent_bytes",
     "recv_bytes",
     "gpu_memory_bytes",
@@ -222,7 +230,7 @@ class Summary:
     from records added one at a time (recording lines, or just sample records)."""
 
     PEAKS = ("cpu_percent", "rss_bytes", "gpu_memory_bytes", "processes")
-    LASTS = ("read_bytes", "write_bytes", "sent_bytes", "recv_bytes")
+    LASTS = ("read_bytes", "write_bytes", "sent_bytes", "recv_bytes", *DISK_SIGNALS)
 
     def __init__(self) -> None:
         self.meta: Record = {}
@@ -326,7 +334,11 @@ def format_summary(s: Record) -> str:
         f"mean {num(s['cpu_percent_mean'], '%')} (100% = one core)",
         f"memory:       peak RSS {human_bytes(s['rss_bytes_peak'])}",
         f"disk:         read {human_bytes(s['read_bytes'])}, "
-        f"written {human_bytes(s['write_bytes'])}",
+        f"written {human_bytes(s['write_bytes'])} (block layer); "
+        f"syscalls read {human_bytes(s['syscall_read_bytes'])}, "
+        f"wrote {human_bytes(s['syscall_write_bytes'])}",
+        f"page faults:  {num(s['page_faults_cached'])} cached (minor), "
+        f"{num(s['page_faults_disk'])} from disk (major)",
         f"network:      sent {human_bytes(s['sent_bytes'])}, "
         f"received {human_bytes(s['recv_bytes'])}",
         f"gpu memory:   peak {human_bytes(s['gpu_memory_bytes_peak'])}",

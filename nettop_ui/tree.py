@@ -10,7 +10,10 @@ of docs/json-schema.md.
 Disk bytes: the kernel adds a reaped child's disk I/O to the parent that reaps it
 (/proc/PID/io of the parent includes it), so an exited member counts separately only
 when it was not reaped by another member (the root, or an orphan adopted by init);
-otherwise its bytes are already in its parent's.
+otherwise its bytes are already in its parent's. The same holds for the syscall bytes
+(rchar/wchar), but not for page faults: a reaped child's go to the parent's cminflt and
+cmajflt, which are not read, so every member's own count is summed. All of these are
+counted from the first sample.
 
 Remote hosts: with a per-connection backend the tracker keeps its own
 `remotes.RemoteTable`, fed each tick with what the members' connections moved since the
@@ -33,6 +36,9 @@ from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import ConnectionTraffic, sum_known
 from nettop_ui.remotes import RemoteTable
 from nettop_ui.schema import LAST_SEEN, LIVE_ONLY, TREE_FIELDS, TreeSum
+
+# The sums counted from the first sample on, not from the members' starts.
+SINCE_FIRST = tuple(f.name for f in TREE_FIELDS if f.tree in (TreeSum.DISK, TreeSum.COUNT))
 
 
 @dataclass(slots=True)
@@ -68,7 +74,7 @@ class TreeTracker:
     root_key: ProcessKey | None = None
     members: dict[ProcessKey, Member] = field(default_factory=dict)
     keys: set[ProcessKey] = field(default_factory=set)  # every member ever seen
-    _disk_base: dict[str, int] | None = None  # the DISK sums at the first sample
+    _base: dict[str, int] = field(default_factory=dict)  # SINCE_FIRST sums when first known
     _nic_base: tuple[int, int] | None = None
     remotes: RemoteTable | None = None  # the tree's hosts; None: no per-connection data
     # Per member connection: its byte counts at the last tick.
@@ -173,6 +179,7 @@ class TreeTracker:
             TreeSum.USED: live,
             # Counted on their own: live members, and exited ones no member reaped.
             TreeSum.DISK: [s for s in members if not s.exited or s.ppid not in member_pids],
+            TreeSum.COUNT: members,
         }
         sums: dict[str, Any] = {}
         unknown: dict[str, int] = {}
@@ -187,12 +194,10 @@ class TreeTracker:
                 if missing:
                     unknown[f.name] = missing
                 sums[f.name] = None if missing or not values else sum(values)
-        disk = [f.name for f in TREE_FIELDS if f.tree is TreeSum.DISK]
-        if self._disk_base is None and all(sums[name] is not None for name in disk):
-            self._disk_base = {name: sums[name] for name in disk}
-        for name in disk:
+        for name in SINCE_FIRST:  # counted from the first sample that knows them
             if sums[name] is not None:
-                sums[name] = max(sums[name] - (self._disk_base or {}).get(name, 0), 0)
+                base = self._base.setdefault(name, sums[name])
+                sums[name] = max(sums[name] - base, 0)
         return TreeTotals(len(live), len(members) - len(live), sums, unknown)
 
     def interfaces(self, snap: Snapshot) -> dict[str, int | None]:

@@ -41,11 +41,16 @@ def test_comm_with_parentheses_and_spaces() -> None:
     assert facts is not None
     assert facts.comm == "a) b (c)"
     assert (facts.ppid, facts.cpu_ticks, facts.threads, facts.start_ticks) == (1, 10, 2, 99)
+    raw = b"42 (x) S 1 42 42 0 -1 4194560 11 5 13 6 7 3 0 0 20 0 2 0 99 1000 10 x"
+    facts = procfs.parse_stat(raw)
+    assert facts is not None
+    assert (facts.minor_faults, facts.major_faults) == (11, 13)  # not the children's 5 and 6
 
 
 def test_io_parse() -> None:
     raw = b"rchar: 5\nwchar: 6\nsyscr: 1\nsyscw: 1\nread_bytes: 4096\nwrite_bytes: 8192\n"
-    assert procfs.parse_io(raw) == (4096, 8192)
+    assert procfs.parse_io(raw) == procfs.IoFacts(4096, 8192, 5, 6)
+    assert procfs.parse_io(b"read_bytes: 1\nwrite_bytes: 2\n") is None  # no rchar/wchar
     assert procfs.parse_io(b"read_bytes: x\nwrite_bytes: 1\n") is None
     assert procfs.parse_io(b"") is None
 

@@ -494,6 +494,27 @@ async def test_enter_opens_the_process_and_escape_returns(kids: dict[str, Child]
         assert (app.opts.sort, app.opts.filter_text) == ("up", "ntu")
 
 
+async def test_drill_down_shows_syscall_bytes_and_page_faults(kids: dict[str, Child]) -> None:
+    """The stats line carries denet's other disk signals, as the collector read them."""
+    async with running(kids, size=(220, 40)) as (app, pilot):  # the stats line unwrapped
+        alpha = kids["alpha"].pid
+        select(app, alpha)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DetailScreen)
+        key, scale = key_of(app, alpha), app.opts.scale
+
+        def shows_its_figures() -> bool:
+            shown = app.shown.by_key().get(key) if app.shown else None
+            if shown is None or shown.page_faults_cached is None:
+                return False
+            text = "\n".join(screen_lines(app))
+            syscalls = f"syscalls R {scale.size(shown.syscall_read_bytes)}"
+            faults = f"faults {shown.page_faults_cached} cached {shown.page_faults_disk} disk"
+            return syscalls in text and faults in text
+
+        await wait_for(pilot, shows_its_figures, "the syscall bytes and page faults")
+
+
 async def test_drill_down_tree_lists_children_live(kids: dict[str, Child]) -> None:
     async with running(kids) as (app, pilot):
         select(app, os.getpid())

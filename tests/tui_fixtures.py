@@ -189,6 +189,9 @@ def _state(p: Proc, n: int, with_history: bool) -> ProcessState:
     state.rss_bytes = None if p.exited else p.rss
     state.read_bps = None if p.exited else p.read
     state.write_bps = None if p.exited else p.write
+    state.syscall_read_bytes = int(p.read * n) * 3  # reads from the page cache too
+    state.syscall_write_bytes = int(p.write * n)
+    state.page_faults_cached, state.page_faults_disk = 1000 + p.pid + n, p.pid % 7
     state.threads = 1 if not p.exited else None
     state.connection_count = p.conns
     if with_history:

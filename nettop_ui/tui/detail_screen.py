@@ -104,6 +104,10 @@ def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
     return out
 
 
+def _count(value: int | None) -> str:
+    return str(value) if value is not None else "-"
+
+
 def _peak(*series: tuple[float, ...]) -> float:
     return max((v for s in series for v in s if v == v), default=0.0)
 
@@ -259,8 +263,14 @@ class DetailScreen(Screen[None]):
         stats.append("  disk ", style="dim").append(
             f"R {scale.size_rate(p.read_bps)} W {scale.size_rate(p.write_bps)}"
         )
-        conns = str(p.connection_count) if p.connection_count is not None else "-"
-        stats.append("  conns ", style="dim").append(conns)
+        # denet's other two disk signals, since the process started (docs/disk.md)
+        stats.append("  syscalls ", style="dim").append(
+            f"R {scale.size(p.syscall_read_bytes)} W {scale.size(p.syscall_write_bytes)}"
+        )
+        stats.append("  faults ", style="dim").append(
+            f"{_count(p.page_faults_cached)} cached {_count(p.page_faults_disk)} disk"
+        )
+        stats.append("  conns ", style="dim").append(_count(p.connection_count))
         if p.gpu_memory_bytes is not None:
             stats.append("  GPU ", style="dim").append(scale.size(p.gpu_memory_bytes))
         self.query_one("#detail-stats", Static).update(stats)

@@ -109,6 +109,10 @@ class ProcessView:
     rss_bytes: int | None = None
     read_bps: float | None = None
     write_bps: float | None = None
+    syscall_read_bytes: int | None = None
+    syscall_write_bytes: int | None = None
+    page_faults_cached: int | None = None
+    page_faults_disk: int | None = None
     threads: int | None = None
     connection_count: int | None = None
     gpu_memory_bytes: int | None = None
@@ -221,6 +225,10 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.rss_bytes == s.rss_bytes
         and v.read_bps == s.read_bps
         and v.write_bps == s.write_bps
+        and v.syscall_read_bytes == s.syscall_read_bytes
+        and v.syscall_write_bytes == s.syscall_write_bytes
+        and v.page_faults_cached == s.page_faults_cached
+        and v.page_faults_disk == s.page_faults_disk
         and v.threads == s.threads
         and v.connection_count == s.connection_count
         and v.gpu_memory_bytes == s.gpu_memory_bytes
@@ -308,6 +316,10 @@ def view_of(
         rss_bytes=state.rss_bytes,
         read_bps=state.read_bps,
         write_bps=state.write_bps,
+        syscall_read_bytes=state.syscall_read_bytes,
+        syscall_write_bytes=state.syscall_write_bytes,
+        page_faults_cached=state.page_faults_cached,
+        page_faults_disk=state.page_faults_disk,
         threads=state.threads,
         connection_count=state.connection_count,
         gpu_memory_bytes=state.gpu_memory_bytes,
