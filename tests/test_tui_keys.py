@@ -515,6 +515,31 @@ async def test_drill_down_shows_syscall_bytes_and_page_faults(kids: dict[str, Ch
         await wait_for(pilot, shows_its_figures, "the syscall bytes and page faults")
 
 
+async def test_D_adds_and_removes_the_disk_signal_columns(kids: dict[str, Child]) -> None:
+    """Hidden by default; `D` shows SYS RD, SYS WR, MINFLT, MAJFLT with the process's
+    figures, `D` again hides them."""
+    added = ["sysread", "syswrite", "minflt", "majflt"]
+    async with running(kids, size=(220, 40)) as (app, pilot):
+        table = app.main.table
+        assert not set(added) & set(table.column_keys)
+        await press(pilot, "D")
+        assert [k for k in table.column_keys if k in added] == added
+        key = key_of(app, kids["alpha"].pid)
+
+        def shows_its_faults() -> bool:
+            shown = app.shown.by_key().get(key) if app.shown else None
+            if shown is None or shown.page_faults_cached is None:
+                return False
+            cell = table.get_cell(key, "minflt")
+            return cell.value == shown.page_faults_cached and cell.text.plain.strip() == str(
+                shown.page_faults_cached
+            )
+
+        await wait_for(pilot, shows_its_faults, "alpha's page faults in MINFLT")
+        await press(pilot, "D")
+        assert not set(added) & set(table.column_keys)
+
+
 async def test_drill_down_tree_lists_children_live(kids: dict[str, Child]) -> None:
     async with running(kids) as (app, pilot):
         select(app, os.getpid())

@@ -38,6 +38,7 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("space,Z", "app.pause", "Pause", key_display="space", id="pause"),
     Binding("m", "rates_totals", "Totals", id="rates_totals"),
     Binding("b", "bits", "Bits", id="bits"),
+    Binding("D", "disk_columns", "Disk signals", show=False, id="disk_columns"),
     Binding("i", "units", "Units", show=False, id="units"),
     Binding("a", "only_active", "Active", id="only_active"),
     Binding("s", "sort('up')", "Sent", show=False, id="sort_sent"),
@@ -152,6 +153,10 @@ HELP: dict[str, str] = {
     "pause": "pause the display; sampling continues",
     "rates_totals": "switch between rates and cumulative totals since start",
     "bits": "switch between bytes and bits",
+    "disk_columns": (
+        "show or hide the columns SYS RD, SYS WR (bytes through read/write calls, page cache"
+        " hits included), MINFLT, MAJFLT (page faults): totals since the process started"
+    ),
     "units": "switch between binary units (KiB, MiB) and decimal ones (kB, MB, Mbit/s)",
     "only_active": "only processes that moved traffic since start",
     "sort_sent": "sort by sent (UP)",

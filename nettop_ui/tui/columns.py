@@ -76,6 +76,7 @@ class Column:
     pad: int = 0  # right-align label and text in this many cells plus a gap, left-justified
     style: str = ""  # the cell's style on a row without one of its own
     needs_gpu: bool = False  # shown only when a GPU is there
+    optional: bool = False  # hidden until the user adds it (ViewOptions.extra_columns)
 
     def heading(self, totals: bool) -> str:
         return (self.total_label or self.label) if totals else self.label
@@ -232,7 +233,17 @@ TABLE = ColumnSet(
         Column("mem", "MEM", 8, 5, lambda p, t: p.rss_bytes, _bytes),
         Column("read", "DISK R/s", 10, 9, lambda p, t: p.read_bps, _bytes),
         Column("write", "W/s", 9, 9, lambda p, t: p.write_bps, _bytes),
+        # denet's other disk signals, totals since the process started (`D`; docs/disk.md)
+        Column(
+            "sysread", "SYS RD", 9, 2, lambda p, t: p.syscall_read_bytes, _bytes, optional=True
+        ),
+        Column(
+            "syswrite", "SYS WR", 9, 2, lambda p, t: p.syscall_write_bytes, _bytes, optional=True
+        ),
+        Column("minflt", "MINFLT", 9, 2, lambda p, t: p.page_faults_cached, _count, optional=True),
+        Column("majflt", "MAJFLT", 8, 2, lambda p, t: p.page_faults_disk, _count, optional=True),
         Column("gpu", "GPU MEM", 9, 8, lambda p, t: p.gpu_memory_bytes, _bytes, needs_gpu=True),
         Column("conns", "CONNS", 7, 6, lambda p, t: p.connection_count, _count),
     )
 )  # fmt: skip
+DISK_SIGNAL_COLUMNS = frozenset({"sysread", "syswrite", "minflt", "majflt"})

@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Footer, Static
 from nettop_ui import registry
 from nettop_ui.filter_expr import connections_missing
 from nettop_ui.tui.bindings import MAIN_BINDINGS
+from nettop_ui.tui.columns import DISK_SIGNAL_COLUMNS
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.header import StatusHeader
@@ -69,7 +70,7 @@ class MainScreen(Screen[None]):
     def __init__(self, state: ViewState) -> None:
         super().__init__(id="main")
         self.state = state
-        self._layout_for: tuple[int, int, bool, bool] | None = None
+        self._layout_for: tuple[int, int, bool, bool, frozenset[str]] | None = None
         self.rows: list[RowData] = []
         self._row_cache = RowCache()
         self._host_cache = HostRowCache()
@@ -116,8 +117,8 @@ class MainScreen(Screen[None]):
         width, height = self.size
         frame = self.state.shown
         has_gpu = bool(frame and frame.gpu and frame.gpu.devices)
-        numeric = self.state.opts.numeric
-        wanted = (width, height, has_gpu, numeric)
+        numeric, extra = self.state.opts.numeric, self.state.opts.extra_columns
+        wanted = (width, height, has_gpu, numeric, extra)
         if wanted == self._layout_for or width == 0:
             return False
         self._layout_for = wanted
@@ -125,7 +126,7 @@ class MainScreen(Screen[None]):
         # Without per-process bytes, open connections are the network figure to keep.
         keep = () if self.state.source.per_process else ("conns",)
         procs = self.query_one("#processes", ProcessTable)
-        changed = procs.layout_columns(width - 1, has_gpu, keep)  # 1: the scrollbar
+        changed = procs.layout_columns(width - 1, has_gpu, keep, extra=extra)  # 1: the scrollbar
         hosts = self.query_one("#hosts", ProcessTable)
         omit = ("name",) if numeric else ()
         return hosts.layout_columns(width - 1, False, omit=omit) or changed
@@ -405,6 +406,14 @@ class MainScreen(Screen[None]):
 
     def action_rates_totals(self) -> None:
         self.set_options(totals=not self.state.opts.totals)
+
+    def action_disk_columns(self) -> None:
+        """Show or hide the syscall byte and page fault columns, all four at once."""
+        extra = self.state.opts.extra_columns
+        shown = extra >= DISK_SIGNAL_COLUMNS
+        self.set_options(
+            extra_columns=extra - DISK_SIGNAL_COLUMNS if shown else extra | DISK_SIGNAL_COLUMNS
+        )
 
     def action_bits(self) -> None:
         self.set_options(bits=not self.state.opts.bits)

@@ -41,6 +41,7 @@ def visible_columns(
     keep: tuple[str, ...] = (),
     table: ColumnSet | None = None,
     omit: tuple[str, ...] = (),
+    extra: frozenset[str] = frozenset(),
 ) -> tuple[list[str], int]:
     """The columns of `table` (default: the process table) that fit in `width` cells, and
     the flexible column's width (PROGRAM's, or the host table's NAME): what is left, at
@@ -48,10 +49,14 @@ def visible_columns(
 
     Columns are dropped lowest priority first (those in `keep` never) until the flexible
     one gets its minimum width; the kept ones stay in their usual order. `omit`: columns
-    the view leaves out whatever the width.
+    the view leaves out whatever the width; `extra`: the optional columns the user added.
     """
     table = table or columns.TABLE
-    candidates = [c for c in table.all if (not c.needs_gpu or has_gpu) and c.key not in omit]
+    candidates = [
+        c
+        for c in table.all
+        if (not c.needs_gpu or has_gpu) and c.key not in omit and (not c.optional or c.key in extra)
+    ]
     flex = table.flex if table.flex not in omit else None
     least = PROGRAM_MIN_WIDTH if flex is not None else 0
     kept = list(candidates)
@@ -88,6 +93,7 @@ class ViewOptions:
     view: View = "processes"  # `h`: the processes, or the remote hosts (hosts.py)
     show_local: bool = False  # host view: loopback and this machine's own addresses too
     numeric: bool = False  # host view: addresses only, no names
+    extra_columns: frozenset[str] = frozenset()  # optional columns shown (`D`)
 
     @property
     def scale(self) -> Scale:

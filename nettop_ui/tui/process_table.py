@@ -132,10 +132,15 @@ class ProcessTable(DataTable[Cell]):
         return self._table or columns.TABLE
 
     def layout_columns(
-        self, width: int, has_gpu: bool, keep: tuple[str, ...] = (), omit: tuple[str, ...] = ()
+        self,
+        width: int,
+        has_gpu: bool,
+        keep: tuple[str, ...] = (),
+        omit: tuple[str, ...] = (),
+        extra: frozenset[str] = frozenset(),
     ) -> bool:
         """Choose the columns for `width`; True when they changed (the table was rebuilt)."""
-        keys, program_width = visible_columns(width, has_gpu, keep, self._table, omit)
+        keys, program_width = visible_columns(width, has_gpu, keep, self._table, omit, extra)
         if keys == self._columns and program_width == self._program_width:
             return False
         self._columns, self._program_width = keys, program_width
