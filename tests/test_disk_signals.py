@@ -10,13 +10,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections import namedtuple
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-from nettop_ui.collector import Collector, ProcessState
+from nettop_ui.collector import Collector, ProcessState, _psutil_faults, _psutil_io
 from tests.netenv import require
 from tests.test_collector import find, sample
 from tests.test_json_e2e import Stream
@@ -267,3 +269,22 @@ def test_denet_format_writes_them_where_denet_does(big_file: Path, tmp_path: Pat
     theirs = [json.loads(line)["aggregated"] for line in theirs_path.read_text().splitlines()]
     # Cumulative, but denet's very last line, once the command has gone, holds zeros.
     _check_totals({k: max(t[k] for t in theirs) for k in SIGNALS}, {k: k for k in SIGNALS})
+
+
+def test_psutil_path_fills_what_psutil_gives_and_leaves_the_rest_unknown() -> None:
+    """Off Linux the collector reads psutil: macOS's memory_info has every fault and the
+    page-ins; FreeBSD's io_counters has no read_chars. Elsewhere: unknown, not 0."""
+    mac_pmem = namedtuple("mac_pmem", "rss vms pfaults pageins")  # psutil's fields on macOS
+    assert _psutil_faults(mac_pmem(1, 2, 100, 7)) == (93, 7)
+    assert _psutil_faults(psutil.Process().memory_info()) == (None, None)  # Linux's has none
+    assert _psutil_faults(None) == (None, None)
+    bsd_pio = namedtuple("bsd_pio", "read_count write_count read_bytes write_bytes")
+    facts = _psutil_io(bsd_pio(1, 2, 3, 4))
+    assert (facts.read_bytes, facts.write_bytes) == (3, 4)
+    assert (facts.syscall_read_bytes, facts.syscall_write_bytes) == (None, None)
+    real = psutil.Process().io_counters()
+    facts = _psutil_io(real)
+    assert (facts.syscall_read_bytes, facts.syscall_write_bytes) == (
+        real.read_chars,
+        real.write_chars,
+    )
