@@ -18,7 +18,6 @@ and queries made before nettop-ui started.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import threading
@@ -30,6 +29,7 @@ SOL_SOCKET_ATTACH_FILTER = 26  # SO_ATTACH_FILTER
 KEEP_S = 3600.0
 MAX_ENTRIES = 8192
 MAX_NAME = 253
+STOP_CHECK_S = 0.5  # how soon the reader sees close()
 SOURCE = "dns"  # RemoteHostState.name_source of a name learned here
 
 # cBPF on the network header (SOCK_DGRAM packet socket): accept UDP from port 53.
@@ -155,9 +155,10 @@ class DnsAnswers:
         self.keep_s = keep_s
         self._names: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
         self.unavailable: str | None = None  # why no answers are read, once known
         self.version = 0  # bumped by every answer learned
+        self.thread: threading.Thread | None = None  # the reader, once started
 
     def start(self) -> bool:
         """Open the packet socket and start reading; False (and `unavailable`) if denied."""
@@ -172,19 +173,27 @@ class DnsAnswers:
             sock.close()
             self.unavailable = f"DNS answers not read: {exc}"
             return False
-        self._sock = sock
-        threading.Thread(target=self._read, args=(sock,), name="nettop-ui-dns", daemon=True).start()
+        sock.settimeout(STOP_CHECK_S)
+        self.thread = threading.Thread(
+            target=self._read, args=(sock,), name="nettop-ui-dns", daemon=True
+        )
+        self.thread.start()
         return True
 
     def _read(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                packet, addr = sock.recvfrom(65535)
-            except OSError:
-                return  # closed
-            payload = _udp_payload(packet, addr[1])
-            if payload is not None:
-                self.learn(parse_answer(payload))
+        # The reader owns the socket and closes it itself: closing it under a blocked
+        # recvfrom neither wakes that call nor keeps the fd number from being reused.
+        with sock:
+            while not self._stop.is_set():
+                try:
+                    packet, addr = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue  # look at the stop flag now and then
+                except OSError:
+                    return
+                payload = _udp_payload(packet, addr[1]) if addr else None
+                if payload is not None:
+                    self.learn(parse_answer(payload))
 
     def learn(self, answers: list[tuple[str, str, int]], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -207,8 +216,5 @@ class DnsAnswers:
         return name if until > (time.monotonic() if now is None else now) else None
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        """Stop reading; the reader closes the socket within STOP_CHECK_S."""
+        self._stop.set()

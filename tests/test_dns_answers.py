@@ -13,6 +13,7 @@ import ipaddress
 import random
 import socket
 import struct
+import threading
 from typing import Any
 
 import pytest
@@ -114,3 +115,15 @@ def test_a_compression_loop_ends() -> None:
     header = struct.pack("!HHHHHH", 1, 0x8180, 1, 1, 0, 0)
     loop = header + b"\xc0\x0c" + struct.pack("!HH", 1, 1)  # the question's name points at itself
     assert parse_answer(loop) == []
+
+
+def test_close_ends_the_reader_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_root()
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    answers = DnsAnswers()
+    assert answers.start(), answers.unavailable
+    answers.close()
+    assert answers.thread is not None
+    answers.thread.join(5)
+    assert not answers.thread.is_alive() and failures == []

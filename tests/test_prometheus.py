@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -716,11 +717,15 @@ def test_series_stay_capped_through_a_burst_of_2000_processes(tmp_path: Path) ->
     )
     seen = Monotone()
     scrapes: list[Series] = []
+    dropped: list[Exception] = []  # the 2,000 forks can starve the exporter past its timeout
     done = threading.Event()
 
     def scrape() -> None:
         while not done.is_set():
-            scrapes.append(parse(get(exporter.url)))
+            try:
+                scrapes.append(parse(get(exporter.url)))
+            except (OSError, http.client.HTTPException) as exc:
+                dropped.append(exc)
             time.sleep(0.2)
 
     scraper = threading.Thread(target=scrape, daemon=True)
@@ -742,7 +747,7 @@ def test_series_stay_capped_through_a_burst_of_2000_processes(tmp_path: Path) ->
         err = exporter.stop()
         sink.close()
     assert exporter.proc.returncode == 0, err
-    assert len(scrapes) > 10
+    assert len(scrapes) > 10 and len(dropped) < len(scrapes), dropped
     bursts = 0
     for series in scrapes:
         seen.check(series)
