@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nettop_ui.remotes import split_endpoint
+from nettop_ui.remotes import ip_of, split_endpoint
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Regex = Any  # a compiled re2 pattern (google-re2 ships no type hints)
@@ -293,14 +293,9 @@ def _per_endpoint(test: Callable[[str], bool]) -> Callable[[str], bool]:
 
 
 def _address(text: str) -> IPAddress | None:
-    """An address as an object; an IPv4-mapped IPv6 one as IPv4; None if none."""
-    try:
-        ip = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    """An address as an object (a zone, `%eth0`, set aside); an IPv4-mapped IPv6 one as
+    IPv4; None if none."""
+    return ip_of(text.split("%", 1)[0])
 
 
 def _port(value: str) -> _Term:

@@ -48,19 +48,25 @@ def split_endpoint(endpoint: str) -> tuple[str, int | None]:
     return endpoint, None  # a bare IPv6 address, or a bare IPv4 one
 
 
-# Every open connection's endpoint is looked up every tick (RemoteTable.refresh, the
-# collector's copy of names onto connections): the same strings tick after tick, and
-# `ipaddress` parses one in ~10 us (10,000 connections: 100 ms a tick, bench/tui).
-@functools.lru_cache(maxsize=1 << 16)
-def _normal(address: str) -> str:
-    """The canonical text of an address; an IPv4-mapped IPv6 one as plain IPv4."""
+def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as an object, an IPv4-mapped IPv6 one as IPv4; None if it is none."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+        return ip.ipv4_mapped
+    return ip
+
+
+# Every open connection's endpoint is parsed at each recount (RemoteTable.refresh): the
+# same strings time after time, and `ipaddress` parses one in ~10 us (10,000
+# connections: 100 ms, bench/tui).
+@functools.lru_cache(maxsize=1 << 16)
+def _normal(address: str) -> str:
+    """The canonical text of an address; an IPv4-mapped IPv6 one as plain IPv4."""
+    ip = ip_of(address)
+    return address if ip is None else str(ip)
 
 
 @functools.lru_cache(maxsize=1 << 16)
