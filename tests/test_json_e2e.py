@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,8 @@ class Stream:
         )
         self.records: list[dict[str, Any]] = []
         self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -55,8 +55,9 @@ class Stream:
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGINT)
+        # The reader owns stdout until EOF; communicate() reading it too would split lines.
+        self._reader.join(timeout=30)
         _, err = self.proc.communicate(timeout=30)
-        time.sleep(0.1)
         return err
 
     def kill(self) -> None:
