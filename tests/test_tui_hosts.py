@@ -34,6 +34,7 @@ from tests.tui_fixtures import (
     T0,
     FixedClock,
     capture_notices,
+    pick_user,
     screen_lines,
     scripted_snapshots,
     table_order,
@@ -175,6 +176,17 @@ async def test_filter_matches_address_name_and_process_names() -> None:
         assert set(table_order(app)) == {"192.0.2.80", HOSTILE_PEER}
         assert "2 of 6" in text(app)  # the filter bar counts hosts
         await press(pilot, "delete")
+        assert len(table_order(app)) == 6
+
+
+async def test_the_user_picked_with_u_keeps_the_hosts_their_processes_talk_to() -> None:
+    async with running() as (app, pilot):
+        await press(pilot, "h")
+        await pick_user(app, pilot, "www-data")  # the two nginx workers
+        assert set(table_order(app)) == {EDGE, OFFICE, "2001:db8::5"}
+        await pick_user(app, pilot, "root")  # sshd (and nginx's master, which is silent)
+        assert table_order(app) == [OFFICE]
+        await pick_user(app, pilot, None)
         assert len(table_order(app)) == 6
 
 

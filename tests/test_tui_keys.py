@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Static
+from textual.widgets import Static
 
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.format import human_bytes
@@ -41,6 +41,7 @@ from tests.tui_fixtures import (
     Child,
     ScriptedBackend,
     capture_notices,
+    pick_user,
     pid_order,
     screen_lines,
     scripted_snapshots,
@@ -736,16 +737,6 @@ async def test_f3_and_f4_open_the_filter_box(kids: dict[str, Child], key: str) -
         await press(pilot, key, *"ntu-be")
         assert bar.editing
         assert [r.value("pid") for r in app.main.rows if r.process] == [kids["beta"].pid]
-
-
-async def pick_user(app: NettopApp, pilot: Pilot[int], user: str | None) -> None:
-    """`u`, then the picker's entry for `user` (None: all users), then enter."""
-    await press(pilot, "u")
-    picker = app.screen
-    assert isinstance(picker, UserPicker)
-    picker.query_one(OptionList).highlighted = picker.choices.index(user)
-    await press(pilot, "enter")
-    assert app.screen is app.main
 
 
 async def test_u_shows_only_the_processes_of_the_user_picked(kids: dict[str, Child]) -> None:

@@ -470,3 +470,19 @@ def capture_notices(app: Any) -> list[str]:
 
     app.notify = capture
     return notes
+
+
+async def pick_user(app: Any, pilot: Any, user: str | None) -> None:
+    """`u`, then the picker's entry for `user` (None: all users), then enter."""
+    from textual.widgets import OptionList
+
+    from nettop_ui.tui.user_picker import UserPicker
+
+    await pilot.press("u")
+    await pilot.pause()
+    picker = app.screen
+    assert isinstance(picker, UserPicker)
+    picker.query_one(OptionList).highlighted = picker.choices.index(user)
+    await pilot.press("enter")
+    await pilot.pause()
+    assert app.screen is app.main

@@ -203,7 +203,8 @@ def build_host_rows(
     cache = cache or HostRowCache()
     cache.forget_gone(frame)
     rows: list[RowData] = []
-    by_pid = {p.pid: p for p in frame.processes if not p.exited} if matcher.active else None
+    need_pids = matcher.active or opts.user is not None
+    by_pid = {p.pid: p for p in frame.processes if not p.exited} if need_pids else None
     for h in frame.remotes or ():
         local = h.scope == "local"
         if local and not opts.show_local:
@@ -212,11 +213,19 @@ def build_host_rows(
             continue
         if not host_matches(matcher, h, by_pid):
             continue
+        if opts.user is not None and not _talks_as(h, opts.user, by_pid):
+            continue
         rows.append(cache.row(h, opts))
     folded = _folded_row(frame, opts)
     if folded is not None and matcher.matches_label("folded"):
         rows.append(folded)
     return sort_rows(rows, *host_sort(opts), HOST_TABLE)
+
+
+def _talks_as(h: RemoteView, user: str, processes: Mapping[int, ProcessView] | None) -> bool:
+    """Whether one of the processes talking to `h` now runs as `user` (the `u` picker)."""
+    by_pid = processes or {}
+    return any((p := by_pid.get(pid)) is not None and p.user == user for pid, _ in h.pids)
 
 
 def host_sort(opts: ViewOptions) -> tuple[str, bool]:
