@@ -2,7 +2,9 @@
 
 Every NVML failure becomes one line in `GpuStats.error` or `GpuSampler.unavailable`,
 never an exception: NVML missing, a driver mismatch, no permission, or a GPU that
-falls off the bus leave the rest of nettop-ui running.
+falls off the bus leave the rest of nettop-ui running. A query a device does not
+support (NOT_SUPPORTED: a MIG device's temperature, utilisation on a MIG-enabled GPU)
+leaves that one figure unknown (None), never the whole device.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class GpuDevice:
     """One GPU (or MIG device) as NVML reports it; None where NVML does not say."""
 
     index: str  # "0", or "0/1" for MIG instance 1 on GPU 0
-    name: str
+    name: str | None
     util_percent: float | None = None
     mem_util_percent: float | None = None
     mem_used: int | None = None
@@ -94,32 +96,44 @@ class GpuSampler:
             return None
         nvml = _nvml()
         stats = GpuStats()
+        failed: dict[str, list[str]] = {}  # why -> the devices it happened to
+        gone: set[str] = set()
         for index, handle in self._handles:
+            if index.split("/")[0] in gone:
+                continue  # a MIG device of a GPU already reported: one line says it
             try:
-                stats.devices.append(self._device(nvml, index, handle))
+                dev = self._device(nvml, index, handle)
                 self._processes(nvml, index, handle, stats)
+                stats.devices.append(dev)
             except Exception as exc:  # e.g. the GPU fell off the bus
-                stats.error = f"GPU {index}: {_explain(exc)}"
+                failed.setdefault(_explain(exc), []).append(index)
+                gone.add(index)
+        if failed:
+            stats.error = "; ".join(f"GPU {', '.join(ix)}: {why}" for why, ix in failed.items())
         return stats
 
     @staticmethod
     def _device(nvml: Any, index: str, handle: Any) -> GpuDevice:
-        name = nvml.nvmlDeviceGetName(handle)
-        dev = GpuDevice(index, name.decode() if isinstance(name, bytes) else str(name))
-        mem = nvml.nvmlDeviceGetMemoryInfo(handle)
-        dev.mem_used, dev.mem_total = int(mem.used), int(mem.total)
-        dev.util_percent, dev.mem_util_percent = _optional(
+        def query(fn: Any, default: Any = None) -> Any:
+            return _optional(nvml, fn, default)
+
+        name = query(lambda: nvml.nvmlDeviceGetName(handle))
+        dev = GpuDevice(index, name.decode() if isinstance(name, bytes) else name)
+        dev.mem_used, dev.mem_total = query(
+            lambda: _mem(nvml.nvmlDeviceGetMemoryInfo(handle)), (None, None)
+        )
+        dev.util_percent, dev.mem_util_percent = query(
             lambda: _util(nvml.nvmlDeviceGetUtilizationRates(handle)), (None, None)
         )
-        dev.temperature_c = _optional(
-            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)), None
+        dev.temperature_c = query(
+            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         )
-        dev.power_w = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, None)
-        dev.sm_clock_mhz = _optional(
-            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)), None
+        dev.power_w = query(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+        dev.sm_clock_mhz = query(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         )
-        dev.mem_clock_mhz = _optional(
-            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)), None
+        dev.mem_clock_mhz = query(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))
         )
         return dev
 
@@ -128,7 +142,7 @@ class GpuSampler:
             "nvmlDeviceGetComputeRunningProcesses",
             "nvmlDeviceGetGraphicsRunningProcesses",
         ):
-            for proc in _optional(lambda g=getter: getattr(nvml, g)(handle), []):
+            for proc in _optional(nvml, lambda g=getter: getattr(nvml, g)(handle), []):
                 used = proc.usedGpuMemory
                 if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
                     continue
@@ -136,7 +150,7 @@ class GpuSampler:
                 on_device = stats.process_memory_by_device.setdefault(index, {})
                 on_device[proc.pid] = on_device.get(proc.pid, 0) + int(used)
         since = self._last_ts_us.get(index, 0)
-        samples = _optional(lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
+        samples = _optional(nvml, lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
         for s in samples:
             stats.process_sm_percent[s.pid] = max(
                 stats.process_sm_percent.get(s.pid, 0.0), float(s.smUtil)
@@ -146,7 +160,8 @@ class GpuSampler:
     def close(self) -> None:
         """Shut NVML down, once (each nvmlInit wants one nvmlShutdown); no sampling after."""
         if self.available:
-            _optional(lambda: _nvml().nvmlShutdown(), None)
+            nvml = _nvml()
+            _optional(nvml, nvml.nvmlShutdown, None)
             self._handles = []
             self.unavailable = "GPU sampling closed"
 
@@ -155,11 +170,22 @@ def _util(rates: Any) -> tuple[float, float]:
     return float(rates.gpu), float(rates.memory)
 
 
-def _optional(fn: Any, default: Any) -> Any:
-    """Call an NVML query that some drivers or devices do not support."""
+def _mem(mem: Any) -> tuple[int, int]:
+    return int(mem.used), int(mem.total)
+
+
+# NVML's answers that mean the device itself is gone, not that one query is unsupported.
+_GONE = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_UNINITIALIZED")
+
+
+def _optional(nvml: Any, fn: Any, default: Any) -> Any:
+    """Call an NVML query that some drivers or devices do not support: `default` when it
+    fails, except when the device is gone (lost, needing a reset), which is raised."""
     try:
         return fn()
-    except Exception:
+    except Exception as exc:
+        if getattr(exc, "value", None) in {getattr(nvml, name, None) for name in _GONE}:
+            raise
         return default
 
 

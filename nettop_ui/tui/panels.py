@@ -368,7 +368,7 @@ class GpuPanel(Panel):
             return [Text(safe_text(why or "no NVIDIA GPU", 80), style="dim")]
         lines: list[Text] = []
         for dev in gpu.devices:
-            lines.append(Text(f"{dev.index} {safe_text(dev.name, 40)}", style="bold"))
+            lines.append(Text(f"{dev.index} {safe_text(dev.name or '-', 40)}", style="bold"))
             util = dev.util_percent
             line = Text("util ", style="dim")
             line.append(
