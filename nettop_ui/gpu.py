@@ -9,6 +9,7 @@ leaves that one figure unknown (None), never the whole device.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,16 +57,23 @@ class GpuSampler:
     def __init__(self) -> None:
         self.unavailable: str | None = None
         self._handles: list[tuple[str, Any]] = []
+        self._missing: dict[str, str] = {}  # GPUs NVML could not open: index -> why
         self._last_ts_us: dict[str, int] = {}
+        self._initialised = False
         try:
             nvml = _nvml()
             nvml.nvmlInit()
+            self._initialised = True
             for i in range(nvml.nvmlDeviceGetCount()):
-                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                try:
+                    handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                except Exception as exc:  # this GPU is lost (say): the others still count
+                    self._missing[str(i)] = _explain(exc)
+                    continue
                 self._handles.append((str(i), handle))
                 self._handles.extend(self._mig_handles(nvml, i, handle))
             if not self._handles:
-                self.unavailable = "no NVIDIA GPU"
+                self.unavailable = _one_line(self._missing) or "no NVIDIA GPU"
         except ImportError:
             self.unavailable = "no NVIDIA GPU (nvidia-ml-py not installed)"
         except Exception as exc:
@@ -96,20 +104,17 @@ class GpuSampler:
             return None
         nvml = _nvml()
         stats = GpuStats()
-        failed: dict[str, list[str]] = {}  # why -> the devices it happened to
-        gone: set[str] = set()
+        failed = dict(self._missing)  # device index -> why it is left out
         for index, handle in self._handles:
-            if index.split("/")[0] in gone:
+            if index.split("/")[0] in failed:
                 continue  # a MIG device of a GPU already reported: one line says it
             try:
                 dev = self._device(nvml, index, handle)
                 self._processes(nvml, index, handle, stats)
                 stats.devices.append(dev)
             except Exception as exc:  # e.g. the GPU fell off the bus
-                failed.setdefault(_explain(exc), []).append(index)
-                gone.add(index)
-        if failed:
-            stats.error = "; ".join(f"GPU {', '.join(ix)}: {why}" for why, ix in failed.items())
+                failed[index] = _explain(exc)
+        stats.error = _one_line(failed)
         return stats
 
     @staticmethod
@@ -159,15 +164,25 @@ class GpuSampler:
 
     def close(self) -> None:
         """Shut NVML down, once (each nvmlInit wants one nvmlShutdown); no sampling after."""
+        if self._initialised:  # NVML came up, whether or not a GPU was found
+            with contextlib.suppress(Exception):
+                _nvml().nvmlShutdown()
+            self._initialised = False
+        self._handles = []
         if self.available:
-            nvml = _nvml()
-            _optional(nvml, nvml.nvmlShutdown, None)
-            self._handles = []
             self.unavailable = "GPU sampling closed"
 
 
 def _util(rates: Any) -> tuple[float, float]:
     return float(rates.gpu), float(rates.memory)
+
+
+def _one_line(failed: dict[str, str]) -> str | None:
+    """Devices left out, as one line: 'GPU 0, 2: why; GPU 1: why else'."""
+    by_why: dict[str, list[str]] = {}
+    for index, why in failed.items():
+        by_why.setdefault(why, []).append(index)
+    return "; ".join(f"GPU {', '.join(ix)}: {why}" for why, ix in by_why.items()) or None
 
 
 def _mem(mem: Any) -> tuple[int, int]:

@@ -301,3 +301,38 @@ def test_the_stand_in_invents_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
             call()
     with pytest.raises(pynvml.NVMLError_NotFound):
         fake.nvmlDeviceGetMigDeviceHandleByIndex(whole, 4)
+
+
+def test_a_gpu_lost_before_start_leaves_the_others(
+    monkeypatch: pytest.MonkeyPatch, sampler: list[GpuSampler]
+) -> None:
+    """Before: one GPU NVML could not open at start made the sampler give up on all."""
+    fake = install(monkeypatch, TESLA_T4, RTX_3080)
+    fake.lose(0)
+    sampler.append(s := GpuSampler())
+    assert s.available, s.unavailable
+    stats = s.sample()
+    assert stats is not None
+    assert [d.index for d in stats.devices] == ["1"]
+    assert stats.error == "GPU 0: the NVIDIA GPU fell off the bus"
+
+
+def test_the_only_gpu_lost_before_start_is_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = install(monkeypatch, TESLA_T4)
+    fake.lose(0)
+    s = GpuSampler()
+    assert s.unavailable == "GPU 0: the NVIDIA GPU fell off the bus"
+    s.close()
+    assert fake.initialised == 0
+
+
+def test_nvml_up_but_unusable_is_still_shut_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: nvmlInit succeeded, listing the GPUs failed, and close() never called
+    nvmlShutdown (each nvmlInit wants one)."""
+    fake = install(monkeypatch, TESLA_T4)
+    fake.fail("nvmlDeviceGetCount", pynvml.NVML_ERROR_NO_PERMISSION)
+    s = GpuSampler()
+    assert s.unavailable == "no permission to query the NVIDIA GPU"
+    s.close()
+    s.close()
+    assert fake.calls.count("nvmlShutdown") == 1 and fake.initialised == 0
