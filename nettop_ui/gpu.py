@@ -2,11 +2,14 @@
 
 Every NVML failure becomes one line in `GpuStats.error` or `GpuSampler.unavailable`,
 never an exception: NVML missing, a driver mismatch, no permission, or a GPU that
-falls off the bus leave the rest of nettop-ui running.
+falls off the bus leave the rest of nettop-ui running. A query a device does not
+support (NOT_SUPPORTED: a MIG device's temperature, utilisation on a MIG-enabled GPU)
+leaves that one figure unknown (None), never the whole device.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,7 @@ class GpuDevice:
     """One GPU (or MIG device) as NVML reports it; None where NVML does not say."""
 
     index: str  # "0", or "0/1" for MIG instance 1 on GPU 0
-    name: str
+    name: str | None
     util_percent: float | None = None
     mem_util_percent: float | None = None
     mem_used: int | None = None
@@ -54,16 +57,23 @@ class GpuSampler:
     def __init__(self) -> None:
         self.unavailable: str | None = None
         self._handles: list[tuple[str, Any]] = []
+        self._missing: dict[str, str] = {}  # GPUs NVML could not open: index -> why
         self._last_ts_us: dict[str, int] = {}
+        self._initialised = False
         try:
             nvml = _nvml()
             nvml.nvmlInit()
+            self._initialised = True
             for i in range(nvml.nvmlDeviceGetCount()):
-                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                try:
+                    handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                except Exception as exc:  # this GPU is lost (say): the others still count
+                    self._missing[str(i)] = _explain(exc)
+                    continue
                 self._handles.append((str(i), handle))
                 self._handles.extend(self._mig_handles(nvml, i, handle))
             if not self._handles:
-                self.unavailable = "no NVIDIA GPU"
+                self.unavailable = _one_line(self._missing) or "no NVIDIA GPU"
         except ImportError:
             self.unavailable = "no NVIDIA GPU (nvidia-ml-py not installed)"
         except Exception as exc:
@@ -94,32 +104,41 @@ class GpuSampler:
             return None
         nvml = _nvml()
         stats = GpuStats()
+        failed = dict(self._missing)  # device index -> why it is left out
         for index, handle in self._handles:
+            if index.split("/")[0] in failed:
+                continue  # a MIG device of a GPU already reported: one line says it
             try:
-                stats.devices.append(self._device(nvml, index, handle))
+                dev = self._device(nvml, index, handle)
                 self._processes(nvml, index, handle, stats)
+                stats.devices.append(dev)
             except Exception as exc:  # e.g. the GPU fell off the bus
-                stats.error = f"GPU {index}: {_explain(exc)}"
+                failed[index] = _explain(exc)
+        stats.error = _one_line(failed)
         return stats
 
     @staticmethod
     def _device(nvml: Any, index: str, handle: Any) -> GpuDevice:
-        name = nvml.nvmlDeviceGetName(handle)
-        dev = GpuDevice(index, name.decode() if isinstance(name, bytes) else str(name))
-        mem = nvml.nvmlDeviceGetMemoryInfo(handle)
-        dev.mem_used, dev.mem_total = int(mem.used), int(mem.total)
-        dev.util_percent, dev.mem_util_percent = _optional(
+        def query(fn: Any, default: Any = None) -> Any:
+            return _optional(nvml, fn, default)
+
+        name = query(lambda: nvml.nvmlDeviceGetName(handle))
+        dev = GpuDevice(index, name.decode() if isinstance(name, bytes) else name)
+        dev.mem_used, dev.mem_total = query(
+            lambda: _mem(nvml.nvmlDeviceGetMemoryInfo(handle)), (None, None)
+        )
+        dev.util_percent, dev.mem_util_percent = query(
             lambda: _util(nvml.nvmlDeviceGetUtilizationRates(handle)), (None, None)
         )
-        dev.temperature_c = _optional(
-            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)), None
+        dev.temperature_c = query(
+            lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         )
-        dev.power_w = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, None)
-        dev.sm_clock_mhz = _optional(
-            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)), None
+        dev.power_w = query(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+        dev.sm_clock_mhz = query(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         )
-        dev.mem_clock_mhz = _optional(
-            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)), None
+        dev.mem_clock_mhz = query(
+            lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))
         )
         return dev
 
@@ -128,7 +147,7 @@ class GpuSampler:
             "nvmlDeviceGetComputeRunningProcesses",
             "nvmlDeviceGetGraphicsRunningProcesses",
         ):
-            for proc in _optional(lambda g=getter: getattr(nvml, g)(handle), []):
+            for proc in _optional(nvml, lambda g=getter: getattr(nvml, g)(handle), []):
                 used = proc.usedGpuMemory
                 if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
                     continue
@@ -136,7 +155,7 @@ class GpuSampler:
                 on_device = stats.process_memory_by_device.setdefault(index, {})
                 on_device[proc.pid] = on_device.get(proc.pid, 0) + int(used)
         since = self._last_ts_us.get(index, 0)
-        samples = _optional(lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
+        samples = _optional(nvml, lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
         for s in samples:
             stats.process_sm_percent[s.pid] = max(
                 stats.process_sm_percent.get(s.pid, 0.0), float(s.smUtil)
@@ -145,9 +164,12 @@ class GpuSampler:
 
     def close(self) -> None:
         """Shut NVML down, once (each nvmlInit wants one nvmlShutdown); no sampling after."""
+        if self._initialised:  # NVML came up, whether or not a GPU was found
+            with contextlib.suppress(Exception):
+                _nvml().nvmlShutdown()
+            self._initialised = False
+        self._handles = []
         if self.available:
-            _optional(lambda: _nvml().nvmlShutdown(), None)
-            self._handles = []
             self.unavailable = "GPU sampling closed"
 
 
@@ -155,11 +177,30 @@ def _util(rates: Any) -> tuple[float, float]:
     return float(rates.gpu), float(rates.memory)
 
 
-def _optional(fn: Any, default: Any) -> Any:
-    """Call an NVML query that some drivers or devices do not support."""
+def _one_line(failed: dict[str, str]) -> str | None:
+    """Devices left out, as one line: 'GPU 0, 2: why; GPU 1: why else'."""
+    by_why: dict[str, list[str]] = {}
+    for index, why in failed.items():
+        by_why.setdefault(why, []).append(index)
+    return "; ".join(f"GPU {', '.join(ix)}: {why}" for why, ix in by_why.items()) or None
+
+
+def _mem(mem: Any) -> tuple[int, int]:
+    return int(mem.used), int(mem.total)
+
+
+# NVML's answers that mean the device itself is gone, not that one query is unsupported.
+_GONE = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_UNINITIALIZED")
+
+
+def _optional(nvml: Any, fn: Any, default: Any) -> Any:
+    """Call an NVML query that some drivers or devices do not support: `default` when it
+    fails, except when the device is gone (lost, needing a reset), which is raised."""
     try:
         return fn()
-    except Exception:
+    except Exception as exc:
+        if getattr(exc, "value", None) in {getattr(nvml, name, None) for name in _GONE}:
+            raise
         return default
 
 

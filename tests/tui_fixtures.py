@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,6 +28,7 @@ from nettop_ui.core import (
     ProcessTraffic,
     TrafficSample,
 )
+from nettop_ui.gpu import GpuSampler
 from nettop_ui.history import SeriesSet
 from nettop_ui.remotes import RemoteTable
 from nettop_ui.services import service_of
@@ -264,13 +265,22 @@ def _system(i: int) -> SystemStats:
     )
 
 
-def scripted_snapshots(count: int = 40) -> list[Snapshot]:
-    """`count` ticks of a fixed little machine; only the last carries process histories."""
+def scripted_snapshots(
+    count: int = 40, gpu: GpuSampler | None = None, extra: Sequence[Proc] = ()
+) -> list[Snapshot]:
+    """`count` ticks of a fixed little machine; only the last carries process histories.
+
+    With `gpu` (a sampler answered by tests/fake_nvml.py), each tick carries its sample,
+    joined to the processes (`extra` ones too) by pid as the collector joins them."""
     snaps = []
     table = RemoteTable()
     for i in range(1, count + 1):
         last = i == count
-        states = [_state(p, i, last) for p in PROCS]
+        states = [_state(p, i, last) for p in [*PROCS, *extra]]
+        stats = gpu.sample() if gpu is not None else None
+        if stats is not None:
+            for state in states:
+                state.gpu_memory_bytes = stats.process_memory.get(state.pid)
         snaps.append(
             Snapshot(
                 ts=T0 + i,
@@ -279,8 +289,8 @@ def scripted_snapshots(count: int = 40) -> list[Snapshot]:
                 remotes=_remotes(table, states, i),
                 unattributed=Unattributed(2 * MIB, 5 * MIB, 3 * KIB, 9 * KIB),
                 system=_system(i),
-                gpu=None,
-                gpu_unavailable="no NVIDIA GPU",
+                gpu=stats,
+                gpu_unavailable=gpu.unavailable if gpu is not None else "no NVIDIA GPU",
             )
         )
     return snaps

@@ -7,11 +7,13 @@ box with per-core bars and history sparklines when there is room (`box_form`).
 
 from __future__ import annotations
 
+from textwrap import wrap
+
 from rich.text import Text
 from textual.widget import Widget
 
 from nettop_ui.format import Scale
-from nettop_ui.gpu import GpuStats
+from nettop_ui.gpu import GpuDevice, GpuStats
 from nettop_ui.system import SystemStats
 from nettop_ui.tui.cells import sparkline
 from nettop_ui.tui.frame import Frame, RecordedFigures
@@ -334,7 +336,11 @@ class DiskPanel(Panel):
 
 
 class GpuPanel(Panel):
-    """NVIDIA devices: utilisation, memory, temperature, power; quiet when there is none."""
+    """NVIDIA devices: utilisation, memory, temperature, power; quiet when there is none.
+
+    A GPU that failed (fell off the bus) is one yellow line (wrapped to the box), kept in
+    view however many devices there are: when four lines each do not fit, each device
+    gets one line."""
 
     title, number = "GPU", 5
 
@@ -343,55 +349,75 @@ class GpuPanel(Panel):
             return None, None
         return self.frame.gpu, self.frame.gpu_unavailable
 
+    @staticmethod
+    def _nothing(gpu: GpuStats | None, why: str | None) -> Text:
+        """No device to show: the failure that took them, or why there is no GPU."""
+        if gpu is not None and gpu.error:
+            return Text(safe_text(gpu.error, 80), style="yellow")
+        return Text(safe_text(why or "no NVIDIA GPU", 80), style="dim")
+
+    def _summary(self, dev: GpuDevice) -> Text:
+        """One device in a few cells: index, utilisation, memory, temperature."""
+        text = Text()
+        text.append(f"{dev.index}:", style="dim")
+        util = dev.util_percent
+        text.append(f"{util:.0f}% " if util is not None else "-% ", style=pct_style(util or 0))
+        if dev.mem_used is not None and dev.mem_total:
+            text.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)} ")
+        if dev.temperature_c is not None:
+            text.append(f"{dev.temperature_c:.0f}°C ")
+        return text
+
     def line_form(self, width: int) -> Text:
         gpu, why = self._gpu()
         if self.frame is None:
             return self.waiting()
         if gpu is None or not gpu.devices:
-            return self.label().append(safe_text(why or "no NVIDIA GPU", 60), style="dim")
+            return self.label().append_text(self._nothing(gpu, why))
         text = self.label()
+        if gpu.error:
+            text.append(safe_text(gpu.error, 60) + " ", style="yellow")
         for dev in gpu.devices:
-            text.append(f"{dev.index}:", style="dim")
-            util = dev.util_percent
-            text.append(f"{util:.0f}% " if util is not None else "-% ", style=pct_style(util or 0))
-            if dev.mem_used is not None and dev.mem_total:
-                text.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)} ")
-            if dev.temperature_c is not None:
-                text.append(f"{dev.temperature_c:.0f}°C ")
+            text.append_text(self._summary(dev))
         return text
+
+    def _device_box(self, dev: GpuDevice, width: int) -> list[Text]:
+        """One device in four lines: name, utilisation with history, memory, temp/power."""
+        util = dev.util_percent
+        line = Text("util ", style="dim")
+        line.append(f"{util:3.0f}% " if util is not None else "  -% ", style=pct_style(util or 0))
+        ring = self.history.gpu_util.get(dev.index)
+        room = width - len(line)
+        if ring is not None and room > 2:
+            line.append(sparkline(ring.last(room), room, 100.0), style="green")
+        mem = Text("mem  ", style="dim")
+        if dev.mem_used is not None and dev.mem_total:
+            mem.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)}")
+        else:
+            mem.append("-")
+        extra = Text()
+        extra.append(f"{dev.temperature_c:.0f}°C " if dev.temperature_c is not None else "-°C ")
+        extra.append(f"{dev.power_w:.0f}W" if dev.power_w is not None else "-W")
+        name = Text(f"{dev.index} {safe_text(dev.name or '-', 40)}", style="bold")
+        return [name, line, mem, extra]
 
     def box_form(self, width: int, height: int) -> list[Text]:
         gpu, why = self._gpu()
         if self.frame is None:
             return [self.waiting()]
         if gpu is None or not gpu.devices:
-            return [Text(safe_text(why or "no NVIDIA GPU", 80), style="dim")]
-        lines: list[Text] = []
-        for dev in gpu.devices:
-            lines.append(Text(f"{dev.index} {safe_text(dev.name, 40)}", style="bold"))
-            util = dev.util_percent
-            line = Text("util ", style="dim")
-            line.append(
-                f"{util:3.0f}% " if util is not None else "  -% ", style=pct_style(util or 0)
-            )
-            ring = self.history.gpu_util.get(dev.index)
-            room = width - len(line)
-            if ring is not None and room > 2:
-                line.append(sparkline(ring.last(room), room, 100.0), style="green")
-            lines.append(line)
-            mem = Text("mem  ", style="dim")
-            if dev.mem_used is not None and dev.mem_total:
-                mem.append(f"{self.scale.size(dev.mem_used)}/{self.scale.size(dev.mem_total)}")
-            else:
-                mem.append("-")
-            lines.append(mem)
-            extra = Text()
-            extra.append(f"{dev.temperature_c:.0f}°C " if dev.temperature_c is not None else "-°C ")
-            extra.append(f"{dev.power_w:.0f}W" if dev.power_w is not None else "-W")
-            lines.append(extra)
-        if gpu.error:
-            lines.append(Text(safe_text(gpu.error, 80), style="yellow"))
-        return lines
+            return [self._nothing(gpu, why)]
+        error = [Text(part, style="yellow") for part in wrap(safe_text(gpu.error or "", 80), width)]
+        room = height - len(error)  # the error always shows, wrapped to the panel
+        boxes = [self._device_box(dev, width) for dev in gpu.devices]
+        if sum(len(box) for box in boxes) <= room:
+            lines = [line for box in boxes for line in box]
+        else:
+            lines = [self._summary(dev) for dev in gpu.devices]
+            if len(lines) > room:
+                shown = max(room - 1, 0)
+                lines = [*lines[:shown], Text(f"+{len(lines) - shown} more", style="dim")]
+        return lines + error
 
 
 PANEL_CLASSES: tuple[type[Panel], ...] = (CpuPanel, MemPanel, NetPanel, DiskPanel, GpuPanel)
