@@ -111,12 +111,11 @@ def _read(path: str) -> tuple[Metrics, bool]:
         if not isinstance(records, list):
             raise MetricsError(f"{path}: not a metrics file (not a JSON array)")
         return [_object(path, r, None) for r in records], False
-    lines = [
-        (_parse(path, line, n), n) for n, line in enumerate(text.split("\n"), 1) if line.strip()
-    ]
-    if lines and isinstance(lines[0][0], dict) and lines[0][0].get("type") in OUR_TYPES:
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    first = _parse(path, lines[0][1], 1) if lines else None
+    if isinstance(first, dict) and first.get("type") in OUR_TYPES:
         return to_denet(_recording(path)), True
-    return [_object(path, *line) for line in lines], True
+    return [_object(path, _parse(path, line, n), n) for n, line in lines], True
 
 
 def _recording(path: str) -> Metrics:
