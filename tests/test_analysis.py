@@ -13,10 +13,12 @@ import importlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
 import pytest
 
 from nettop_ui import api
@@ -58,24 +60,68 @@ def _calls(metrics: Metrics) -> list[tuple[str, tuple[Any, ...]]]:
     return calls
 
 
-def _views(trees: Metrics) -> dict[str, Metrics]:
-    """The tree records as denet reads them, and their parts as flat metrics."""
+def _views(trees: Metrics, top: int) -> dict[str, Metrics]:
+    """The tree records as denet reads them, their parts as flat metrics, and each
+    tick as the flat records with `pid` and flat `children` that denet's
+    process_tree_analysis reads (`processes`), or as one record per process
+    (`members`: the last record is the last child's)."""
+
+    def flat(m: dict[str, Any]) -> Metrics:
+        return [
+            {**m["parent"], "pid": top},
+            *({**c["metrics"], "pid": c["pid"]} for c in m["children"]),
+        ]
+
+    ticks = [m for m in trees if m["parent"]]
     return {
         "tree": trees,
         "aggregated": [m["aggregated"] for m in trees],
-        "parent": [m["parent"] for m in trees if m["parent"]],
+        "parent": [m["parent"] for m in ticks],
         "child": [c["metrics"] for m in trees for c in m["children"]],
+        "processes": [{**flat(m)[0], "children": flat(m)[1:]} for m in ticks],
+        "members": [{**r, "children": []} for m in ticks for r in flat(m)],
     }
 
 
 def _side_by_side(denet: ModuleType, metrics: Metrics) -> dict[tuple[str, str], Any]:
-    """Each call on `metrics` to denet and to us: the same result. Returns ours."""
+    """Each call on `metrics` to denet and to us: the same result, the same types
+    and key order. Returns ours, by call."""
     results = {}
     for name, args in _calls(metrics):
         theirs, ours = getattr(denet, name)(*args), getattr(api, name)(*args)
-        assert ours == theirs, (name, args[1:])
+        assert repr(ours) == repr(theirs), (name, args[1:])
         results[(name, repr(args[1:]))] = ours
     return results
+
+
+def _check_beside_denet(denet: ModuleType, path: Path, top: int, tmp_path: Path) -> Metrics:
+    """Every function on a denet-format file of ours, as denet's: its tree records."""
+    for meta in (False, True):
+        assert api.load_metrics(str(path), meta) == denet.load_metrics(str(path), meta)
+    trees = api.load_metrics(str(path))
+    assert len(trees) >= 10 and {m["kind"] for m in trees} == {"tree"}
+    for fmt in FORMATS:
+        assert api.convert_format(str(path), fmt) == denet.convert_format(str(path), fmt)
+
+    peaks = []
+    for view, metrics in _views(trees, top).items():
+        results = _side_by_side(denet, metrics)
+        peaks += [r for (name, _), r in results.items() if name == "find_peaks" and r]
+        assert results[("resource_utilization", "()")], view
+    assert peaks  # find_peaks found something to agree on, not only []
+
+    # save_metrics, in every format, writes what denet writes, and loads back the same
+    for fmt in FORMATS:
+        for meta in (False, True):
+            ours, theirs = tmp_path / f"ours.{fmt}", tmp_path / f"theirs.{fmt}"
+            api.save_metrics(trees, str(ours), fmt, meta)
+            denet.save_metrics(trees, str(theirs), fmt, meta)
+            assert _no_clock(ours) == _no_clock(theirs), (fmt, meta)
+            if fmt != "csv":
+                loaded = api.load_metrics(str(ours), meta)
+                assert loaded == denet.load_metrics(str(ours), meta)
+                assert loaded[-1] == trees[-1]
+    return trees
 
 
 def test_analysis_matches_denet_on_a_real_run(
@@ -90,39 +136,17 @@ def test_analysis_matches_denet_on_a_real_run(
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     told = json.loads(res.stdout.splitlines()[-1])
-
-    for meta in (False, True):
-        assert api.load_metrics(str(out), meta) == denet.load_metrics(str(out), meta)
-    trees = api.load_metrics(str(out))
-    assert len(trees) >= 10 and {m["kind"] for m in trees} == {"tree"}
-    for fmt in FORMATS:
-        assert api.convert_format(str(out), fmt) == denet.convert_format(str(out), fmt)
-
-    peaks = []
-    for view, metrics in _views(trees).items():
-        results = _side_by_side(denet, metrics)
-        peaks += [r for (name, _), r in results.items() if name == "find_peaks" and r]
-        assert results[("resource_utilization", "()")], view
-    assert peaks  # find_peaks found something to agree on, not only []
+    trees = _check_beside_denet(denet, out, told["pid"], tmp_path)
 
     # what the figures say about the run: the tree's memory, its child, its bytes
     util = api.resource_utilization([m["aggregated"] for m in trees])
     assert util["max_mem_mb"] >= 60 and util["total_time_sec"] > 1
-    tree = api.process_tree_analysis(trees)
-    assert list(tree["child_processes"]) == [told["child"]]
+    assert list(api.process_tree_analysis(trees)["child_processes"]) == [told["child"]]
+    per_process = api.process_tree_analysis(_views(trees, told["pid"])["processes"])
+    assert list(per_process["child_processes"]) == [told["child"]]
+    assert per_process["child_processes"][told["child"]]["max_memory_mb"] >= 60
+    assert per_process["main_process"]["max_cpu"] > 0  # it burnt a core for a second
     assert trees[-1]["aggregated"]["ebpf"]["network"]["tx_bytes"] >= told["sent"]
-
-    # save_metrics, in every format, writes what denet writes, and loads back the same
-    for fmt in FORMATS:
-        for meta in (False, True):
-            ours, theirs = tmp_path / f"ours.{fmt}", tmp_path / f"theirs.{fmt}"
-            api.save_metrics(trees, str(ours), fmt, meta)
-            denet.save_metrics(trees, str(theirs), fmt, meta)
-            assert _no_clock(ours) == _no_clock(theirs), (fmt, meta)
-            if fmt != "csv":
-                loaded = api.load_metrics(str(ours), meta)
-                assert loaded == denet.load_metrics(str(ours), meta)
-                assert loaded[-1] == trees[-1]
 
 
 def _no_clock(path: Path) -> list[Any]:
@@ -151,19 +175,45 @@ def _backend_unknown(trees: Metrics) -> Metrics:
     ]
 
 
-def test_recording_records_and_denet_file_of_one_run_agree(net: Network, tmp_path: Path) -> None:
-    require_root()
-    recording, denet_file = tmp_path / "run.jsonl", tmp_path / "run.denet.jsonl"
-    mon = api.ProcessMonitor(
-        cmd=_workload(net), backend="ebpf", interval_s=0.1, output=str(recording),
-        stdout=subprocess.DEVNULL,
-    ).start()  # fmt: skip
-    assert mon.wait() == 0, mon.failure
-    _as_denet_file(recording, denet_file)
+def _held_tree(load: list[str]) -> subprocess.Popen[str]:
+    """A script with a child from the start, that runs `load` once told "go" on stdin."""
+    script = "import subprocess, sys\n"
+    script += "held = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'],"
+    script += " stdin=subprocess.PIPE)\n"
+    script += f"sys.stdin.readline()\nsubprocess.run({load!r})\nheld.stdin.close()\nheld.wait()\n"
+    cmd = [sys.executable, "-c", script]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    trees = api.load_metrics(str(denet_file))
-    assert len(trees) == len(mon.samples) >= 10
-    assert api.load_metrics(str(recording)) == trees
+
+def test_recording_records_and_denet_file_of_one_attach_agree(
+    net: Network, tmp_path: Path, denet: ModuleType
+) -> None:
+    require_root()
+    recording, denet_file = tmp_path / "attach.jsonl", tmp_path / "attach.denet.jsonl"
+    target = _held_tree(_workload(net))
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(target.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        mon = api.ProcessMonitor(
+            pid=target.pid, backend="ebpf", interval_s=0.1, output=str(recording)
+        ).start()
+        next(iter(mon))  # sampling has started: let the workload go
+        assert target.stdin is not None
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        mon.wait()
+        told = json.loads(target.communicate(timeout=60)[0])
+    finally:
+        target.kill()
+        target.wait()
+    assert mon.failure is None and len(mon.samples[0]["processes"]) == 2
+    assert max(s["tree"]["processes"] for s in mon.samples) == 4  # + treeload and its child
+    _as_denet_file(recording, denet_file)
+    trees = _check_beside_denet(denet, denet_file, target.pid, tmp_path)
+    assert trees[-1]["aggregated"]["ebpf"]["network"]["tx_bytes"] >= told["sent"]
+
+    assert len(trees) == len(mon.samples)
     for meta in (False, True):
         assert api.load_metrics(str(recording), meta) == api.load_metrics(str(denet_file), meta)
     for fmt in FORMATS:
@@ -172,7 +222,6 @@ def test_recording_records_and_denet_file_of_one_run_agree(net: Network, tmp_pat
     # in memory: every record of the run (meta first), and the samples alone
     unknown = _backend_unknown(trees)
     assert unknown != trees
-    assert any(m["children"] for m in trees)  # the top process is told from its child
     for name, args in _calls(trees):
         call = getattr(api, name)
         assert call(mon.records, *args[1:]) == call(*args), ("records", name, args[1:])
