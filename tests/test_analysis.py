@@ -64,7 +64,8 @@ def _views(trees: Metrics, top: int) -> dict[str, Metrics]:
     """The tree records as denet reads them, their parts as flat metrics, and each
     tick as the flat records with `pid` and flat `children` that denet's
     process_tree_analysis reads (`processes`), or as one record per process
-    (`members`: the last record is the last child's)."""
+    (`members`: children first, so the first record and the last are of different
+    processes)."""
 
     def flat(m: dict[str, Any]) -> Metrics:
         return [
@@ -79,7 +80,7 @@ def _views(trees: Metrics, top: int) -> dict[str, Metrics]:
         "parent": [m["parent"] for m in ticks],
         "child": [c["metrics"] for m in trees for c in m["children"]],
         "processes": [{**flat(m)[0], "children": flat(m)[1:]} for m in ticks],
-        "members": [{**r, "children": []} for m in ticks for r in flat(m)],
+        "members": [{**r, "children": []} for m in ticks for r in flat(m)[::-1]],
     }
 
 
