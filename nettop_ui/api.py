@@ -12,6 +12,10 @@
 Samples are the `sample` records of the recording schema (docs/json-schema.md), as
 dicts, held in memory. Monitoring runs in a background thread with its own event
 loop; signals are left to the calling program.
+
+denet's analysis utilities (`aggregate_metrics`, `find_peaks`, `resource_utilization`,
+`process_tree_analysis`, `convert_format`, `save_metrics`, `load_metrics`) come from
+nettop_ui.analysis: they take these samples, recordings and denet-format files alike.
 """
 
 from __future__ import annotations
@@ -25,10 +29,34 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from nettop_ui import registry
+from nettop_ui.analysis import (
+    MetricsError,
+    aggregate_metrics,
+    convert_format,
+    find_peaks,
+    load_metrics,
+    process_tree_analysis,
+    resource_utilization,
+    save_metrics,
+)
 from nettop_ui.jsonl import JsonlWriter, open_output
 from nettop_ui.summary import summarize as _summarize
 from nettop_ui.summary import summarize_file
 from nettop_ui.watch import Attached, Command, Target, WatchOptions, watch
+
+__all__ = [
+    "MetricsError",
+    "ProcessMonitor",
+    "aggregate_metrics",
+    "convert_format",
+    "execute_with_monitoring",
+    "find_peaks",
+    "load_metrics",
+    "process_tree_analysis",
+    "resource_utilization",
+    "save_metrics",
+    "summarize",
+]
 
 Record = dict[str, Any]
 _DONE = object()
