@@ -35,7 +35,9 @@ class GpuStats:
     """One tick of GPU figures: devices, and GPU memory / SM use per pid.
 
     `process_memory` sums a pid's memory over every device; `process_memory_by_device`
-    keeps it per device index.
+    keeps it per device index (a MIG device's own index where the process runs in one).
+    Each process's memory is counted once per device, however NVML lists it (see
+    `GpuSampler._place`).
     """
 
     devices: list[GpuDevice] = field(default_factory=list)
@@ -43,6 +45,17 @@ class GpuStats:
     process_memory_by_device: dict[str, dict[int, int]] = field(default_factory=dict)
     process_sm_percent: dict[int, float] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """One process as one device's handle lists it."""
+
+    used: int  # bytes of GPU memory
+    instance: tuple[int, int]  # (gpuInstanceId, computeInstanceId); NVML's 0xFFFFFFFF outside MIG
+
+
+_NO_INSTANCE = 0xFFFFFFFF
 
 
 def _nvml() -> Any:
@@ -59,6 +72,8 @@ class GpuSampler:
         self._handles: list[tuple[str, Any]] = []
         self._missing: dict[str, str] = {}  # GPUs NVML could not open: index -> why
         self._last_ts_us: dict[str, int] = {}
+        # (GPU index, gpuInstanceId, computeInstanceId) -> that MIG device's index "GPU/j"
+        self._mig_index: dict[tuple[str, int, int], str] = {}
         self._initialised = False
         try:
             nvml = _nvml()
@@ -79,8 +94,7 @@ class GpuSampler:
         except Exception as exc:
             self.unavailable = _explain(exc)
 
-    @staticmethod
-    def _mig_handles(nvml: Any, i: int, handle: Any) -> list[tuple[str, Any]]:
+    def _mig_handles(self, nvml: Any, i: int, handle: Any) -> list[tuple[str, Any]]:
         try:
             current, _ = nvml.nvmlDeviceGetMigMode(handle)
         except Exception:
@@ -90,9 +104,13 @@ class GpuSampler:
         migs = []
         for j in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
             try:
-                migs.append((f"{i}/{j}", nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)))
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)
             except Exception:
                 continue
+            migs.append((f"{i}/{j}", mig))
+            with contextlib.suppress(Exception):  # unknown ids: its processes stay on the GPU
+                gi = nvml.nvmlDeviceGetGpuInstanceId(mig)
+                self._mig_index[(str(i), gi, nvml.nvmlDeviceGetComputeInstanceId(mig))] = f"{i}/{j}"
         return migs
 
     @property
@@ -105,15 +123,18 @@ class GpuSampler:
         nvml = _nvml()
         stats = GpuStats()
         failed = dict(self._missing)  # device index -> why it is left out
+        running: dict[str, dict[int, _Running]] = {}  # device index -> what its handle lists
         for index, handle in self._handles:
             if index.split("/")[0] in failed:
                 continue  # a MIG device of a GPU already reported: one line says it
             try:
                 dev = self._device(nvml, index, handle)
-                self._processes(nvml, index, handle, stats)
+                running[index] = _running(nvml, handle)
+                self._sm_use(nvml, index, handle, stats)
                 stats.devices.append(dev)
             except Exception as exc:  # e.g. the GPU fell off the bus
                 failed[index] = _explain(exc)
+        self._place(running, stats)
         stats.error = _one_line(failed)
         return stats
 
@@ -142,18 +163,34 @@ class GpuSampler:
         )
         return dev
 
-    def _processes(self, nvml: Any, index: str, handle: Any, stats: GpuStats) -> None:
-        for getter in (
-            "nvmlDeviceGetComputeRunningProcesses",
-            "nvmlDeviceGetGraphicsRunningProcesses",
-        ):
-            for proc in _optional(nvml, lambda g=getter: getattr(nvml, g)(handle), []):
-                used = proc.usedGpuMemory
-                if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
-                    continue
-                stats.process_memory[proc.pid] = stats.process_memory.get(proc.pid, 0) + int(used)
-                on_device = stats.process_memory_by_device.setdefault(index, {})
-                on_device[proc.pid] = on_device.get(proc.pid, 0) + int(used)
+    def _place(self, running: dict[str, dict[int, _Running]], stats: GpuStats) -> None:
+        """Count each process's memory once, on the device it runs on.
+
+        NVML documents (nvml.h, nvmlDeviceGet{Compute,Graphics}RunningProcesses) that in
+        MIG mode the whole GPU's handle returns the aggregate of all its instances (to a
+        privileged caller) while each MIG device's handle returns its own processes. So
+        what a MIG device lists is counted there, and the whole GPU's entry for the same
+        pid is not counted again; a pid only the whole GPU lists (MIG handles that do not
+        answer, as in vGPU host mode) goes to the MIG device its gpuInstanceId and
+        computeInstanceId name, or stays on the GPU where they name none.
+        """
+        on_instances: dict[str, set[int]] = {}  # GPU index -> pids its MIG devices list
+        for index, procs in running.items():
+            gpu, _, mig = index.partition("/")
+            if mig:
+                on_instances.setdefault(gpu, set()).update(procs)
+        for index, procs in running.items():
+            gpu, _, mig = index.partition("/")
+            for pid, proc in procs.items():
+                where = index
+                if not mig:
+                    if pid in on_instances.get(gpu, ()):
+                        continue  # counted on its MIG device
+                    where = self._mig_index.get((gpu, *proc.instance), index)
+                stats.process_memory[pid] = stats.process_memory.get(pid, 0) + proc.used
+                stats.process_memory_by_device.setdefault(where, {})[pid] = proc.used
+
+    def _sm_use(self, nvml: Any, index: str, handle: Any, stats: GpuStats) -> None:
         since = self._last_ts_us.get(index, 0)
         samples = _optional(nvml, lambda: nvml.nvmlDeviceGetProcessUtilization(handle, since), [])
         for s in samples:
@@ -171,6 +208,31 @@ class GpuSampler:
         self._handles = []
         if self.available:
             self.unavailable = "GPU sampling closed"
+
+
+def _running(nvml: Any, handle: Any) -> dict[int, _Running]:
+    """pid -> its GPU memory on this device, each pid once.
+
+    A process with both a compute and a graphics context (nvidia-smi's type C+G) is
+    listed by both queries with the same usedGpuMemory: that figure is the process's
+    memory on the device, not one context's, so it is taken once (as nvitop's
+    `Device.processes()` keys them by pid). Memory NVML does not know (N/A) is left out.
+    """
+    found: dict[int, _Running] = {}
+    for getter in (
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetGraphicsRunningProcesses",
+    ):
+        for proc in _optional(nvml, lambda g=getter: getattr(nvml, g)(handle), []):
+            used = proc.usedGpuMemory
+            if used is None or used >= 2**63:  # NVML_VALUE_NOT_AVAILABLE
+                continue
+            instance = (
+                getattr(proc, "gpuInstanceId", _NO_INSTANCE),
+                getattr(proc, "computeInstanceId", _NO_INSTANCE),
+            )
+            found.setdefault(proc.pid, _Running(int(used), instance))
+    return found
 
 
 def _util(rates: Any) -> tuple[float, float]:

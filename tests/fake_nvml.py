@@ -11,7 +11,9 @@ Install it where `import pynvml` finds it: `monkeypatch.setitem(sys.modules, "py
 FakeNvml(path))`. Several dumps make one machine with their GPUs in order. `pids` maps a
 dump's pid onto a live process (to test the join with real processes); `lose(i)` makes
 GPU i fall off the bus (every later call on it raises GPU_IS_LOST); `fail(name, code)`
-makes one NVML function fail for every device.
+makes one NVML function fail for every device (or only whole GPUs, or only MIG devices);
+`run_in_instance` puts a dump's process into a MIG device, for want of a public dump of
+MIG with processes (the placement is the test's, the process record is real).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ DUMPS = Path(__file__).parent / "fixtures" / "nvidia-smi"
 A100_MIG = DUMPS / "a100-sxm4-v12.xml"
 RTX_3080 = DUMPS / "rtx-3080-v12.xml"
 TESLA_T4 = DUMPS / "tesla-t4.xml"
-ALL_DUMPS = (A100_MIG, RTX_3080, TESLA_T4)
+TESLA_M10 = DUMPS / "tesla-m10-vgpu-host.xml"
+ALL_DUMPS = (A100_MIG, RTX_3080, TESLA_T4, TESLA_M10)
 
 MIB = 1024 * 1024
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(MiB|W|C|MHz|%)?\s*$")
@@ -128,7 +131,8 @@ class FakeNvml:
         self._gpus = dump_gpus(*paths)
         self._pids = pids or {}
         self._lost: set[int] = set()
-        self._failing: dict[str, int] = {}
+        self._failing: dict[str, tuple[int, str]] = {}  # function -> (code, which devices)
+        self._placed: dict[int, list[DumpProcess]] = {}  # GPU -> processes run_in_instance put
         self.initialised = 0
         self.calls: list[str] = []
 
@@ -146,16 +150,33 @@ class FakeNvml:
         raises GPU_IS_LOST, as NVML does."""
         self._lost.add(gpu)
 
-    def fail(self, function: str, code: int) -> None:
-        """NVML function `function` (e.g. "nvmlInit") raises `code` from now on."""
-        self._failing[function] = code
+    def fail(self, function: str, code: int, devices: str = "all") -> None:
+        """NVML function `function` (e.g. "nvmlInit") raises `code` from now on: on every
+        device, or with `devices` "gpu" only on whole GPUs, "mig" only on MIG devices."""
+        assert devices in ("all", "gpu", "mig"), devices
+        self._failing[function] = (code, devices)
+
+    def run_in_instance(self, proc: DumpProcess, gpu: int, mig_index: int) -> DumpProcess:
+        """Process `proc` (from a dump) runs in MIG device `mig_index` of GPU `gpu`: NVML
+        then lists it, with that instance's ids, on the whole GPU and on that MIG device."""
+        (mig,) = (m for m in mig_devices(self._gpus[gpu]) if m.findtext("index") == str(mig_index))
+        placed = replace(
+            proc,
+            gpu_instance=int(mig.findtext("gpu_instance_id") or ""),
+            compute_instance=int(mig.findtext("compute_instance_id") or ""),
+        )
+        self._placed.setdefault(gpu, []).append(placed)
+        return placed
 
     # -- bookkeeping shared by every call -------------------------------------------
 
     def _enter(self, function: str, handle: Handle | None = None) -> None:
         self.calls.append(function)
         if function in self._failing:
-            raise error(self._failing[function])
+            code, devices = self._failing[function]
+            on_mig = handle is not None and handle.mig is not None
+            if devices == "all" or devices == ("mig" if on_mig else "gpu"):
+                raise error(code)
         if function != "nvmlInit" and self.initialised == 0:
             raise error(pynvml.NVML_ERROR_UNINITIALIZED)
         if handle is not None and handle.gpu in self._lost:
@@ -277,14 +298,26 @@ class FakeNvml:
             if kind in proc.type.split("+")
         ]
 
-    @staticmethod
-    def _own_processes(handle: Handle) -> Iterator[DumpProcess]:
-        for proc in processes(handle.xml):
+    def _own_processes(self, handle: Handle) -> Iterator[DumpProcess]:
+        for proc in processes(handle.xml) + self._placed.get(handle.gpu, []):
             if handle.mig is None or (
                 str(proc.gpu_instance) == handle.mig.findtext("gpu_instance_id")
                 and str(proc.compute_instance) == handle.mig.findtext("compute_instance_id")
             ):
                 yield proc
+
+    def _instance_id(self, function: str, handle: Handle, field: str) -> int:
+        # A MIG device's gpuInstanceId / computeInstanceId; a whole GPU has none.
+        self._enter(function, handle)
+        if handle.mig is None:
+            raise error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return int(number(handle.mig.findtext(field)))
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: Handle) -> int:
+        return self._instance_id("nvmlDeviceGetGpuInstanceId", handle, "gpu_instance_id")
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: Handle) -> int:
+        return self._instance_id("nvmlDeviceGetComputeInstanceId", handle, "compute_instance_id")
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Handle) -> list[Any]:
         self._enter("nvmlDeviceGetComputeRunningProcesses", handle)

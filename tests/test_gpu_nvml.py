@@ -26,6 +26,7 @@ from tests.fake_nvml import (
     ALL_DUMPS,
     MIB,
     RTX_3080,
+    TESLA_M10,
     TESLA_T4,
     FakeNvml,
     dump_gpus,
@@ -169,6 +170,66 @@ def test_compute_and_graphics_processes_both_count(
         assert stats.process_memory[p.pid] == p.used_bytes, p
     assert "nvmlDeviceGetComputeRunningProcesses" in fake.calls
     assert "nvmlDeviceGetGraphicsRunningProcesses" in fake.calls
+
+
+def test_a_process_with_compute_and_graphics_contexts_counts_once(
+    monkeypatch: pytest.MonkeyPatch, sampler: list[GpuSampler]
+) -> None:
+    """A Tesla M10 vGPU host's four GPUs each run two C+G processes, which NVML lists
+    both as compute and as graphics processes, each time with the process's memory on
+    the device. Before: the two were summed, so each process held twice its memory and
+    a GPU's processes more than it has in use (2 x 2 x 4064 MiB on an 8191 MiB GPU)."""
+    gpus = dump_gpus(TESLA_M10)
+    dumped = [p for gpu in gpus for p in processes(gpu)]
+    assert dumped and {p.type for p in dumped} == {"C+G"}
+    install(monkeypatch, TESLA_M10)
+    sampler.append(s := GpuSampler())
+    stats = s.sample()
+    assert stats is not None and stats.error is None
+    assert stats.process_memory == {p.pid: p.used_bytes for p in dumped}
+    devices = by_index(stats.devices)
+    for i, gpu in enumerate(gpus):
+        on_gpu = stats.process_memory_by_device[str(i)]
+        assert on_gpu == {p.pid: p.used_bytes for p in processes(gpu)}
+        used = devices[str(i)].mem_used  # no more than the GPU has in use
+        assert used is not None and sum(on_gpu.values()) <= used
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [None, ("mig", pynvml.NVML_ERROR_NOT_SUPPORTED), ("gpu", pynvml.NVML_ERROR_NO_PERMISSION)],
+    ids=["both-answer", "mig-handles-unsupported", "whole-gpu-refused"],
+)
+def test_a_mig_process_counts_once_on_its_instance(
+    refused: tuple[str, int] | None, monkeypatch: pytest.MonkeyPatch, sampler: list[GpuSampler]
+) -> None:
+    """The T4's compute process (a real record) runs in the A100's MIG device 1; the
+    placement is the test's, as no public dump shows MIG with processes. NVML lists it
+    on the whole GPU (the aggregate a privileged caller gets) and on MIG device 1 (its
+    own), unless one of them does not answer: MIG handles in vGPU host mode, the whole
+    GPU to an unprivileged caller. Every way, its memory counts once, on 0/1.
+    Before: both answering counted it twice (on 0 and on 0/1); with only the whole GPU
+    answering it sat on GPU 0, not on its instance."""
+    fake = install(monkeypatch, A100_MIG)
+    python = next(p for p in processes(dump_gpus(TESLA_T4)[0]) if p.type == "C")
+    assert python.used_bytes
+    fake.run_in_instance(python, gpu=0, mig_index=1)
+    fake.nvmlInit()  # the premise: the whole GPU and MIG device 1 both list it
+    whole = fake.nvmlDeviceGetHandleByIndex(0)
+    for handle in (whole, fake.nvmlDeviceGetMigDeviceHandleByIndex(whole, 1)):
+        assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses(handle)] == [python.pid]
+    fake.nvmlShutdown()
+    if refused is not None:
+        for getter in (
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlDeviceGetGraphicsRunningProcesses",
+        ):
+            fake.fail(getter, refused[1], devices=refused[0])
+    sampler.append(s := GpuSampler())
+    stats = s.sample()
+    assert stats is not None and stats.error is None
+    assert stats.process_memory == {python.pid: python.used_bytes}
+    assert stats.process_memory_by_device == {"0/1": {python.pid: python.used_bytes}}
 
 
 @pytest.fixture
