@@ -232,6 +232,22 @@ def test_a_mig_process_counts_once_on_its_instance(
     assert stats.process_memory_by_device == {"0/1": {python.pid: python.used_bytes}}
 
 
+def test_a_mig_process_whose_instance_is_unknown_stays_on_its_gpu(
+    monkeypatch: pytest.MonkeyPatch, sampler: list[GpuSampler]
+) -> None:
+    """Only the whole GPU lists the process and the MIG devices do not say their instance
+    ids: it is counted once, on GPU 0, rather than guessed onto an instance."""
+    fake = install(monkeypatch, A100_MIG)
+    python = next(p for p in processes(dump_gpus(TESLA_T4)[0]) if p.type == "C")
+    fake.run_in_instance(python, gpu=0, mig_index=1)
+    fake.fail("nvmlDeviceGetGpuInstanceId", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    fake.fail("nvmlDeviceGetComputeRunningProcesses", pynvml.NVML_ERROR_NOT_SUPPORTED, "mig")
+    sampler.append(s := GpuSampler())
+    stats = s.sample()
+    assert stats is not None and stats.error is None
+    assert stats.process_memory_by_device == {"0": {python.pid: python.used_bytes}}
+
+
 @pytest.fixture
 def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
@@ -357,11 +373,17 @@ def test_the_stand_in_invents_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         lambda: fake.nvmlDeviceGetName(mig),  # not printed for a MIG device
         lambda: fake.nvmlDeviceGetTemperature(mig, pynvml.NVML_TEMPERATURE_GPU),
         lambda: fake.nvmlDeviceGetProcessUtilization(whole, 0),
+        lambda: fake.nvmlDeviceGetGpuInstanceId(whole),  # a whole GPU is no instance
     ):
         with pytest.raises(pynvml.NVMLError_NotSupported):
             call()
     with pytest.raises(pynvml.NVMLError_NotFound):
         fake.nvmlDeviceGetMigDeviceHandleByIndex(whole, 4)
+    (dumped,) = (m for m in mig_devices(dump_gpus(A100_MIG)[0]) if m.findtext("index") == "0")
+    assert (fake.nvmlDeviceGetGpuInstanceId(mig), fake.nvmlDeviceGetComputeInstanceId(mig)) == (
+        int(dumped.findtext("gpu_instance_id") or ""),
+        int(dumped.findtext("compute_instance_id") or ""),
+    )
 
 
 def test_a_gpu_lost_before_start_leaves_the_others(
