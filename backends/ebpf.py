@@ -61,6 +61,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from backends import btf
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -76,6 +77,12 @@ PROC_MAX = 16384  # processes with traffic in one interval
 CONN_MAX = 65536  # connections with traffic in one interval
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINTS = ("sock/sock_send_length", "sock/sock_recv_length")
+# Where TCP reads that bypass recvmsg (splice) are seen; see ebpf_prog.c, tcp_rx.
+TCP_READ_TRACEPOINTS = (
+    "tcp/tcp_rcv_space_adjust",
+    "sock/inet_sock_set_state",
+    "tcp/tcp_destroy_sock",
+)
 KPROBE_FUNCS = (
     "tcp_sendmsg",
     "tcp_recvmsg",
@@ -295,8 +302,8 @@ def _tracefs() -> Path | None:
     return next((d for d in TRACEFS_DIRS if (d / "events").is_dir()), None)
 
 
-def _tracepoints_present(tracefs: Path | None) -> bool:
-    return tracefs is not None and all((tracefs / "events" / tp).is_dir() for tp in TRACEPOINTS)
+def _tracepoints_present(tracefs: Path | None, names: tuple[str, ...] = TRACEPOINTS) -> bool:
+    return tracefs is not None and all((tracefs / "events" / tp).is_dir() for tp in names)
 
 
 def _kprobes_available(tracefs: Path | None) -> bool:
@@ -346,6 +353,7 @@ def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
     # recvmsg lost its `noblock` argument in 5.19, moving `flags` from 5th to 4th.
     flags_arg = "PT_REGS_PARM4(ctx)" if version >= (5, 19) else "PT_REGS_PARM5(ctx)"
     read = "bpf_probe_read_kernel" if version >= (5, 5) else "bpf_probe_read"
+    offsets = None if use_kprobes else _tcp_offsets()
     return [
         "-w",  # kernel headers are noisy under bcc's clang; errors still show
         f"-DPROC_MAX={PROC_MAX}",
@@ -353,7 +361,23 @@ def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
         f"-DUSE_KPROBES={int(use_kprobes)}",
         f"-DRECV_FLAGS(ctx)={flags_arg}",
         f"-DREAD_KERNEL={read}",
+        f"-DTCP_READS={int(offsets is not None)}",
+        *(f"-DTCP_{name.upper()}={at}" for name, at in (offsets or {}).items()),
     ]
+
+
+def _tcp_offsets() -> dict[str, int] | None:
+    """tcp_sock's copied_seq and rcv_nxt offsets, when splice() reads can be counted.
+
+    That needs the tracepoints in TCP_READ_TRACEPOINTS and the kernel's BTF; without
+    them the program counts what recvmsg returns only (see ebpf_prog.c, tcp_rx).
+    """
+    if not _tracepoints_present(_tracefs(), TCP_READ_TRACEPOINTS):
+        return None
+    try:
+        return btf.member_offsets("tcp_sock", ("copied_seq", "rcv_nxt"))
+    except btf.BtfError:
+        return None
 
 
 def _compile(use_kprobes: bool) -> Any:
