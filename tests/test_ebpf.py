@@ -25,8 +25,8 @@ from tests.netenv import BackendRun, Client, Network, require, require_root, wit
 pytestmark = pytest.mark.root
 TOLERANCE = 0.01
 
-# A client for what trafficgen.py does not do: MSG_PEEK reads, ICMP, raw IP, AF_PACKET,
-# a thread that sends first. Prints {"pid", "sent", "recv"} like trafficgen.py.
+# A client for what trafficgen.py does not do: MSG_PEEK and splice() reads, ICMP, raw IP,
+# AF_PACKET, a thread that sends first. Prints {"pid", "sent", "recv"} like trafficgen.py.
 # argv: mode name target [port] [n]
 SOCKET_CLIENT = r"""
 import ctypes, json, os, socket, struct, sys
@@ -45,6 +45,29 @@ if mode == "peek":  # TCP download where every read is peeked first
         sent += s.send(struct.pack("!QQ", 0, down))
         while s.recv(65536, socket.MSG_PEEK):
             recv += len(s.recv(65536))
+elif mode in ("splice", "mix"):  # TCP download read with splice() through a pipe; "mix"
+    port, down = int(sys.argv[4]), int(sys.argv[5])  # takes turns with recv/read/recvmsg
+    with socket.create_connection((target, port), timeout=30) as s:
+        s.settimeout(None)  # blocking: os.splice does not retry on EAGAIN
+        sent += s.send(struct.pack("!QQ", 0, down))
+        r, w = os.pipe()
+        def spliced():
+            moved = os.splice(s.fileno(), w, 65536)
+            left = moved
+            while left:
+                left -= len(os.read(r, left))
+            return moved
+        readers = [spliced]
+        if mode == "mix":
+            readers += [
+                lambda: len(s.recv(65536)),
+                lambda: len(os.read(s.fileno(), 65536)),
+                lambda: len(s.recvmsg(65536)[0]),
+            ]
+        turn = 0
+        while moved := readers[turn % len(readers)]():
+            recv += moved
+            turn += 1
 elif mode == "icmp":  # echo requests over a raw ICMP socket, each awaiting its reply
     ident = os.getpid() & 0xFFFF
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
@@ -230,6 +253,30 @@ def test_msg_peek_is_not_counted_twice(net: Network, run: BackendRun) -> None:
     c = socket_client("peek", "ebpf-peek", net.ns_v4, net.ports["tcp4"], 2_000_000)
     settle(run, c.wait_done())
     check(run, c)
+    assert run.totals(c.pid) == (c.sent, c.recv)  # recvmsg and tcp_rx agree to the byte
+
+
+SPLICED = 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("mode", "target"), [("splice", "v4"), ("splice", "v6"), ("splice", "lo"), ("mix", "v4")]
+)
+def test_tcp_reads_past_recvmsg_count_exactly_once(
+    net: Network, run: BackendRun, mode: str, target: str
+) -> None:
+    """splice() from a TCP socket (no recvmsg), alone or taking turns with recv, read
+    and recvmsg on one socket, read to the peer's FIN: every byte once, per process and
+    per connection."""
+    address, family = net.address(target)
+    c = socket_client(mode, f"ebpf-{mode}-{target}", address, net.ports[f"tcp{family}"], SPLICED)
+    settle(run, c.wait_done())
+    assert c.recv == SPLICED
+    assert run.totals(c.pid) == (c.sent, c.recv)
+    rows = connections(run, c.pid)
+    assert [(proto, sent, recv) for (proto, _, _), (sent, recv) in rows.items()] == [
+        ("tcp", c.sent, c.recv)
+    ], rows
 
 
 @pytest.mark.parametrize(
