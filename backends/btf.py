@@ -40,9 +40,13 @@ class BtfError(Exception):
 
 
 def member_offsets(
-    struct_name: str, members: tuple[str, ...], path: Path = VMLINUX
+    struct_name: str, members: tuple[str, ...], path: Path | None = None
 ) -> dict[str, int]:
-    """{member: byte offset} in `struct_name`, for each of `members`; BtfError if any is absent."""
+    """{member: byte offset} in `struct_name`, for each of `members`; BtfError if any is absent.
+
+    `path` is the kernel's own BTF (VMLINUX) unless given.
+    """
+    path = path or VMLINUX
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import ebpf
+from backends import btf, ebpf
 from backends.ebpf import EbpfBackend
 from nettop_ui.core import BackendError
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
@@ -367,6 +367,25 @@ def test_kprobe_fallback_compiles_and_verifies(version: tuple[int, int]) -> None
         for fn in ebpf.KPROBE_FUNCS:
             bpf.load_func(f"enter_{fn}".encode(), BPF.KPROBE)
             bpf.load_func(f"leave_{fn}".encode(), BPF.KPROBE)
+    finally:
+        ebpf._release(bpf)
+
+
+def test_without_btf_the_program_counts_recvmsg_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kernel BTF: no offsets for tcp_sock, so no splice counting, and still a program
+    that compiles and passes the verifier (bcc attaches its tracepoints as it loads)."""
+    require_ebpf()
+    from bcc import BPF
+
+    assert "-DTCP_READS=1" in ebpf._cflags(False, ebpf._kernel_version())
+    monkeypatch.setattr(btf, "VMLINUX", Path("/nonexistent/vmlinux"))
+    cflags = ebpf._cflags(False, ebpf._kernel_version())
+    assert "-DTCP_READS=0" in cflags and not any("COPIED_SEQ" in f for f in cflags)
+    bpf = BPF(text=ebpf.PROG.read_bytes(), cflags=cflags)
+    try:
+        with pytest.raises(KeyError):
+            bpf.get_table(b"tcp_rx")
+        assert bpf.num_open_tracepoints() == 2  # sock_send_length, sock_recv_length
     finally:
         ebpf._release(bpf)
 
