@@ -39,7 +39,7 @@ def test_kernel_sock_common_matches_the_programs_copy() -> None:
     """The running kernel's sock_common, whose addresses and ports sit in anonymous
     unions of anonymous structs, has the layout ebpf_prog.c assumes."""
     require(VMLINUX_PRESENT, f"no {btf.VMLINUX} (CONFIG_DEBUG_INFO_BTF)")
-    names = tuple(name for name, _ in SockHead._fields_ if name.startswith("skc_"))
+    names = tuple(f[0] for f in SockHead._fields_ if f[0].startswith("skc_"))
     found = btf.member_offsets("sock_common", names)
     assert found == {name: getattr(SockHead, name).offset for name in names}
 
@@ -72,7 +72,10 @@ def test_nested_anonymous_members_and_bitfields(tmp_path: Path) -> None:
     """Offsets through an anonymous union of an anonymous struct, behind a const, with
     the bitfield encoding (kind_flag) and other kinds' records to step over."""
     names = ["int", "outer", "first", "low", "high", "flags", "E", "A"]
-    n = lambda name: _name(names, name)  # noqa: E731
+
+    def n(name: str) -> int:
+        return _name(names, name)
+
     types = [
         _type(n("int"), 1, 0, 4) + struct.pack("<I", 32),  # 1: INT
         _type(n("E"), 6, 2, 4) + struct.pack("<4I", n("A"), 0, n("A"), 1),  # 2: ENUM
