@@ -10,8 +10,23 @@ MSG_PEEK reads (the data is read again later) and MSG_ERRQUEUE reads (error and
 timestamp reports, not payload) are skipped. Older kernels fall back to kprobes and
 kretprobes on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg and their IPv6 UDP
 twins, which see TCP and UDP only. `start` picks the tracepoints whenever they exist.
-Not seen by either: splice() from a socket and TCP zero-copy receive (no recvmsg),
-and AF_PACKET mmap rings.
+
+TCP reads without recvmsg: splice() from a socket (tcp_read_sock). With the
+tracepoints, the kernel's BTF (/sys/kernel/btf/vmlinux) and three more tracepoints
+(TCP_READ_TRACEPOINTS), the program counts them too, once: every TCP read advances
+tcp_sock's copied_seq and then reaches tcp_rcv_space_adjust, so per socket it counts
+the advance since what it counted last (the FIN's sequence number excluded), and
+recvmsg's returned count only where that did not already (see ebpf_prog.c, tcp_rx;
+the copied_seq and rcv_nxt offsets come from backends/btf.py). Limits: a connection
+established before the backend started, or whose entry was evicted (more than
+CONN_MAX TCP sockets), misses the bytes of its next such read (it has no starting
+point yet); two threads reading one TCP socket at once may shift a few bytes between
+them; an out-of-band (urgent) byte counts twice. From the kernel source, not tested
+here: TCP zero-copy receive and tcp_read_skb take the same path and are counted;
+kernel TLS receive counts the TLS records (header and tag included) rather than the
+plaintext; sockmap/strparser reads, which run in softirq, are charged to whichever
+process was interrupted. Without BTF or those tracepoints, and with kprobes, these
+reads are not seen. Never seen: AF_PACKET mmap rings.
 
 Aggregation happens in the kernel, in two bounded LRU hashes (so memory cannot grow
 without bound; PROC_MAX and CONN_MAX entries with traffic per interval, beyond which
@@ -121,7 +136,8 @@ class EbpfBackend(Backend):
         per_connection=True,
         note=(
             "bytes each send/recv call returned, every socket family but AF_UNIX, AF_NETLINK, "
-            "AF_KEY and AF_ALG; TCP and UDP only on kernels before 6.3 (kprobes)"
+            "AF_KEY and AF_ALG, and TCP bytes read with splice() (needs kernel BTF); "
+            "TCP and UDP only on kernels before 6.3 (kprobes)"
         ),
     )
     accuracy_rank = 10
