@@ -27,9 +27,9 @@ TOLERANCE = 0.01
 
 # A client for what trafficgen.py does not do: MSG_PEEK and splice() reads, ICMP, raw IP,
 # AF_PACKET, a thread that sends first. Prints {"pid", "sent", "recv"} like trafficgen.py.
-# argv: mode name target [port] [n]
+# argv: mode name target [port] [n] [seconds to hold the connection after a splice/mix read]
 SOCKET_CLIENT = r"""
-import ctypes, json, os, socket, struct, sys
+import ctypes, json, os, socket, struct, sys, time
 mode, name, target = sys.argv[1:4]
 ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)
 sent = recv = 0
@@ -68,6 +68,7 @@ elif mode in ("splice", "mix"):  # TCP download read with splice() through a pip
         while moved := readers[turn % len(readers)]():
             recv += moved
             turn += 1
+        time.sleep(float(sys.argv[6]) if len(sys.argv) > 6 else 0)  # hold the connection
 elif mode == "icmp":  # echo requests over a raw ICMP socket, each awaiting its reply
     ident = os.getpid() & 0xFFFF
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
