@@ -46,20 +46,28 @@ def member_offsets(
 
     `path` is the kernel's own BTF (VMLINUX) unless given.
     """
-    path = path or VMLINUX
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BtfError(f"cannot read {path}: {exc.strerror}") from None
-    btf = _Btf(data)
-    found = btf.members(struct_name)
-    missing = [m for m in members if m not in found]
-    if missing:
-        raise BtfError(f"struct {struct_name} in {path} has no {', '.join(missing)}")
-    return {m: found[m] for m in members}
+    return Btf.load(path).offsets(struct_name, members)
 
 
-class _Btf:
+class Btf:
+    """One parsed BTF blob; load it once to look up several structs."""
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Btf:
+        path = path or VMLINUX
+        try:
+            return cls(path.read_bytes())
+        except OSError as exc:
+            raise BtfError(f"cannot read {path}: {exc.strerror}") from None
+
+    def offsets(self, struct_name: str, members: tuple[str, ...]) -> dict[str, int]:
+        """{member: byte offset} in `struct_name`; BtfError if the struct or a member is absent."""
+        found = self.members(struct_name)
+        missing = [m for m in members if m not in found]
+        if missing:
+            raise BtfError(f"struct {struct_name} has no {', '.join(missing)}")
+        return {m: found[m] for m in members}
+
     def __init__(self, data: bytes) -> None:
         if len(data) < 24:
             raise BtfError("BTF too short")

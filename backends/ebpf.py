@@ -21,12 +21,13 @@ the copied_seq and rcv_nxt offsets come from backends/btf.py). Limits: a connect
 established before the backend started, or whose entry was evicted (more than
 CONN_MAX TCP sockets), misses the bytes of its next such read (it has no starting
 point yet); two threads reading one TCP socket at once may shift a few bytes between
-them; an out-of-band (urgent) byte counts twice. From the kernel source, not tested
-here: TCP zero-copy receive and tcp_read_skb take the same path and are counted;
-kernel TLS receive counts the TLS records (header and tag included) rather than the
-plaintext; sockmap/strparser reads, which run in softirq, are charged to whichever
-process was interrupted. Without BTF or those tracepoints, and with kprobes, these
-reads are not seen. Never seen: AF_PACKET mmap rings.
+them; an out-of-band (urgent) byte counts twice. Sockets with an upper-layer protocol
+(kernel TLS, MPTCP subflows) move copied_seq for bytes their own recvmsg reports, so
+they are counted at recvmsg alone, as before (splice from a kTLS socket is not seen).
+From the kernel source, not tested here: TCP zero-copy receive and tcp_read_skb take
+the same path and are counted; sockmap/strparser reads, which run in softirq, are
+charged to whichever process was interrupted. Without BTF or those tracepoints, and
+with kprobes, these reads are not seen. Never seen: AF_PACKET mmap rings.
 
 Aggregation happens in the kernel, in two bounded LRU hashes (so memory cannot grow
 without bound; PROC_MAX and CONN_MAX entries with traffic per interval, beyond which
@@ -383,15 +384,20 @@ def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
 
 
 def _tcp_offsets() -> dict[str, int] | None:
-    """tcp_sock's copied_seq and rcv_nxt offsets, when splice() reads can be counted.
+    """Offsets in struct tcp_sock the program reads, when splice() reads can be counted.
 
     That needs the tracepoints in TCP_READ_TRACEPOINTS and the kernel's BTF; without
     them the program counts what recvmsg returns only (see ebpf_prog.c, tcp_rx).
+    tcp_sock begins with its inet_connection_sock, so the latter's offsets are the same.
     """
     if not _tracepoints_present(_tracefs(), TCP_READ_TRACEPOINTS):
         return None
     try:
-        return btf.member_offsets("tcp_sock", ("copied_seq", "rcv_nxt"))
+        kernel = btf.Btf.load()
+        return {
+            **kernel.offsets("tcp_sock", ("copied_seq", "rcv_nxt")),
+            **kernel.offsets("inet_connection_sock", ("icsk_ulp_ops",)),
+        }
     except btf.BtfError:
         return None
 

@@ -4,7 +4,8 @@
 //   RECV_FLAGS(ctx)     kprobe fallback: the flags argument of tcp/udp recvmsg
 //   READ_KERNEL         bpf_probe_read_kernel, or bpf_probe_read before Linux 5.5
 //   TCP_READS           1: also count TCP reads that bypass recvmsg (splice), see tcp_rx
-//   TCP_COPIED_SEQ, TCP_RCV_NXT  byte offsets in struct tcp_sock (from BTF: backends/btf.py)
+//   TCP_COPIED_SEQ, TCP_RCV_NXT, TCP_ICSK_ULP_OPS  offsets in struct tcp_sock (from BTF,
+//                       backends/btf.py)
 
 #define NT_AF_UNIX 1
 #define NT_AF_INET 2
@@ -198,6 +199,15 @@ static __always_inline u32 tcp_u32(void *sk, int offset)
     return value;
 }
 
+// No upper-layer protocol (kTLS, an MPTCP subflow): those move copied_seq themselves,
+// for bytes their own recvmsg reports, so such sockets are counted by recvmsg alone.
+static __always_inline int tcp_plain(void *sk)
+{
+    void *ulp_ops = 0;
+    READ_KERNEL(&ulp_ops, sizeof(ulp_ops), (char *)sk + TCP_ICSK_ULP_OPS);
+    return ulp_ops == 0;
+}
+
 // A fresh entry for the socket, counted up to `seq`.
 static __always_inline void tcp_rx_start(u64 key, u32 seq)
 {
@@ -209,6 +219,8 @@ static __always_inline void tcp_rx_start(u64 key, u32 seq)
 TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 {
     void *sk = (void *)args->skaddr;
+    if (!tcp_plain(sk))
+        return 0;
     u64 key = (u64)sk;
     u32 seq = tcp_u32(sk, TCP_COPIED_SEQ);
     struct tcp_rx *rx = tcp_rx.lookup(&key);
@@ -281,7 +293,7 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
         return 0;
 #if TCP_READS
     if (args->protocol == NT_IPPROTO_TCP &&
-        (args->family == NT_AF_INET || args->family == NT_AF_INET6)) {
+        (args->family == NT_AF_INET || args->family == NT_AF_INET6) && tcp_plain(args->sk)) {
         ret = tcp_recv_rest(args->sk, ret);
         if (!ret)
             return 0;
