@@ -69,6 +69,13 @@ elif mode in ("splice", "mix"):  # TCP download read with splice() through a pip
             recv += moved
             turn += 1
         time.sleep(float(sys.argv[6]) if len(sys.argv) > 6 else 0)  # hold the connection
+elif mode == "mptcp":  # TCP download through an MPTCP socket (its subflow is a TCP socket)
+    port, down = int(sys.argv[4]), int(sys.argv[5])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262) as s:
+        s.connect((target, port))
+        sent += s.send(struct.pack("!QQ", 0, down))
+        while data := s.recv(65536):
+            recv += len(data)
 elif mode == "icmp":  # echo requests over a raw ICMP socket, each awaiting its reply
     ident = os.getpid() & 0xFFFF
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
@@ -277,6 +284,19 @@ def test_tcp_reads_past_recvmsg_count_exactly_once(
     rows = connections(run, c.pid)
     assert [(proto, sent, recv) for (proto, _, _), (sent, recv) in rows.items()] == [
         ("tcp", c.sent, c.recv)
+    ], rows
+
+
+def test_mptcp_is_counted_once(net: Network, run: BackendRun) -> None:
+    """MPTCP moves its subflow's copied_seq itself; only the MPTCP socket's reads count."""
+    enabled = Path("/proc/sys/net/mptcp/enabled")
+    require(enabled.exists() and enabled.read_text().strip() == "1", "MPTCP is off")
+    c = socket_client("mptcp", "ebpf-mptcp", net.ns_v4, net.ports["tcp4"], 4_000_000)
+    settle(run, c.wait_done())
+    assert run.totals(c.pid) == (c.sent, c.recv)
+    rows = connections(run, c.pid)
+    assert [(proto, sent, recv) for (proto, _, _), (sent, recv) in rows.items()] == [
+        ("mptcp", c.sent, c.recv)
     ], rows
 
 
