@@ -126,3 +126,12 @@ def test_missing_struct_or_member(tmp_path: Path) -> None:
         btf.member_offsets("tcp_sock", ("copied_seq",), path)
     with pytest.raises(btf.BtfError, match="has no second"):
         btf.member_offsets("outer", ("first", "second"), path)
+
+
+def test_record_past_its_section_is_malformed(tmp_path: Path) -> None:
+    names = ["outer", "first"]
+    claims_two = _type(_name(names, "outer"), 4, 2, 4)  # two members, one present
+    path = tmp_path / "vmlinux"
+    path.write_bytes(_blob([claims_two + struct.pack("<3I", _name(names, "first"), 1, 0)], names))
+    with pytest.raises(btf.BtfError, match="malformed BTF"):
+        btf.member_offsets("outer", ("first",), path)
