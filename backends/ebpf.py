@@ -388,7 +388,8 @@ def _tcp_offsets() -> dict[str, int] | None:
 
     That needs the tracepoints in TCP_READ_TRACEPOINTS and the kernel's BTF; without
     them the program counts what recvmsg returns only (see ebpf_prog.c, tcp_rx).
-    tcp_sock begins with its inet_connection_sock, so the latter's offsets are the same.
+    tcp_sock begins with its inet_connection_sock, which begins with its inet_sock, so
+    their offsets are tcp_sock's.
     """
     if not _tracepoints_present(_tracefs(), TCP_READ_TRACEPOINTS):
         return None
@@ -397,6 +398,7 @@ def _tcp_offsets() -> dict[str, int] | None:
         return {
             **kernel.offsets("tcp_sock", ("copied_seq", "rcv_nxt")),
             **kernel.offsets("inet_connection_sock", ("icsk_ulp_ops",)),
+            **kernel.offsets("inet_sock", ("inet_sport",)),
         }
     except btf.BtfError:
         return None

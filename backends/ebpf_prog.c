@@ -4,8 +4,8 @@
 //   RECV_FLAGS(ctx)     kprobe fallback: the flags argument of tcp/udp recvmsg
 //   READ_KERNEL         bpf_probe_read_kernel, or bpf_probe_read before Linux 5.5
 //   TCP_READS           1: also count TCP reads that bypass recvmsg (splice), see tcp_rx
-//   TCP_COPIED_SEQ, TCP_RCV_NXT, TCP_ICSK_ULP_OPS  offsets in struct tcp_sock (from BTF,
-//                       backends/btf.py)
+//   TCP_COPIED_SEQ, TCP_RCV_NXT, TCP_ICSK_ULP_OPS, TCP_INET_SPORT  offsets in struct
+//                       tcp_sock (from BTF, backends/btf.py)
 
 #define NT_AF_UNIX 1
 #define NT_AF_INET 2
@@ -85,6 +85,20 @@ static __always_inline int counted(u16 family, int ret, int flags)
              family == NT_AF_ALG);
 }
 
+#if TCP_READS
+// A closed TCP socket that still holds unread data has given its port back (skc_num is
+// 0 once tcp_done unhashed it); inet_sport, in network order, still has it.
+static __always_inline u16 tcp_local_port(void *sk)
+{
+    u16 port = 0;
+    READ_KERNEL(&port, sizeof(port), (char *)sk + TCP_INET_SPORT);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    port = __builtin_bswap16(port);
+#endif
+    return port;
+}
+#endif
+
 // Add `bytes` to the current process's and the socket's connection's entries.
 static __always_inline int add(void *sk, u16 family, u16 protocol, u64 bytes, int is_send)
 {
@@ -125,6 +139,10 @@ static __always_inline int add(void *sk, u16 family, u16 protocol, u64 bytes, in
         if (READ_KERNEL(&h, sizeof(h), sk) == 0 && h.family == family) {
             key.lport = h.num;
             key.rport = h.dport;
+#if TCP_READS
+            if (!key.lport && protocol == NT_IPPROTO_TCP)
+                key.lport = tcp_local_port(sk);
+#endif
             if (family == NT_AF_INET) {
                 __builtin_memcpy(key.laddr, &h.rcv_saddr, 4);
                 __builtin_memcpy(key.raddr, &h.daddr, 4);

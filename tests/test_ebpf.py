@@ -45,11 +45,15 @@ if mode == "peek":  # TCP download where every read is peeked first
         sent += s.send(struct.pack("!QQ", 0, down))
         while s.recv(65536, socket.MSG_PEEK):
             recv += len(s.recv(65536))
-elif mode in ("splice", "mix"):  # TCP download read with splice() through a pipe; "mix"
-    port, down = int(sys.argv[4]), int(sys.argv[5])  # takes turns with recv/read/recvmsg
+elif mode in ("splice", "mix", "splice-half"):  # TCP download read with splice() through
+    # a pipe; "mix" takes turns with recv/read/recvmsg; "splice-half" shuts its sending
+    # side first, so the peer's FIN finds it in FIN_WAIT2
+    port, down = int(sys.argv[4]), int(sys.argv[5])
     with socket.create_connection((target, port), timeout=30) as s:
         s.settimeout(None)  # blocking: os.splice does not retry on EAGAIN
         sent += s.send(struct.pack("!QQ", 0, down))
+        if mode == "splice-half":
+            s.shutdown(socket.SHUT_WR)
         r, w = os.pipe()
         def spliced():
             moved = os.splice(s.fileno(), w, 65536)
@@ -268,14 +272,15 @@ SPLICED = 32 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
-    ("mode", "target"), [("splice", "v4"), ("splice", "v6"), ("splice", "lo"), ("mix", "v4")]
+    ("mode", "target"),
+    [("splice", "v4"), ("splice", "v6"), ("splice", "lo"), ("mix", "v4"), ("splice-half", "v4")],
 )
 def test_tcp_reads_past_recvmsg_count_exactly_once(
     net: Network, run: BackendRun, mode: str, target: str
 ) -> None:
     """splice() from a TCP socket (no recvmsg), alone or taking turns with recv, read
-    and recvmsg on one socket, read to the peer's FIN: every byte once, per process and
-    per connection."""
+    and recvmsg on one socket, read to the peer's FIN (arriving in ESTABLISHED or, after
+    our own shutdown, in FIN_WAIT2): every byte once, per process and per connection."""
     address, family = net.address(target)
     c = socket_client(mode, f"ebpf-{mode}-{target}", address, net.ports[f"tcp{family}"], SPLICED)
     settle(run, c.wait_done())
