@@ -36,7 +36,8 @@ tgid, holds sent/recv bytes and the comm taken with bpf_get_current_comm when th
 process first moves a byte in an interval, so a process that exits before the next
 read is still named (the main thread's comm replaces another thread's once the main
 thread shows up). `conns`, keyed by tgid, family, protocol and the local and remote
-address and port read from the socket's struct sock_common, holds sent/recv bytes per
+address and port read from the socket's struct sock_common (a closed TCP socket's local
+port from inet_sport, where BTF gives its offset), holds sent/recv bytes per
 connection. Nothing goes to user space per event. Every key also carries a
 generation: `read` bumps the kernel's generation counter, then reads the entries of
 earlier generations. A program that read the old generation just before the bump may
