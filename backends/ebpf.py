@@ -10,8 +10,24 @@ MSG_PEEK reads (the data is read again later) and MSG_ERRQUEUE reads (error and
 timestamp reports, not payload) are skipped. Older kernels fall back to kprobes and
 kretprobes on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg and their IPv6 UDP
 twins, which see TCP and UDP only. `start` picks the tracepoints whenever they exist.
-Not seen by either: splice() from a socket and TCP zero-copy receive (no recvmsg),
-and AF_PACKET mmap rings.
+
+TCP reads without recvmsg: splice() from a socket (tcp_read_sock). With the
+tracepoints, the kernel's BTF (/sys/kernel/btf/vmlinux) and three more tracepoints
+(TCP_READ_TRACEPOINTS), the program counts them too, once: every TCP read advances
+tcp_sock's copied_seq and then reaches tcp_rcv_space_adjust, so per socket it counts
+the advance since what it counted last (the FIN's sequence number excluded), and
+recvmsg's returned count only where that did not already (see ebpf_prog.c, tcp_rx;
+the copied_seq and rcv_nxt offsets come from backends/btf.py). Limits: a connection
+established before the backend started, or whose entry was evicted (more than
+CONN_MAX TCP sockets), misses the bytes of its next such read (it has no starting
+point yet); two threads reading one TCP socket at once may shift a few bytes between
+them; an out-of-band (urgent) byte counts twice. Sockets with an upper-layer protocol
+(kernel TLS, MPTCP subflows) move copied_seq for bytes their own recvmsg reports, so
+they are counted at recvmsg alone, as before (splice from a kTLS socket is not seen).
+From the kernel source, not tested here: TCP zero-copy receive and tcp_read_skb take
+the same path and are counted; sockmap/strparser reads, which run in softirq, are
+charged to whichever process was interrupted. Without BTF or those tracepoints, and
+with kprobes, these reads are not seen. Never seen: AF_PACKET mmap rings.
 
 Aggregation happens in the kernel, in two bounded LRU hashes (so memory cannot grow
 without bound; PROC_MAX and CONN_MAX entries with traffic per interval, beyond which
@@ -20,7 +36,8 @@ tgid, holds sent/recv bytes and the comm taken with bpf_get_current_comm when th
 process first moves a byte in an interval, so a process that exits before the next
 read is still named (the main thread's comm replaces another thread's once the main
 thread shows up). `conns`, keyed by tgid, family, protocol and the local and remote
-address and port read from the socket's struct sock_common, holds sent/recv bytes per
+address and port read from the socket's struct sock_common (a closed TCP socket's local
+port from inet_sport, where BTF gives its offset), holds sent/recv bytes per
 connection. Nothing goes to user space per event. Every key also carries a
 generation: `read` bumps the kernel's generation counter, then reads the entries of
 earlier generations. A program that read the old generation just before the bump may
@@ -61,6 +78,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from backends import btf
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -76,6 +94,12 @@ PROC_MAX = 16384  # processes with traffic in one interval
 CONN_MAX = 65536  # connections with traffic in one interval
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINTS = ("sock/sock_send_length", "sock/sock_recv_length")
+# Where TCP reads that bypass recvmsg (splice) are seen; see ebpf_prog.c, tcp_rx.
+TCP_READ_TRACEPOINTS = (
+    "tcp/tcp_rcv_space_adjust",
+    "sock/inet_sock_set_state",
+    "tcp/tcp_destroy_sock",
+)
 KPROBE_FUNCS = (
     "tcp_sendmsg",
     "tcp_recvmsg",
@@ -114,7 +138,8 @@ class EbpfBackend(Backend):
         per_connection=True,
         note=(
             "bytes each send/recv call returned, every socket family but AF_UNIX, AF_NETLINK, "
-            "AF_KEY and AF_ALG; TCP and UDP only on kernels before 6.3 (kprobes)"
+            "AF_KEY and AF_ALG, and TCP bytes read with splice() (needs kernel BTF); "
+            "TCP and UDP only on kernels before 6.3 (kprobes)"
         ),
     )
     accuracy_rank = 10
@@ -295,8 +320,8 @@ def _tracefs() -> Path | None:
     return next((d for d in TRACEFS_DIRS if (d / "events").is_dir()), None)
 
 
-def _tracepoints_present(tracefs: Path | None) -> bool:
-    return tracefs is not None and all((tracefs / "events" / tp).is_dir() for tp in TRACEPOINTS)
+def _tracepoints_present(tracefs: Path | None, names: tuple[str, ...] = TRACEPOINTS) -> bool:
+    return tracefs is not None and all((tracefs / "events" / tp).is_dir() for tp in names)
 
 
 def _kprobes_available(tracefs: Path | None) -> bool:
@@ -346,6 +371,7 @@ def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
     # recvmsg lost its `noblock` argument in 5.19, moving `flags` from 5th to 4th.
     flags_arg = "PT_REGS_PARM4(ctx)" if version >= (5, 19) else "PT_REGS_PARM5(ctx)"
     read = "bpf_probe_read_kernel" if version >= (5, 5) else "bpf_probe_read"
+    offsets = None if use_kprobes else _tcp_offsets()
     return [
         "-w",  # kernel headers are noisy under bcc's clang; errors still show
         f"-DPROC_MAX={PROC_MAX}",
@@ -353,7 +379,30 @@ def _cflags(use_kprobes: bool, version: tuple[int, int]) -> list[str]:
         f"-DUSE_KPROBES={int(use_kprobes)}",
         f"-DRECV_FLAGS(ctx)={flags_arg}",
         f"-DREAD_KERNEL={read}",
+        f"-DTCP_READS={int(offsets is not None)}",
+        *(f"-DTCP_{name.upper()}={at}" for name, at in (offsets or {}).items()),
     ]
+
+
+def _tcp_offsets() -> dict[str, int] | None:
+    """Offsets in struct tcp_sock the program reads, when splice() reads can be counted.
+
+    That needs the tracepoints in TCP_READ_TRACEPOINTS and the kernel's BTF; without
+    them the program counts what recvmsg returns only (see ebpf_prog.c, tcp_rx).
+    tcp_sock begins with its inet_connection_sock, which begins with its inet_sock, so
+    their offsets are tcp_sock's.
+    """
+    if not _tracepoints_present(_tracefs(), TCP_READ_TRACEPOINTS):
+        return None
+    try:
+        kernel = btf.Btf.load()
+        return {
+            **kernel.offsets("tcp_sock", ("copied_seq", "rcv_nxt")),
+            **kernel.offsets("inet_connection_sock", ("icsk_ulp_ops",)),
+            **kernel.offsets("inet_sock", ("inet_sport",)),
+        }
+    except btf.BtfError:
+        return None
 
 
 def _compile(use_kprobes: bool) -> Any:

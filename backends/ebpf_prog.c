@@ -3,6 +3,9 @@
 //   USE_KPROBES         0: tracepoints sock:sock_{send,recv}_length; 1: kprobe fallback
 //   RECV_FLAGS(ctx)     kprobe fallback: the flags argument of tcp/udp recvmsg
 //   READ_KERNEL         bpf_probe_read_kernel, or bpf_probe_read before Linux 5.5
+//   TCP_READS           1: also count TCP reads that bypass recvmsg (splice), see tcp_rx
+//   TCP_COPIED_SEQ, TCP_RCV_NXT, TCP_ICSK_ULP_OPS, TCP_INET_SPORT  offsets in struct
+//                       tcp_sock (from BTF, backends/btf.py)
 
 #define NT_AF_UNIX 1
 #define NT_AF_INET 2
@@ -12,6 +15,7 @@
 #define NT_AF_ALG 38
 #define NT_MSG_PEEK 0x2
 #define NT_MSG_ERRQUEUE 0x2000
+#define NT_IPPROTO_TCP 6
 
 // The head of the kernel's struct sock_common. Its layout has been stable since Linux
 // 3.13 (64-bit kernels with CONFIG_NET_NS and CONFIG_IPV6, as distributions build them).
@@ -71,16 +75,33 @@ BPF_ARRAY(generation, u32, 1);
 BPF_TABLE("lru_hash", struct proc_key, struct proc_val, procs, PROC_MAX);
 BPF_TABLE("lru_hash", struct conn_key, struct conn_val, conns, CONN_MAX);
 
-static __always_inline int count(void *sk, u16 family, u16 protocol, int ret, int flags,
-                                 int is_send)
+// Whether a send/recv call's returned count is payload we count.
+static __always_inline int counted(u16 family, int ret, int flags)
 {
     if (ret <= 0 || (flags & (NT_MSG_PEEK | NT_MSG_ERRQUEUE)))
         return 0;
     // Local IPC and kernel interfaces, not network traffic.
-    if (family == NT_AF_UNIX || family == NT_AF_NETLINK || family == NT_AF_KEY ||
-        family == NT_AF_ALG)
-        return 0;
+    return !(family == NT_AF_UNIX || family == NT_AF_NETLINK || family == NT_AF_KEY ||
+             family == NT_AF_ALG);
+}
 
+#if TCP_READS
+// A closed TCP socket that still holds unread data has given its port back (skc_num is
+// 0 once tcp_done unhashed it); inet_sport, in network order, still has it.
+static __always_inline u16 tcp_local_port(void *sk)
+{
+    u16 port = 0;
+    READ_KERNEL(&port, sizeof(port), (char *)sk + TCP_INET_SPORT);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    port = __builtin_bswap16(port);
+#endif
+    return port;
+}
+#endif
+
+// Add `bytes` to the current process's and the socket's connection's entries.
+static __always_inline int add(void *sk, u16 family, u16 protocol, u64 bytes, int is_send)
+{
     int slot = 0;
     u32 *gen = generation.lookup(&slot);
     if (!gen)
@@ -104,9 +125,9 @@ static __always_inline int count(void *sk, u16 family, u16 protocol, int ret, in
         p->leader = 1;
     }
     if (is_send)
-        __sync_fetch_and_add(&p->sent, ret);
+        __sync_fetch_and_add(&p->sent, bytes);
     else
-        __sync_fetch_and_add(&p->recv, ret);
+        __sync_fetch_and_add(&p->recv, bytes);
 
     struct conn_key key = {};
     key.tgid = pkey.tgid;
@@ -118,6 +139,10 @@ static __always_inline int count(void *sk, u16 family, u16 protocol, int ret, in
         if (READ_KERNEL(&h, sizeof(h), sk) == 0 && h.family == family) {
             key.lport = h.num;
             key.rport = h.dport;
+#if TCP_READS
+            if (!key.lport && protocol == NT_IPPROTO_TCP)
+                key.lport = tcp_local_port(sk);
+#endif
             if (family == NT_AF_INET) {
                 __builtin_memcpy(key.laddr, &h.rcv_saddr, 4);
                 __builtin_memcpy(key.raddr, &h.daddr, 4);
@@ -136,10 +161,16 @@ static __always_inline int count(void *sk, u16 family, u16 protocol, int ret, in
             return 0;
     }
     if (is_send)
-        __sync_fetch_and_add(&c->sent, ret);
+        __sync_fetch_and_add(&c->sent, bytes);
     else
-        __sync_fetch_and_add(&c->recv, ret);
+        __sync_fetch_and_add(&c->recv, bytes);
     return 0;
+}
+
+static __always_inline int count(void *sk, u16 family, u16 protocol, int ret, int flags,
+                                 int is_send)
+{
+    return counted(family, ret, flags) ? add(sk, family, protocol, ret, is_send) : 0;
 }
 
 #if !USE_KPROBES
@@ -149,16 +180,150 @@ TRACEPOINT_PROBE(sock, sock_send_length)
     return count(args->sk, args->family, args->protocol, args->ret, args->flags, 1);
 }
 
+#if TCP_READS
+
+// TCP reads that never reach sock_recv_length: splice() from a socket (tcp_read_sock),
+// TCP zero-copy receive, tcp_read_skb. What every TCP read does, whatever the path, is
+// advance tcp_sock's copied_seq (the next sequence number the application will read)
+// and then reach tcp_rcv_space_adjust, whose tracepoint sees the socket. So per socket
+// we keep the copied_seq up to which its reads are counted, and there count the
+// advance. recvmsg reaches the same tracepoint once per chunk it copies, before
+// sock_recv_length reports the call's total; `pending` holds what was counted here
+// since the last recvmsg returned, and sock_recv_length counts only what exceeds it
+// (bytes of a call that began before the socket had an entry), so no byte counts twice.
+// A socket gets its entry when it becomes ESTABLISHED (copied_seq is then the first
+// byte), or at its first read; one established before the program loaded therefore
+// misses the bytes of its first non-recvmsg read. The entry goes with the socket.
+#define NT_TCP_ESTABLISHED 1
+#define NT_TCP_FIN_WAIT2 5
+#define NT_TCP_CLOSE 7
+#define NT_TCP_CLOSE_WAIT 8
+#define NT_TCP_CLOSING 11
+
+struct tcp_rx {
+    u64 pending;  // bytes counted at tcp_rcv_space_adjust since the last recvmsg returned
+    u32 seq;      // copied_seq up to which this socket's reads are counted
+    u32 fin;      // the peer's FIN's sequence number, once it has arrived (has_fin)
+    u32 has_fin;  // copied_seq steps over the FIN too, which is not payload
+    u32 pad;
+};
+
+BPF_TABLE("lru_hash", u64, struct tcp_rx, tcp_rx, CONN_MAX);
+
+static __always_inline u32 tcp_u32(void *sk, int offset)
+{
+    u32 value = 0;
+    READ_KERNEL(&value, sizeof(value), (char *)sk + offset);
+    return value;
+}
+
+// No upper-layer protocol (kTLS, an MPTCP subflow): those move copied_seq themselves,
+// for bytes their own recvmsg reports, so such sockets are counted by recvmsg alone.
+static __always_inline int tcp_plain(void *sk)
+{
+    void *ulp_ops = 0;
+    READ_KERNEL(&ulp_ops, sizeof(ulp_ops), (char *)sk + TCP_ICSK_ULP_OPS);
+    return ulp_ops == 0;
+}
+
+// A fresh entry for the socket, counted up to `seq`.
+static __always_inline void tcp_rx_start(u64 key, u32 seq)
+{
+    struct tcp_rx init = {};
+    init.seq = seq;
+    tcp_rx.update(&key, &init);
+}
+
+TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
+{
+    void *sk = (void *)args->skaddr;
+    if (!tcp_plain(sk))
+        return 0;
+    u64 key = (u64)sk;
+    u32 seq = tcp_u32(sk, TCP_COPIED_SEQ);
+    struct tcp_rx *rx = tcp_rx.lookup(&key);
+    if (!rx) {
+        tcp_rx_start(key, seq);
+        return 0;
+    }
+    u32 moved = seq - rx->seq;
+    if ((s32)moved <= 0)  // MSG_PEEK, or nothing read
+        return 0;
+    if (rx->has_fin && (s32)(rx->fin - rx->seq) >= 0 && (s32)(seq - rx->fin) > 0)
+        moved -= 1;  // this read stepped over the FIN
+    rx->seq = seq;
+    rx->pending += moved;
+    return moved ? add(sk, args->family, NT_IPPROTO_TCP, moved, 0) : 0;
+}
+
+// The part of a recvmsg's `ret` that tcp_rcv_space_adjust did not count already.
+static __always_inline int tcp_recv_rest(void *sk, int ret)
+{
+    u64 key = (u64)sk;
+    u32 seq = tcp_u32(sk, TCP_COPIED_SEQ);
+    struct tcp_rx *rx = tcp_rx.lookup(&key);
+    if (!rx) {
+        tcp_rx_start(key, seq);
+        return ret;
+    }
+    u64 pending = rx->pending;
+    rx->pending = 0;
+    rx->seq = seq;  // past the FIN or an urgent byte recvmsg stepped over, if any
+    return pending >= (u64)ret ? 0 : ret - (int)pending;
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != NT_IPPROTO_TCP)
+        return 0;
+    void *sk = (void *)args->skaddr;
+    u64 key = (u64)sk;
+    int to = args->newstate;
+    if (to == NT_TCP_ESTABLISHED) {
+        tcp_rx_start(key, tcp_u32(sk, TCP_COPIED_SEQ));
+        return 0;
+    }
+    // The states tcp_fin() moves to when the peer's FIN arrives; rcv_nxt is past it.
+    if (to == NT_TCP_CLOSE_WAIT || to == NT_TCP_CLOSING ||
+        (to == NT_TCP_CLOSE && args->oldstate == NT_TCP_FIN_WAIT2)) {
+        struct tcp_rx *rx = tcp_rx.lookup(&key);
+        if (rx) {
+            rx->fin = tcp_u32(sk, TCP_RCV_NXT) - 1;
+            rx->has_fin = 1;
+        }
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+{
+    u64 key = (u64)args->skaddr;
+    tcp_rx.delete(&key);
+    return 0;
+}
+
+#endif  // TCP_READS
+
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-    return count(args->sk, args->family, args->protocol, args->ret, args->flags, 0);
+    int ret = args->ret;
+    if (!counted(args->family, ret, args->flags))
+        return 0;
+#if TCP_READS
+    if (args->protocol == NT_IPPROTO_TCP &&
+        (args->family == NT_AF_INET || args->family == NT_AF_INET6) && tcp_plain(args->sk)) {
+        ret = tcp_recv_rest(args->sk, ret);
+        if (!ret)
+            return 0;
+    }
+#endif
+    return add(args->sk, args->family, args->protocol, ret, 0);
 }
 
 #else  // Kernels before 6.3: kprobe + kretprobe pairs on the TCP and UDP entry points.
 
 #include <uapi/linux/ptrace.h>
 
-#define NT_IPPROTO_TCP 6
 #define NT_IPPROTO_UDP 17
 enum { TCP_SEND, TCP_RECV, UDP_SEND, UDP_RECV, UDP6_SEND, UDP6_RECV };
 

@@ -32,40 +32,31 @@ from bench.report import write_section
 from tests.netenv import BackendRun, Client, Network, network_env
 from tests.test_ebpf import socket_client
 
-# sendfile and splice, which trafficgen does not do: same header protocol as its server.
+# sendfile, which trafficgen does not do: same header protocol as its server. (splice
+# reads are tests/test_ebpf.py's socket_client "splice".)
 STREAM_CLIENT = r"""
 import ctypes, json, os, socket, struct, sys, tempfile, time
-mode, name, target = sys.argv[1:4]
-port, n = int(sys.argv[4]), int(sys.argv[5])
+name, target = sys.argv[1:3]
+port, n = int(sys.argv[3]), int(sys.argv[4])
 ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)
 sent = recv = 0
 with socket.create_connection((target, port), timeout=30) as s:
-    s.settimeout(None)  # blocking: os.sendfile / os.splice do not retry on EAGAIN
-    if mode == "sendfile":
-        sent += s.send(struct.pack("!QQ", n, 1))
-        with tempfile.TemporaryFile() as f:
-            f.write(b"s" * n); f.flush()
-            offset = 0
-            while offset < n:
-                offset += os.sendfile(s.fileno(), f.fileno(), offset, n - offset)
-        sent += offset
-        recv += len(s.recv(1))
-    else:  # splice: receive through a pipe, never through recv()
-        sent += s.send(struct.pack("!QQ", 0, n))
-        r, w = os.pipe()
-        while True:
-            moved = os.splice(s.fileno(), w, 65536)
-            if not moved:
-                break
-            recv += moved
-            os.read(r, moved)
+    s.settimeout(None)  # blocking: os.sendfile does not retry on EAGAIN
+    sent += s.send(struct.pack("!QQ", n, 1))
+    with tempfile.TemporaryFile() as f:
+        f.write(b"s" * n); f.flush()
+        offset = 0
+        while offset < n:
+            offset += os.sendfile(s.fileno(), f.fileno(), offset, n - offset)
+    sent += offset
+    recv += len(s.recv(1))
     time.sleep(1.0)
 print(json.dumps({"pid": os.getpid(), "sent": sent, "recv": recv}), flush=True)
 """
 
 
-def stream_client(net: Network, mode: str, name: str, n: int) -> Client:
-    cmd = [sys.executable, "-c", STREAM_CLIENT, mode, name, net.ns_v4, str(net.ports["tcp4"])]
+def sendfile_client(net: Network, name: str, n: int) -> Client:
+    cmd = [sys.executable, "-c", STREAM_CLIENT, name, net.ns_v4, str(net.ports["tcp4"])]
     proc = subprocess.Popen(
         [*cmd, str(n)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -100,8 +91,10 @@ SCENARIOS: dict[str, Scenario] = {
         net.client(f"acc-short{i}", "tcp", "v4", up=20_000, down=20_000, linger=False)
         for i in range(20)
     ],
-    "sendfile": lambda net: [stream_client(net, "sendfile", "acc-sendfile", 4_000_000)],
-    "splice receive": lambda net: [stream_client(net, "splice", "acc-splice", 4_000_000)],
+    "sendfile": lambda net: [sendfile_client(net, "acc-sendfile", 4_000_000)],
+    "splice receive": lambda net: [
+        socket_client("splice", "acc-splice", net.ns_v4, net.ports["tcp4"], 4_000_000, 1)
+    ],
     "many small connections": tcp("v4", hold=0.0, up=1_000, down=1_000, conns=200),
     "high-rate burst": tcp("v4", up=100_000_000, down=1),
     "low-and-slow drip": tcp("v4", up=3_000, down=1, rate=1_000),
@@ -223,8 +216,9 @@ def main() -> None:
 EXPLANATION = """What the backends measure, and why they deviate:
 
 - **ebpf** counts what each send/recv-family call returned, in the kernel, for every
-  socket family but AF_UNIX/AF_NETLINK/AF_KEY/AF_ALG: socket payload, exactly. It does
-  not see `splice()` reads from a socket (they bypass recvmsg).
+  socket family but AF_UNIX/AF_NETLINK/AF_KEY/AF_ALG: socket payload, exactly. TCP
+  reads that bypass recvmsg (`splice()`) it counts from the advance of the socket's
+  copied_seq, at the `tcp:tcp_rcv_space_adjust` tracepoint (offsets from kernel BTF).
 - **sockdiag** reads TCP's own payload counters (bytes acked / received) per socket
   every 0.25 s: exact for TCP connections that live across a poll; UDP, ICMP, raw and
   packet sockets are outside it, and connections that open and close between two polls

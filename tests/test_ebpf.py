@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import ebpf
+from backends import btf, ebpf
 from backends.ebpf import EbpfBackend
 from nettop_ui.core import BackendError
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
@@ -25,11 +25,11 @@ from tests.netenv import BackendRun, Client, Network, require, require_root, wit
 pytestmark = pytest.mark.root
 TOLERANCE = 0.01
 
-# A client for what trafficgen.py does not do: MSG_PEEK reads, ICMP, raw IP, AF_PACKET,
-# a thread that sends first. Prints {"pid", "sent", "recv"} like trafficgen.py.
-# argv: mode name target [port] [n]
+# A client for what trafficgen.py does not do: MSG_PEEK and splice() reads, ICMP, raw IP,
+# AF_PACKET, a thread that sends first. Prints {"pid", "sent", "recv"} like trafficgen.py.
+# argv: mode name target [port] [n] [seconds to hold the connection after a splice/mix read]
 SOCKET_CLIENT = r"""
-import ctypes, json, os, socket, struct, sys
+import ctypes, json, os, socket, struct, sys, time
 mode, name, target = sys.argv[1:4]
 ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)
 sent = recv = 0
@@ -45,6 +45,41 @@ if mode == "peek":  # TCP download where every read is peeked first
         sent += s.send(struct.pack("!QQ", 0, down))
         while s.recv(65536, socket.MSG_PEEK):
             recv += len(s.recv(65536))
+elif mode in ("splice", "mix", "splice-half"):  # TCP download read with splice() through
+    # a pipe; "mix" takes turns with recv/read/recvmsg; "splice-half" shuts its sending
+    # side first, so the peer's FIN finds it in FIN_WAIT2
+    port, down = int(sys.argv[4]), int(sys.argv[5])
+    with socket.create_connection((target, port), timeout=30) as s:
+        s.settimeout(None)  # blocking: os.splice does not retry on EAGAIN
+        sent += s.send(struct.pack("!QQ", 0, down))
+        if mode == "splice-half":
+            s.shutdown(socket.SHUT_WR)
+        r, w = os.pipe()
+        def spliced():
+            moved = os.splice(s.fileno(), w, 65536)
+            left = moved
+            while left:
+                left -= len(os.read(r, left))
+            return moved
+        readers = [spliced]
+        if mode == "mix":
+            readers += [
+                lambda: len(s.recv(65536)),
+                lambda: len(os.read(s.fileno(), 65536)),
+                lambda: len(s.recvmsg(65536)[0]),
+            ]
+        turn = 0
+        while moved := readers[turn % len(readers)]():
+            recv += moved
+            turn += 1
+        time.sleep(float(sys.argv[6]) if len(sys.argv) > 6 else 0)  # hold the connection
+elif mode == "mptcp":  # TCP download through an MPTCP socket (its subflow is a TCP socket)
+    port, down = int(sys.argv[4]), int(sys.argv[5])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262) as s:
+        s.connect((target, port))
+        sent += s.send(struct.pack("!QQ", 0, down))
+        while data := s.recv(65536):
+            recv += len(data)
 elif mode == "icmp":  # echo requests over a raw ICMP socket, each awaiting its reply
     ident = os.getpid() & 0xFFFF
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
@@ -230,6 +265,44 @@ def test_msg_peek_is_not_counted_twice(net: Network, run: BackendRun) -> None:
     c = socket_client("peek", "ebpf-peek", net.ns_v4, net.ports["tcp4"], 2_000_000)
     settle(run, c.wait_done())
     check(run, c)
+    assert run.totals(c.pid) == (c.sent, c.recv)  # recvmsg and tcp_rx agree to the byte
+
+
+SPLICED = 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("mode", "target"),
+    [("splice", "v4"), ("splice", "v6"), ("splice", "lo"), ("mix", "v4"), ("splice-half", "v4")],
+)
+def test_tcp_reads_past_recvmsg_count_exactly_once(
+    net: Network, run: BackendRun, mode: str, target: str
+) -> None:
+    """splice() from a TCP socket (no recvmsg), alone or taking turns with recv, read
+    and recvmsg on one socket, read to the peer's FIN (arriving in ESTABLISHED or, after
+    our own shutdown, in FIN_WAIT2): every byte once, per process and per connection."""
+    address, family = net.address(target)
+    c = socket_client(mode, f"ebpf-{mode}-{target}", address, net.ports[f"tcp{family}"], SPLICED)
+    settle(run, c.wait_done())
+    assert c.recv == SPLICED
+    assert run.totals(c.pid) == (c.sent, c.recv)
+    rows = connections(run, c.pid)
+    assert [(proto, sent, recv) for (proto, _, _), (sent, recv) in rows.items()] == [
+        ("tcp", c.sent, c.recv)
+    ], rows
+
+
+def test_mptcp_is_counted_once(net: Network, run: BackendRun) -> None:
+    """MPTCP moves its subflow's copied_seq itself; only the MPTCP socket's reads count."""
+    enabled = Path("/proc/sys/net/mptcp/enabled")
+    require(enabled.exists() and enabled.read_text().strip() == "1", "MPTCP is off")
+    c = socket_client("mptcp", "ebpf-mptcp", net.ns_v4, net.ports["tcp4"], 4_000_000)
+    settle(run, c.wait_done())
+    assert run.totals(c.pid) == (c.sent, c.recv)
+    rows = connections(run, c.pid)
+    assert [(proto, sent, recv) for (proto, _, _), (sent, recv) in rows.items()] == [
+        ("mptcp", c.sent, c.recv)
+    ], rows
 
 
 @pytest.mark.parametrize(
@@ -320,6 +393,25 @@ def test_kprobe_fallback_compiles_and_verifies(version: tuple[int, int]) -> None
         for fn in ebpf.KPROBE_FUNCS:
             bpf.load_func(f"enter_{fn}".encode(), BPF.KPROBE)
             bpf.load_func(f"leave_{fn}".encode(), BPF.KPROBE)
+    finally:
+        ebpf._release(bpf)
+
+
+def test_without_btf_the_program_counts_recvmsg_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kernel BTF: no offsets for tcp_sock, so no splice counting, and still a program
+    that compiles and passes the verifier (bcc attaches its tracepoints as it loads)."""
+    require_ebpf()
+    from bcc import BPF
+
+    assert "-DTCP_READS=1" in ebpf._cflags(False, ebpf._kernel_version())
+    monkeypatch.setattr(btf, "VMLINUX", Path("/nonexistent/vmlinux"))
+    cflags = ebpf._cflags(False, ebpf._kernel_version())
+    assert "-DTCP_READS=0" in cflags and not any("COPIED_SEQ" in f for f in cflags)
+    bpf = BPF(text=ebpf.PROG.read_bytes(), cflags=cflags)
+    try:
+        with pytest.raises(KeyError):
+            bpf.get_table(b"tcp_rx")
+        assert bpf.num_open_tracepoints() == 2  # sock_send_length, sock_recv_length
     finally:
         ebpf._release(bpf)
 
