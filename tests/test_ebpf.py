@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import ebpf
+from backends import bpfload, ebpf
 from backends.ebpf import EbpfBackend
 from nettop_ui.core import BackendError
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
@@ -321,7 +321,7 @@ def test_kprobe_fallback_compiles_and_verifies(version: tuple[int, int]) -> None
             bpf.load_func(f"enter_{fn}".encode(), BPF.KPROBE)
             bpf.load_func(f"leave_{fn}".encode(), BPF.KPROBE)
     finally:
-        ebpf._release(bpf)
+        bpf.cleanup()
 
 
 def test_compile_error_is_one_line_and_off_the_terminal(
@@ -382,7 +382,7 @@ def test_failure_line() -> None:
         "/virtual/main.c:3:9: error: use of undeclared identifier 'x'\n"
         "1 error generated.\n"
     )
-    line = ebpf._failure_line(log, Exception("Failed to compile BPF module <text>"))
+    line = bpfload.failure_line(log, Exception("Failed to compile BPF module <text>"))
     assert line == "bcc could not compile the eBPF program: error: use of undeclared identifier 'x'"
-    line = ebpf._failure_line("", Exception("Failed to attach BPF program\nmore"))
+    line = bpfload.failure_line("", Exception("Failed to attach BPF program\nmore"))
     assert line == "bcc could not load the eBPF program: Failed to attach BPF program"
