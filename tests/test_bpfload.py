@@ -1,0 +1,109 @@
+"""backends/bpfload.py and backends/bpfmap.py against the real kernel.
+
+A program loaded by the helper keeps counting after the helper has exited; every map
+operation, batched and one element at a time, reads back what was written; and
+nettop-ui itself never imports bcc nor maps libbcc or LLVM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from backends import bpfload, bpfmap
+from tests.test_ebpf import require_ebpf
+from tests.test_json_e2e import Stream
+
+pytestmark = pytest.mark.root
+PROG = Path(__file__).with_name("bpfload_prog.c")
+SEND = (
+    "import os, socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "[s.sendto(b'x' * n, ('127.0.0.1', 9)) for n in (1500, 2500)]; print(os.getpid())"
+)
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[bpfload.Loaded]:
+    require_ebpf()
+    prog = bpfload.load(PROG, ["-w"], ["target", "sent", "hash", "lru"])
+    yield prog
+    prog.close()
+
+
+def test_program_counts_after_the_helper_is_gone(loaded: bpfload.Loaded) -> None:
+    helpers = [c for c in psutil.Process().children(recursive=True) if bpfload.BOOT in c.cmdline()]
+    assert helpers == []
+    assert loaded.links, "no attached perf event came over"
+    me = struct.pack("=I", os.getpid())
+    loaded.maps["target"].update(struct.pack("=I", 0), me)
+    assert loaded.maps["target"].lookup(struct.pack("=I", 0)) == me
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        sent = s.sendto(b"a" * 1000, ("127.0.0.1", 9)) + s.sendto(b"b" * 234, ("127.0.0.1", 9))
+    assert loaded.maps["sent"].lookup(me) == struct.pack("=Q", sent)
+
+
+@pytest.mark.parametrize("batch", [True, False])
+@pytest.mark.parametrize("name", ["hash", "lru"])
+def test_map_operations(
+    loaded: bpfload.Loaded, name: str, batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bpfmap, "BATCH", 64)  # several batch calls per read
+    m = loaded.maps[name]
+    m.batch = batch
+    fmt = "=I" if m.key_size == 4 else "=Q"
+
+    def key(i: int) -> bytes:
+        return struct.pack(fmt, i)
+
+    entries = {key(i): struct.pack("=Q", i * 7) for i in range(1000)}
+    for k, v in entries.items():
+        m.update(k, v)
+    assert dict(m.items()) == entries
+    assert m.batch is batch  # this kernel (6.x) has the batch commands: no silent fallback
+    assert m.lookup(key(5)) == struct.pack("=Q", 35)
+    assert m.lookup(key(5000)) is None
+    assert set(m.keys()) == set(entries)
+    assert m.delete(key(10)) and not m.delete(key(10))
+    gone = [key(i) for i in range(0, 1000, 2)]  # key(10) among them, already deleted
+    assert m.delete_many(gone) == len(gone) - 1
+    rest = {k: v for k, v in entries.items() if k not in gone}
+    assert dict(m.items(delete=True)) == rest
+    assert m.items() == []
+
+
+def test_probe_does_not_import_bcc() -> None:
+    code = (
+        "import sys; from backends.ebpf import EbpfBackend; p = EbpfBackend.probe(); "
+        "print(p.available, 'bcc' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"], out
+
+
+def test_cli_has_no_bcc_or_llvm_mapped_and_counts_exactly() -> None:
+    """`--json --backend ebpf` after start: no libbcc, LLVM or clang in its /proc/PID/maps,
+    and the program the helper loaded counts a client's bytes exactly."""
+    require_ebpf()
+    stream = Stream("--backend", "ebpf", "--interval", "0.3")
+    try:
+        stream.wait_samples(1)
+        mapped = Path(f"/proc/{stream.proc.pid}/maps").read_text()
+        client = subprocess.run([sys.executable, "-c", SEND], capture_output=True, text=True)
+        pid = int(client.stdout)
+        stream.wait_samples(3)
+    finally:
+        stream.stop()
+    assert "python" in mapped  # it is the real process's map
+    found = sorted(set(re.findall(r"\S*(?:bcc|LLVM|clang)\S*", mapped)))
+    assert found == [], found
+    rows = [p for s in stream.samples() for p in s["processes"] if p["pid"] == pid]
+    assert rows and rows[-1]["sent_bytes"] == 1500 + 2500, rows
