@@ -10,7 +10,8 @@ every attached perf event, with each map's key size, value size and entries. The
 exits without bcc's cleanup (which would disable the perf events we now hold). The
 caller keeps the program running as long as it holds those descriptors; `Loaded.close`
 detaches it. bcc's compiler output goes to a temporary file; a failure comes back as
-one line (`BackendError`).
+one line (`BackendError`). A program attached to tracepoints only is cached
+(backends/bpfcache.py): later runs load it from there without the helper.
 
 Kprobes that bcc had to create through tracefs (kretprobes with maxactive, kernels
 without the kprobe PMU) outlive the helper as kprobe_events entries; the helper names
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from backends import bpfcache
 from backends.bpfmap import BpfMap
 from nettop_ui.core import BackendError
 
@@ -59,6 +61,7 @@ class Loaded:
     maps: dict[str, BpfMap]
     links: list[int]  # attached perf event (or link) fds: closing them detaches
     tracefs_events: list[str] = field(default_factory=list)  # "kprobes/<name>" to remove
+    cached: bool = False  # loaded from backends/bpfcache.py's cache, not compiled
 
     def close(self) -> None:
         """Detach and free the program (idempotent)."""
@@ -75,12 +78,20 @@ class Loaded:
 def load(
     source: Path, cflags: Sequence[str], maps: Sequence[str], kprobes: Sequence[Kprobe] = ()
 ) -> Loaded:
-    """Compile, load and attach `source` in a helper; BackendError with one line on failure."""
+    """Compile, load and attach `source` in a helper, or load it from the cache;
+    BackendError with one line on failure."""
+    name = None if kprobes else bpfcache.key(source.read_bytes(), cflags)
+    entry = bpfcache.lookup(name) if name else None
+    if entry is not None:
+        with contextlib.suppress(OSError):  # compiled afresh below
+            found, links = bpfcache.load(entry, maps)
+            return Loaded(found, links, cached=True)
     request = {
         "source": str(source),
         "cflags": list(cflags),
         "maps": list(maps),
         "kprobes": [asdict(k) for k in kprobes],
+        "cache": name is not None,
     }
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours, tempfile.TemporaryFile() as errors:
@@ -113,6 +124,8 @@ def load(
         for fd in fds:
             os.close(fd)
         raise BackendError(reply["error"])
+    if name and reply.get("cache_entry"):
+        bpfcache.store(name, reply["cache_entry"])
     it = iter(fds)
     loaded = Loaded(
         maps={
@@ -189,7 +202,29 @@ def _compile_and_attach(request: dict[str, Any]) -> tuple[dict[str, Any], list[i
         fds.append(table.map_fd)
     fds += list(bpf.tracepoint_fds.values()) + list(bpf.raw_tracepoint_fds.values())
     fds += [fd for by_fn in bpf.kprobe_fds.values() for fd in by_fn.values()]
-    return {"maps": maps, "tracefs_events": _own_tracefs_events()}, fds
+    reply = {"maps": maps, "tracefs_events": _own_tracefs_events()}
+    if request["cache"] and not (bpf.raw_tracepoint_fds or bpf.kprobe_fds):
+        with contextlib.suppress(Exception):  # not cached then; the load stands
+            reply["cache_entry"] = _cache_entry(bpf)
+    return reply, fds
+
+
+def _cache_entry(bpf: Any) -> dict[str, Any]:
+    """backends/bpfcache.py's entry for the tracepoint programs bcc loaded and attached."""
+    import ctypes
+
+    from bcc import BPF
+    from bcc.libbcc import lib
+
+    progs = []
+    for tp in bpf.tracepoint_fds:
+        fn = b"tracepoint__" + tp.replace(b":", b"__")
+        start, size = lib.bpf_function_start(bpf.module, fn), lib.bpf_function_size(bpf.module, fn)
+        license_ = lib.bpf_module_license(bpf.module)
+        kern_version = lib.bpf_module_kern_version(bpf.module)
+        insns = ctypes.string_at(start, size)
+        progs.append((tp.decode(), BPF.TRACEPOINT, insns, license_, kern_version))
+    return bpfcache.entry_of(progs)
 
 
 def _attach(bpf: Any, k: Kprobe) -> None:

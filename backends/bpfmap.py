@@ -28,6 +28,7 @@ SYSCALLS = {
     "armv7l": 386,
 }
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
+MAP_CREATE, OBJ_GET_INFO_BY_FD = 0, 15
 MAP_LOOKUP_BATCH, MAP_LOOKUP_AND_DELETE_BATCH, MAP_DELETE_BATCH = 24, 25, 27
 BPF_ANY = 0
 ENOTSUPP = 524  # the kernel-internal "not supported" some map types return
@@ -64,13 +65,69 @@ class _BatchAttr(ctypes.Structure):
     ]
 
 
-def _bpf(cmd: int, attr: ctypes.Structure) -> None:
+class _MapCreateAttr(ctypes.Structure):
+    """bpf_attr for MAP_CREATE."""
+
+    _fields_ = [
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * 16),
+    ]
+
+
+class MapInfo(ctypes.Structure):
+    """The head of struct bpf_map_info (OBJ_GET_INFO_BY_FD)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [
+        ("bpf_fd", ctypes.c_uint32),
+        ("info_len", ctypes.c_uint32),
+        ("info", ctypes.c_uint64),
+    ]
+
+
+def map_info(fd: int) -> MapInfo:
+    """What the kernel says about the map behind `fd`."""
+    info = MapInfo()
+    bpf(OBJ_GET_INFO_BY_FD, _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info)))
+    return info
+
+
+def create_map(info: MapInfo) -> int:
+    """A new map like `info` describes (no BTF); its fd."""
+    attr = _MapCreateAttr(
+        info.type, info.key_size, info.value_size, info.max_entries, info.map_flags,
+        map_name=info.name,
+    )  # fmt: skip
+    return bpf(MAP_CREATE, attr)
+
+
+def bpf(cmd: int, attr: ctypes.Structure) -> int:
+    """The bpf() system call; its result (a new fd for some commands), OSError on failure."""
     number = SYSCALLS.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"bpf() on {platform.machine()} is not known")
-    if _libc.syscall(number, cmd, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+    result = int(_libc.syscall(number, cmd, ctypes.byref(attr), ctypes.sizeof(attr)))
+    if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+    return result
 
 
 def _addr(buf: ctypes.Array[ctypes.c_char] | None) -> int:
@@ -91,7 +148,7 @@ class BpfMap:
         self, cmd: int, key: bytes | None, value: ctypes.Array[ctypes.c_char] | None, flags: int = 0
     ) -> None:
         kbuf = None if key is None else ctypes.create_string_buffer(key, self.key_size)
-        _bpf(cmd, _ElemAttr(self.fd, _addr(kbuf), _addr(value), flags))
+        bpf(cmd, _ElemAttr(self.fd, _addr(kbuf), _addr(value), flags))
 
     def lookup(self, key: bytes) -> bytes | None:
         value = ctypes.create_string_buffer(self.value_size)
@@ -160,7 +217,7 @@ class BpfMap:
             )
             done = False
             try:
-                _bpf(cmd, attr)
+                bpf(cmd, attr)
             except FileNotFoundError:  # no more entries; `count` says how many came
                 done = True
             except OSError as exc:
@@ -201,7 +258,7 @@ class BpfMap:
             buf = ctypes.create_string_buffer(b"".join(todo), len(todo) * self.key_size)
             attr = _BatchAttr(keys=_addr(buf), count=len(todo), map_fd=self.fd)
             try:
-                _bpf(MAP_DELETE_BATCH, attr)
+                bpf(MAP_DELETE_BATCH, attr)
             except FileNotFoundError:  # todo[attr.count] is gone (evicted): skip it
                 done = int(attr.count)
                 deleted += done

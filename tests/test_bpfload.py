@@ -1,8 +1,10 @@
-"""backends/bpfload.py and backends/bpfmap.py against the real kernel.
+"""backends/bpfload.py, bpfmap.py and bpfcache.py against the real kernel.
 
 A program loaded by the helper keeps counting after the helper has exited; every map
-operation, batched and one element at a time, reads back what was written; and
-nettop-ui itself never imports bcc nor maps libbcc or LLVM.
+operation, batched and one element at a time, reads back what was written; a cached
+program loads without the helper and counts the same, and a cache entry for another
+kernel or writable by others is not used; nettop-ui itself never imports bcc nor maps
+libbcc or LLVM.
 """
 
 from __future__ import annotations
@@ -49,6 +51,73 @@ def test_program_counts_after_the_helper_is_gone(loaded: bpfload.Loaded) -> None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         sent = s.sendto(b"a" * 1000, ("127.0.0.1", 9)) + s.sendto(b"b" * 234, ("127.0.0.1", 9))
     assert loaded.maps["sent"].lookup(me) == struct.pack("=Q", sent)
+
+
+def counts_exactly(prog: bpfload.Loaded) -> None:
+    """The program (bpfload_prog.c) adds up exactly what this process sends."""
+    me = struct.pack("=I", os.getpid())
+    prog.maps["target"].update(struct.pack("=I", 0), me)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        sent = s.sendto(b"c" * 777, ("127.0.0.1", 9))
+    assert prog.maps["sent"].lookup(me) == struct.pack("=Q", sent)
+
+
+def load_test_prog() -> bpfload.Loaded:
+    return bpfload.load(PROG, ["-w"], ["target", "sent"])
+
+
+def test_cached_program_loads_without_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_ebpf()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NETTOP_UI_BPF_CACHE", str(cache))
+    first = load_test_prog()
+    try:
+        assert not first.cached
+        (entry,) = cache.iterdir()
+        assert entry.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
+
+        def no_helper(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the helper was started on a cache hit")
+
+        monkeypatch.setattr(subprocess, "Popen", no_helper)
+        second = load_test_prog()
+        try:
+            assert second.cached
+            counts_exactly(second)
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def test_cache_entry_for_another_kernel_or_writable_by_others_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_ebpf()
+    monkeypatch.setenv("NETTOP_UI_BPF_CACHE", str(tmp_path))
+    load_test_prog().close()
+    (entry,) = tmp_path.iterdir()
+
+    entry.chmod(0o666)  # anyone could have put a program of theirs there
+    again = load_test_prog()
+    assert not again.cached  # compiled afresh, and the entry rewritten as ours
+    again.close()
+    assert entry.stat().st_mode & 0o777 == 0o600
+
+    text = entry.read_text()
+    entry.write_text(text.replace('"format": "', '"format": "0'))  # a tracepoint changed
+    again = load_test_prog()
+    assert not again.cached
+    again.close()
+
+    monkeypatch.setattr("platform.release", lambda: "0.0.0-another-kernel")
+    again = load_test_prog()
+    assert not again.cached
+    counts_exactly(again)
+    again.close()
+    assert len(list(tmp_path.iterdir())) == 2  # one entry per kernel
 
 
 @pytest.mark.parametrize("batch", [True, False])
