@@ -75,8 +75,8 @@ def directory() -> Path | None:
         return Path(chosen) if chosen else None
     if os.geteuid() == 0:
         return Path("/var/cache/nettop-ui/bpf")
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nettop-ui" / "bpf"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nettop-ui" / "bpf" if os.path.isabs(base) else None  # no home: off
 
 
 def key(source: bytes, cflags: Sequence[str]) -> str:

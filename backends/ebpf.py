@@ -42,7 +42,9 @@ Loading. bcc compiles the C half (ebpf_prog.c) against the kernel headers tree a
 that hands the maps' and attached perf events' file descriptors back and exits, so
 bcc and LLVM are never imported or mapped here (probe() only looks for them). The
 maps are then read and cleared with the bpf() system call (backends/bpfmap.py), in
-batches on Linux 5.6+. A failure to load becomes a one-line BackendError.
+batches on Linux 5.6+. The compiled tracepoint program is cached for the next run
+(backends/bpfcache.py, keyed on the exact kernel), which then needs no helper. A
+failure to load becomes a one-line BackendError.
 """
 
 from __future__ import annotations
