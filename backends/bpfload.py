@@ -20,6 +20,7 @@ them and `Loaded.close` removes them.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
@@ -106,19 +107,18 @@ def load(
         try:
             ours.sendall(json.dumps(request).encode())
             ours.settimeout(TIMEOUT_S)
-            data, fds, _flags, _addr = socket.recv_fds(ours, 1 << 20, MAX_FDS)
-        except OSError as exc:
+            data, fds = _recv_fds(ours)
+        except OSError as exc:  # it died (reset), or is stuck (timeout)
             child.kill()
-            data, fds = b"", []
-            errors.write(f"{exc}\n".encode())
+            data, fds, problem = b"", [], str(exc)
+        else:
+            problem = "no reply"
         finally:
             child.wait()
         if not data:
             errors.seek(0)
             lines = errors.read().decode(errors="replace").strip().splitlines()
-            raise BackendError(
-                f"the eBPF loader helper failed: {lines[-1] if lines else 'no output'}"
-            )
+            raise BackendError(f"the eBPF loader helper failed: {lines[-1] if lines else problem}")
     reply = json.loads(data)
     if "error" in reply:
         for fd in fds:
@@ -136,6 +136,19 @@ def load(
         tracefs_events=reply["tracefs_events"],
     )
     return loaded
+
+
+def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the descriptors it carries, close-on-exec from the start, so a
+    child nettop-ui starts (`run CMD`) never inherits them. (socket.recv_fds ignores
+    its flags argument in Python 3.11.)"""
+    fds = array.array("i")
+    space = socket.CMSG_LEN(MAX_FDS * fds.itemsize)
+    data, ancillary, _flags, _addr = sock.recvmsg(1 << 20, space, socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 def _remove_tracefs_event(event: str) -> None:

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from backends import bpfload, bpfmap
+from nettop_ui.core import BackendError
 from tests.test_ebpf import require_ebpf
 from tests.test_json_e2e import Stream
 
@@ -45,12 +46,23 @@ def test_program_counts_after_the_helper_is_gone(loaded: bpfload.Loaded) -> None
     helpers = [c for c in psutil.Process().children(recursive=True) if bpfload.BOOT in c.cmdline()]
     assert helpers == []
     assert loaded.links, "no attached perf event came over"
+    fds = loaded.links + [m.fd for m in loaded.maps.values()]
+    assert not any(os.get_inheritable(fd) for fd in fds)  # a child (run CMD) never gets them
     me = struct.pack("=I", os.getpid())
     loaded.maps["target"].update(struct.pack("=I", 0), me)
     assert loaded.maps["target"].lookup(struct.pack("=I", 0)) == me
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         sent = s.sendto(b"a" * 1000, ("127.0.0.1", 9)) + s.sendto(b"b" * 234, ("127.0.0.1", 9))
     assert loaded.maps["sent"].lookup(me) == struct.pack("=Q", sent)
+
+
+def test_a_helper_that_dies_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_ebpf()
+    monkeypatch.setenv("NETTOP_UI_BPF_CACHE", "")  # no cache: the helper must run
+    monkeypatch.setattr(bpfload, "BOOT", "import sys; sys.exit('the helper broke')")
+    with pytest.raises(BackendError) as info:
+        bpfload.load(PROG, ["-w"], ["target"])
+    assert str(info.value) == "the eBPF loader helper failed: the helper broke"
 
 
 def counts_exactly(prog: bpfload.Loaded) -> None:

@@ -324,6 +324,22 @@ def test_kprobe_fallback_compiles_and_verifies(version: tuple[int, int]) -> None
         bpf.cleanup()
 
 
+def test_kprobe_fallback_through_the_helper(capfd: pytest.CaptureFixture[str]) -> None:
+    """Where kprobes exist the helper attaches the pairs; where not, one line, no output."""
+    require_ebpf()
+    if ebpf._kprobes_available(ebpf._tracefs()):
+        prog = ebpf._compile(use_kprobes=True)
+        assert prog.links and not prog.cached  # kprobe programs are never cached
+        prog.close()
+    else:
+        with pytest.raises(BackendError) as info:
+            ebpf._compile(use_kprobes=True)
+        message = str(info.value)
+        assert "\n" not in message, message
+        assert message.startswith("bcc could not load the eBPF program: Failed to attach")
+    assert capfd.readouterr().err == ""
+
+
 def test_compile_error_is_one_line_and_off_the_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
