@@ -33,7 +33,7 @@ MAP_LOOKUP_BATCH, MAP_LOOKUP_AND_DELETE_BATCH, MAP_DELETE_BATCH = 24, 25, 27
 BPF_ANY = 0
 ENOTSUPP = 524  # the kernel-internal "not supported" some map types return
 UNSUPPORTED = (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP, errno.ENOSYS)
-BATCH = 4096  # entries per batch call
+BATCH = 512  # entries per batch call
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -143,6 +143,7 @@ class BpfMap:
         self.value_size = value_size
         self.max_entries = max_entries
         self.batch = True  # until the kernel refuses a batch command
+        self._batch_bufs: tuple[ctypes.Array[ctypes.c_char], ...] | None = None
 
     def _elem(
         self, cmd: int, key: bytes | None, value: ctypes.Array[ctypes.c_char] | None, flags: int = 0
@@ -199,22 +200,18 @@ class BpfMap:
 
     def _items_batch(self, delete: bool) -> list[tuple[bytes, bytes]]:
         cmd = MAP_LOOKUP_AND_DELETE_BATCH if delete else MAP_LOOKUP_BATCH
-        count = min(BATCH, max(self.max_entries, 1))
-        in_batch = ctypes.create_string_buffer(max(self.key_size, 8))  # the kernel's cursor
-        out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        ks, vs = self.key_size, self.value_size
+        in_batch = ctypes.create_string_buffer(max(ks, 8))  # the kernel's cursor
+        out_batch = ctypes.create_string_buffer(max(ks, 8))
         first = True
         out: list[tuple[bytes, bytes]] = []
         while True:
-            keys = ctypes.create_string_buffer(count * self.key_size)
-            values = ctypes.create_string_buffer(count * self.value_size)
+            keys, values = self._buffers()
+            count = len(keys) // ks
             attr = _BatchAttr(
-                0 if first else _addr(in_batch),
-                _addr(out_batch),
-                _addr(keys),
-                _addr(values),
-                count,
-                self.fd,
-            )
+                0 if first else _addr(in_batch), _addr(out_batch), _addr(keys), _addr(values),
+                count, self.fd,
+            )  # fmt: skip
             done = False
             try:
                 bpf(cmd, attr)
@@ -223,20 +220,28 @@ class BpfMap:
             except OSError as exc:
                 if exc.errno != errno.ENOSPC or attr.count:
                     raise
-                count *= 2  # one hash bucket holds more than `count` entries
+                self._buffers(2 * count)  # one hash bucket holds more than `count` entries
                 continue
-            ks, vs = keys.raw, values.raw
-            for i in range(attr.count):
-                out.append(
-                    (
-                        ks[i * self.key_size : (i + 1) * self.key_size],
-                        vs[i * self.value_size : (i + 1) * self.value_size],
-                    )
-                )
+            kview, vview = memoryview(keys), memoryview(values)
+            out += [
+                (kview[i * ks : (i + 1) * ks].tobytes(), vview[i * vs : (i + 1) * vs].tobytes())
+                for i in range(attr.count)
+            ]
             if done:
                 return out
             first = False
             ctypes.memmove(in_batch, out_batch, len(out_batch))
+
+    def _buffers(self, count: int = 0) -> tuple[ctypes.Array[ctypes.c_char], ...]:
+        """The key and value buffers for batch calls, kept from one read to the next
+        (small and reused: no large allocation per read to fragment the heap)."""
+        want = max(count, min(BATCH, max(self.max_entries, 1)))
+        if self._batch_bufs is None or len(self._batch_bufs[0]) < want * self.key_size:
+            self._batch_bufs = (
+                ctypes.create_string_buffer(want * self.key_size),
+                ctypes.create_string_buffer(want * self.value_size),
+            )
+        return self._batch_bufs
 
     def delete_many(self, keys: Iterable[bytes]) -> int:
         """Delete `keys` (those already gone are skipped); how many were deleted."""
