@@ -132,9 +132,9 @@ def lookup(name: str) -> dict[str, Any] | None:
         if not (_owned(where) and _owned(path)):
             return None
         entry: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
+        formats = [(p["tracepoint"], p["format"]) for p in entry["progs"]]
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable, or not an entry
         return None
-    formats = [(p["tracepoint"], p["format"]) for p in entry["progs"]]
     if entry.get("version") != VERSION or any(format_hash(tp) != h for tp, h in formats):
         return None
     return entry
@@ -212,7 +212,7 @@ def load(entry: dict[str, Any], names: Sequence[str]) -> tuple[dict[str, bpfmap.
         for n in names:
             m, fd = by_name[n[:15]]
             wanted[n] = bpfmap.BpfMap(os.dup(fd), m["key_size"], m["value_size"], m["max_entries"])
-    except (OSError, KeyError):
+    except (OSError, KeyError, TypeError, ValueError, IndexError, struct.error):
         for fd in opened:
             os.close(fd)
         raise OSError("the cached eBPF program could not be loaded") from None

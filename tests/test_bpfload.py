@@ -124,6 +124,19 @@ def test_cache_entry_for_another_kernel_or_writable_by_others_is_not_used(
     assert not again.cached
     again.close()
 
+    # An entry the kernel's verifier refuses (a bare `exit`, r0 unset): compiled afresh,
+    # no descriptor left behind; and one that is not an entry at all.
+    first = text.index('"insns": "') + len('"insns": "')
+    refused = text[:first] + "95" + "0" * 14 + text[first + 16 :]  # its first insn: exit
+    truncated = text[:first] + text[first + 16 :]  # every relocation one insn off, the last out
+    for broken in (refused, truncated, "[]", '{"version": 1}'):
+        entry.write_text(broken)
+        fds_before = set(os.listdir("/proc/self/fd"))
+        again = load_test_prog()
+        assert not again.cached
+        again.close()
+        assert set(os.listdir("/proc/self/fd")) <= fds_before
+
     monkeypatch.setattr("platform.release", lambda: "0.0.0-another-kernel")
     again = load_test_prog()
     assert not again.cached
