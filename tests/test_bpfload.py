@@ -183,6 +183,30 @@ def test_probe_does_not_import_bcc() -> None:
     assert out.stdout.split() == ["True", "False"], out
 
 
+@pytest.mark.parametrize("bcc", ["absent", "unrelated"])
+def test_cli_without_bcc_says_so_in_one_line(tmp_path: Path, bcc: str) -> None:
+    """Found without importing it: a Python that cannot see bcc, or sees PyPI's unrelated
+    `bcc`, gets one line and exit 2 (site-packages of the venv only, no dist-packages)."""
+    root = Path(__file__).resolve().parent.parent
+    site = next((root / ".venv" / "lib").glob("python3*/site-packages"))
+    path = [str(root), str(site)]
+    if bcc == "unrelated":
+        (tmp_path / "bcc").mkdir()
+        (tmp_path / "bcc" / "__init__.py").write_text("VERSION = '0.0.1'\n")
+        path.insert(0, str(tmp_path))
+    res = subprocess.run(
+        [sys.executable, "-S", "-m", "nettop_ui", "--json", "--backend", "ebpf", "--count", "1"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and res.stdout == "", res
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("nettop-ui: error: "), res.stderr
+    expected = "is not importable" if bcc == "absent" else "is not BCC (the PyPI package"
+    assert expected in res.stderr, res.stderr
+
+
 def test_cli_has_no_bcc_or_llvm_mapped_and_counts_exactly() -> None:
     """`--json --backend ebpf` after start: no libbcc, LLVM or clang in its /proc/PID/maps,
     and the program the helper loaded counts a client's bytes exactly."""
