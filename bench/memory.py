@@ -1,6 +1,6 @@
 """bench/memory: what nettop-ui keeps resident, next to nethogs, and how soon it shows data.
 
-    sudo .venv/bin/python -m bench.memory [--seconds 9] [--procs 2000] [--rounds 3] [--no-write]
+    sudo .venv/bin/python -m bench.memory [--seconds 9] [--procs 2000] [--rounds 4] [--no-write]
 
 Three parts, in one run, with real `sleep` processes added until the machine runs
 `--procs` processes in all (the collector keeps state for each, so memory depends on
