@@ -54,31 +54,35 @@ those of the initial pid namespace. Unconnected UDP sockets have no remote addre
 in the socket; their rows show the local endpoint and an empty remote. ICMP and raw
 IP rows show addresses without ports.
 
-bcc compiles the C half (ebpf_prog.c) against the kernel headers tree at
-/lib/modules/$(uname -r)/build, in a thread, with its stderr sent to a temporary
-file; a failure becomes a one-line BackendError.
+Loading. bcc compiles the C half (ebpf_prog.c) against the kernel headers tree at
+/lib/modules/$(uname -r)/build, in a short-lived helper process (backends/bpfload.py)
+that hands the maps' and attached perf events' file descriptors back and exits, so
+bcc and LLVM are never imported or mapped here (probe() only looks for them). The
+maps are then read and cleared with the bpf() system call (backends/bpfmap.py), in
+batches on Linux 5.6+. The compiled tracepoint program is cached for the next run
+(backends/bpfcache.py, keyed on the exact kernel), which then needs no helper. A
+failure to load becomes a one-line BackendError.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import ctypes
+import ctypes.util
+import importlib.util
 import ipaddress
 import os
 import platform
 import re
 import socket
+import struct
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
 
-from backends import btf
+from backends import bpfload, btf
+from backends.bpfmap import BpfMap
 from nettop_ui.core import (
     Backend,
     BackendError,
@@ -126,6 +130,13 @@ IP_PROTOCOLS = {
 FAMILIES = {AF_PACKET: "packet", 29: "can", 31: "bluetooth", 40: "vsock", 44: "xdp"}
 PORTLESS = ("icmp", "raw")  # shown as bare addresses: their "port" is a protocol or echo id
 
+# The C structs' layouts (ebpf_prog.c), native byte order, no padding.
+PROC_KEY = struct.Struct("=II")  # tgid, gen
+PROC_VAL = struct.Struct("=QQ16sII")  # sent, recv, comm, leader, pad
+CONN_KEY = struct.Struct("=IIHHHH16s16s")  # tgid, gen, family, protocol, lport, rport, ...
+CONN_VAL = struct.Struct("=QQ")  # sent, recv
+MAPS = ("generation", "procs", "conns")
+
 NO_HOOKS_FIX = "run Linux 6.3+ or a kernel built with CONFIG_KPROBES, or use --backend nethogs"
 
 
@@ -148,13 +159,12 @@ class EbpfBackend(Backend):
 
     def __init__(self) -> None:
         self.hooks = ""  # "tracepoints" or "kprobes" once started
-        self._bpf: Any = None
+        self._prog: bpfload.Loaded | None = None
         self._closed = False
         self._lock = threading.Lock()
         self._generation = 0  # the kernel's `generation` counter, which read() bumps
         # Previous generation's entries, reported but not deleted yet: key -> (sent, recv)
         self._reported: dict[bytes, tuple[int, int]] = {}
-        self._batch = _kernel_version() >= (5, 6)  # BPF_MAP_LOOKUP_BATCH
 
     @classmethod
     def probe(cls) -> Probe:
@@ -191,7 +201,7 @@ class EbpfBackend(Backend):
         return Probe(False, _no_hooks_reason(), NO_HOOKS_FIX)
 
     async def start(self) -> None:
-        if self._bpf is None:
+        if self._prog is None:
             await asyncio.to_thread(self._load)  # bcc's compile takes a while
 
     def _load(self) -> None:
@@ -199,12 +209,12 @@ class EbpfBackend(Backend):
         if not probe.available:
             raise BackendError(f"{probe.reason} (fix: {probe.fix})")
         hooks = _choose_hooks(_ensure_tracefs())
-        bpf = _compile(use_kprobes=hooks == "kprobes")
+        prog = _compile(use_kprobes=hooks == "kprobes")
         with self._lock:
             if self._closed:  # close() ran while we compiled
-                _release(bpf)
+                prog.close()
                 return
-            self._bpf, self.hooks = bpf, hooks
+            self._prog, self.hooks = prog, hooks
 
     async def read(self, interval_s: float) -> TrafficSample:
         try:
@@ -219,25 +229,32 @@ class EbpfBackend(Backend):
 
     def _drain(self) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
         with self._lock:  # close() waits for a drain in progress
-            if self._bpf is None:
+            if self._prog is None:
                 raise BackendError("the ebpf backend is not running")
-            return self._drain_maps(self._bpf)
+            return self._drain_maps(self._prog.maps)
 
-    def _drain_maps(self, bpf: Any) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
+    def _drain_maps(
+        self, maps: dict[str, BpfMap]
+    ) -> tuple[list[ProcessTraffic], list[ConnectionTraffic]]:
         self._generation = (self._generation + 1) % 2**32
-        bpf[b"generation"][ctypes.c_int(0)] = ctypes.c_uint32(self._generation)
+        maps["generation"].update(bytes(4), struct.pack("=I", self._generation))
         time.sleep(SETTLE_S)  # most programs that read the old generation are done
         reported: dict[bytes, tuple[int, int]] = {}
-        processes = [
-            ProcessTraffic(k.tgid, sent, recv, v.comm.decode(errors="replace") or None)
-            for k, v, sent, recv in self._take(bpf[b"procs"], reported)
-        ]
+        processes = []
+        for key, value, sent, recv in self._take(maps["procs"], PROC_VAL, reported):
+            comm = PROC_VAL.unpack(value)[2].split(b"\0", 1)[0]
+            processes.append(
+                ProcessTraffic(
+                    PROC_KEY.unpack(key)[0], sent, recv, comm.decode(errors="replace") or None
+                )
+            )
         merged: dict[tuple[int, str, str, str], list[int]] = {}
-        for k, _conn, sent, recv in self._take(bpf[b"conns"], reported):
-            proto = _protocol(k.family, k.protocol)
-            local = _endpoint(k.family, bytes(k.laddr), k.lport, proto)
-            remote = _endpoint(k.family, bytes(k.raddr), socket.ntohs(k.rport), proto)
-            row = merged.setdefault((k.tgid, proto, local, remote), [0, 0])
+        for key, _value, sent, recv in self._take(maps["conns"], CONN_VAL, reported):
+            tgid, _gen, family, protocol, lport, rport, laddr, raddr = CONN_KEY.unpack(key)
+            proto = _protocol(family, protocol)
+            local = _endpoint(family, laddr, lport, proto)
+            remote = _endpoint(family, raddr, socket.ntohs(rport), proto)
+            row = merged.setdefault((tgid, proto, local, remote), [0, 0])
             row[0] += sent
             row[1] += recv
         connections = [
@@ -249,35 +266,36 @@ class EbpfBackend(Backend):
         return [p for p in processes if p.sent_bytes or p.recv_bytes], connections
 
     def _take(
-        self, table: Any, reported: dict[bytes, tuple[int, int]]
-    ) -> list[tuple[Any, Any, int, int]]:
+        self, table: BpfMap, value: struct.Struct, reported: dict[bytes, tuple[int, int]]
+    ) -> list[tuple[bytes, bytes, int, int]]:
         """(key, value, new sent, new recv) for the entries of earlier generations.
 
         The previous generation's entries stay in the map (their values noted in
         `reported`) for late writers; older ones are deleted, reporting what came since.
+        Both keys start with (tgid, gen) and both values with (sent, recv).
         """
-        items = table.items_lookup_batch() if self._batch else table.items()
         previous = (self._generation - 1) % 2**32
-        out = []
-        for k, v in items:
-            if k.gen == self._generation:
+        out, stale = [], []
+        for k, v in table.items():
+            gen = PROC_KEY.unpack_from(k)[1]
+            if gen == self._generation:
                 continue
-            ident = bytes(k)
-            sent0, recv0 = self._reported.get(ident, (0, 0))
-            out.append((k, v, max(v.sent - sent0, 0), max(v.recv - recv0, 0)))
-            if k.gen == previous:
-                reported[ident] = (v.sent, v.recv)
+            sent, recv = value.unpack_from(v)[:2]
+            sent0, recv0 = self._reported.get(k, (0, 0))
+            out.append((k, v, max(sent - sent0, 0), max(recv - recv0, 0)))
+            if gen == previous:
+                reported[k] = (sent, recv)
             else:
-                with contextlib.suppress(KeyError):  # evicted meanwhile
-                    del table[k]
+                stale.append(k)
+        table.delete_many(stale)  # those evicted meanwhile are skipped
         return out
 
     async def close(self) -> None:
         with self._lock:
             self._closed = True
-            bpf, self._bpf = self._bpf, None
-        if bpf is not None:
-            _release(bpf)
+            prog, self._prog = self._prog, None
+        if prog is not None:
+            prog.close()
 
 
 # -- probing ----------------------------------------------------------------------------
@@ -290,13 +308,17 @@ def _kernel_version(release: str | None = None) -> tuple[int, int]:
 
 
 def _bcc_missing() -> str | None:
-    """Why bcc cannot be used, or None."""
-    try:
-        import bcc  # the distribution's python3-bpfcc, never the PyPI project
-    except Exception as exc:  # ImportError, or OSError when libbcc.so is missing
-        return f"bcc (python3-bpfcc) is not importable: {exc}"
-    if not hasattr(bcc, "BPF"):
+    """Why the loader helper could not use bcc, or None; found without importing it.
+
+    Importing bcc would map libbcc and LLVM here for good: only the helper imports it.
+    """
+    spec = importlib.util.find_spec("bcc")  # the distribution's python3-bpfcc
+    if spec is None or not spec.submodule_search_locations:
+        return "bcc (python3-bpfcc) is not importable: No module named 'bcc'"
+    if not any((Path(d) / "libbcc.py").is_file() for d in spec.submodule_search_locations):
         return "the 'bcc' module found is not BCC (the PyPI package 'bcc' is unrelated)"
+    if ctypes.util.find_library("bcc") is None:
+        return "bcc (python3-bpfcc) is not importable: libbcc.so.0 is missing"
     return None
 
 
@@ -405,83 +427,20 @@ def _tcp_offsets() -> dict[str, int] | None:
         return None
 
 
-def _compile(use_kprobes: bool) -> Any:
+def _compile(use_kprobes: bool) -> bpfload.Loaded:
     """Compile, load and attach the program; BackendError with one line when that fails."""
-    from bcc import BPF
-
-    with tempfile.TemporaryFile() as log:
-        try:
-            with _stderr_to(log):
-                text = PROG.read_bytes()
-                bpf = BPF(text=text, cflags=_cflags(use_kprobes, _kernel_version()))
-                if use_kprobes:
-                    _attach_kprobes(bpf)
-        except Exception as exc:
-            log.seek(0)
-            raise BackendError(_failure_line(log.read().decode(errors="replace"), exc)) from None
-    return bpf
-
-
-def _attach_kprobes(bpf: Any) -> None:
-    try:
-        for fn in KPROBE_FUNCS:
-            event = fn.encode()
-            try:
-                _attach_return(bpf, event)
-            except Exception:
-                if fn.startswith("udpv6"):  # IPv6 is a module that is not loaded
-                    continue
-                raise
-            bpf.attach_kprobe(event=event, fn_name=b"enter_" + event)
-    except Exception:
-        _release(bpf)
-        raise
-
-
-def _attach_return(bpf: Any, event: bytes) -> None:
-    """The kretprobe, with room for many concurrently blocked calls where the kernel allows."""
-    fn_name = b"leave_" + event
-    try:
-        bpf.attach_kretprobe(event=event, fn_name=fn_name, maxactive=KRETPROBE_MAXACTIVE)
-    except Exception:  # kernels before 4.12 take no maxactive
-        bpf.attach_kretprobe(event=event, fn_name=fn_name)
-
-
-def _release(bpf: Any) -> None:
-    """Detach every probe, close every map and program."""
-    bpf.cleanup()
-    atexit.unregister(bpf.cleanup)  # bcc registered it; drop the last reference
-
-
-@contextlib.contextmanager
-def _stderr_to(log: IO[bytes]) -> Iterator[None]:
-    """Point file descriptor 2 at `log` for the duration: bcc's compiler writes there.
-
-    It is process-wide: anything else written to stderr meanwhile lands in `log` too.
-    """
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _failure_line(log: str, exc: BaseException) -> str:
-    """One line for the user out of bcc's exception and compiler output."""
-    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    error = next((line[line.index("error:") :] for line in lines if "error:" in line), None)
-    if what.startswith("Failed to compile"):
-        detail = error or (lines[0] if lines else "no compiler output")
-        return f"bcc could not compile the eBPF program: {detail}"
-    return f"bcc could not load the eBPF program: {what}"
+    kprobes = [
+        bpfload.Kprobe(
+            fn,
+            f"{side}_{fn}",
+            ret=ret,
+            maxactive=KRETPROBE_MAXACTIVE * ret,
+            optional=fn.startswith("udpv6"),
+        )  # IPv6 may be a module not loaded
+        for fn in (KPROBE_FUNCS if use_kprobes else ())
+        for side, ret in (("leave", True), ("enter", False))
+    ]
+    return bpfload.load(PROG, _cflags(use_kprobes, _kernel_version()), MAPS, kprobes)
 
 
 # -- formatting -------------------------------------------------------------------------

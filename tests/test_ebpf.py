@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import btf, ebpf
+from backends import bpfload, btf, ebpf
 from backends.ebpf import EbpfBackend
 from nettop_ui.core import BackendError
 from tests.netenv import BackendRun, Client, Network, require, require_root, within
@@ -394,7 +394,23 @@ def test_kprobe_fallback_compiles_and_verifies(version: tuple[int, int]) -> None
             bpf.load_func(f"enter_{fn}".encode(), BPF.KPROBE)
             bpf.load_func(f"leave_{fn}".encode(), BPF.KPROBE)
     finally:
-        ebpf._release(bpf)
+        bpf.cleanup()
+
+
+def test_kprobe_fallback_through_the_helper(capfd: pytest.CaptureFixture[str]) -> None:
+    """Where kprobes exist the helper attaches the pairs; where not, one line, no output."""
+    require_ebpf()
+    if ebpf._kprobes_available(ebpf._tracefs()):
+        prog = ebpf._compile(use_kprobes=True)
+        assert prog.links and not prog.cached  # kprobe programs are never cached
+        prog.close()
+    else:
+        with pytest.raises(BackendError) as info:
+            ebpf._compile(use_kprobes=True)
+        message = str(info.value)
+        assert "\n" not in message, message
+        assert message.startswith("bcc could not load the eBPF program: Failed to attach")
+    assert capfd.readouterr().err == ""
 
 
 def test_without_btf_the_program_counts_recvmsg_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -413,7 +429,7 @@ def test_without_btf_the_program_counts_recvmsg_only(monkeypatch: pytest.MonkeyP
             bpf.get_table(b"tcp_rx")
         assert bpf.num_open_tracepoints() == 2  # sock_send_length, sock_recv_length
     finally:
-        ebpf._release(bpf)
+        bpf.cleanup()
 
 
 def test_compile_error_is_one_line_and_off_the_terminal(
@@ -474,7 +490,7 @@ def test_failure_line() -> None:
         "/virtual/main.c:3:9: error: use of undeclared identifier 'x'\n"
         "1 error generated.\n"
     )
-    line = ebpf._failure_line(log, Exception("Failed to compile BPF module <text>"))
+    line = bpfload.failure_line(log, Exception("Failed to compile BPF module <text>"))
     assert line == "bcc could not compile the eBPF program: error: use of undeclared identifier 'x'"
-    line = ebpf._failure_line("", Exception("Failed to attach BPF program\nmore"))
+    line = bpfload.failure_line("", Exception("Failed to attach BPF program\nmore"))
     assert line == "bcc could not load the eBPF program: Failed to attach BPF program"

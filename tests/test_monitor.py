@@ -143,8 +143,8 @@ def test_netlink_error_mid_run_falls_back_with_one_line() -> None:
 
 @pytest.mark.timeout(180)
 def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
-    """The ebpf backend's programs are detached and its maps closed under it (bcc's
-    cleanup, as a dying program would leave them): auto's next backend takes over.
+    """The ebpf backend's programs are detached and its maps closed under it (as a
+    dying program would leave them): auto's next backend takes over.
 
     This once hung in CI: right after the churn test, tens of thousands of TIME_WAIT
     sockets made every sock_diag dump of the fallback take seconds, and stopping it
@@ -155,7 +155,7 @@ def test_ebpf_program_gone_mid_run_falls_back_with_one_line() -> None:
 
     def fault() -> None:
         with backend._lock:  # between two reads, as a fault from outside would land
-            backend._bpf.cleanup()  # programs detached, map fds closed
+            backend._prog.close()  # type: ignore[union-attr]  # detached, map fds closed
 
     failure, after = run_with_fault(backend, fault, SockdiagBackend)
     assert failure.message.startswith("reading the eBPF maps failed")
