@@ -32,7 +32,6 @@ LOCAL_REFRESH_S = 30.0
 UNCONNECTED = ""  # the address of bytes without a remote endpoint
 
 
-@functools.lru_cache(maxsize=1 << 16)  # see _normal
 def split_endpoint(endpoint: str) -> tuple[str, int | None]:
     """ "10.0.0.1:443" -> ("10.0.0.1", 443); "[fd00::1]:443" -> ("fd00::1", 443);
     "fd00::1" (ICMP, raw) -> ("fd00::1", None); "" -> ("", None)."""
@@ -59,17 +58,18 @@ def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-# Every open connection's endpoint is parsed at each recount (RemoteTable.refresh): the
+# Every open connection's address is parsed at each recount (RemoteTable.refresh): the
 # same strings time after time, and `ipaddress` parses one in ~10 us (10,000
-# connections: 100 ms, bench/tui).
-@functools.lru_cache(maxsize=1 << 16)
+# connections: 100 ms, bench/tui). The cache holds addresses, not endpoints: every
+# ephemeral port of a busy server is a new endpoint, and 65,536 of them held ~20 MiB
+# (tests/test_churn.py). RemoteTable keeps 4,096 hosts, so this covers them.
+@functools.lru_cache(maxsize=8192)
 def _normal(address: str) -> str:
     """The canonical text of an address; an IPv4-mapped IPv6 one as plain IPv4."""
     ip = ip_of(address)
     return address if ip is None else str(ip)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _address_port(endpoint: str) -> tuple[str, int | None]:
     """The RemoteTable key of a connection's remote endpoint, and its port."""
     ip, port = split_endpoint(endpoint)
