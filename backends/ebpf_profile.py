@@ -1,0 +1,242 @@
+"""`--profile`: off-CPU time and syscall counts per process, from kernel tracepoints.
+
+Hooks (tracepoints only; this project's kernels refuse kprobes and fentry):
+- `sched:sched_switch` runs in the task leaving a CPU. When it leaves blocked (state S,
+  D or I: sleeping, waiting on I/O, a lock, a pipe, a socket) the time is noted per
+  thread; when the same thread is switched in again, the gap is added to its process's
+  off-CPU total, event count and maximum, and (with detail) to the thread's total. A
+  thread that was only preempted (still runnable) is not blocked and is not counted.
+  The gap ends at switch-in, so it includes the wait for a CPU after the wakeup.
+- `raw_syscalls:sys_enter` counts every syscall per process and, with detail, per
+  (process, syscall number).
+- `sched:sched_process_fork` adds a watched process's children to the watched set, so
+  the run/attach tree is followed in the kernel from each child's first instruction.
+
+Scope. The TUI counts totals for every process and asks for detail (per thread, per
+syscall) only for the process in its drill-down (`show`); `--json` asks for detail for
+all; run/attach count only the watched tree (`watch`), with detail. Everything is
+aggregated in the kernel in bounded LRU hashes (profile_prog.c; sizes below): beyond
+them the least recently used entries are evicted and their counts lost. User space reads
+the cumulative totals once per tick.
+
+Loading. Every bcc call is in `_load`: compile, attach, and hand back the maps by name.
+The rest reads and writes maps only by iterating (key, value) pairs, looking up,
+setting, deleting and clearing, through `bytes()` of the keys and values, so another
+loader that hands over map file descriptors can take `_load`'s place.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.ebpf import (
+    _bcc_missing,
+    _ensure_tracefs,
+    _failure_line,
+    _headers_present,
+    _privileged,
+    _stderr_to,
+)
+from nettop_ui.core import BackendError
+from nettop_ui.profile import ProcessProfile, ThreadOffCpu, syscall_name
+
+PROG = Path(__file__).with_name("profile_prog.c")
+PROC_MAX = 16384  # processes with counts (the TUI counts every process)
+THREAD_MAX = 65536  # threads blocked at once, and threads with a per-thread total
+SYSCALL_MAX = 65536  # (process, syscall) pairs with detail
+WATCH_MAX = 16384  # processes (and threads) in the watched tree, or with detail
+MAPS = ("config", "watched", "detail", "procs", "threads", "syscalls")
+TRACEPOINTS = ("sched/sched_switch", "sched/sched_process_fork", "raw_syscalls/sys_enter")
+
+
+class ProcVal(ctypes.Structure):
+    _fields_ = [
+        ("offcpu_ns", ctypes.c_uint64),
+        ("offcpu_io_ns", ctypes.c_uint64),
+        ("offcpu_events", ctypes.c_uint64),
+        ("offcpu_max_ns", ctypes.c_uint64),
+        ("syscalls", ctypes.c_uint64),
+    ]
+
+
+class PairKey(ctypes.Structure):
+    """thread_key (tgid, tid) and syscall_key (tgid, nr) alike."""
+
+    _fields_ = [("tgid", ctypes.c_uint32), ("other", ctypes.c_uint32)]
+
+
+class ThreadVal(ctypes.Structure):
+    _fields_ = [("offcpu_ns", ctypes.c_uint64), ("offcpu_events", ctypes.c_uint64)]
+
+
+def missing() -> str | None:
+    """What keeps `--profile` from running here, in one line; None when nothing does."""
+    problem = _bcc_missing()
+    if problem:
+        return f"--profile needs bcc: {problem}"
+    if not _privileged():
+        return "--profile needs root or CAP_BPF+CAP_PERFMON; profiling is off"
+    if not _headers_present():
+        return "--profile needs the kernel headers (run ./install.sh); profiling is off"
+    return None
+
+
+@dataclass
+class Loaded:
+    """A loaded program: its maps by name and how to unload it."""
+
+    maps: dict[str, Any]
+    close: Callable[[], None]
+
+
+def _load(text: bytes, cflags: list[str]) -> Loaded:
+    """Compile and attach with bcc (its TRACEPOINT_PROBEs attach themselves)."""
+    from bcc import BPF
+
+    bpf = BPF(text=text, cflags=cflags)
+
+    def close() -> None:
+        bpf.cleanup()
+        atexit.unregister(bpf.cleanup)
+
+    return Loaded({name: bpf[name.encode()] for name in MAPS}, close)
+
+
+def _u32(value: int) -> ctypes.c_uint32:
+    return ctypes.c_uint32(value)
+
+
+def _int(raw: Any) -> int:
+    return int.from_bytes(bytes(raw), "little")
+
+
+class Profiler:
+    """The kernel counters for `--profile`. Thread-safe: the collector reads on its
+    thread while the TUI changes what is shown."""
+
+    def __init__(self, *, watch: Iterable[int] | None = None, detail_all: bool = False):
+        self.filtered = watch is not None
+        self._initial = list(watch or ())
+        self.detail_all = detail_all
+        self._loaded: Loaded | None = None
+        self._lock = threading.Lock()
+        self._shown: set[int] = set()
+
+    def start(self) -> None:
+        """Compile and attach; BackendError with one line when that fails."""
+        problem = missing()
+        if problem:
+            raise BackendError(problem)
+        _ensure_tracefs()
+        cflags = [
+            "-w",
+            f"-DPROC_MAX={PROC_MAX}",
+            f"-DTHREAD_MAX={THREAD_MAX}",
+            f"-DSYSCALL_MAX={SYSCALL_MAX}",
+            f"-DWATCH_MAX={WATCH_MAX}",
+        ]
+        with tempfile.TemporaryFile() as log:
+            try:
+                with _stderr_to(log):
+                    loaded = _load(PROG.read_bytes(), cflags)
+            except Exception as exc:
+                log.seek(0)
+                line = _failure_line(log.read().decode(errors="replace"), exc)
+                raise BackendError(line.replace("eBPF program", "profiling program")) from None
+        config = loaded.maps["config"]
+        config[_u32(0)] = _u32(int(self.filtered))
+        config[_u32(1)] = _u32(int(self.detail_all))
+        with self._lock:
+            self._loaded = loaded
+        self.watch(self._initial)
+
+    def watch(self, pids: Iterable[int]) -> None:
+        """Count these processes (and their children from now on), with detail."""
+        with self._lock:
+            if self._loaded is None:
+                self._initial.extend(pids)
+                return
+            for pid in pids:
+                self._loaded.maps["watched"][_u32(pid)] = ctypes.c_uint8(1)
+                self._loaded.maps["detail"][_u32(pid)] = ctypes.c_uint8(1)
+
+    def show(self, pids: Iterable[int]) -> None:
+        """Keep detail for these processes only (the TUI's drill-down), from now on."""
+        wanted = set(pids)
+        with self._lock:
+            if self._loaded is None or wanted == self._shown:
+                return
+            table = self._loaded.maps["detail"]
+            for pid in self._shown - wanted:
+                with contextlib.suppress(KeyError):
+                    del table[_u32(pid)]
+            for pid in wanted - self._shown:
+                table[_u32(pid)] = ctypes.c_uint8(1)
+            self._shown = wanted
+
+    def read(self) -> dict[int, ProcessProfile]:
+        """Each counted process's totals since profiling began, by pid."""
+        with self._lock:
+            if self._loaded is None:
+                return {}
+            maps = self._loaded.maps
+            threads: dict[int, list[ThreadOffCpu]] = {}
+            for k, v in maps["threads"].items():
+                key, val = PairKey.from_buffer_copy(bytes(k)), ThreadVal.from_buffer_copy(bytes(v))
+                threads.setdefault(key.tgid, []).append(
+                    ThreadOffCpu(key.tgid, key.other, val.offcpu_ns)
+                )
+            calls: dict[int, dict[str, int]] = {}
+            for k, v in maps["syscalls"].items():
+                key = PairKey.from_buffer_copy(bytes(k))
+                calls.setdefault(key.tgid, {})[syscall_name(key.other)] = _int(v)
+            detailed = self.detail_all or self.filtered
+            shown = self._shown
+            out = {}
+            for k, v in maps["procs"].items():
+                tgid, p = _int(k), ProcVal.from_buffer_copy(bytes(v))
+                detail = detailed or tgid in shown
+                out[tgid] = ProcessProfile(
+                    offcpu_ns=p.offcpu_ns,
+                    offcpu_io_ns=p.offcpu_io_ns,
+                    offcpu_events=p.offcpu_events,
+                    offcpu_max_ns=p.offcpu_max_ns,
+                    syscalls=p.syscalls,
+                    threads=tuple(threads.get(tgid, ())) if detail else None,
+                    syscall_counts=calls.get(tgid, {}) if detail else None,
+                )
+            return out
+
+    def forget(self, pids: Iterable[int]) -> None:
+        """Drop the counts of processes that are gone (their pid may be reused)."""
+        gone = set(pids)
+        if not gone:
+            return
+        with self._lock:
+            if self._loaded is None:
+                return
+            maps = self._loaded.maps
+            for name in ("threads", "syscalls"):
+                table = maps[name]
+                for k, _v in list(table.items()):
+                    if PairKey.from_buffer_copy(bytes(k)).tgid in gone:
+                        with contextlib.suppress(KeyError):
+                            del table[k]
+            for pid in gone:
+                for name in ("procs", "watched", "detail"):
+                    with contextlib.suppress(KeyError):
+                        del maps[name][_u32(pid)]
+
+    def close(self) -> None:
+        with self._lock:
+            loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            loaded.close()

@@ -1,0 +1,179 @@
+// The kernel half of backends/ebpf_profile.py (read its docstring first). bcc compiles
+// this with PROC_MAX, THREAD_MAX, SYSCALL_MAX, WATCH_MAX: the sizes of the maps below.
+//
+// Everything is aggregated here; user space only reads the totals once per tick.
+
+#define NT_TASK_INTERRUPTIBLE 0x1    // S: waiting for an event (sleep, pipe, socket, futex)
+#define NT_TASK_UNINTERRUPTIBLE 0x2  // D: waiting on the kernel, mostly disk I/O
+#define NT_TASK_IDLE_REPORT 0x80     // I: an idle kernel thread (TASK_IDLE as reported)
+
+// config[0]: 1 = count only the tgids in `watched` (run/attach), 0 = count every process.
+// config[1]: 1 = per-thread and per-syscall detail for every counted process (--json),
+//            0 = only for the tgids in `detail` (the TUI's drill-down).
+BPF_ARRAY(config, u32, 2);
+BPF_HASH(watched, u32, u8, WATCH_MAX);
+BPF_HASH(detail, u32, u8, WATCH_MAX);
+
+struct proc_val {
+    u64 offcpu_ns;     // time its threads spent blocked (S or D), switch-out to switch-in
+    u64 offcpu_io_ns;  // the part of it in D (uninterruptible: disk I/O, mostly)
+    u64 offcpu_events; // blocked periods that ended
+    u64 offcpu_max_ns; // the longest one
+    u64 syscalls;      // raw_syscalls:sys_enter events
+};
+
+struct thread_key {
+    u32 tgid;
+    u32 tid;
+};
+
+struct thread_val {
+    u64 offcpu_ns;
+    u64 offcpu_events;
+};
+
+struct syscall_key {
+    u32 tgid;
+    u32 nr;
+};
+
+struct blocked {
+    u64 since;  // bpf_ktime_get_ns() at the switch-out
+    u32 tgid;
+    u8 io;      // D state
+    u8 detail;  // keep a per-thread total
+    u16 pad;
+};
+
+BPF_TABLE("lru_hash", u32, struct proc_val, procs, PROC_MAX);
+BPF_TABLE("lru_hash", struct thread_key, struct thread_val, threads, THREAD_MAX);
+BPF_TABLE("lru_hash", struct syscall_key, u64, syscalls, SYSCALL_MAX);
+BPF_TABLE("lru_hash", u32, struct blocked, blocked_since, THREAD_MAX);
+
+static __always_inline u32 setting(int slot)
+{
+    u32 *value = config.lookup(&slot);
+    return value ? *value : 0;
+}
+
+static __always_inline int counted(u32 tgid)
+{
+    return !setting(0) || watched.lookup(&tgid) != NULL;
+}
+
+static __always_inline int detailed(u32 tgid)
+{
+    return setting(1) || detail.lookup(&tgid) != NULL;
+}
+
+static __always_inline struct proc_val *proc_of(u32 tgid)
+{
+    struct proc_val *p = procs.lookup(&tgid);
+    if (p)
+        return p;
+    struct proc_val zero = {};
+    procs.insert(&tgid, &zero);
+    return procs.lookup(&tgid);
+}
+
+// A child of a watched process is watched from its first instruction. A new thread's
+// tid lands in `watched` too: harmless, no process has that id as its tgid meanwhile.
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    if (!setting(0))
+        return 0;
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    if (watched.lookup(&parent) == NULL)
+        return 0;
+    u32 child = args->child_pid;
+    u8 one = 1;
+    watched.update(&child, &one);
+    if (detail.lookup(&parent) != NULL)
+        detail.update(&child, &one);
+    return 0;
+}
+
+// Runs in the task leaving the CPU (prev): note when it blocked; then end the blocked
+// period of the task coming in (next), if it had one.
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+    u64 now = bpf_ktime_get_ns();
+    u64 id = bpf_get_current_pid_tgid();
+    u32 prev = (u32)id;
+    u32 tgid = id >> 32;
+    long state = args->prev_state;
+    if (prev != 0 && (state & (NT_TASK_INTERRUPTIBLE | NT_TASK_UNINTERRUPTIBLE |
+                               NT_TASK_IDLE_REPORT)) &&
+        counted(tgid)) {
+        struct blocked b = {};
+        b.since = now;
+        b.tgid = tgid;
+        b.io = (state & NT_TASK_UNINTERRUPTIBLE) != 0;
+        b.detail = detailed(tgid);
+        blocked_since.update(&prev, &b);
+    }
+
+    u32 next = args->next_pid;
+    if (next == 0)
+        return 0;
+    struct blocked *b = blocked_since.lookup(&next);
+    if (!b)
+        return 0;
+    u64 delta = now - b->since;
+    u32 owner = b->tgid;
+    u8 io = b->io;
+    u8 per_thread = b->detail;
+    blocked_since.delete(&next);
+
+    struct proc_val *p = proc_of(owner);
+    if (!p)
+        return 0;
+    __sync_fetch_and_add(&p->offcpu_ns, delta);
+    if (io)
+        __sync_fetch_and_add(&p->offcpu_io_ns, delta);
+    __sync_fetch_and_add(&p->offcpu_events, 1);
+    if (delta > p->offcpu_max_ns)
+        p->offcpu_max_ns = delta;  // a race with another CPU can only lose a near-equal max
+    if (!per_thread)
+        return 0;
+    struct thread_key tk = {};
+    tk.tgid = owner;
+    tk.tid = next;
+    struct thread_val *t = threads.lookup(&tk);
+    if (!t) {
+        struct thread_val zero = {};
+        threads.insert(&tk, &zero);
+        t = threads.lookup(&tk);
+        if (!t)
+            return 0;
+    }
+    __sync_fetch_and_add(&t->offcpu_ns, delta);
+    __sync_fetch_and_add(&t->offcpu_events, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!counted(tgid))
+        return 0;
+    struct proc_val *p = proc_of(tgid);
+    if (!p)
+        return 0;
+    __sync_fetch_and_add(&p->syscalls, 1);
+    if (!detailed(tgid))
+        return 0;
+    struct syscall_key sk = {};
+    sk.tgid = tgid;
+    sk.nr = (u32)args->id;
+    u64 *count = syscalls.lookup(&sk);
+    if (!count) {
+        u64 zero = 0;
+        syscalls.insert(&sk, &zero);
+        count = syscalls.lookup(&sk);
+        if (!count)
+            return 0;
+    }
+    __sync_fetch_and_add(count, 1);
+    return 0;
+}
