@@ -6,7 +6,11 @@ Hooks (tracepoints only; this project's kernels refuse kprobes and fentry):
   thread; when the same thread is switched in again, the gap is added to its process's
   off-CPU total, event count and maximum, and (with detail) to the thread's total. A
   thread that was only preempted (still runnable) is not blocked and is not counted.
-  The gap ends at switch-in, so it includes the wait for a CPU after the wakeup.
+  The gap ends at switch-in, so it includes the wait for a CPU after the wakeup. Each
+  gap is also filed by what it waited on: D state is disk; otherwise the syscall the
+  thread last entered (noted per thread by sys_enter) names it: a file I/O syscall
+  (denet's file_io category: read on a file, pipe or terminal, ...) is file, a network
+  one is network, anything else (nanosleep, futex, poll, ...) is sleep.
 - `raw_syscalls:sys_enter` counts every syscall per process and, with detail, per
   (process, syscall number).
 - `sched:sched_process_fork` adds a watched process's children to the watched set, so
@@ -46,21 +50,29 @@ from backends.ebpf import (
     _stderr_to,
 )
 from nettop_ui.core import BackendError
-from nettop_ui.profile import ProcessProfile, ThreadOffCpu, syscall_name
+from nettop_ui.profile import (
+    ProcessProfile,
+    ThreadOffCpu,
+    category,
+    syscall_name,
+    syscall_table,
+)
 
 PROG = Path(__file__).with_name("profile_prog.c")
 PROC_MAX = 16384  # processes with counts (the TUI counts every process)
 THREAD_MAX = 65536  # threads blocked at once, and threads with a per-thread total
 SYSCALL_MAX = 65536  # (process, syscall) pairs with detail
 WATCH_MAX = 16384  # processes (and threads) in the watched tree, or with detail
-MAPS = ("config", "watched", "detail", "procs", "threads", "syscalls")
+SYSCALL_NR_MAX = 1024  # syscall numbers classified for what a blocked thread waits on
+MAPS = ("config", "watched", "detail", "procs", "threads", "syscalls", "wait_class")
+WAIT_CLASS = {"file_io": 1, "network": 2}  # by category; the kernel's WAIT_FILE, WAIT_NETWORK
 TRACEPOINTS = ("sched/sched_switch", "sched/sched_process_fork", "raw_syscalls/sys_enter")
 
 
 class ProcVal(ctypes.Structure):
     _fields_ = [
         ("offcpu_ns", ctypes.c_uint64),
-        ("offcpu_io_ns", ctypes.c_uint64),
+        ("offcpu_wait_ns", ctypes.c_uint64 * 4),  # by WAIT_*: other, file, network, disk
         ("offcpu_events", ctypes.c_uint64),
         ("offcpu_max_ns", ctypes.c_uint64),
         ("syscalls", ctypes.c_uint64),
@@ -142,6 +154,7 @@ class Profiler:
             f"-DTHREAD_MAX={THREAD_MAX}",
             f"-DSYSCALL_MAX={SYSCALL_MAX}",
             f"-DWATCH_MAX={WATCH_MAX}",
+            f"-DSYSCALL_NR_MAX={SYSCALL_NR_MAX}",
         ]
         with tempfile.TemporaryFile() as log:
             try:
@@ -154,6 +167,11 @@ class Profiler:
         config = loaded.maps["config"]
         config[_u32(0)] = _u32(int(self.filtered))
         config[_u32(1)] = _u32(int(self.detail_all))
+        classes = loaded.maps["wait_class"]
+        for nr, name in syscall_table().items():
+            cls = WAIT_CLASS.get(category(name))
+            if cls is not None and nr < SYSCALL_NR_MAX:
+                classes[_u32(nr)] = ctypes.c_uint8(cls)
         with self._lock:
             self._loaded = loaded
         self.watch(self._initial)
@@ -206,7 +224,10 @@ class Profiler:
                 detail = detailed or tgid in shown
                 out[tgid] = ProcessProfile(
                     offcpu_ns=p.offcpu_ns,
-                    offcpu_io_ns=p.offcpu_io_ns,
+                    offcpu_sleep_ns=p.offcpu_wait_ns[0],
+                    offcpu_file_ns=p.offcpu_wait_ns[1],
+                    offcpu_network_ns=p.offcpu_wait_ns[2],
+                    offcpu_disk_ns=p.offcpu_wait_ns[3],
                     offcpu_events=p.offcpu_events,
                     offcpu_max_ns=p.offcpu_max_ns,
                     syscalls=p.syscalls,

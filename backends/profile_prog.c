@@ -14,9 +14,17 @@ BPF_ARRAY(config, u32, 2);
 BPF_HASH(watched, u32, u8, WATCH_MAX);
 BPF_HASH(detail, u32, u8, WATCH_MAX);
 
+// What a blocked period was waiting on, from the syscall the thread was in: the
+// `wait_class` array (filled by user space from the categories) maps a syscall number to
+// WAIT_FILE or WAIT_NETWORK; anything else, or no syscall, is WAIT_OTHER (sleep, futex).
+#define WAIT_OTHER 0
+#define WAIT_FILE 1
+#define WAIT_NETWORK 2
+#define WAIT_DISK 3  // D state, whatever the syscall
+
 struct proc_val {
     u64 offcpu_ns;     // time its threads spent blocked (S or D), switch-out to switch-in
-    u64 offcpu_io_ns;  // the part of it in D (uninterruptible: disk I/O, mostly)
+    u64 offcpu_wait_ns[4];  // that time by WAIT_* class
     u64 offcpu_events; // blocked periods that ended
     u64 offcpu_max_ns; // the longest one
     u64 syscalls;      // raw_syscalls:sys_enter events
@@ -40,7 +48,7 @@ struct syscall_key {
 struct blocked {
     u64 since;  // bpf_ktime_get_ns() at the switch-out
     u32 tgid;
-    u8 io;      // D state
+    u8 wait;    // WAIT_*
     u8 detail;  // keep a per-thread total
     u16 pad;
 };
@@ -49,6 +57,8 @@ BPF_TABLE("lru_hash", u32, struct proc_val, procs, PROC_MAX);
 BPF_TABLE("lru_hash", struct thread_key, struct thread_val, threads, THREAD_MAX);
 BPF_TABLE("lru_hash", struct syscall_key, u64, syscalls, SYSCALL_MAX);
 BPF_TABLE("lru_hash", u32, struct blocked, blocked_since, THREAD_MAX);
+BPF_TABLE("lru_hash", u32, u32, in_syscall, THREAD_MAX);  // tid -> the syscall it entered last
+BPF_ARRAY(wait_class, u8, SYSCALL_NR_MAX);
 
 static __always_inline u32 setting(int slot)
 {
@@ -108,7 +118,13 @@ TRACEPOINT_PROBE(sched, sched_switch)
         struct blocked b = {};
         b.since = now;
         b.tgid = tgid;
-        b.io = (state & NT_TASK_UNINTERRUPTIBLE) != 0;
+        if (state & NT_TASK_UNINTERRUPTIBLE) {
+            b.wait = WAIT_DISK;
+        } else {
+            u32 *nr = in_syscall.lookup(&prev);
+            u8 *cls = nr ? wait_class.lookup(nr) : NULL;
+            b.wait = cls ? *cls : WAIT_OTHER;
+        }
         b.detail = detailed(tgid);
         blocked_since.update(&prev, &b);
     }
@@ -121,7 +137,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
         return 0;
     u64 delta = now - b->since;
     u32 owner = b->tgid;
-    u8 io = b->io;
+    u8 wait = b->wait & 3;
     u8 per_thread = b->detail;
     blocked_since.delete(&next);
 
@@ -129,8 +145,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
     if (!p)
         return 0;
     __sync_fetch_and_add(&p->offcpu_ns, delta);
-    if (io)
-        __sync_fetch_and_add(&p->offcpu_io_ns, delta);
+    __sync_fetch_and_add(&p->offcpu_wait_ns[wait], delta);
     __sync_fetch_and_add(&p->offcpu_events, 1);
     if (delta > p->offcpu_max_ns)
         p->offcpu_max_ns = delta;  // a race with another CPU can only lose a near-equal max
@@ -161,11 +176,14 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     if (!p)
         return 0;
     __sync_fetch_and_add(&p->syscalls, 1);
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u32 nr = (u32)args->id;
+    in_syscall.update(&tid, &nr);
     if (!detailed(tgid))
         return 0;
     struct syscall_key sk = {};
     sk.tgid = tgid;
-    sk.nr = (u32)args->id;
+    sk.nr = nr;
     u64 *count = syscalls.lookup(&sk);
     if (!count) {
         u64 zero = 0;

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 TOP_THREADS = 10  # denet keeps the top 10 blocking threads
 TOP_SYSCALLS = 10  # ... and the top 10 syscalls
@@ -166,7 +166,12 @@ class ProcessProfile:
     """
 
     offcpu_ns: int = 0
-    offcpu_io_ns: int = 0  # the part spent in uninterruptible sleep (D: disk I/O, mostly)
+    # offcpu_ns by what it waited on (backends/ebpf_profile.py): uninterruptible sleep
+    # (D: disk I/O, mostly), a file I/O syscall, a network one, anything else.
+    offcpu_disk_ns: int = 0
+    offcpu_file_ns: int = 0
+    offcpu_network_ns: int = 0
+    offcpu_sleep_ns: int = 0
     offcpu_events: int = 0
     offcpu_max_ns: int = 0
     syscalls: int = 0
@@ -207,7 +212,12 @@ class ProcessProfile:
             "total_events": self.offcpu_events,
             "avg_time_ns": self.offcpu_avg_ns,
             "max_time_ns": self.offcpu_max_ns,
-            "io_time_ns": self.offcpu_io_ns,
+            "wait_ns": {
+                "disk": self.offcpu_disk_ns,
+                "file": self.offcpu_file_ns,
+                "network": self.offcpu_network_ns,
+                "sleep": self.offcpu_sleep_ns,
+            },
             "top_blocking_threads": None
             if threads is None
             else [
@@ -246,7 +256,10 @@ def merge(profiles: Iterable[ProcessProfile]) -> ProcessProfile | None:
                 counts[name] = counts.get(name, 0) + n
     return ProcessProfile(
         offcpu_ns=sum(p.offcpu_ns for p in items),
-        offcpu_io_ns=sum(p.offcpu_io_ns for p in items),
+        offcpu_disk_ns=sum(p.offcpu_disk_ns for p in items),
+        offcpu_file_ns=sum(p.offcpu_file_ns for p in items),
+        offcpu_network_ns=sum(p.offcpu_network_ns for p in items),
+        offcpu_sleep_ns=sum(p.offcpu_sleep_ns for p in items),
         offcpu_events=sum(p.offcpu_events for p in items),
         offcpu_max_ns=max(p.offcpu_max_ns for p in items),
         syscalls=sum(p.syscalls for p in items),
@@ -258,22 +271,66 @@ def merge(profiles: Iterable[ProcessProfile]) -> ProcessProfile | None:
 def bound_by(profile: ProcessProfile, cpu_s: float | None) -> str | None:
     """What the process is bound by, or None when its CPU time is unknown.
 
-    "cpu" when it ran at least as long as its threads were blocked. Otherwise the
-    blocked time decides: mostly uninterruptible (D) is "io"; else the syscalls name the
-    wait: file I/O calls outnumbering network ones is "io", network calls "network",
-    and anything else (sleeps, futexes, timers, no detail) "sleep".
+    "cpu" when it ran at least as long as its threads were blocked; otherwise what the
+    blocked time mostly waited on: "io" (the disk, or a file I/O syscall: a file, pipe
+    or terminal), "network" (a network syscall) or "sleep" (anything else: sleeps,
+    futexes, timers, poll on nothing in particular).
     """
     if cpu_s is None:
         return None
     if cpu_s * 1e9 >= profile.offcpu_ns:
         return "cpu"
-    if profile.offcpu_io_ns * 2 >= profile.offcpu_ns:
-        return "io"
-    cats = profile.by_category() or {}
-    file_io, network = cats.get("file_io", 0), cats.get("network", 0)
-    waits = cats.get("time", 0) + cats.get("ipc", 0) + cats.get("signal", 0)
-    if network > file_io and network >= waits:
-        return "network"
-    if file_io > network and file_io >= waits:
-        return "io"
-    return "sleep"
+    waits = {
+        "io": profile.offcpu_disk_ns + profile.offcpu_file_ns,
+        "network": profile.offcpu_network_ns,
+        "sleep": profile.offcpu_sleep_ns,
+    }
+    return max(waits, key=lambda k: waits[k])
+
+
+class ProfileSource(Protocol):
+    """What the collector reads each tick (backends/ebpf_profile.Profiler)."""
+
+    filtered: bool  # counts only the watched tree (run/attach)
+
+    def read(self) -> dict[int, ProcessProfile]: ...
+
+    def forget(self, pids: Iterable[int]) -> None: ...
+
+    def watch(self, pids: Iterable[int]) -> None: ...
+
+    def show(self, pids: Iterable[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_active: ProfileSource | None = None
+
+
+def active() -> ProfileSource | None:
+    """The running profiler (`--profile`), which every collector made from now on reads."""
+    return _active
+
+
+def enable(*, watched_tree: bool = False, detail_all: bool = False) -> str | None:
+    """Start profiling for this process's monitors: every process (the TUI; `detail_all`
+    for `--json`), or only the trees given to `watch` later (`watched_tree`: run/attach).
+    Returns the one line saying why it could not start, or None."""
+    global _active
+    from backends.ebpf_profile import Profiler  # bcc stays unloaded without --profile
+    from nettop_ui.core import BackendError
+
+    profiler = Profiler(watch=[] if watched_tree else None, detail_all=detail_all)
+    try:
+        profiler.start()
+    except BackendError as exc:
+        return str(exc)
+    _active = profiler
+    return None
+
+
+def disable() -> None:
+    global _active
+    profiler, _active = _active, None
+    if profiler is not None:
+        profiler.close()
