@@ -206,6 +206,10 @@ class Profiler:
             if self._loaded is None:
                 return {}
             maps = self._loaded.maps
+            # The totals first, then the detail: a process still running adds to both
+            # meanwhile, and its syscall total is then taken from the detail, so that
+            # `total` is the sum of the calls by name.
+            totals = {_int(k): ProcVal.from_buffer_copy(bytes(v)) for k, v in maps["procs"].items()}
             threads: dict[int, list[ThreadOffCpu]] = {}
             for k, v in maps["threads"].items():
                 key, val = PairKey.from_buffer_copy(bytes(k)), ThreadVal.from_buffer_copy(bytes(v))
@@ -219,9 +223,9 @@ class Profiler:
             detailed = self.detail_all or self.filtered
             shown = self._shown
             out = {}
-            for k, v in maps["procs"].items():
-                tgid, p = _int(k), ProcVal.from_buffer_copy(bytes(v))
+            for tgid, p in totals.items():
                 detail = detailed or tgid in shown
+                counts = calls.get(tgid, {}) if detail else None
                 out[tgid] = ProcessProfile(
                     offcpu_ns=p.offcpu_ns,
                     offcpu_sleep_ns=p.offcpu_wait_ns[0],
@@ -230,9 +234,9 @@ class Profiler:
                     offcpu_disk_ns=p.offcpu_wait_ns[3],
                     offcpu_events=p.offcpu_events,
                     offcpu_max_ns=p.offcpu_max_ns,
-                    syscalls=p.syscalls,
+                    syscalls=p.syscalls if counts is None else sum(counts.values()),
                     threads=tuple(threads.get(tgid, ())) if detail else None,
-                    syscall_counts=calls.get(tgid, {}) if detail else None,
+                    syscall_counts=counts,
                 )
             return out
 
