@@ -19,6 +19,7 @@ from typing import Any
 
 from backends.ebpf_profile import missing
 from nettop_ui import profile
+from nettop_ui.api import execute_with_monitoring
 from tests.netenv import require, require_root, within
 from tests.test_privilege import SITE, nobody_cmd
 
@@ -143,3 +144,17 @@ def test_without_privileges_one_line_and_the_run_goes_on() -> None:
     assert records[-1]["type"] == "end" and records[-1]["exit_code"] == 0
     samples = [r for r in records if r["type"] == "sample"]
     assert samples and all("ebpf" not in r["tree"] for r in samples)
+
+
+def test_python_api_profile() -> None:
+    require_profiling()
+    calls = random.randrange(5_000, 20_000)
+    code, samples = execute_with_monitoring(
+        [sys.executable, "-c", SYSCALL_WORKLOAD, str(calls)], interval_s=0.3, profile=True
+    )
+    assert code == 0
+    ebpf = samples[-1]["tree"]["ebpf"]
+    counts = {s["name"]: s["count"] for s in ebpf["syscalls"]["top_syscalls"]}
+    assert counts.get("getppid") == calls, ebpf
+    assert all("ebpf" in p for p in samples[-1]["processes"])
+    assert profile.active() is None  # the API's profiler is gone with its monitor
