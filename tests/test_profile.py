@@ -68,9 +68,12 @@ def require_profiling() -> None:
     require(problem is None, f"--profile cannot run: {problem}")
 
 
-def run_profiled(tmp_path: Path, script: str, *args: str) -> tuple[list[dict[str, Any]], str]:
-    """`nettop-ui run --profile --json -- python -c SCRIPT ARGS`: the records, stderr."""
-    cmd = [sys.executable, "-m", "nettop_ui", "run", "--profile", "--json", "--interval", "0.3"]
+def run_profiled(
+    tmp_path: Path, script: str, *args: str, options: tuple[str, ...] = ("--json",)
+) -> tuple[list[dict[str, Any]], str]:
+    """`nettop-ui run --profile OPTIONS -- python -c SCRIPT ARGS`: the records on stdout
+    (with --json), stderr."""
+    cmd = [sys.executable, "-m", "nettop_ui", "run", "--profile", *options, "--interval", "0.3"]
     res = subprocess.run(
         [*cmd, "--", sys.executable, "-c", script, *args],
         capture_output=True,
@@ -79,7 +82,9 @@ def run_profiled(tmp_path: Path, script: str, *args: str) -> tuple[list[dict[str
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    return [json.loads(line) for line in res.stdout.splitlines()], res.stderr
+    return [
+        json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")
+    ], res.stderr
 
 
 def last_tree_ebpf(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -158,3 +163,24 @@ def test_python_api_profile() -> None:
     assert counts.get("getppid") == calls, ebpf
     assert all("ebpf" in p for p in samples[-1]["processes"])
     assert profile.active() is None  # the API's profiler is gone with its monitor
+
+
+def test_denet_format_carries_the_profile_where_denet_does(tmp_path: Path) -> None:
+    require_profiling()
+    try:
+        import denet  # a dev dependency: pip install -e '.[dev]'
+    except ImportError:
+        denet = None
+    require(denet is not None, "needs denet (pip install 'denet[report]')")
+    calls = random.randrange(5_000, 20_000)
+    out = tmp_path / "run.denet.jsonl"
+    run_profiled(
+        tmp_path, SYSCALL_WORKLOAD, str(calls), options=("--format", "denet", "--output", str(out))
+    )
+    trees = [m for m in denet.load_metrics(str(out)) if m.get("kind") == "tree"]
+    ebpf = trees[-1]["aggregated"]["ebpf"]
+    counts = {s["name"]: s["count"] for s in ebpf["syscalls"]["top_syscalls"]}
+    assert counts.get("getppid") == calls, ebpf
+    assert set(ebpf["offcpu"]) >= {"total_time_ns", "total_events", "avg_time_ns", "max_time_ns"}
+    parent = trees[-1]["parent"] or trees[-2]["parent"]
+    assert parent["ebpf"]["syscalls"]["total"] >= calls
