@@ -184,3 +184,26 @@ def test_denet_format_carries_the_profile_where_denet_does(tmp_path: Path) -> No
     assert set(ebpf["offcpu"]) >= {"total_time_ns", "total_events", "avg_time_ns", "max_time_ns"}
     parent = trees[-1]["parent"] or trees[-2]["parent"]
     assert parent["ebpf"]["syscalls"]["total"] >= calls
+
+
+def test_summary_reports_the_totals(tmp_path: Path) -> None:
+    require_profiling()
+    calls = random.randrange(5_000, 20_000)
+    out = tmp_path / "run.jsonl"
+    run_profiled(tmp_path, SYSCALL_WORKLOAD, str(calls), options=("--output", str(out)))
+    nettop = [sys.executable, "-m", "nettop_ui", "summary"]
+    res = subprocess.run([*nettop, "--json", str(out)], capture_output=True, text=True, timeout=60)
+    ebpf = json.loads(res.stdout)["ebpf"]
+    assert {t["name"]: t["count"] for t in ebpf["top_syscalls"]}["getppid"] == calls
+    assert ebpf["syscalls"] == sum(ebpf["syscalls_by_category"].values())
+    text = subprocess.run([*nettop, str(out)], capture_output=True, text=True, timeout=60).stdout
+    assert f"getppid {calls}" in text and f"syscalls:     {ebpf['syscalls']} " in text
+
+    lines = out.read_text().splitlines()
+    spoiled = [json.loads(line) for line in lines]
+    sample = next(r for r in spoiled if r["type"] == "sample")
+    sample["tree"]["ebpf"]["syscalls"]["top_syscalls"] = [{"name": "x", "count": -1}]
+    out.write_text("\n".join(json.dumps(r) for r in spoiled) + "\n")
+    res = subprocess.run([*nettop, str(out)], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in res.stderr
+    assert "tree.ebpf is not a profile" in res.stderr, res.stderr
