@@ -6,7 +6,8 @@ Hooks (tracepoints only; this project's kernels refuse kprobes and fentry):
   thread; when the same thread is switched in again, the gap is added to its process's
   off-CPU total, event count and maximum, and (with detail) to the thread's total. A
   thread that was only preempted (still runnable) is not blocked and is not counted.
-  The gap ends at switch-in, so it includes the wait for a CPU after the wakeup. Each
+  The gap ends at switch-in, so it includes the wait for a CPU after the wakeup; a gap
+  still going on when user space reads is added as far as it goes (not as an event). Each
   gap is also filed by what it waited on: D state is disk; otherwise the syscall the
   thread last entered (noted per thread by sys_enter) names it: a file I/O syscall
   (denet's file_io category: read on a file, pipe or terminal, ...) is file, a network
@@ -36,6 +37,7 @@ import contextlib
 import ctypes
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,8 @@ THREAD_MAX = 65536  # threads blocked at once, and threads with a per-thread tot
 SYSCALL_MAX = 65536  # (process, syscall) pairs with detail
 WATCH_MAX = 16384  # processes (and threads) in the watched tree, or with detail
 SYSCALL_NR_MAX = 1024  # syscall numbers classified for what a blocked thread waits on
-MAPS = ("config", "watched", "detail", "procs", "threads", "syscalls", "wait_class")
+MAPS: tuple[str, ...] = ("watched", "detail", "procs", "threads", "syscalls")
+MAPS += ("wait_class", "blocked_since")
 WAIT_CLASS = {"file_io": 1, "network": 2}  # by category; the kernel's WAIT_FILE, WAIT_NETWORK
 TRACEPOINTS = ("sched/sched_switch", "sched/sched_process_fork", "raw_syscalls/sys_enter")
 
@@ -83,6 +86,16 @@ class PairKey(ctypes.Structure):
     """thread_key (tgid, tid) and syscall_key (tgid, nr) alike."""
 
     _fields_ = [("tgid", ctypes.c_uint32), ("other", ctypes.c_uint32)]
+
+
+class Blocked(ctypes.Structure):
+    _fields_ = [
+        ("since", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("wait", ctypes.c_uint8),
+        ("detail", ctypes.c_uint8),
+        ("pad", ctypes.c_uint16),
+    ]
 
 
 class ThreadVal(ctypes.Structure):
@@ -155,6 +168,8 @@ class Profiler:
             f"-DSYSCALL_MAX={SYSCALL_MAX}",
             f"-DWATCH_MAX={WATCH_MAX}",
             f"-DSYSCALL_NR_MAX={SYSCALL_NR_MAX}",
+            f"-DFILTERED={int(self.filtered)}",
+            f"-DDETAIL_ALL={int(self.detail_all)}",
         ]
         with tempfile.TemporaryFile() as log:
             try:
@@ -164,9 +179,6 @@ class Profiler:
                 log.seek(0)
                 line = _failure_line(log.read().decode(errors="replace"), exc)
                 raise BackendError(line.replace("eBPF program", "profiling program")) from None
-        config = loaded.maps["config"]
-        config[_u32(0)] = _u32(int(self.filtered))
-        config[_u32(1)] = _u32(int(self.detail_all))
         classes = loaded.maps["wait_class"]
         for nr, name in syscall_table().items():
             cls = WAIT_CLASS.get(category(name))
@@ -207,15 +219,19 @@ class Profiler:
                 return {}
             maps = self._loaded.maps
             # The totals first, then the detail: a process still running adds to both
-            # meanwhile, and its syscall total is then taken from the detail, so that
-            # `total` is the sum of the calls by name.
+            # meanwhile, and its syscall total is then at least the sum of its calls by
+            # name (equal to it when it got detail from its start: run/attach, --json).
             totals = {_int(k): ProcVal.from_buffer_copy(bytes(v)) for k, v in maps["procs"].items()}
+            ongoing = self._ongoing(maps["blocked_since"], totals)
             threads: dict[int, list[ThreadOffCpu]] = {}
             for k, v in maps["threads"].items():
                 key, val = PairKey.from_buffer_copy(bytes(k)), ThreadVal.from_buffer_copy(bytes(v))
+                so_far = ongoing.pop((key.tgid, key.other), 0)
                 threads.setdefault(key.tgid, []).append(
-                    ThreadOffCpu(key.tgid, key.other, val.offcpu_ns)
+                    ThreadOffCpu(key.tgid, key.other, val.offcpu_ns + so_far)
                 )
+            for (tgid, tid), so_far in ongoing.items():  # blocked since before their first end
+                threads.setdefault(tgid, []).append(ThreadOffCpu(tgid, tid, so_far))
             calls: dict[int, dict[str, int]] = {}
             for k, v in maps["syscalls"].items():
                 key = PairKey.from_buffer_copy(bytes(k))
@@ -234,11 +250,29 @@ class Profiler:
                     offcpu_disk_ns=p.offcpu_wait_ns[3],
                     offcpu_events=p.offcpu_events,
                     offcpu_max_ns=p.offcpu_max_ns,
-                    syscalls=p.syscalls if counts is None else sum(counts.values()),
+                    # with detail, the calls by name were read last: they may be more
+                    syscalls=max(p.syscalls, sum(counts.values()) if counts else 0),
                     threads=tuple(threads.get(tgid, ())) if detail else None,
                     syscall_counts=counts,
                 )
             return out
+
+    @staticmethod
+    def _ongoing(blocked: Any, totals: dict[int, ProcVal]) -> dict[tuple[int, int], int]:
+        """Add the blocked periods still going on to `totals` (else a thread blocked for an
+        hour shows nothing until it wakes); return them by (tgid, tid) for the detail."""
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC, as bpf_ktime_get_ns
+        out: dict[tuple[int, int], int] = {}
+        for k, v in blocked.items():
+            b = Blocked.from_buffer_copy(bytes(v))
+            so_far = max(now - b.since, 0)
+            p = totals.setdefault(b.tgid, ProcVal())
+            p.offcpu_ns += so_far
+            p.offcpu_wait_ns[b.wait & 3] += so_far
+            p.offcpu_max_ns = max(p.offcpu_max_ns, so_far)
+            if b.detail:
+                out[(b.tgid, _int(k))] = so_far
+        return out
 
     def forget(self, pids: Iterable[int]) -> None:
         """Drop the counts of processes that are gone (their pid may be reused)."""

@@ -1,5 +1,10 @@
 // The kernel half of backends/ebpf_profile.py (read its docstring first). bcc compiles
-// this with PROC_MAX, THREAD_MAX, SYSCALL_MAX, WATCH_MAX: the sizes of the maps below.
+// this with PROC_MAX, THREAD_MAX, SYSCALL_MAX, WATCH_MAX, SYSCALL_NR_MAX: the sizes of the
+// maps below, and two settings fixed at compile time (so that no event can come before
+// them, and no event pays a lookup for them):
+//   FILTERED    1: count only the tgids in `watched` (run/attach); 0: every process
+//   DETAIL_ALL  1: per-thread and per-syscall detail for every counted process (--json,
+//               run/attach); 0: only for the tgids in `detail` (the TUI's drill-down)
 //
 // Everything is aggregated here; user space only reads the totals once per tick.
 
@@ -7,10 +12,6 @@
 #define NT_TASK_UNINTERRUPTIBLE 0x2  // D: waiting on the kernel, mostly disk I/O
 #define NT_TASK_IDLE_REPORT 0x80     // I: an idle kernel thread (TASK_IDLE as reported)
 
-// config[0]: 1 = count only the tgids in `watched` (run/attach), 0 = count every process.
-// config[1]: 1 = per-thread and per-syscall detail for every counted process (--json),
-//            0 = only for the tgids in `detail` (the TUI's drill-down).
-BPF_ARRAY(config, u32, 2);
 BPF_HASH(watched, u32, u8, WATCH_MAX);
 BPF_HASH(detail, u32, u8, WATCH_MAX);
 
@@ -60,20 +61,14 @@ BPF_TABLE("lru_hash", u32, struct blocked, blocked_since, THREAD_MAX);
 BPF_TABLE("lru_hash", u32, u32, in_syscall, THREAD_MAX);  // tid -> the syscall it entered last
 BPF_ARRAY(wait_class, u8, SYSCALL_NR_MAX);
 
-static __always_inline u32 setting(int slot)
-{
-    u32 *value = config.lookup(&slot);
-    return value ? *value : 0;
-}
-
 static __always_inline int counted(u32 tgid)
 {
-    return !setting(0) || watched.lookup(&tgid) != NULL;
+    return !FILTERED || watched.lookup(&tgid) != NULL;
 }
 
 static __always_inline int detailed(u32 tgid)
 {
-    return setting(1) || detail.lookup(&tgid) != NULL;
+    return DETAIL_ALL || detail.lookup(&tgid) != NULL;
 }
 
 static __always_inline struct proc_val *proc_of(u32 tgid)
@@ -90,7 +85,7 @@ static __always_inline struct proc_val *proc_of(u32 tgid)
 // tid lands in `watched` too: harmless, no process has that id as its tgid meanwhile.
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    if (!setting(0))
+    if (!FILTERED)
         return 0;
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     if (watched.lookup(&parent) == NULL)

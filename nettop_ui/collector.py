@@ -573,20 +573,21 @@ class Collector:
                 state.connection_count = 0 if counts is not None else None
             self._record_history(state, now)
         if self.profiler is not None:
-            self._apply_profiles(self.profiler)
+            self._apply_profiles(self.profiler, dt)
         self._forget_old(now)
         self._refresh_remotes()
         system = self._system.sample() if self._system else None
         return self.snapshot(now, dt, system)
 
-    def _apply_profiles(self, profiler: ProfileSource) -> None:
+    def _apply_profiles(self, profiler: ProfileSource, dt: float) -> None:
         """Each live process's profile; an exited one keeps its last. The kernel's counts
         of processes gone are dropped (their pid may come back), except in a watched tree,
         whose sum includes children that came and went between two scans."""
         profiles = self._profiles = profiler.read()
         for key, state in self.processes.items():
             if not state.exited:
-                state.ebpf = profiles.get(key[0])
+                new = profiles.get(key[0])
+                state.ebpf = new.with_rates(state.ebpf, dt) if new is not None else None
         if not profiler.filtered:
             gone = self._gone_by_pid
             profiler.forget(p for p in profiles if p in gone and p not in self._live_by_pid)

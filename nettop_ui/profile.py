@@ -19,7 +19,7 @@ import functools
 import platform
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -177,6 +177,18 @@ class ProcessProfile:
     syscalls: int = 0
     threads: tuple[ThreadOffCpu, ...] | None = None
     syscall_counts: Mapping[str, int] | None = None  # by name
+    # Over the last tick (the collector's): off-CPU time in % of the interval (threads
+    # add up: 4 blocked threads are 400%) and syscalls per second; None on the first.
+    offcpu_percent: float | None = None
+    syscalls_per_s: float | None = None
+
+    def with_rates(self, before: ProcessProfile | None, dt: float) -> ProcessProfile:
+        """This profile with the rates since `before` (the same process, `dt` s earlier)."""
+        if before is None or dt <= 0:
+            return self
+        offcpu = max(self.offcpu_ns - before.offcpu_ns, 0) / (dt * 1e9) * 100
+        calls = max(self.syscalls - before.syscalls, 0) / dt
+        return replace(self, offcpu_percent=round(offcpu, 1), syscalls_per_s=round(calls, 1))
 
     @property
     def offcpu_avg_ns(self) -> int:
