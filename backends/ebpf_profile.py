@@ -257,10 +257,11 @@ class Profiler:
                 )
             return out
 
-    @staticmethod
-    def _ongoing(blocked: Any, totals: dict[int, ProcVal]) -> dict[tuple[int, int], int]:
+    def _ongoing(self, blocked: Any, totals: dict[int, ProcVal]) -> dict[tuple[int, int], int]:
         """Add the blocked periods still going on to `totals` (else a thread blocked for an
-        hour shows nothing until it wakes); return them by (tgid, tid) for the detail."""
+        hour shows nothing until it wakes); return them by (tgid, tid) for the detail (a
+        drill-down opened during one sees that thread at once)."""
+        everyone = self.detail_all or self.filtered
         now = time.monotonic_ns()  # CLOCK_MONOTONIC, as bpf_ktime_get_ns
         out: dict[tuple[int, int], int] = {}
         for k, v in blocked.items():
@@ -270,7 +271,7 @@ class Profiler:
             p.offcpu_ns += so_far
             p.offcpu_wait_ns[b.wait & 3] += so_far
             p.offcpu_max_ns = max(p.offcpu_max_ns, so_far)
-            if b.detail:
+            if everyone or b.tgid in self._shown:
                 out[(b.tgid, _int(k))] = so_far
         return out
 

@@ -20,8 +20,18 @@ from typing import Any
 from backends.ebpf_profile import missing
 from nettop_ui import profile
 from nettop_ui.api import execute_with_monitoring
+from nettop_ui.tui import MonitorSource, NettopApp
 from tests.netenv import require, require_root, within
 from tests.test_privilege import SITE, nobody_cmd
+from tests.tui_fixtures import (
+    ScriptedBackend,
+    pid_order,
+    screen_lines,
+    spawn_named,
+    steady,
+    table_order,
+    wait_for,
+)
 
 OFFCPU_WORKLOAD = r"""
 import json, os, sys, threading, time
@@ -207,3 +217,42 @@ def test_summary_reports_the_totals(tmp_path: Path) -> None:
     res = subprocess.run([*nettop, str(out)], capture_output=True, text=True, timeout=60)
     assert "Traceback" not in res.stderr
     assert "tree.ebpf is not a profile" in res.stderr, res.stderr
+
+
+async def test_tui_columns_and_drill_down_from_the_kernel() -> None:
+    """The TUI with a real profiler: `O` shows a sleeping child's OFF-CPU% near 100
+    (one thread blocked all along) and its SYSC/s; its drill-down gets detail from the
+    kernel (the drill-down asks for it) and lists its thread as the one blocking."""
+    require_profiling()
+    child = spawn_named("ntu-sleeper")
+    assert profile.enable() is None
+    try:
+        # Blocked since before the program was loaded, the child has no counts (unknown)
+        # until it wakes: a line wakes it, and it blocks on stdin again, counted now.
+        assert child.proc.stdin is not None
+        child.proc.stdin.write("\n")
+        child.proc.stdin.flush()
+        backend = ScriptedBackend(steady({child.pid: (1, 1)}, 0.3))
+        app = NettopApp(MonitorSource(backend, 0.3), host="test")
+        async with app.run_test(size=(220, 50)) as pilot:
+            await wait_for(pilot, lambda: child.pid in pid_order(app, [child.pid]), "the child")
+            await pilot.press("O")
+            key = next(k for k in table_order(app) if k.startswith(f"{child.pid}:"))
+
+            def near_100() -> bool:
+                value = app.main.table.get_cell(key, "offcpu").value
+                return value is not None and 90 <= value <= 101
+
+            await wait_for(pilot, near_100, "the sleeper's OFF-CPU% near 100")
+            assert app.main.table.get_cell(key, "sysc").value == 0
+            assert app.main.table.select_key(key)
+            await pilot.press("enter")
+
+            def lists_its_thread() -> bool:
+                text = "\n".join(screen_lines(app))
+                return f"blocking threads  {child.pid} " in text
+
+            await wait_for(pilot, lists_its_thread, "the sleeper's thread as the blocking one")
+    finally:
+        profile.disable()
+        child.stop()

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from nettop_ui.tui import NettopApp, ScriptedSource
 from nettop_ui.tui.frame import row_key
-from tests.tui_fixtures import T0, FixedClock, scripted_snapshots
+from tests.tui_fixtures import T0, FixedClock, profiled_snapshots, scripted_snapshots
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -65,3 +65,20 @@ def test_host_screen(snap_compare: Any, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=size, run_before=open_edge)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_drill_down_profile(snap_compare: Any, size: tuple[int, int]) -> None:
+    """`--profile`: train.py's drill-down with its off-CPU and syscall section."""
+
+    async def open_train(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, NettopApp)
+        await pilot.pause()
+        assert app.main.table.select_key(row_key(2002, T0 - 1000 - 2002))
+        await pilot.press("enter")
+        await pilot.pause()
+
+    source = ScriptedSource(profiled_snapshots(), backend_name="ebpf", layer="socket payload")
+    app = NettopApp(source, host="testhost", clock=FixedClock())
+    assert snap_compare(app, terminal_size=size, run_before=open_train)
