@@ -69,16 +69,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def start_profiling(on: bool, *, watched_tree: bool, detail_all: bool) -> None:
+def start_profiling(on: bool, *, watched_tree: bool, detail_all: bool) -> str | None:
     """`--profile`: start the profiler, or say in one line on stderr why it cannot run
-    (the rest runs without it)."""
+    (the rest runs without it); that line is returned too (the TUI shows it)."""
     if not on:
-        return
+        return None
     from nettop_ui import profile
 
     problem = profile.enable(watched_tree=watched_tree, detail_all=detail_all)
     if problem:
         print(f"{PROG}: warning: {problem}", file=sys.stderr, flush=True)
+    return problem
 
 
 def reader_gone() -> int:

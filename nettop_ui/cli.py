@@ -312,6 +312,8 @@ def print_table(args: argparse.Namespace) -> int:
 
 def run_tui(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
+    if args.profile_problem:  # on stderr too, but the TUI's screen covers it
+        why = f"{why}; {args.profile_problem}"
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
     fallbacks = registry.fallbacks_for(args.backend, cls)
@@ -375,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list_backends:
             return list_backends(sys.stdout)
-        start_profiling(args.profile, watched_tree=False, detail_all=bool(args.json or args.output))
+        args.profile_problem = start_profiling(
+            args.profile, watched_tree=False, detail_all=bool(args.json or args.output)
+        )
         if args.prometheus or args.headless:
             return run_prometheus(args)
         if args.json or args.output:
