@@ -3,9 +3,12 @@
     sudo .venv/bin/python -m bench.profile [--calls 10000000] [--files 24] [--repeat 3]
                                            [--no-write]
 
-Two workloads, each timed from inside (a small timer around it, so nettop-ui's own start
-is not counted): a syscall-heavy one, a C program making `--calls` getppid syscalls, and
-a build-like one, `make -j2` compiling `--files` generated C files. Each runs `--repeat`
+Two workloads, each measured from inside (a small wrapper reads their CPU time, user +
+system, from getrusage once they are reaped: a BPF program's time is system time of the
+task it runs in, and on a shared machine CPU time is far steadier than wall time, which
+other users' load stretches at random): a syscall-heavy one, a C program making
+`--calls` getppid syscalls, and a build-like one, `make -j2` compiling `--files`
+generated C files. Each runs `--repeat`
 times in each of three modes, interleaved so that the machine's drift hits all alike:
 
 - off: `nettop-ui run --backend psutil --output /dev/null -- WORKLOAD`;
@@ -14,8 +17,8 @@ times in each of three modes, interleaved so that the machine's drift hits all a
   it (the kernel counts every process, with detail: more than the TUI, which keeps
   detail for its drill-down only).
 
-The slowdown is each mode's median time over off's; the per-syscall cost is the extra
-time of the getppid workload divided by its calls. Results go to stdout and to
+The slowdown is each mode's median CPU time over off's; the per-syscall cost is the
+extra CPU time of the getppid workload divided by its calls. Results go to stdout and to
 docs/benchmarks.md between the profile markers.
 """
 
@@ -65,10 +68,10 @@ void sort_%(i)d(int *a, int n) {
 }
 """
 TIMER = r"""
-import subprocess, sys, time
-start = time.perf_counter()
+import resource, subprocess, sys
 subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL)
-open(sys.argv[1], "w").write(str(time.perf_counter() - start))
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(str(used.ru_utime + used.ru_stime))
 """
 MODES = ("off", "tree", "all")
 
@@ -91,7 +94,7 @@ def build_workloads(where: Path, calls: int, files: int) -> dict[str, list[str]]
 
 
 def timed(mode: str, workload: list[str], where: Path) -> float:
-    """Seconds the workload took, under `mode`."""
+    """CPU seconds (user + system) the workload used, under `mode`."""
     out = where / "elapsed"
     timer = [sys.executable, "-c", TIMER, str(out), *workload]
     if mode == "all":
@@ -126,8 +129,9 @@ def measure(
 def report(medians: dict[str, dict[str, float]], calls: int, repeat: int) -> str:
     lines = [
         f"{datetime.date.today()}, Linux {platform.release()}, {os.cpu_count()} CPUs "
-        f"(shared), median of {repeat} runs per mode, interleaved. Workload time from inside "
-        "(nettop-ui's own start not counted). off: `run` without `--profile`; tree: `run "
+        f"(shared), median of {repeat} runs per mode, interleaved. The workload's own CPU time "
+        "(user + system, from getrusage: BPF programs run in its system time; nettop-ui's "
+        "is not counted). off: `run` without `--profile`; tree: `run "
         "--profile` (the kernel counts the watched tree); all: `--json --profile` beside "
         "the workload (the kernel counts every process, with detail).",
         "",

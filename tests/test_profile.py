@@ -256,3 +256,28 @@ async def test_tui_columns_and_drill_down_from_the_kernel() -> None:
     finally:
         profile.disable()
         child.stop()
+
+
+def test_categories_are_denets() -> None:
+    """denet 0.10.3's grouping (its own tests' cases, its x86_64 numbers by name), from
+    this architecture's table: every syscall named there falls in exactly one."""
+    cases = {
+        "file_io": ("read", "write", "close", "openat", "fcntl", "flock", "fsync", "getdents"),
+        "memory": ("mmap", "munmap", "brk"),
+        "process": ("clone", "fork", "execve", "exit", "exit_group", "clone3"),
+        "network": ("socket", "connect", "sendto", "recvfrom", "sendmsg", "accept4"),
+        "ipc": ("pipe", "pipe2", "futex", "shmget", "semop", "msgsnd"),
+        "signal": ("rt_sigaction", "rt_sigprocmask", "kill", "tkill", "tgkill"),
+        "time": ("nanosleep", "clock_gettime", "clock_nanosleep"),
+        "system": ("uname",),
+        "other": ("getppid", "no_such_call"),
+    }
+    for cat, names in cases.items():
+        for name in names:
+            assert profile.category(name) == cat, name
+    table = profile.syscall_table()
+    assert table, "no syscall table for this architecture"
+    named = set(table.values())
+    assert sum(len(names & named) for names in profile.CATEGORIES.values()) == len(
+        set().union(*profile.CATEGORIES.values()) & named
+    )
