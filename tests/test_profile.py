@@ -281,3 +281,30 @@ def test_categories_are_denets() -> None:
     assert sum(len(names & named) for names in profile.CATEGORIES.values()) == len(
         set().union(*profile.CATEGORIES.values()) & named
     )
+
+
+def test_attach_counts_from_attaching(tmp_path: Path) -> None:
+    """`attach --profile` to a process already running: it is counted from then on (a
+    number of getppid calls it makes once told, exactly)."""
+    require_profiling()
+    calls = random.randrange(5_000, 20_000)
+    script = "import os, sys\nn = int(sys.stdin.readline())\nfor _ in range(n):\n    os.getppid()"
+    target = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "nettop_ui", "attach", str(target.pid), "--profile", "--json"]
+    watcher = subprocess.Popen(
+        [*cmd, "--interval", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert watcher.stdout is not None and target.stdin is not None
+        watcher.stdout.readline()  # meta
+        watcher.stdout.readline()  # a first sample: counting
+        target.stdin.write(f"{calls}\n")
+        target.stdin.flush()
+        target.wait(timeout=60)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        target.kill()
+        watcher.kill()
+    samples = [json.loads(line) for line in out.splitlines() if '"sample"' in line]
+    syscalls = samples[-1]["tree"]["ebpf"]["syscalls"]
+    assert {s["name"]: s["count"] for s in syscalls["top_syscalls"]}["getppid"] == calls, err
