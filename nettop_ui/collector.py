@@ -580,14 +580,17 @@ class Collector:
         return self.snapshot(now, dt, system)
 
     def _apply_profiles(self, profiler: ProfileSource, dt: float) -> None:
-        """Each live process's profile; an exited one keeps its last. The kernel's counts
-        of processes gone are dropped (their pid may come back), except in a watched tree,
-        whose sum includes children that came and went between two scans."""
+        """Each live process's profile; an exited one keeps its last totals, its rates
+        unknown. The kernel's counts of processes gone are dropped (their pid may come
+        back), except in a watched tree, whose sum includes children that came and went
+        between two scans."""
         profiles = self._profiles = profiler.read()
         for key, state in self.processes.items():
             if not state.exited:
                 new = profiles.get(key[0])
                 state.ebpf = new.with_rates(state.ebpf, dt) if new is not None else None
+            elif state.ebpf is not None:
+                state.ebpf = state.ebpf.with_rates(None, 0.0)
         if not profiler.filtered:
             gone = self._gone_by_pid
             profiler.forget(p for p in profiles if p in gone and p not in self._live_by_pid)

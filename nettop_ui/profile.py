@@ -183,9 +183,10 @@ class ProcessProfile:
     syscalls_per_s: float | None = None
 
     def with_rates(self, before: ProcessProfile | None, dt: float) -> ProcessProfile:
-        """This profile with the rates since `before` (the same process, `dt` s earlier)."""
+        """This profile with the rates since `before` (the same process, `dt` s earlier);
+        without `before`, the rates unknown."""
         if before is None or dt <= 0:
-            return self
+            return replace(self, offcpu_percent=None, syscalls_per_s=None)
         offcpu = max(self.offcpu_ns - before.offcpu_ns, 0) / (dt * 1e9) * 100
         calls = max(self.syscalls - before.syscalls, 0) / dt
         return replace(self, offcpu_percent=round(offcpu, 1), syscalls_per_s=round(calls, 1))
