@@ -181,6 +181,10 @@ class ProcessProfile:
     # add up: 4 blocked threads are 400%) and syscalls per second; None on the first.
     offcpu_percent: float | None = None
     syscalls_per_s: float | None = None
+    # A replayed recording holds the top threads and syscalls only: the categories and
+    # the threads' total as recorded, instead of sums over what is held.
+    recorded_categories: Mapping[str, int] | None = None
+    recorded_threads_ns: int | None = None
 
     def with_rates(self, before: ProcessProfile | None, dt: float) -> ProcessProfile:
         """This profile with the rates since `before` (the same process, `dt` s earlier);
@@ -196,6 +200,8 @@ class ProcessProfile:
         return self.offcpu_ns // self.offcpu_events if self.offcpu_events else 0
 
     def by_category(self) -> dict[str, int] | None:
+        if self.recorded_categories is not None:
+            return dict(self.recorded_categories)
         if self.syscall_counts is None:
             return None
         out = dict.fromkeys(CATEGORY_NAMES, 0)
@@ -213,7 +219,7 @@ class ProcessProfile:
         """The threads blocked longest, with their share (%) of all threads' off-CPU time."""
         if self.threads is None:
             return None
-        total = sum(t.time_ns for t in self.threads)
+        total = self.recorded_threads_ns or sum(t.time_ns for t in self.threads)
         ranked = sorted(self.threads, key=lambda t: (-t.time_ns, t.tid))[:TOP_THREADS]
         return [(t, 100.0 * t.time_ns / total if total else 0.0) for t in ranked]
 
@@ -250,6 +256,43 @@ class ProcessProfile:
             "top_syscalls": None if top is None else [{"name": n, "count": c} for n, c in top],
         }
         return {"offcpu": offcpu, "syscalls": syscalls, "bound_by": bound_by(self, cpu_s)}
+
+
+def from_record(ebpf: Any) -> ProcessProfile | None:
+    """A recorded `ebpf` object (untrusted: a replayed file) as a profile; None when it is
+    absent or not one. The waits by kind and `bound_by` are recomputed from it."""
+    try:
+        offcpu, calls = ebpf["offcpu"], ebpf["syscalls"]
+        waits = offcpu.get("wait_ns") or {}
+        top = calls.get("top_syscalls")
+        threads = offcpu.get("top_blocking_threads")
+        held = (
+            None
+            if threads is None
+            else tuple(
+                ThreadOffCpu(int(t["pid"]), int(t["tid"]), int(float(t["time_ms"]) * 1e6))
+                for t in threads
+            )
+        )
+        shares = [(float(t["time_ms"]), float(t["percentage"])) for t in threads or ()]
+        whole = next((int(ms * 1e6 * 100 / pct) for ms, pct in shares if pct > 0), None)
+        cats = calls.get("by_category")
+        return ProcessProfile(
+            offcpu_ns=int(offcpu["total_time_ns"]),
+            offcpu_disk_ns=int(waits.get("disk", 0)),
+            offcpu_file_ns=int(waits.get("file", 0)),
+            offcpu_network_ns=int(waits.get("network", 0)),
+            offcpu_sleep_ns=int(waits.get("sleep", 0)),
+            offcpu_events=int(offcpu["total_events"]),
+            offcpu_max_ns=int(offcpu["max_time_ns"]),
+            syscalls=int(calls["total"]),
+            threads=held,
+            syscall_counts=None if top is None else {str(t["name"]): int(t["count"]) for t in top},
+            recorded_categories=None if cats is None else {str(k): int(v) for k, v in cats.items()},
+            recorded_threads_ns=whole,
+        )
+    except (TypeError, KeyError, ValueError, AttributeError, ZeroDivisionError, OverflowError):
+        return None
 
 
 def merge(profiles: Iterable[ProcessProfile]) -> ProcessProfile | None:

@@ -20,7 +20,9 @@ from typing import Any
 from backends.ebpf_profile import missing
 from nettop_ui import profile
 from nettop_ui.api import execute_with_monitoring
+from nettop_ui.summary import read_recording
 from nettop_ui.tui import MonitorSource, NettopApp
+from nettop_ui.tui.replay import ReplayApp, ReplaySource
 from tests.netenv import require, require_root, within
 from tests.test_privilege import SITE, nobody_cmd
 from tests.tui_fixtures import (
@@ -308,3 +310,28 @@ def test_attach_counts_from_attaching(tmp_path: Path) -> None:
     samples = [json.loads(line) for line in out.splitlines() if '"sample"' in line]
     syscalls = samples[-1]["tree"]["ebpf"]["syscalls"]
     assert {s["name"]: s["count"] for s in syscalls["top_syscalls"]}["getppid"] == calls, err
+
+
+async def test_replay_shows_the_recorded_profile(tmp_path: Path) -> None:
+    """`replay` of a `run --profile` recording: the drill-down's profile section, as
+    recorded (the exact getppid count among the top syscalls)."""
+    require_profiling()
+    calls = random.randrange(5_000, 20_000)
+    out = tmp_path / "run.jsonl"
+    run_profiled(tmp_path, SYSCALL_WORKLOAD, str(calls), options=("--output", str(out)))
+    records, problem = read_recording(str(out))
+    assert problem is None
+    pid = next(r for r in records if r["type"] == "meta")["pid"]
+    app = ReplayApp(ReplaySource(records, str(out), None), host="test")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None, "the first frame")
+        await pilot.press("end")
+        await pilot.pause()
+        key = next(k for k in table_order(app) if k.startswith(f"{pid}:"))
+        assert app.main.table.select_key(key)
+        await pilot.press("enter")
+
+        def shows_the_count() -> bool:
+            return f"getppid {calls}" in "\n".join(screen_lines(app))
+
+        await wait_for(pilot, shows_the_count, "the recorded getppid count")
