@@ -173,7 +173,9 @@ TRACEPOINT_PROBE(sched, sched_switch)
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+// The raw form of raw_syscalls:sys_enter (args: struct pt_regs *, long id): the classic
+// tracepoint would first copy the six arguments into a record, on every syscall.
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     if (!counted(tgid))
@@ -183,7 +185,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     __sync_fetch_and_add(&p->syscalls, 1);
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    u32 nr = (u32)args->id;
+    u32 nr = (u32)ctx->args[1];
     u32 slot = tid & (IN_SYSCALL_SLOTS - 1);
     struct last_syscall *last = in_syscall.lookup(&slot);
     if (last) {

@@ -340,13 +340,19 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
 def _tree_ebpf(
     profiles: dict[int, ProcessProfile], tracker: TreeTracker, members: list[ProcessState]
 ) -> Record | None:
-    """The tree's `ebpf` object. The kernel counts only the watched tree, following every
-    fork, so with children it is the sum of all it counted (children that came and went
-    between two scans included); without, the root's alone."""
-    if tracker.include_children:
-        merged = profile.merge(profiles.values())
+    """The tree's `ebpf` object. A profiler started for run/attach counts only the
+    watched tree, following every fork, so with children the tree is all it counted
+    (children that came and went between two scans included); without, the root alone.
+    One that counts every process (`--profile` started otherwise, in the same program
+    through the API) gives the members' sum."""
+    profiler = profile.active()
+    if not tracker.include_children:
+        pids = {tracker.root_pid}
+    elif profiler is not None and profiler.filtered:
+        pids = set(profiles)
     else:
-        merged = profile.merge(p for pid, p in profiles.items() if pid == tracker.root_pid)
+        pids = {m.pid for m in members}
+    merged = profile.merge(p for pid, p in profiles.items() if pid in pids)
     cpu = sum_known(cpu_seconds(m) for m in members)
     return None if merged is None else merged.as_dict(cpu)
 
