@@ -24,10 +24,12 @@ import asyncio
 import contextlib
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
+from nettop_ui import profile as _profiling
 from nettop_ui import registry
 from nettop_ui.analysis import (
     MetricsError,
@@ -85,6 +87,7 @@ class ProcessMonitor:
         output: str | None = None,
         stdout: int | IO[Any] | None = None,
         stderr: int | IO[Any] | None = None,
+        profile: bool = False,
     ) -> None:
         if (pid is None) == (cmd is None):
             raise ValueError("give either pid or cmd")
@@ -109,6 +112,10 @@ class ProcessMonitor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._profile = profile
+        self._own_profiler = False
+        # `profile=True` that could not start: the one line saying what is missing.
+        self.profile_error: str | None = None
 
     @property
     def samples(self) -> list[Record]:
@@ -118,6 +125,9 @@ class ProcessMonitor:
         """Start monitoring. Raises TargetError for a missing pid or command, OSError
         when `output` cannot be opened (then no command was started)."""
         out = open_output(self._output) if self._output else None
+        if self._profile and _profiling.active() is None:
+            self.profile_error = _profiling.enable(watched_tree=True, detail_all=True)
+            self._own_profiler = self.profile_error is None
         try:
             if self._pid is not None:
                 self.target = Attached(self._pid)
@@ -162,6 +172,8 @@ class ProcessMonitor:
             self._ready.set()
             if out:
                 out.close()
+            if self._own_profiler:
+                _profiling.disable()
             self._queue.put(_DONE)
 
     def __iter__(self) -> Iterator[Record]:
@@ -207,8 +219,11 @@ def execute_with_monitoring(
     output: str | None = None,
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
+    profile: bool = False,
 ) -> tuple[int, list[Record]]:
-    """Run `cmd` to its end under monitoring; return (exit status, samples)."""
+    """Run `cmd` to its end under monitoring; return (exit status, samples). With
+    `profile`, each sample has `ebpf` objects (or, without the privileges, a warning
+    line on stderr and none)."""
     mon = ProcessMonitor(
         cmd=cmd,
         backend=backend,
@@ -218,7 +233,10 @@ def execute_with_monitoring(
         output=output,
         stdout=stdout,
         stderr=stderr,
+        profile=profile,
     ).start()
+    if mon.profile_error:
+        print(f"nettop-ui: warning: {mon.profile_error}", file=sys.stderr)
     code = mon.wait()
     if mon.failure and code is None:
         raise RuntimeError(mon.failure)

@@ -14,6 +14,8 @@ from nettop_ui import filter_expr
 PROG = "nettop-ui"
 
 
+PROFILE_HELP = "eBPF profiling: off-CPU time and syscalls per process (root or CAP_BPF+CAP_PERFMON)"
+
 MIN_INTERVAL_S = 0.05  # faster sampling only burns a core walking /proc
 
 
@@ -65,6 +67,19 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def start_profiling(on: bool, *, watched_tree: bool, detail_all: bool) -> str | None:
+    """`--profile`: start the profiler, or say in one line on stderr why it cannot run
+    (the rest runs without it); that line is returned too (the TUI shows it)."""
+    if not on:
+        return None
+    from nettop_ui import profile
+
+    problem = profile.enable(watched_tree=watched_tree, detail_all=detail_all)
+    if problem:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr, flush=True)
+    return problem
 
 
 def reader_gone() -> int:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from nettop_ui import jobs, registry
+from nettop_ui import jobs, profile, registry
 from nettop_ui.args import (
+    PROFILE_HELP,
     PROG,
     OneLineParser,
     closed_stream_problem,
@@ -25,6 +26,7 @@ from nettop_ui.args import (
     positive_float,
     positive_int,
     reader_gone,
+    start_profiling,
 )
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
     )
     parser.add_argument("--json", action="store_true", help="stream JSON Lines instead of the TUI")
+    parser.add_argument("--profile", action="store_true", help=PROFILE_HELP)
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     stop.add_argument("--count", type=positive_int, help="stop after this many samples")
@@ -309,6 +312,8 @@ def print_table(args: argparse.Namespace) -> int:
 
 def run_tui(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
+    if args.profile_problem:  # on stderr too, but the TUI's screen covers it
+        why = f"{why}; {args.profile_problem}"
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
     fallbacks = registry.fallbacks_for(args.backend, cls)
@@ -372,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list_backends:
             return list_backends(sys.stdout)
+        args.profile_problem = start_profiling(
+            args.profile, watched_tree=False, detail_all=bool(args.json or args.output)
+        )
         if args.prometheus or args.headless:
             return run_prometheus(args)
         if args.json or args.output:
@@ -392,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        profile.disable()
 
 
 if __name__ == "__main__":

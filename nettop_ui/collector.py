@@ -26,6 +26,7 @@ from nettop_ui import procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.profile import ProcessProfile, ProfileSource
 from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
 from nettop_ui.resolve import Resolver, start_resolver
 from nettop_ui.schema import LIVE_ONLY
@@ -98,6 +99,7 @@ class ProcessState:
     connection_count: int | None = None
     gpu_memory_bytes: int | None = None  # None: no GPU, or not using one
     gpu_sm_percent: float | None = None
+    ebpf: ProcessProfile | None = None  # `--profile`: off-CPU time and syscalls (profile.py)
     exited: bool = False
     exited_at: float | None = None
     # What the backend knows it got wrong about this process's bytes (ProcessTraffic.note);
@@ -163,6 +165,9 @@ class Snapshot:
     # Whether the hosts' open connections, protocols, ports and processes were recounted
     # this tick (else they are as in the last snapshot).
     remotes_recounted: bool = True
+    # `--profile`: every counted pid's profile, exited ones not yet forgotten too (in
+    # run/attach the kernel counts only the tree); None when profiling is off.
+    profiles: dict[int, ProcessProfile] | None = None
 
 
 def _psutil_io(io: Any) -> procfs.IoFacts:
@@ -212,6 +217,7 @@ class Collector:
         system: bool = True,
         gpu: bool = True,
         resolve: bool = True,
+        profiler: ProfileSource | None = None,
     ) -> None:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
@@ -254,6 +260,8 @@ class Collector:
         self._per_connection = False  # the latest sample had a per-connection view
         self.resolve = resolve  # look up the remote hosts' names (`--no-resolve`: not)
         self._resolver: Resolver | None = None  # started with the first connection seen
+        self.profiler = profiler
+        self._profiles: dict[int, ProcessProfile] | None = None
 
     # -- process facts -------------------------------------------------------------
 
@@ -564,10 +572,28 @@ class Collector:
             else:
                 state.connection_count = 0 if counts is not None else None
             self._record_history(state, now)
+        if self.profiler is not None:
+            self._apply_profiles(self.profiler, dt)
         self._forget_old(now)
         self._refresh_remotes()
         system = self._system.sample() if self._system else None
         return self.snapshot(now, dt, system)
+
+    def _apply_profiles(self, profiler: ProfileSource, dt: float) -> None:
+        """Each live process's profile; an exited one keeps its last totals, its rates
+        unknown. The kernel's counts of processes gone are dropped (their pid may come
+        back), except in a watched tree, whose sum includes children that came and went
+        between two scans."""
+        profiles = self._profiles = profiler.read()
+        for key, state in self.processes.items():
+            if not state.exited:
+                new = profiles.get(key[0])
+                state.ebpf = new.with_rates(state.ebpf, dt) if new is not None else None
+            elif state.ebpf is not None:
+                state.ebpf = state.ebpf.with_rates(None, 0.0)
+        if not profiler.filtered:
+            gone = self._gone_by_pid
+            profiler.forget(p for p in profiles if p in gone and p not in self._live_by_pid)
 
     def _count_sockets(self) -> dict[int, int] | None:
         if not LINUX:
@@ -645,4 +671,5 @@ class Collector:
             remotes=list(remotes.hosts.values()) if remotes is not None else None,
             remotes_folded=remotes.folded if remotes is not None else None,
             remotes_recounted=remotes.recounted if remotes is not None else True,
+            profiles=self._profiles,
         )

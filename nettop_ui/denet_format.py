@@ -12,7 +12,9 @@ sit under its names: `disk_read_bytes`/`disk_write_bytes` (block layer),
 unknown at a sample, are left out, not zeroed. Per-process
 network bytes go where denet puts its own eBPF ones (`ebpf.network`: `rx_bytes`,
 `tx_bytes`, and `per_pid` in `aggregated`) and, named for what they are, under
-`nettop` (`sent_bytes`, `recv_bytes`, `backend`, `layer`). The run ends with an
+`nettop` (`sent_bytes`, `recv_bytes`, `backend`, `layer`). With `--profile`, the
+off-CPU time and syscalls go where denet writes its own, `ebpf.offcpu` and
+`ebpf.syscalls`, in each process's metrics and in `aggregated`. The run ends with an
 `exit` line (`pid`, `exit_code`), which denet's loader skips.
 """
 
@@ -90,6 +92,7 @@ class DenetConverter:
         if p["sent_bytes"] is not None:
             m["ebpf"] = {"network": {"rx_bytes": p["recv_bytes"], "tx_bytes": p["sent_bytes"]}}
             m["nettop"] = {"sent_bytes": p["sent_bytes"], "recv_bytes": p["recv_bytes"]}
+        _add_profile(m, p.get("ebpf"))
         return _drop_none(m)
 
     def _tree(self, sample: Record) -> list[Record]:
@@ -118,6 +121,7 @@ class DenetConverter:
                 "backend": self.meta.get("backend"),
                 "layer": self.meta.get("layer"),
             }
+        _add_profile(aggregated, t.get("ebpf"))
         gpu = t.get("gpu_memory_bytes")
         if gpu is not None:
             aggregated["nettop_gpu_memory_bytes"] = gpu
@@ -135,6 +139,21 @@ class DenetConverter:
             }
         )
         return lines
+
+
+def _add_profile(metrics: Record, ebpf: Record | None) -> None:
+    """`--profile`: denet's `ebpf.offcpu` and `ebpf.syscalls` (its keys only; the parts we
+    do not know, such as the minimum and a process without detail, left out); what is
+    ours, `bound_by` and the off-CPU time by what it waited on, under `nettop_profile`."""
+    if not ebpf:
+        return
+    offcpu = {k: v for k, v in ebpf["offcpu"].items() if k != "wait_ns" and v is not None}
+    syscalls = _drop_none(ebpf["syscalls"])
+    metrics["ebpf"] = {**metrics.get("ebpf", {}), "offcpu": offcpu, "syscalls": syscalls}
+    metrics["nettop_profile"] = {
+        "bound_by": ebpf["bound_by"],
+        "wait_ns": ebpf["offcpu"]["wait_ns"],
+    }
 
 
 def _usage(ts: float, p: Record, sample: Record) -> Record:

@@ -19,8 +19,9 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from nettop_ui import registry
+from nettop_ui import profile, registry
 from nettop_ui.args import (
+    PROFILE_HELP,
     PROG,
     OneLineParser,
     closed_stream_problem,
@@ -29,6 +30,7 @@ from nettop_ui.args import (
     output_file,
     positive_float,
     positive_int,
+    start_profiling,
 )
 from nettop_ui.denet_format import DenetConverter
 from nettop_ui.jsonl import JsonlWriter, open_output
@@ -68,6 +70,7 @@ def _watch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-children", action="store_true", help="only the top process, not its descendants"
     )
+    p.add_argument("--profile", action="store_true", help=PROFILE_HELP)
     p.add_argument(
         "--no-resolve", action="store_true", help="show remote hosts as numbers: no name lookups"
     )
@@ -148,6 +151,7 @@ def _watch(args: argparse.Namespace, make_target: Callable[[], Target]) -> int:
     except ValueError as exc:
         raise TargetError(str(exc), 2) from None
     look_up_names(not args.no_resolve)
+    start_profiling(args.profile, watched_tree=True, detail_all=True)
     opts = WatchOptions(
         backend=cls,
         backend_reason=why,
@@ -254,3 +258,5 @@ def main(argv: list[str]) -> int:
         return exc.status
     except BrokenPipeError:
         return 0
+    finally:
+        profile.disable()

@@ -124,10 +124,25 @@ def remotes_fields(
     return fields
 
 
-def member_record(member: Member) -> dict[str, Any]:
-    """One member of a `run`/`attach` recording's tree: every field, and its children."""
+def cpu_seconds(p: ProcessState) -> float | None:
+    """CPU time since the process started (user + system); None when unknown."""
+    if p.cpu_user_s is None or p.cpu_system_s is None:
+        return None
+    return p.cpu_user_s + p.cpu_system_s
+
+
+def ebpf_record(p: ProcessState) -> dict[str, Any] | None:
+    """`--profile`: the process's `ebpf` object; None when the kernel counted nothing for it."""
+    return None if p.ebpf is None else p.ebpf.as_dict(cpu_seconds(p))
+
+
+def member_record(member: Member, profiling: bool = False) -> dict[str, Any]:
+    """One member of a `run`/`attach` recording's tree: every field, its children, and
+    with `profiling` its `ebpf` object."""
     record = recorded_fields(member.state)
     record["child_count"] = member.child_count
+    if profiling:
+        record["ebpf"] = ebpf_record(member.state)
     return record
 
 
@@ -168,6 +183,9 @@ def sample_record(
         "processes": [process_record(p, with_connections) for p in procs],
         "unattributed": None,
     }
+    if snap.profiles is not None:
+        for p, out in zip(procs, record["processes"], strict=True):
+            out["ebpf"] = ebpf_record(p)
     if snap.unattributed is not None:
         u = snap.unattributed
         record["unattributed"] = {

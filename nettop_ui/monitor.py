@@ -19,8 +19,9 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from nettop_ui import profile
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 
@@ -86,13 +87,14 @@ def look_up_names(on: bool) -> None:
     _look_up_names = on
 
 
-def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
-    """The Collector settings that follow from what `backend` can measure, and whether
-    to look up host names (`look_up_names`)."""
+def collector_options(backend: Backend | type[Backend]) -> dict[str, Any]:
+    """The Collector settings that follow from what `backend` can measure, whether to
+    look up host names (`look_up_names`) and the profiler (`--profile`, profile.enable)."""
     return {
         "per_process_bytes": backend.coverage.per_process,
         "has_unattributed": backend.has_unattributed,
         "resolve": _look_up_names,
+        "profiler": profile.active(),
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from nettop_ui.format import human_bytes
 from nettop_ui.jsonl import READABLE
+from nettop_ui.profile import BOUND_BY
 
 Record = dict[str, Any]
 T = TypeVar("T")
@@ -142,6 +143,9 @@ TREE_FIELDS = (
 )
 
 
+PROFILE_OFFCPU = ("total_time_ns", "total_events", "max_time_ns")
+
+
 def _is_number(value: Any, nullable: bool = True) -> bool:
     if value is None:
         return nullable
@@ -168,6 +172,8 @@ def _check(record: Any) -> None:
     tree = record.get("tree")
     if kind == "sample" and not _is_numbers(tree):
         raise ValueError("sample line: tree is not an object of figures (numbers, >= 0)")
+    if kind == "sample" and isinstance(tree, dict) and not _is_profile(tree.get("ebpf")):
+        raise ValueError("sample line: tree.ebpf is not a profile (offcpu, syscalls)")
     if kind == "sample" and not _is_hosts(record.get("remotes")):
         raise ValueError("sample line: remotes is not a list of hosts (address, name, bytes)")
 
@@ -184,6 +190,42 @@ def _is_figure(value: Any) -> bool:
 def _is_numbers(tree: Any) -> bool:
     return tree is None or (
         isinstance(tree, dict) and all(_is_figure(tree.get(k)) for k in TREE_FIELDS)
+    )
+
+
+def _is_profile(ebpf: Any) -> bool:
+    """Absent or null (no --profile), or the `ebpf` object with the figures summarised."""
+    if ebpf is None:
+        return True
+    if not isinstance(ebpf, dict):
+        return False
+    offcpu, calls = ebpf.get("offcpu"), ebpf.get("syscalls")
+    if not isinstance(offcpu, dict) or not isinstance(calls, dict):
+        return False
+    figures = [offcpu.get(k) for k in PROFILE_OFFCPU] + [calls.get("total")]
+    by_category, top = calls.get("by_category"), calls.get("top_syscalls")
+    return (
+        all(_is_figure(v) for v in figures)
+        and (by_category is None or _is_counts(by_category))
+        and (top is None or _is_top(top))
+        and ebpf.get("bound_by") in (None, *BOUND_BY)
+    )
+
+
+def _is_top(top: Any) -> bool:
+    return isinstance(top, list) and all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) and _is_count(t.get("count"))
+        for t in top
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return value is not None and _is_figure(value)
+
+
+def _is_counts(counts: Any) -> bool:
+    return isinstance(counts, dict) and all(
+        isinstance(k, str) and _is_count(v) for k, v in counts.items()
     )
 
 
@@ -243,6 +285,7 @@ class Summary:
         self.peak: dict[str, Any] = dict.fromkeys(self.PEAKS)
         self.last: dict[str, Any] = dict.fromkeys(self.LASTS)
         self.remotes: list[Record] | None = None  # the last sample's top hosts
+        self.profile: Record | None = None  # the last sample's tree.ebpf (cumulative)
 
     def add(self, record: Record) -> None:
         kind = record.get("type")
@@ -274,6 +317,8 @@ class Summary:
         for key in self.LASTS:
             if (value := tree.get(key)) is not None:
                 self.last[key] = value
+        if (ebpf := tree.get("ebpf")) is not None:
+            self.profile = ebpf
 
     def result(self) -> Record:
         end = self.end
@@ -299,7 +344,24 @@ class Summary:
             "gpu_memory_bytes_peak": self.peak["gpu_memory_bytes"],
             "processes_peak": self.peak["processes"],
             "remotes": self.remotes,
+            "ebpf": _profile_summary(self.profile),
         }
+
+
+def _profile_summary(ebpf: Record | None) -> Record | None:
+    """`--profile`'s totals over the run: the tree's last (cumulative) ebpf object."""
+    if ebpf is None:
+        return None
+    offcpu, calls = ebpf["offcpu"], ebpf["syscalls"]
+    return {
+        "offcpu_time_ns": offcpu["total_time_ns"],
+        "offcpu_events": offcpu["total_events"],
+        "offcpu_max_ns": offcpu["max_time_ns"],
+        "syscalls": calls["total"],
+        "syscalls_by_category": calls.get("by_category"),
+        "top_syscalls": calls.get("top_syscalls"),
+        "bound_by": ebpf.get("bound_by"),
+    }
 
 
 def _host_bytes(host: Record) -> int:
@@ -343,10 +405,31 @@ def format_summary(s: Record) -> str:
         f"received {human_bytes(s['recv_bytes'])}",
         f"gpu memory:   peak {human_bytes(s['gpu_memory_bytes_peak'])}",
     ]
+    if s.get("ebpf"):
+        lines.extend(_profile_lines(s["ebpf"]))
     if s["remotes"]:
         lines.append("remote hosts: the most bytes first (sent, received)")
         lines.extend(_host_line(h) for h in s["remotes"])
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(p: Record) -> list[str]:
+    """`--profile`'s totals for people: off-CPU time, syscalls by category, the top ones."""
+    events = p["offcpu_events"]
+    lines = [
+        f"off-CPU:      {p['offcpu_time_ns'] / 1e9:.3f} s blocked in {events} waits, longest "
+        f"{p['offcpu_max_ns'] / 1e6:.1f} ms; bound by {p['bound_by'] or '-'}",
+        f"syscalls:     {p['syscalls']}",
+    ]
+    cats = p["syscalls_by_category"]
+    if cats:
+        ranked = sorted(((n, c) for c, n in cats.items() if n), reverse=True)
+        lines[-1] += " (" + ", ".join(f"{c} {n}" for n, c in ranked) + ")"
+    if p["top_syscalls"]:
+        top = ", ".join(f"{t['name']} {t['count']}" for t in p["top_syscalls"][:5])
+        lines.append(f"top syscalls: {top}"[:200])
+    # A recording's names are untrusted: escaped like the hosts' below.
+    return [line.encode("unicode_escape").decode("ascii") for line in lines]
 
 
 def _host_line(host: Record) -> str:

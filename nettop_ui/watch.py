@@ -36,9 +36,17 @@ from typing import IO, Any
 
 import psutil
 
-from nettop_ui.collector import Snapshot
-from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
+from nettop_ui import profile
+from nettop_ui.collector import ProcessState, Snapshot
+from nettop_ui.core import (
+    Backend,
+    BackendFailure,
+    IntervalSchedule,
+    TrafficSample,
+    sum_known,
+)
 from nettop_ui.jsonl import (
+    cpu_seconds,
     failure_record,
     member_record,
     meta_record,
@@ -46,6 +54,7 @@ from nettop_ui.jsonl import (
     tree_record,
 )
 from nettop_ui.monitor import STOP_SIGNALS, describe_failure, monitor
+from nettop_ui.profile import ProcessProfile
 from nettop_ui.tree import TreeTracker
 
 NOT_STARTED = 125  # `run`'s exit status when CMD never ran (nettop-ui failed first)
@@ -97,6 +106,7 @@ class Target:
     executable: str | None
     start_time: float | None
     mode: str
+    before_resume: Callable[[], None] | None = None  # a held command: called just before
 
     def resume(self) -> None:
         """Let the process run (a held command); nothing for an attached process."""
@@ -164,6 +174,8 @@ class Command(Target):
 
     def resume(self) -> None:
         if self._release is not None:
+            if self.before_resume is not None:
+                self.before_resume()
             with contextlib.suppress(BrokenPipeError):  # the trampoline was killed already
                 os.write(self._release, b"go\n")
                 self.resumed = True
@@ -301,24 +313,48 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
     members = tracker.update(snap)
     if isinstance(target, Command) and not target.resumed:
         tracker.not_running_yet(target.pid, os.path.basename(target.executable or "")[:15])
-    processes = [member_record(m) for m in members]
+    profiling = snap.profiles is not None
+    processes = [member_record(m, profiling) for m in members]
     remotes = tracker.remotes if snap.remotes is not None else None  # none after a fallback
     if isinstance(target, Command):  # the held trampoline, or a zombie's empty argv: say CMD
         for record in processes:
             trampoline = record["cmdline"][: len(_TRAMPOLINE)] in ([], _TRAMPOLINE)
             if record["pid"] == target.pid and trampoline:
                 record["cmdline"] = target.cmdline
+    tree = tree_record(tracker.aggregate(snap))
+    if snap.profiles is not None:
+        tree["ebpf"] = _tree_ebpf(snap.profiles, tracker, [m.state for m in members])
     return {
         "type": "sample",
         "ts": snap.ts,
         "interval_s": round(snap.interval_s, 4),
-        "tree": tree_record(tracker.aggregate(snap)),
+        "tree": tree,
         "processes": processes,
         **remotes_fields(
             remotes.hosts.values() if remotes else None, remotes.folded if remotes else None
         ),
         **tracker.interfaces(snap),
     }
+
+
+def _tree_ebpf(
+    profiles: dict[int, ProcessProfile], tracker: TreeTracker, members: list[ProcessState]
+) -> Record | None:
+    """The tree's `ebpf` object. A profiler started for run/attach counts only the
+    watched tree, following every fork, so with children the tree is all it counted
+    (children that came and went between two scans included); without, the root alone.
+    One that counts every process (`--profile` started otherwise, in the same program
+    through the API) gives the members' sum."""
+    profiler = profile.active()
+    if not tracker.include_children:
+        pids = {tracker.root_pid}
+    elif profiler is not None and profiler.filtered:
+        pids = set(profiles)
+    else:
+        pids = {m.pid for m in members}
+    merged = profile.merge(p for pid, p in profiles.items() if pid in pids)
+    cpu = sum_known(cpu_seconds(m) for m in members)
+    return None if merged is None else merged.as_dict(cpu)
 
 
 class _TreeRecorder:
@@ -344,6 +380,28 @@ class _TreeRecorder:
 
     def end(self, failure: BackendFailure | None) -> None:
         self.fatal = None if failure is None else describe_failure(failure)
+
+
+def watch_in_kernel(target: Target, children: bool) -> None:
+    """`--profile` in run/attach: have the kernel count this tree: the pid and, with
+    `children`, its descendants now (the kernel adds those forked later). A held
+    command is counted from its release, so that the hold is not its off-CPU time."""
+    profiler = profile.active()
+    if profiler is None or not profiler.filtered:
+        return
+
+    def start() -> None:
+        assert profiler is not None
+        pids = [target.pid]
+        if children:
+            with contextlib.suppress(psutil.Error):
+                pids += [c.pid for c in psutil.Process(target.pid).children(recursive=True)]
+        profiler.watch(pids)
+
+    if isinstance(target, Command):
+        target.before_resume = start
+    else:
+        start()
 
 
 def _terminal_sends_sigint() -> bool:
@@ -388,6 +446,7 @@ async def watch(
     if handle_signals:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
+    watch_in_kernel(target, opts.include_children)
     waiter = asyncio.ensure_future(target.exited())
     waiter.add_done_callback(lambda _: stop.set())
     reason = "exited"

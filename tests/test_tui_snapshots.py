@@ -20,7 +20,7 @@ from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.tui import NettopApp, ScriptedSource
 from nettop_ui.tui.frame import row_key
 from tests.fake_nvml import A100_MIG, RTX_3080, TESLA_T4, FakeNvml, dump_gpus, processes
-from tests.tui_fixtures import T0, FixedClock, Proc, scripted_snapshots
+from tests.tui_fixtures import T0, FixedClock, Proc, profiled_snapshots, scripted_snapshots
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -139,3 +139,20 @@ def test_gpu_falls_off_the_bus(
     one yellow line says so, GPU 1 and its processes are still shown, the T4's are not."""
     app = gpu_app(monkeypatch, TESLA_T4, RTX_3080, lose_at=30)
     assert snap_compare(app, terminal_size=size, run_before=sort_by_gpu)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_drill_down_profile(snap_compare: Any, size: tuple[int, int]) -> None:
+    """`--profile`: train.py's drill-down with its off-CPU and syscall section."""
+
+    async def open_train(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, NettopApp)
+        await pilot.pause()
+        assert app.main.table.select_key(row_key(2002, T0 - 1000 - 2002))
+        await pilot.press("enter")
+        await pilot.pause()
+
+    source = ScriptedSource(profiled_snapshots(), backend_name="ebpf", layer="socket payload")
+    app = NettopApp(source, host="testhost", clock=FixedClock())
+    assert snap_compare(app, terminal_size=size, run_before=open_train)

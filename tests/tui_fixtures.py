@@ -30,6 +30,7 @@ from nettop_ui.core import (
 )
 from nettop_ui.gpu import GpuSampler
 from nettop_ui.history import SeriesSet
+from nettop_ui.profile import ProcessProfile, ThreadOffCpu
 from nettop_ui.remotes import RemoteTable
 from nettop_ui.services import service_of
 from nettop_ui.system import InterfaceStats, SystemStats
@@ -293,6 +294,43 @@ def scripted_snapshots(
                 gpu_unavailable=gpu.unavailable if gpu is not None else "no NVIDIA GPU",
             )
         )
+    return snaps
+
+
+def scripted_profile(i: int) -> ProcessProfile:
+    """Tick `i` of train.py's `--profile` counts: a main thread and two loader threads
+    blocked on reads, a steady mix of syscalls."""
+    threads = (
+        ThreadOffCpu(2002, 2002, 120_000_000 * i),
+        ThreadOffCpu(2002, 2010, 400_000_000 * i),
+        ThreadOffCpu(2002, 2011, 280_000_000 * i),
+    )
+    counts = {"read": 900 * i, "futex": 400 * i, "mmap": 60 * i, "openat": 30 * i}
+    counts |= {"getppid": 5 * i, "sendto": 20 * i, "clock_gettime": 90 * i}
+    return ProcessProfile(
+        offcpu_ns=800_000_000 * i,
+        offcpu_disk_ns=150_000_000 * i,
+        offcpu_file_ns=350_000_000 * i,
+        offcpu_network_ns=20_000_000 * i,
+        offcpu_sleep_ns=280_000_000 * i,
+        offcpu_events=40 * i,
+        offcpu_max_ns=95_000_000,
+        syscalls=sum(counts.values()),
+        threads=threads,
+        syscall_counts=counts,
+        offcpu_percent=80.0,
+        syscalls_per_s=float(sum(counts.values()) // i),
+    )
+
+
+def profiled_snapshots(count: int = 40) -> list[Snapshot]:
+    """`scripted_snapshots` with `--profile` counts for train.py (pid 2002)."""
+    snaps = scripted_snapshots(count)
+    for i, snap in enumerate(snaps, start=1):
+        snap.profiles = {}
+        for state in snap.processes:
+            if state.pid == 2002:
+                state.ebpf = snap.profiles[2002] = scripted_profile(i)
     return snaps
 
 

@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker
 
+from nettop_ui import profile
 from nettop_ui.args import is_tty
 from nettop_ui.format import Units
 from nettop_ui.monitor import describe_failure
@@ -293,6 +294,9 @@ class NettopApp(App[int]):
         full history."""
         keys = {s.process_key for s in self.screen_stack if isinstance(s, DetailScreen)}
         keys.discard(closing.process_key if isinstance(closing, DetailScreen) else "")
+        profiler = profile.active()
+        if profiler is not None:  # `--profile`: per-thread and per-syscall detail for these
+            profiler.show(int(key.split(":", 1)[0]) for key in keys)
         if self._selected:
             keys.add(self._selected)
         self.source.set_history_keys(keys)

@@ -39,6 +39,7 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("m", "rates_totals", "Totals", id="rates_totals"),
     Binding("b", "bits", "Bits", id="bits"),
     Binding("D", "disk_columns", "Disk signals", show=False, id="disk_columns"),
+    Binding("O", "profile_columns", "Profile", show=False, id="profile_columns"),
     Binding("i", "units", "Units", show=False, id="units"),
     Binding("a", "only_active", "Active", id="only_active"),
     Binding("s", "sort('up')", "Sent", show=False, id="sort_sent"),
@@ -156,6 +157,10 @@ HELP: dict[str, str] = {
     "disk_columns": (
         "show or hide the columns SYS RD, SYS WR (bytes through read/write calls, page cache"
         " hits included), MINFLT, MAJFLT (page faults): totals since the process started"
+    ),
+    "profile_columns": (
+        "show or hide the columns OFF-CPU% (time blocked, % of the interval; threads add"
+        " up) and SYSC/s (syscalls per second): with --profile, else unknown (-)"
     ),
     "units": "switch between binary units (KiB, MiB) and decimal ones (kB, MB, Mbit/s)",
     "only_active": "only processes that moved traffic since start",

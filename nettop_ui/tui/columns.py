@@ -176,6 +176,22 @@ def _count(value: Any, scale: Scale, marked: bool) -> str:
     return str(value) if value is not None else UNKNOWN
 
 
+def _percent(value: Any, scale: Scale, marked: bool) -> str:
+    return f"{value:.1f}" if value is not None else UNKNOWN
+
+
+def _rate(value: Any, scale: Scale, marked: bool) -> str:
+    return f"{value:.0f}" if value is not None else UNKNOWN
+
+
+def _offcpu(p: ProcessView, totals: bool) -> Any:
+    return p.ebpf.offcpu_percent if p.ebpf is not None else None
+
+
+def _syscall_rate(p: ProcessView, totals: bool) -> Any:
+    return p.ebpf.syscalls_per_s if p.ebpf is not None else None
+
+
 def _shared(unknown: str | None) -> Callable[[list[Any]], Any]:
     """A group's value for a column its members may share (user, service): theirs when
     they all have the same one (`unknown` for None), else MIXED."""
@@ -226,10 +242,7 @@ TABLE = ColumnSet(
             sortable=False, combine=sum_series, rolls_up=True,
             unattributed=lambda u, t: (), style="green",
         ),
-        Column(
-            "cpu", "CPU%", 7, 3, lambda p, t: p.cpu_percent,
-            lambda v, b, m: f"{v:.1f}" if v is not None else UNKNOWN,
-        ),
+        Column("cpu", "CPU%", 7, 3, lambda p, t: p.cpu_percent, _percent),
         Column("mem", "MEM", 8, 5, lambda p, t: p.rss_bytes, _bytes),
         Column("read", "DISK R/s", 10, 9, lambda p, t: p.read_bps, _bytes),
         Column("write", "W/s", 9, 9, lambda p, t: p.write_bps, _bytes),
@@ -242,8 +255,12 @@ TABLE = ColumnSet(
         ),
         Column("minflt", "MINFLT", 9, 2, lambda p, t: p.page_faults_cached, _count, optional=True),
         Column("majflt", "MAJFLT", 8, 2, lambda p, t: p.page_faults_disk, _count, optional=True),
+        # `--profile` (docs/profile.md), over the last tick (`O`)
+        Column("offcpu", "OFF-CPU%", 9, 2, _offcpu, _percent, optional=True),
+        Column("sysc", "SYSC/s", 9, 2, _syscall_rate, _rate, optional=True),
         Column("gpu", "GPU MEM", 9, 8, lambda p, t: p.gpu_memory_bytes, _bytes, needs_gpu=True),
         Column("conns", "CONNS", 7, 6, lambda p, t: p.connection_count, _count),
     )
 )  # fmt: skip
 DISK_SIGNAL_COLUMNS = frozenset({"sysread", "syswrite", "minflt", "majflt"})
+PROFILE_COLUMNS = frozenset({"offcpu", "sysc"})

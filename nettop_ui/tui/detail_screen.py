@@ -28,6 +28,7 @@ from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
 from nettop_ui.format import Scale
+from nettop_ui.profile import ProcessProfile
 from nettop_ui.remotes import remote_address
 from nettop_ui.services import NO_SERVICE
 from nettop_ui.tui.bindings import DETAIL_BINDINGS
@@ -143,6 +144,7 @@ class DetailScreen(Screen[None]):
         yield Static(id="detail-cmd")
         yield Static(id="detail-cgroup")
         yield Static(id="detail-stats")
+        yield Static(id="detail-profile")
         with Horizontal(id="detail-top"):
             tree: Tree[str] = Tree(Text("…"), data=self.process_key, id="detail-tree")
             tree.border_title = "process tree (own · with children)"
@@ -274,6 +276,10 @@ class DetailScreen(Screen[None]):
         if p.gpu_memory_bytes is not None:
             stats.append("  GPU ", style="dim").append(scale.size(p.gpu_memory_bytes))
         self.query_one("#detail-stats", Static).update(stats)
+        profile = self.query_one("#detail-profile", Static)
+        profile.display = p.ebpf is not None
+        if p.ebpf is not None:
+            profile.update(profile_text(p.ebpf))
 
     def _show_cgroup(self, p: ProcessView) -> None:
         """Its service and cgroup; the line is hidden where there are no cgroups (macOS)."""
@@ -415,6 +421,81 @@ class DetailScreen(Screen[None]):
     def action_kill(self) -> None:
         if self.process is not None:
             self.post_message(KillRequested(self.process))
+
+
+CATEGORY_STYLES = {
+    "file_io": "blue",
+    "memory": "magenta",
+    "process": "yellow",
+    "network": "green",
+    "time": "cyan",
+    "ipc": "red",
+    "signal": "bright_red",
+    "security": "bright_magenta",
+    "system": "bright_yellow",
+    "other": "grey50",
+}
+BAR_WIDTH = 40
+
+
+def category_bar(by_category: dict[str, int], width: int = BAR_WIDTH) -> Text:
+    """The syscall categories as one bar, each its share of the width, then a legend."""
+    total = sum(by_category.values())
+    text = Text()
+    if not total:
+        return text.append("no syscalls yet", style="dim")
+    shares = sorted(((n, c) for c, n in by_category.items() if n), reverse=True)
+    used = 0
+    for n, cat in shares:
+        cells = max(1, round(width * n / total))
+        cells = min(cells, width - used)
+        text.append("█" * cells, style=CATEGORY_STYLES.get(cat, ""))
+        used += cells
+    text.append(" " * (width - used))
+    for n, cat in shares:
+        text.append(f" {cat} ", style=CATEGORY_STYLES.get(cat, "")).append(
+            f"{100 * n / total:.0f}%", style="dim"
+        )
+    return text
+
+
+def profile_text(e: ProcessProfile) -> Text:
+    """`--profile`'s section: off-CPU time, the threads blocked longest, the syscall
+    categories as a bar and the top syscalls. Detail (threads, syscalls by name) counts
+    from when the drill-down opened, unless the kernel keeps it for every process."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    now = f"{e.offcpu_percent:.1f}%" if e.offcpu_percent is not None else "-"
+    text.append("off-CPU ", style="bold").append(f"{e.offcpu_ns / 1e9:.3f} s")
+    text.append(f" in {e.offcpu_events} waits", style="dim")
+    text.append("  mean ", style="dim").append(f"{e.offcpu_avg_ns / 1e6:.1f} ms")
+    text.append("  longest ", style="dim").append(f"{e.offcpu_max_ns / 1e6:.1f} ms")
+    text.append("  now ", style="dim").append(now)
+    waits = (
+        ("disk", e.offcpu_disk_ns),
+        ("file", e.offcpu_file_ns),
+        ("network", e.offcpu_network_ns),
+        ("sleep", e.offcpu_sleep_ns),
+    )
+    text.append("  waiting on", style="dim")
+    for name, ns in waits:
+        text.append(f" {name} ", style="dim").append(f"{ns / 1e9:.2f} s")
+    threads = e.top_threads()
+    text.append("\nblocking threads ", style="bold")
+    if threads is None:
+        text.append("-", style="dim")
+    elif not threads:
+        text.append("none yet", style="dim")
+    for t, share in (threads or [])[:5]:
+        text.append(f" {t.tid} ", style="cyan").append(f"{t.time_ns / 1e6:.1f} ms {share:.0f}%")
+    rate = f"{e.syscalls_per_s:.0f}/s" if e.syscalls_per_s is not None else "-/s"
+    text.append("\nsyscalls ", style="bold").append(f"{e.syscalls} ").append(rate, style="dim")
+    by_category = e.by_category()
+    text.append("  ")
+    text.append_text(category_bar(by_category) if by_category is not None else Text("-"))
+    top = e.top_syscalls()
+    text.append("\ntop syscalls ", style="bold")
+    text.append(", ".join(f"{name} {n}" for name, n in top) if top else "-")
+    return text
 
 
 def _as_exited(p: ProcessView) -> ProcessView:

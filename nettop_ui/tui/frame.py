@@ -19,6 +19,7 @@ from nettop_ui.collector import Collector, ConnectionState, ProcessKey, ProcessS
 from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.gpu import GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.profile import ProcessProfile
 from nettop_ui.remotes import RemoteHostState
 from nettop_ui.system import SystemStats
 
@@ -116,6 +117,7 @@ class ProcessView:
     threads: int | None = None
     connection_count: int | None = None
     gpu_memory_bytes: int | None = None
+    ebpf: ProcessProfile | None = None  # `--profile` (nettop_ui/profile.py)
     exited: bool = False
     note: str | None = None  # what the backend knows it gets wrong about these bytes
     spark: tuple[float, ...] = ()  # total bps over the last SPARK_SECONDS, oldest first
@@ -232,6 +234,7 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.threads == s.threads
         and v.connection_count == s.connection_count
         and v.gpu_memory_bytes == s.gpu_memory_bytes
+        and v.ebpf == s.ebpf
         and v.exited == s.exited
         and v.note == s.note
         and v.ppid == s.ppid
@@ -323,6 +326,7 @@ def view_of(
         threads=state.threads,
         connection_count=state.connection_count,
         gpu_memory_bytes=state.gpu_memory_bytes,
+        ebpf=state.ebpf,
         exited=state.exited,
         note=state.note,
         spark=spark,

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Static
 from nettop_ui import registry
 from nettop_ui.filter_expr import connections_missing
 from nettop_ui.tui.bindings import MAIN_BINDINGS
-from nettop_ui.tui.columns import DISK_SIGNAL_COLUMNS
+from nettop_ui.tui.columns import DISK_SIGNAL_COLUMNS, PROFILE_COLUMNS
 from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.header import StatusHeader
@@ -409,11 +409,15 @@ class MainScreen(Screen[None]):
 
     def action_disk_columns(self) -> None:
         """Show or hide the syscall byte and page fault columns, all four at once."""
+        self._toggle_columns(DISK_SIGNAL_COLUMNS)
+
+    def action_profile_columns(self) -> None:
+        """Show or hide OFF-CPU% and SYSC/s (`--profile`)."""
+        self._toggle_columns(PROFILE_COLUMNS)
+
+    def _toggle_columns(self, group: frozenset[str]) -> None:
         extra = self.state.opts.extra_columns
-        shown = extra >= DISK_SIGNAL_COLUMNS
-        self.set_options(
-            extra_columns=extra - DISK_SIGNAL_COLUMNS if shown else extra | DISK_SIGNAL_COLUMNS
-        )
+        self.set_options(extra_columns=extra - group if extra >= group else extra | group)
 
     def action_bits(self) -> None:
         self.set_options(bits=not self.state.opts.bits)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from textual.binding import BindingType
 from textual.widgets import Input
 
+from nettop_ui import profile
 from nettop_ui.args import MIN_INTERVAL_S, PROG, closed_stream_problem
 from nettop_ui.collector import (
     HISTORY_SERIES,
@@ -92,6 +93,7 @@ def process_state(record: dict[str, Any]) -> ProcessState | None:
     if values["pid"] is None:
         return None
     state = ProcessState(**values)
+    state.ebpf = profile.from_record(record.get("ebpf"))
     conns = record.get("connections")
     for c in conns if isinstance(conns, list) else ():
         if not isinstance(c, dict):

@@ -29,7 +29,7 @@ from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import Emit, MonitorSource
-from nettop_ui.watch import Command, Target
+from nettop_ui.watch import Command, Target, watch_in_kernel
 
 
 class TreeFrameCollector(FrameCollector):
@@ -60,6 +60,7 @@ class TreeSource(MonitorSource):
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.tracker = TreeTracker(target.pid, include_children)  # before the collector
+        watch_in_kernel(target, include_children)
         super().__init__(backend, interval_s, fallbacks)
         self.target = target
         self.duration_s = duration_s
