@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from nettop_ui import registry
 from nettop_ui.args import PROG, OneLineParser, interval, positive_float
@@ -34,6 +35,8 @@ from nettop_ui.store import (
     default_path,
 )
 
+N = TypeVar("N", int, float)
+
 # A tick this much later than the interval says the recorder did not run (a suspend, a
 # stopped process): that time is a gap.
 STALL_S = 30.0
@@ -50,7 +53,7 @@ def duration(text: str) -> float:
     return float(m[1]) * _UNIT_S[m[2]]
 
 
-def _delta(new: float | None, old: float | None) -> float | None:
+def _delta(new: N | None, old: N | None) -> N | None:
     """What a cumulative counter grew by; a counter that went back started again."""
     if new is None:
         return None
@@ -71,11 +74,11 @@ def _disk(p: ProcessState) -> int | None:
     return p.read_bytes + p.write_bytes
 
 
-def _max(a: float | None, b: float | None) -> float | None:
+def _max(a: N | None, b: N | None) -> N | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _add(a: float | None, b: float | None) -> float | None:
+def _add(a: N | None, b: N | None) -> N | None:
     return b if a is None else a if b is None else a + b
 
 
@@ -173,11 +176,11 @@ class Recorder:
             row = procs.get((minute, info))
             if row is None:
                 row = procs[(minute, info)] = ProcRow()
-            row.sent_bytes = _add(row.sent_bytes, sent)  # type: ignore[assignment]
-            row.recv_bytes = _add(row.recv_bytes, recv)  # type: ignore[assignment]
+            row.sent_bytes = _add(row.sent_bytes, sent)
+            row.recv_bytes = _add(row.recv_bytes, recv)
             row.cpu_s = _add(row.cpu_s, d_cpu)
-            row.disk_bytes = _add(row.disk_bytes, d_disk)  # type: ignore[assignment]
-            row.peak_rss_bytes = _max(row.peak_rss_bytes, p.rss_bytes)  # type: ignore[assignment]
+            row.disk_bytes = _add(row.disk_bytes, d_disk)
+            row.peak_rss_bytes = _max(row.peak_rss_bytes, p.rss_bytes)
             row.peak_sent_bps = _max(row.peak_sent_bps, p.sent_bps)
             row.peak_recv_bps = _max(row.peak_recv_bps, p.recv_bps)
             batch.sent_bytes += sent or 0
