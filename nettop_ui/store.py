@@ -12,6 +12,7 @@ full disk, a lock someone else holds), so the recorder keeps its data and tries 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -134,6 +135,8 @@ class StoreError(Exception):
 def describe(exc: sqlite3.Error | OSError, path: str) -> StoreError:
     """The one line for a SQLite (or file) error on `path`."""
     if isinstance(exc, OSError):
+        if exc.errno == errno.EROFS:
+            return StoreError(f"{path} is read-only (a read-only file system)")
         return StoreError(f"cannot open {path}: {exc.strerror or exc}")
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & 0xFF
@@ -181,7 +184,10 @@ def open_reader(path: str, timeout_s: float = 5.0) -> sqlite3.Connection:
     """A read-only connection; its queries never take the write lock."""
     if not os.path.exists(path):
         raise StoreError(f"no history database at {path} (start `nettop-ui record`, or --db PATH)")
-    db = _connect(path, f"file:{path}?mode=ro", timeout_s)
+    # WAL readers need to write the -shm file; on a read-only file system nobody can
+    # write the database either, so it is read as immutable.
+    frozen = os.statvfs(path).f_flag & os.ST_RDONLY
+    db = _connect(path, f"file:{path}?mode=ro" + ("&immutable=1" if frozen else ""), timeout_s)
     try:
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             raise StoreError(f"{path} is not a nettop-ui history database")
