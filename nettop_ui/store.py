@@ -261,7 +261,8 @@ class Store:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._proc_ids: dict[str, int] = {}
+        # Per process identity: its row id and the names last written there.
+        self._proc_ids: dict[str, tuple[int, ProcInfo]] = {}
 
     @staticmethod
     def _take_writer_lock(path: str) -> int:
@@ -330,16 +331,16 @@ class Store:
 
     def write(self, batch: Batch, now: float, backend: str) -> None:
         """Add `batch` in one transaction; on a StoreError nothing of it was written."""
-        new_ids: dict[str, int] = {}
+        new_ids: dict[str, tuple[int, ProcInfo]] = {}
         try:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             rows = []
             for (minute, info), r in batch.procs.items():
-                pid = self._proc_ids.get(info.ident) or new_ids.get(info.ident)
-                if pid is None:
-                    pid = self._proc_id(info)
-                    new_ids[info.ident] = pid
+                known = new_ids.get(info.ident) or self._proc_ids.get(info.ident)
+                if known is None or known[1] != info:  # new, or renamed (exec, prctl)
+                    known = new_ids[info.ident] = (self._proc_id(info), info)
+                pid = known[0]
                 rows.append(
                     (
                         MINUTE,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -24,8 +23,8 @@ import pytest
 
 from backends.ebpf import EbpfBackend
 from backends.psutil_backend import PsutilBackend
-from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.collector import Snapshot
+from nettop_ui.core import BackendFailure, TrafficSample
 from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
 from nettop_ui.store import HOUR, MINUTE, Store
@@ -54,41 +53,49 @@ def read(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def wait_for(what: Callable[[], bool], timeout: float, proc: subprocess.Popen[str]) -> None:
+def wait_for(
+    what: Callable[[], bool], timeout: float, proc: subprocess.Popen[str], why: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while not what():
         if proc.poll() is not None:
             raise AssertionError(f"recorder exited: {proc.stderr.read() if proc.stderr else ''}")
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out {why}"
         time.sleep(0.2)
 
 
-def committed_run(db: Path, proc: subprocess.Popen[str]) -> None:
-    """Wait until the recorder's current run has committed a tick."""
+def committed_run(db: Path, proc: subprocess.Popen[str], run: int = 1) -> None:
+    """Wait until the recorder's run (the database's `run`th) has committed a tick."""
 
     def ready() -> bool:
         with contextlib.suppress(sqlite3.Error):
-            rows = read(db, "SELECT started, last_seen FROM runs ORDER BY id DESC LIMIT 1")
+            rows = read(db, "SELECT started, last_seen FROM runs WHERE id = ?", run)
             return bool(rows) and rows[0][1] > rows[0][0]
         return False
 
     wait_for(ready, 90, proc)
 
 
-def proc_totals(db: Path, pid: int) -> tuple[int, int]:
+def proc_totals(db: Path, c: Client) -> tuple[int, int]:
+    """The client's bytes in the database (PIDs are reused quickly here: the name too)."""
     rows = read(
         db,
         "SELECT coalesce(sum(r.sent_bytes), 0), coalesce(sum(r.recv_bytes), 0)"
-        " FROM proc_rollups r JOIN procs p ON p.id = r.proc WHERE p.pid = ?",
-        pid,
+        " FROM proc_rollups r JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ?",
+        c.pid,
+        c.name,
     )
     return rows[0][0], rows[0][1]
 
 
 def committed(db: Path, c: Client, proc: subprocess.Popen[str]) -> None:
     """Wait until the client's bytes are in the database."""
-    wait_for(lambda: proc_totals(db, c.pid)[0] >= c.sent * (1 - TOLERANCE), 30, proc)
-    wait_for(lambda: proc_totals(db, c.pid)[1] >= c.recv * (1 - TOLERANCE), 30, proc)
+
+    def done() -> bool:
+        sent, recv = proc_totals(db, c)
+        return sent >= c.sent * (1 - TOLERANCE) and recv >= c.recv * (1 - TOLERANCE)
+
+    wait_for(done, 60, proc, f"for {c} in the db: {proc_totals(db, c)}")
 
 
 class Reader(threading.Thread):
@@ -150,7 +157,7 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
 
     second = start_recorder(db, *args)
     try:
-        committed_run(db, second)
+        committed_run(db, second, run=2)
         b = net.client("rec-after", "tcp", "v4", up=1_200_000, down=3_000_000).wait_done()
         committed(db, b, second)
         b.finish()
@@ -183,10 +190,10 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
 
     out = nettop("history", "--db", str(db), "--since", "1h", "--by", "process", "--json")
     assert out.returncode == 0, out.stderr
-    rows = {r["pid"]: r for r in json.loads(out.stdout)}
+    rows = {(r["pid"], r["program"]): r for r in json.loads(out.stdout)}
     for c in (a, b):
-        row = rows[c.pid]
-        assert row["program"] == c.name and row["start_time"] is not None
+        row = rows[(c.pid, c.name)]
+        assert row["start_time"] is not None
         assert within(row["sent_bytes"], c.sent, TOLERANCE)
         assert within(row["recv_bytes"], c.recv, TOLERANCE)
         assert row["peak_sent_bps"] > 0 and row["peak_recv_bps"] > 0
