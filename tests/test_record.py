@@ -384,3 +384,21 @@ def test_full_disk_is_one_line_and_recording_resumes() -> None:
         assert read(db, "PRAGMA integrity_check") == [("ok",)]
         (last,) = read(db, "SELECT max(start) FROM proc_rollups")[0]
         assert last >= full_from // MINUTE * MINUTE  # what came while full was kept
+
+
+def test_the_systemd_units_command_line_records(tmp_path: Path) -> None:
+    unit = (Path(__file__).parent.parent / "packaging" / "nettop-ui-record.service").read_text()
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    program, *args = exec_start.removeprefix("ExecStart=").split()
+    assert program == "/opt/nettop-ui/.venv/bin/nettop-ui" and args[:1] == ["record"]
+    db = tmp_path / "history.db"
+    args[args.index("--db") + 1] = str(db)  # the unit's own path is for the service
+    out = nettop(*args, "--backend", "psutil", "--duration", "1.5", "--commit-every", "0.5")
+    assert out.returncode == 0, out.stderr
+    assert read(db, "SELECT count(*) FROM runs") == [(1,)]
+
+
+def test_install_service_option_is_known() -> None:
+    script = Path(__file__).parent.parent / "install.sh"
+    out = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown option --bogus (--dev, --service)" in out.stderr
