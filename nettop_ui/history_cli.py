@@ -21,18 +21,18 @@ from typing import Any
 from nettop_ui.args import PROG, OneLineParser, positive_int
 from nettop_ui.format import Scale
 from nettop_ui.record import duration
-from nettop_ui.store import StoreError, default_path, describe, open_reader
+from nettop_ui.store import HOUR, MINUTE, StoreError, default_path, describe, open_reader
 
 # --by: the columns (as the JSON names them, and their SQL), and what the rows group by.
 GROUPS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
     "process": (
-        (("pid", "p.pid"), ("start_time", "p.start_time"), ("program", "max(p.name)")),
-        "p.pid, p.start_time",
+        (("pid", "p.pid"), ("start_time", "p.start_time"), ("program", "p.name")),
+        "p.pid, p.start_time, p.name",
     ),
     "program": ((("program", "p.name"),), "p.name"),
     "service": ((("service", "p.service"),), "p.service"),
     "user": ((("user", "p.user"),), "p.user"),
-    "host": ((("host", "r.host"), ("name", "max(r.name)")), "r.host"),
+    "host": ((("host", "r.unit"), ("name", "max(r.name)")), "r.unit"),
 }
 
 
@@ -73,16 +73,24 @@ def query(
 ) -> list[dict[str, Any]]:
     """The groups' totals over [start, end), most bytes first."""
     keys, group = GROUPS[by]
-    if by == "host":
-        source, extra = "host_rollups r", "NULL, NULL"
-    else:
-        source = "proc_rollups r JOIN procs p ON p.id = r.proc"
-        extra = "sum(r.cpu_s), sum(r.disk_bytes)"
+    # Summed per process (or host) first, then per group: one join per process, not
+    # per row. `span IN`: the primary key (span, start, ...) then serves the time range.
+    table, unit, name, extra = (
+        ("host_rollups", "host", "max(name)", "NULL, NULL")
+        if by == "host"
+        else ("proc_rollups", "proc", "NULL", "sum(cpu_s), sum(disk_bytes)")
+    )
+    inner = (
+        f"SELECT {unit} AS unit, {name} AS name, sum(sent_bytes) AS s, sum(recv_bytes) AS v,"
+        " max(peak_sent_bps) AS ps, max(peak_recv_bps) AS pv, min(start) AS f,"
+        f" max(start + span) AS l, {extra.replace(', ', ' AS c, ')} AS d FROM {table}"
+        f" WHERE span IN ({MINUTE}, {HOUR}) AND start >= ? AND start < ? GROUP BY {unit}"
+    )
+    join = "" if by == "host" else " JOIN procs p ON p.id = r.unit"
     sql = (
-        f"SELECT {', '.join(sql for _, sql in keys)}, sum(r.sent_bytes), sum(r.recv_bytes),"
-        f" max(r.peak_sent_bps), max(r.peak_recv_bps), min(r.start), max(r.start + r.span),"
-        f" {extra} FROM {source} WHERE r.start >= ? AND r.start < ? GROUP BY {group}"
-        " ORDER BY coalesce(sum(r.sent_bytes), 0) + coalesce(sum(r.recv_bytes), 0) DESC"
+        f"SELECT {', '.join(sql for _, sql in keys)}, sum(r.s), sum(r.v), max(r.ps),"
+        f" max(r.pv), min(r.f), max(r.l), sum(r.c), sum(r.d) FROM ({inner}) r{join}"
+        f" GROUP BY {group} ORDER BY coalesce(sum(r.s), 0) + coalesce(sum(r.v), 0) DESC"
     )
     if top:
         sql += f" LIMIT {int(top)}"

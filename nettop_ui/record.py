@@ -164,15 +164,18 @@ class Recorder:
             d_cpu, d_disk = _delta(cpu, old[2]), _delta(disk, old[3])
             if not (sent or recv or d_cpu or d_disk):
                 continue
-            info = ProcInfo(
-                p.pid,
-                p.create_time,
-                p.name,
-                "\0".join(p.cmdline) if p.cmdline else None,
-                p.user,
-                p.service,
-                p.cgroup,
-            )
+            if sent or recv:
+                info = ProcInfo(
+                    p.pid,
+                    p.create_time,
+                    p.name,
+                    "\0".join(p.cmdline) if p.cmdline else None,
+                    p.user,
+                    p.service,
+                    p.cgroup,
+                )
+            else:  # no network: summed per program, so that churn keeps the size bounded
+                info = ProcInfo(None, None, p.name, None, p.user, p.service, None)
             row = procs.get((minute, info))
             if row is None:
                 row = procs[(minute, info)] = ProcRow()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS procs (
     id INTEGER PRIMARY KEY,
     ident TEXT NOT NULL UNIQUE,
-    pid INTEGER NOT NULL,
+    pid INTEGER,
     start_time REAL,
     name TEXT NOT NULL,
     cmdline TEXT,
@@ -68,8 +69,6 @@ CREATE TABLE IF NOT EXISTS host_rollups (
     PRIMARY KEY (span, start, host)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (start REAL NOT NULL, "end" REAL NOT NULL, reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS proc_rollups_start ON proc_rollups (start);
-CREATE INDEX IF NOT EXISTS host_rollups_start ON host_rollups (start);
 """
 
 # Adding a delta into a row: sums and maxima where NULL (unknown) stays unknown only while
@@ -225,7 +224,7 @@ class HostRow:
 class ProcInfo:
     """A process identity and what names it."""
 
-    pid: int
+    pid: int | None  # None: the processes of one program, user and service that moved no bytes
     start_time: float | None
     name: str
     cmdline: str | None
@@ -235,6 +234,8 @@ class ProcInfo:
 
     @property
     def ident(self) -> str:
+        if self.pid is None:
+            return "*" + json.dumps([self.name, self.user, self.service])
         return f"{self.pid}:{self.start_time!r}"
 
 
