@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from backends.ebpf import EbpfBackend
+from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import BackendFailure, TrafficSample
@@ -404,3 +406,54 @@ def test_install_service_option_is_known() -> None:
     script = Path(__file__).parent.parent / "install.sh"
     out = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown option --bogus (--dev, --service)" in out.stderr
+
+
+def test_history_bad_input_is_one_line(tmp_path: Path) -> None:
+    out = nettop("history", "--db", str(tmp_path / "h.db"), "--since", "last tuesday")
+    assert out.returncode == 2 and out.stderr.startswith("nettop-ui history: error: not a time")
+    one_error(nettop("history", "--db", str(tmp_path / "none.db")), "no history database at")
+    out = nettop("record", "--db", str(tmp_path / "h.db"), "--keep", "forever")
+    assert out.returncode == 2 and "not a duration like 30d" in out.stderr
+    assert not (tmp_path / "h.db").exists()
+
+
+class StopAfterFailure:
+    """Stops monitoring two samples after the first backend failure."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop, self.after = stop, -1
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        if self.after >= 0:
+            self.after += 1
+            if self.after >= 2:
+                self.stop.set()
+
+    def failure(self, snap: Snapshot, failure: BackendFailure, fallback: object) -> None:
+        self.after = 0
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+
+def test_a_backend_that_fails_is_a_gap_and_the_fallback_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in nettop (real captured output) really exits each time; psutil takes over."""
+    tests = Path(__file__).parent
+    monkeypatch.setenv("PATH", f"{tests / 'fakebin'}{os.pathsep}{os.environ['PATH']}")
+    capture = tests / "fixtures" / "nettop" / "nettop_L1_J_noP_numeric_macos26_netglass.csv"
+    monkeypatch.setenv("NETTOP_REPLAY", str(capture))
+    monkeypatch.setenv("NETTOP_REPLAY_EXIT", "1")
+    store = Store(str(tmp_path / "h.db"), "nettop", time.time())
+    stop = asyncio.Event()
+    sinks = Tee(Recorder(store, "nettop", commit_every=0.5), StopAfterFailure(stop))
+    backend = NettopBackend()
+    opts: dict[str, Any] = {"handle_signals": False, "duration_s": 60}
+    asyncio.run(monitor(backend, 0.5, sinks, stop=stop, fallbacks=[PsutilBackend], **opts))
+    store.close()
+    ((start, end, reason),) = read(tmp_path / "h.db", 'SELECT start, "end", reason FROM gaps')
+    assert reason.startswith("backend nettop failed: ")
+    assert reason.endswith("continuing with psutil")
+    assert start <= end
+    assert read(tmp_path / "h.db", "SELECT backend FROM runs") == [("psutil",)]
