@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
-        epilog="One command or process: nettop-ui run|attach|summary|replay --help",
+        epilog="One command or process: nettop-ui run|attach|summary|replay --help; "
+        "history: nettop-ui record|history --help",
     )
     parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
     parser.add_argument(
