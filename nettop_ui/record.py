@@ -95,6 +95,7 @@ class Recorder:
         minutes_s: float = 2 * 86400,
         clock: Callable[[], float] = time.time,
         err: Callable[[str], None] | None = None,
+        max_held_rows: int = 500_000,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -108,6 +109,7 @@ class Recorder:
         self.last_commit = self.started
         self.last_maintained = float("-inf")
         self.failing: str | None = None  # the write problem said, until writing resumes
+        self.max_held_rows = max_held_rows  # while writing fails: about 100 MB
         # Cumulative figures at the last tick: net bytes per process and host, and the
         # CPU seconds and disk bytes per process.
         self._seen: dict[ProcessKey, tuple[int | None, int | None, float | None, int | None]] = {}
@@ -226,10 +228,23 @@ class Recorder:
             if self.failing != str(exc):
                 self.failing = str(exc)
                 self.err(f"error: {exc}; keeping the data in memory and retrying")
+            self._drop_oldest(str(exc))
             return
         if self.failing is not None:
             self.failing = None
             self.err(f"recording to {self.store.path} resumed")
+
+    def _drop_oldest(self, why: str) -> None:
+        """Past `max_held_rows` rows unwritten, the oldest minutes go, each one a gap."""
+        batch = self.batch
+        while len(batch.procs) + len(batch.hosts) > self.max_held_rows:
+            oldest = min(minute for minute, _ in (*batch.procs, *batch.hosts))
+            for key in [k for k in batch.procs if k[0] == oldest]:
+                row = batch.procs.pop(key)
+                batch.sent_bytes -= row.sent_bytes or 0
+                batch.recv_bytes -= row.recv_bytes or 0
+            batch.hosts = {k: v for k, v in batch.hosts.items() if k[0] != oldest}
+            batch.gaps.append((oldest, oldest + MINUTE, f"not written: {why}"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -457,3 +457,53 @@ def test_a_backend_that_fails_is_a_gap_and_the_fallback_is_recorded(
     assert reason.endswith("continuing with psutil")
     assert start <= end
     assert read(tmp_path / "h.db", "SELECT backend FROM runs") == [("psutil",)]
+
+
+class Freer:
+    """Moves the simulated clock a minute a tick; frees the disk after `full_ticks`."""
+
+    def __init__(self, clock: Clock, filler: Path, full_ticks: int) -> None:
+        self.clock, self.filler, self.left = clock, filler, full_ticks
+        self.held: list[int] = []
+        self.recorder: Recorder | None = None
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        assert self.recorder is not None
+        self.held.append(len(self.recorder.batch.procs))
+        self.clock.now += MINUTE
+        self.left -= 1
+        if self.left == 0:
+            self.filler.unlink()
+
+    def failure(self, snap: Snapshot, failure: BackendFailure, fallback: object) -> None:
+        pass
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+
+def test_a_long_full_disk_drops_the_oldest_minutes_as_gaps() -> None:
+    """What waits for room is bounded: past `max_held_rows` the oldest minutes are dropped,
+    each recorded as a gap once the database can be written again."""
+    with small_fs("2m") as fs:
+        start = 1_800_000_000 // HOUR * HOUR
+        clock = Clock(start, step=0)
+        store = Store(str(fs / "history.db"), "psutil", start)
+        filler = fs / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        lines: list[str] = []
+        rec = Recorder(store, "psutil", commit_every=1, clock=clock, err=lines.append)
+        rec.max_held_rows = 1
+        freer = Freer(clock, filler, full_ticks=5)
+        freer.recorder = rec
+        asyncio.run(monitor(PsutilBackend(), 0.05, Tee(rec, freer), count=8, handle_signals=False))
+        store.close()
+        assert lines[0].startswith("error: disk full writing") and "resumed" in lines[-1]
+        assert max(freer.held[1:5]) <= 1  # never more than the bound while full
+        db = fs / "history.db"
+        dropped = read(db, "SELECT start FROM gaps WHERE reason LIKE 'not written: disk full%'")
+        assert len(dropped) >= 2
+        assert read(db, "SELECT max(start) FROM proc_rollups")[0][0] >= start + 6 * MINUTE
