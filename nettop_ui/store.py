@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS host_rollups (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (start REAL NOT NULL, "end" REAL NOT NULL, reason TEXT NOT NULL);
 """
+
+OUR_NAMES = {
+    "meta", "runs", "procs", "proc_rollups", "host_rollups", "gaps",
+    "sqlite_autoindex_meta_1", "sqlite_autoindex_procs_1",
+}  # fmt: skip
 
 # Adding a delta into a row: sums and maxima where NULL (unknown) stays unknown only while
 # every part is unknown.
@@ -186,14 +192,21 @@ def open_reader(path: str, timeout_s: float = 5.0) -> sqlite3.Connection:
     # WAL readers need to write the -shm file; on a read-only file system nobody can
     # write the database either, so it is read as immutable.
     frozen = os.statvfs(path).f_flag & os.ST_RDONLY
-    db = _connect(path, f"file:{path}?mode=ro" + ("&immutable=1" if frozen else ""), timeout_s)
+    db = _connect(path, _uri(path, "?mode=ro" + ("&immutable=1" if frozen else "")), timeout_s)
     try:
-        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            raise StoreError(f"{path} is not a nettop-ui history database")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as exc:
         db.close()
         raise describe(exc, path) from None
+    if version != SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{path} is not a nettop-ui history database")
     return db
+
+
+def _uri(path: str, query: str = "") -> str:
+    """A file: URI for `path` (quoted: a ? or # in a file name is not a query)."""
+    return f"file:{urllib.parse.quote(os.path.abspath(path))}{query}"
 
 
 @dataclass(slots=True)
@@ -288,8 +301,12 @@ class Store:
         except OSError as exc:
             if not os.path.exists(path):
                 raise describe(exc, path) from None
-        db = _connect(path, f"file:{path}", timeout_s)
+        db = _connect(path, _uri(path), timeout_s)
         try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0 and (
+                {name for (name,) in db.execute("SELECT name FROM sqlite_master")} - OUR_NAMES
+            ):
+                raise StoreError(f"{path} is not a nettop-ui history database")
             if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise StoreError(f"{path}: cannot use WAL mode here")
             db.execute("PRAGMA synchronous = NORMAL")  # WAL: a crash loses at most the last commits

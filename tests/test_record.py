@@ -301,6 +301,14 @@ def test_corrupt_database(tmp_path: Path) -> None:
     )
     one_error(nettop("history", "--db", str(db)), "is not a nettop-ui history database")
     assert db.read_bytes() == b"not a database at all\n" * 500  # nothing of it overwritten
+    other = tmp_path / "other.db"  # another program's SQLite database
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE notes (text)")
+    con.commit()
+    con.close()
+    one_error(nettop("record", "--db", str(other), "--duration", "1"), "not a nettop-ui history")
+    one_error(nettop("history", "--db", str(other)), "is not a nettop-ui history database")
+    assert read(other, "SELECT name FROM sqlite_master") == [("notes",)]
 
 
 def test_locked_database(tmp_path: Path) -> None:
