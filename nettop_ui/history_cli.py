@@ -133,7 +133,12 @@ def _label(row: dict[str, Any], by: str) -> str:
     text = "(unknown)" if key is None else str(key)
     if by == "host" and row.get("name"):
         text += f" ({row['name']})"
-    return text.encode("unicode_escape").decode("ascii")  # untrusted names, literally
+    return _literal(text)
+
+
+def _literal(text: str) -> str:
+    """Untrusted text (names, a backend's message) as printable ASCII, escapes shown."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def print_table(
@@ -151,7 +156,7 @@ def print_table(
             f"{_stamp(r['first_seen']):>16}  {_stamp(r['last_seen']):>16}  {_label(r, by)}"
         )
     for start, end, reason in holes:
-        print(f"gap {_stamp(start)} to {_stamp(end)}: {reason}")
+        print(f"gap {_stamp(start)} to {_stamp(end)}: {_literal(reason)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,7 +160,8 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
     second = start_recorder(db, *args)
     try:
         committed_run(db, second, run=2)
-        b = net.client("rec-after", "tcp", "v4", up=1_200_000, down=3_000_000).wait_done()
+        # An untrusted name: a terminal escape in the comm must be shown literally.
+        b = net.client("rec\x1b[2Jafter", "tcp", "v4", up=1_200_000, down=3_000_000).wait_done()
         committed(db, b, second)
         b.finish()
         second.send_signal(signal.SIGTERM)
@@ -208,7 +209,8 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
     hosts = json.loads(nettop("history", "--db", str(db), "--by", "host", "--json").stdout)
     assert net.ns_v4 in {h["host"] for h in hosts}
     text = nettop("history", "--db", str(db), "--since", "1h")
-    assert text.returncode == 0 and "rec-after" in text.stdout
+    assert text.returncode == 0 and "rec\\x1b[2Jafter" in text.stdout
+    assert "\x1b" not in text.stdout
     assert "recorder not running" in text.stdout
 
 
