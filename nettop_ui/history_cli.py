@@ -127,8 +127,9 @@ def _stamp(ts: float | None) -> str:
 
 
 def _label(row: dict[str, Any], by: str) -> str:
-    if by == "process":
-        return f"{row['pid']} {row.get('program') or ''}".strip()
+    if by == "process":  # pid None: the program's processes that moved no bytes
+        pid = "(rest)" if row["pid"] is None else str(row["pid"])
+        return _literal(f"{pid} {row['program']}")
     key = row["host"] if by == "host" else row[by]
     text = "(unknown)" if key is None else str(key)
     if by == "host" and row.get("name"):
@@ -144,15 +145,20 @@ def _literal(text: str) -> str:
 def print_table(
     rows: list[dict[str, Any]], holes: list[tuple[float, float, str]], by: str, scale: Scale
 ) -> None:
+    procs = by != "host"  # hosts have no CPU or disk
+    extra = f"{'CPU s':>9} {'DISK':>10} " if procs else ""
     print(
-        f"{'SENT':>10} {'RECEIVED':>10} {'PEAK UP':>11} {'PEAK DOWN':>11} "
+        f"{'SENT':>10} {'RECEIVED':>10} {'PEAK UP':>11} {'PEAK DOWN':>11} {extra}"
         f"{'FIRST':>16}  {'LAST':>16}  {by.upper()}"
     )
     for r in rows:
+        if procs:
+            cpu = "-" if r["cpu_seconds"] is None else f"{r['cpu_seconds']:.1f}"
+            extra = f"{cpu:>9} {scale.size(r['disk_bytes']):>10} "
         print(
             f"{scale.traffic(r['sent_bytes']):>10} {scale.traffic(r['recv_bytes']):>10} "
             f"{scale.traffic_rate(r['peak_sent_bps']):>11} "
-            f"{scale.traffic_rate(r['peak_recv_bps']):>11} "
+            f"{scale.traffic_rate(r['peak_recv_bps']):>11} {extra}"
             f"{_stamp(r['first_seen']):>16}  {_stamp(r['last_seen']):>16}  {_label(r, by)}"
         )
     for start, end, reason in holes:

@@ -211,6 +211,8 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
     text = nettop("history", "--db", str(db), "--since", "1h")
     assert text.returncode == 0 and "rec\\x1b[2Jafter" in text.stdout
     assert "\x1b" not in text.stdout
+    text = nettop("history", "--db", str(db), "--since", "1h", "--by", "process")
+    assert f"{b.pid} rec\\x1b[2Jafter" in text.stdout and "\x1b" not in text.stdout
     assert "recorder not running" in text.stdout
 
 
