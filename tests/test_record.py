@@ -320,13 +320,12 @@ def test_locked_database(tmp_path: Path) -> None:
     rec = start_recorder(db, "--backend", "psutil", "--interval", "0.2", "--commit-every", "0.5")
     try:
         committed_run(db, rec)
-        one_error(
-            nettop("record", "--db", str(db), "--backend", "psutil"), "already being recorded"
-        )
+        second = nettop("record", "--db", str(db), "--backend", "psutil", "--duration", "5")
+        one_error(second, "already being recorded")
         assert nettop("history", "--db", str(db)).returncode == 0  # readers are welcome
     finally:
         rec.send_signal(signal.SIGTERM)
-        assert rec.wait(30) == 0
+        assert rec.wait(30) == 0, rec.stderr.read() if rec.stderr else ""
     # Another program holding SQLite's write lock.
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
