@@ -352,17 +352,9 @@ def small_fs(size: str) -> Iterator[Path]:
 def test_read_only_database() -> None:
     with small_fs("4m") as fs:
         db = fs / "history.db"
-        out = nettop(
-            "record",
-            "--db",
-            str(db),
-            "--backend",
-            "psutil",
-            "--duration",
-            "1.5",
-            "--commit-every",
-            "0.5",
-        )
+        # Rows come from the second tick on (the first is the CPU baseline): a few ticks.
+        args = ("--backend", "psutil", "--interval", "0.2", "--duration", "3")
+        out = nettop("record", "--db", str(db), *args, "--commit-every", "0.5")
         assert out.returncode == 0, out.stderr
         sh("mount", "-o", "remount,ro", str(fs))
         one_error(nettop("record", "--db", str(db), "--backend", "psutil"), "read-only")
