@@ -3,10 +3,18 @@
 # for bcc, and a venv on the distro Python that can see python3-bpfcc.
 #   ./install.sh          runtime only
 #   ./install.sh --dev    also the test, lint and benchmark tools
+#   ./install.sh --service  also install and start the history recorder's systemd unit
 set -euo pipefail
 cd "$(dirname "$0")"
 DEV=0
-[[ "${1:-}" == "--dev" ]] && DEV=1
+SERVICE=0
+for arg in "$@"; do
+    case "$arg" in
+        --dev) DEV=1 ;;
+        --service) SERVICE=1 ;;
+        *) echo "install.sh: error: unknown option $arg (--dev, --service)" >&2; exit 2 ;;
+    esac
+done
 
 need_pkgs=(python3-venv python3-bpfcc nethogs iproute2 procps)
 [[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin gcc libc6-dev dnsmasq-base)
@@ -60,4 +68,18 @@ if [[ $DEV == 1 ]]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
 else
     .venv/bin/python -m pip install -q -e .
+fi
+
+# --service: packaging/nettop-ui-record.service, pointed at this checkout's venv.
+if [[ $SERVICE == 1 ]]; then
+    if [[ ! -d /run/systemd/system ]]; then
+        echo "install.sh: systemd is not running here; not installing the recorder service" \
+             "(run '.venv/bin/nettop-ui record' another way: docs/history.md)" >&2
+        exit 0
+    fi
+    unit=/etc/systemd/system/nettop-ui-record.service
+    sed "s|/opt/nettop-ui|$(pwd)|g" packaging/nettop-ui-record.service > "$unit"
+    systemctl daemon-reload
+    systemctl enable --now nettop-ui-record.service
+    echo "install.sh: nettop-ui-record.service is running; see 'nettop-ui history'" >&2
 fi

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Per-process network traffic next to CPU, memory, disk I/O and GPU.",
-        epilog="One command or process: nettop-ui run|attach|summary|replay --help",
+        epilog="One command or process: nettop-ui run|attach|summary|replay --help; "
+        "history: nettop-ui record|history --help",
     )
     parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
     parser.add_argument(
@@ -371,6 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] and argv[0] in jobs.COMMANDS:  # run, attach, summary, replay: jobs.py
         return jobs.main(argv)
+    if argv[:1] == ["record"]:  # the history store: record.py, history_cli.py
+        from nettop_ui import record
+
+        return record.main(argv[1:])
+    if argv[:1] == ["history"]:
+        from nettop_ui import history_cli
+
+        return history_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     look_up_names(not args.no_resolve)
