@@ -26,6 +26,7 @@ from nettop_ui import procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.proc_events import TreeScope
 from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
 from nettop_ui.resolve import Resolver, start_resolver
 from nettop_ui.schema import LIVE_ONLY
@@ -212,6 +213,7 @@ class Collector:
         system: bool = True,
         gpu: bool = True,
         resolve: bool = True,
+        scope: TreeScope | None = None,
     ) -> None:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
@@ -254,6 +256,8 @@ class Collector:
         self._per_connection = False  # the latest sample had a per-connection view
         self.resolve = resolve  # look up the remote hosts' names (`--no-resolve`: not)
         self._resolver: Resolver | None = None  # started with the first connection seen
+        # run/attach: the one tree whose processes are read (and whose bytes are kept).
+        self.scope = scope
 
     # -- process facts -------------------------------------------------------------
 
@@ -299,7 +303,8 @@ class Collector:
         self._scans += 1
         scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
-            pids = procfs.list_pids()
+            listed = self.scope.pids() if self.scope is not None else None
+            pids = listed if listed is not None else procfs.list_pids()
         except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
             for live in self._live_by_pid.values():
                 if live in self.processes:
@@ -442,6 +447,8 @@ class Collector:
         state = self.processes.get(key)
         if state is None:
             state = ProcessState(pid, None, backend_name or "?", first_seen=now)
+            if self.scope is not None:  # a tree's process forked and gone between two ticks
+                state.ppid = self.scope.parent_of(pid)
             state.sent_bytes = state.recv_bytes = 0
             state.exited, state.exited_at = True, now
             self.processes[key] = state
@@ -455,6 +462,8 @@ class Collector:
             return
         moved: dict[ProcessKey, tuple[int, int]] = {}
         for t in sample.processes:
+            if self.scope is not None and not self.scope.wants(t.pid):
+                continue
             state = self._state_for_traffic(t.pid, t.name, now)
             if t.note is not None:
                 state.note = t.note
@@ -485,6 +494,8 @@ class Collector:
         over all of them every tick is most of a tick's cost."""
         moving: list[ConnectionState] = []
         for c in conns:
+            if self.scope is not None and not self.scope.wants(c.pid):
+                continue
             state = self._state_for_traffic(c.pid, None, now)
             ckey = (c.protocol, c.local, c.remote)
             conn = state.connections.get(ckey)
@@ -572,6 +583,8 @@ class Collector:
     def _count_sockets(self) -> dict[int, int] | None:
         if not LINUX:
             return inet_connection_counts()
+        if self.scope is not None and self.scope.fallback is None:
+            return procfs.inet_socket_counts(self._live_by_pid)  # the tree's sockets only
         if self._sockets is None:
             self._sockets = procfs.SocketCounter()
         return self._sockets.count()

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
@@ -86,7 +86,15 @@ def look_up_names(on: bool) -> None:
     _look_up_names = on
 
 
-def collector_options(backend: Backend | type[Backend]) -> dict[str, bool]:
+class CollectorOptions(TypedDict):
+    """The Collector settings `collector_options` decides."""
+
+    per_process_bytes: bool
+    has_unattributed: bool
+    resolve: bool
+
+
+def collector_options(backend: Backend | type[Backend]) -> CollectorOptions:
     """The Collector settings that follow from what `backend` can measure, and whether
     to look up host names (`look_up_names`)."""
     return {

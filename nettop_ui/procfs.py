@@ -176,6 +176,14 @@ def read_user(pid: int) -> str | None:
         return None
 
 
+def read_stat(pid: int) -> StatFacts | None:
+    """/proc/PID/stat read once (not held); None when it is gone or unreadable."""
+    try:
+        return parse_stat(_read(f"/proc/{pid}/stat"))
+    except OSError:
+        return None
+
+
 def list_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
@@ -418,9 +426,11 @@ def socket_inode(link: str) -> int | None:
     return None
 
 
-def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
+def socket_owners(
+    wanted: Collection[int] | None = None, pids: Collection[int] | None = None
+) -> dict[int, int]:
     """Socket inode -> the lowest pid holding it, over every /proc/PID/fd this user can
-    read; only the inodes in `wanted`, when given.
+    read (of `pids` only, when given); only the inodes in `wanted`, when given.
 
     Reads the fd links of every process, as psutil does, but skips the /proc files
     this process holds open (`ProcFiles`): thousands of readlinks that could never
@@ -428,7 +438,8 @@ def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
     """
     own, skip = os.getpid(), {str(fd) for fd in ProcFiles.held()}
     owners: dict[int, int] = {}
-    for pid in sorted(list_pids()):  # ascending: the first holder found is the lowest
+    # Ascending: the first holder found is the lowest.
+    for pid in sorted(list_pids() if pids is None else pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:  # gone, or not ours to look into
@@ -445,13 +456,13 @@ def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
     return owners
 
 
-def inet_socket_counts() -> dict[int, int] | None:
+def inet_socket_counts(pids: Collection[int] | None = None) -> dict[int, int] | None:
     """Open TCP/UDP sockets per pid, counted as psutil.net_connections("inet") counts them:
-    each socket once, for the first process found holding it."""
+    each socket once, for the first process found holding it (of `pids`, when given)."""
     inodes = inet_inodes()
     if inodes is None:
         return None
-    return dict(Counter(socket_owners(inodes).values()))
+    return dict(Counter(socket_owners(inodes, pids).values()))
 
 
 class SocketCounter:

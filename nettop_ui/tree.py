@@ -92,12 +92,20 @@ class TreeTracker:
         by_key = {p.key: p for p in snap.processes}
         members = {k for k in self.keys if k in by_key} | {self.root_key}
         if self.include_children:
+            # Never read alive: forked and gone between two ticks. Its parent is known only
+            # from the collector's scope (the fork was seen), so it may be an exited one.
+            flash = [p for p in snap.processes if p.create_time is None and p.ppid is not None]
             changed = True
             while changed:  # descendants: walk down one generation per pass
                 changed = False
                 member_pids = {k[0] for k in members if k in by_key and not by_key[k].exited}
                 for p in live.values():
                     if p.key not in members and p.ppid in member_pids:
+                        members.add(p.key)
+                        changed = True
+                every_pid = {k[0] for k in members}
+                for p in flash:
+                    if p.key not in members and p.ppid in every_pid:
                         members.add(p.key)
                         changed = True
         self.keys |= members

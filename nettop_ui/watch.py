@@ -36,7 +36,8 @@ from typing import IO, Any
 
 import psutil
 
-from nettop_ui.collector import Snapshot
+from nettop_ui.args import PROG
+from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
 from nettop_ui.jsonl import (
     failure_record,
@@ -45,7 +46,8 @@ from nettop_ui.jsonl import (
     remotes_fields,
     tree_record,
 )
-from nettop_ui.monitor import STOP_SIGNALS, describe_failure, monitor
+from nettop_ui.monitor import STOP_SIGNALS, collector_options, describe_failure, monitor
+from nettop_ui.proc_events import TreeScope
 from nettop_ui.tree import TreeTracker
 
 NOT_STARTED = 125  # `run`'s exit status when CMD never ran (nettop-ui failed first)
@@ -388,6 +390,12 @@ async def watch(
     if handle_signals:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
+    # Only the tree's /proc files are read; its new processes come from the kernel's
+    # process events (proc_events.py), else from reading every process's parent.
+    scope = TreeScope(target.pid, opts.include_children) if sys.platform == "linux" else None
+    if scope is not None and scope.fallback:
+        print(f"{PROG}: {scope.fallback}: finding new processes by reading all", file=sys.stderr)
+    collector = Collector(**collector_options(opts.backend), scope=scope)
     waiter = asyncio.ensure_future(target.exited())
     waiter.add_done_callback(lambda _: stop.set())
     reason = "exited"
@@ -402,6 +410,7 @@ async def watch(
             schedule=_SoonFirst(opts.interval_s, opts.max_interval_s),
             handle_signals=False,
             fallbacks=opts.fallbacks,
+            collector=collector,
         )
         if not waiter.done():
             reason = "interrupted" if interrupted else "stopped"
@@ -419,6 +428,9 @@ async def watch(
             await waiter  # monitoring ended early: CMD still runs to its end
         code = target.finish()
     finally:
+        collector.close()
+        if scope is not None:
+            scope.close()
         waiter.cancel()
         if isinstance(target, Command) and not target.resumed:
             target.abandon()  # never leave a held command stopped behind (a crash, ^C)
