@@ -106,6 +106,7 @@ class ProcessState:
     note: str | None = None
     first_seen: float = 0.0
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
+    reaped_ticks: int | None = None  # procfs: cutime+cstime (reaped children) at the last scan
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
     sched: bytes | None = None  # procfs: /proc/PID/schedstat at the last full read
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
@@ -363,7 +364,7 @@ class Collector:
                 # A process started since the last scan used all its CPU time in this interval.
                 used = max(st.cpu_ticks - (state.cpu_ticks or 0), 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
-            state.cpu_ticks = st.cpu_ticks
+            state.cpu_ticks, state.reaped_ticks = st.cpu_ticks, st.reaped_ticks
             state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
             state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
             state.page_faults_cached, state.page_faults_disk = st.minor_faults, st.major_faults
@@ -383,7 +384,7 @@ class Collector:
         """A live process whose files could not be read this tick: what changes from
         tick to tick is unknown, and the next read starts afresh (no rate over a gap)."""
         state.cpu_percent = state.read_bps = state.write_bps = None
-        state.cpu_ticks = state.sched = state.mem_probe = None
+        state.cpu_ticks = state.reaped_ticks = state.sched = state.mem_probe = None
         state.read_bytes = state.write_bytes = None
         state.syscall_read_bytes = state.syscall_write_bytes = None
         state.page_faults_cached = state.page_faults_disk = None

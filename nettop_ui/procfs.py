@@ -57,6 +57,7 @@ class StatFacts:
     major_faults: int = 0  # majflt: page faults that waited for the disk
     user_ticks: int = 0  # utime: CPU time in user mode since the process started
     system_ticks: int = 0  # stime: in the kernel on its behalf
+    reaped_ticks: int = 0  # cutime+cstime: CPU of the children it has waited for (reaped)
 
     @property
     def cpu_ticks(self) -> int:
@@ -99,6 +100,7 @@ def parse_stat(raw: bytes) -> StatFacts | None:
             major_faults=int(fields[9]),
             user_ticks=int(fields[11]),
             system_ticks=int(fields[12]),
+            reaped_ticks=int(fields[13]) + int(fields[14]),
         )
     except ValueError:
         return None
