@@ -42,6 +42,8 @@ _FORK = struct.Struct("=iiii")  # parent pid, parent tgid, child pid, child tgid
 _PIDS = struct.Struct("=ii")  # (exit, ack) pid and tgid; an ack's first word is its error
 ACK_WAIT_S = 0.5  # how long the kernel may take to confirm the subscription
 RECV_BUFFER = 4 << 20  # room for ~100,000 events between two ticks
+# The initial namespaces' inode numbers, fixed by the kernel (include/linux/proc_ns.h).
+PROC_USER_INIT_INO, PROC_PID_INIT_INO = 0xEFFFFFFD, 0xEFFFFFFC
 KEEP_EXITED_TICKS = 5  # ticks an exited process's parent stays known (late bytes)
 
 
@@ -53,6 +55,8 @@ class ProcConnector:
     """A subscription to the kernel's process events (fork and exit, every process)."""
 
     def __init__(self) -> None:
+        if not _initial_namespaces():
+            raise Unavailable("proc connector not available in a PID or user namespace")
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except OSError as exc:
@@ -118,6 +122,16 @@ class ProcConnector:
             cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
             self.sock.send(_NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn)
         self.sock.close()
+
+
+def _initial_namespaces() -> bool:
+    """Whether this process is in the initial PID and user namespaces: the kernel sends
+    process events only there (and their pids are the initial namespace's)."""
+    try:
+        pid_ns, user_ns = (os.stat(f"/proc/self/ns/{ns}").st_ino for ns in ("pid", "user"))
+    except OSError:
+        return False
+    return (pid_ns, user_ns) == (PROC_PID_INIT_INO, PROC_USER_INIT_INO)
 
 
 def _events(raw: bytes) -> list[tuple[int, memoryview, int]]:

@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psutil
+
 from nettop_ui import procfs
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import ConnectionTraffic, sum_known
@@ -155,6 +157,8 @@ class TreeTracker:
         read), is CPU the tree used unseen: a child forked and gone between two ticks,
         or a member's last moments after its last tick. Call before `members` changes.
         """
+        if not self.include_children:  # the children's CPU is not the top process's
+            return
         first = not self.members  # already there: only what they reap from now on counts
         parents = {p.pid: p.key for p in found if not p.exited}
         for p in found:
@@ -251,9 +255,9 @@ class TreeTracker:
                 sums[name] = max(sums[name] - base, 0)
         return TreeTotals(len(live), len(members) - len(live), sums, unknown)
 
-    def interfaces(self, snap: Snapshot) -> dict[str, int | None]:
+    def interfaces(self) -> dict[str, int | None]:
         """Namespace-wide interface bytes (not the tree's) since the first sample."""
-        nics = interface_totals(snap)
+        nics = interface_totals()
         if nics is not None and self._nic_base is None:
             self._nic_base = nics
         nb = self._nic_base or (0, 0)
@@ -263,9 +267,12 @@ class TreeTracker:
         }
 
 
-def interface_totals(snap: Snapshot) -> tuple[int, int] | None:
-    """Bytes sent and received on every interface but loopback (wire frames, since boot)."""
-    if snap.system is None:
+def interface_totals() -> tuple[int, int] | None:
+    """Bytes sent and received on every interface but loopback (wire frames, since boot),
+    read here: a tree's collector samples no other machine-wide figure."""
+    try:
+        counters = psutil.net_io_counters(pernic=True)
+    except OSError:
         return None
-    nics = [i for name, i in snap.system.interfaces.items() if name != "lo"]
-    return sum(i.sent_bytes for i in nics), sum(i.recv_bytes for i in nics)
+    nics = [c for name, c in counters.items() if name != "lo"]
+    return sum(c.bytes_sent for c in nics), sum(c.bytes_recv for c in nics)

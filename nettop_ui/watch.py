@@ -319,22 +319,33 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
         **remotes_fields(
             remotes.hosts.values() if remotes else None, remotes.folded if remotes else None
         ),
-        **tracker.interfaces(snap),
+        **tracker.interfaces(),
     }
 
 
 class _TreeRecorder:
     """The monitor's sink for `watch`: a `sample` record of the tree per tick (a held
     command is released first), an `event` record per backend failure, and `fatal`, the
-    failure no fallback took over from, in words."""
+    failure no fallback took over from, in words. `note`, a line for stderr, is said with
+    the first sample (not when monitoring never started)."""
 
-    def __init__(self, target: Target, tracker: TreeTracker, sink: Callable[[Record], None]):
+    def __init__(
+        self,
+        target: Target,
+        tracker: TreeTracker,
+        sink: Callable[[Record], None],
+        note: str | None = None,
+    ):
         self.target = target
         self.tracker = tracker
         self.sink = sink
         self.fatal: str | None = None
+        self.note = note
 
     def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        if self.note:
+            print(f"{PROG}: {self.note}", file=sys.stderr)
+            self.note = None
         record = tree_sample(snap, self.tracker, self.target)
         self.target.resume()  # before the sink: whoever sees a sample sees CMD released
         self.sink(record)
@@ -376,7 +387,13 @@ async def watch(
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     started = time.time()
-    recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink)
+    # Only the tree's /proc files are read; its new processes come from the kernel's
+    # process events (proc_events.py), else from reading every process's parent.
+    scope = TreeScope(target.pid, opts.include_children) if sys.platform == "linux" else None
+    fallback = scope.fallback if scope is not None else None
+    note = f"{fallback}: finding new processes by reading all" if fallback else None
+    recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink, note)
+    collector = Collector(**collector_options(opts.backend), scope=scope, system=False)
     interrupted = False
 
     def on_signal(sig: int) -> None:
@@ -390,12 +407,6 @@ async def watch(
     if handle_signals:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
-    # Only the tree's /proc files are read; its new processes come from the kernel's
-    # process events (proc_events.py), else from reading every process's parent.
-    scope = TreeScope(target.pid, opts.include_children) if sys.platform == "linux" else None
-    if scope is not None and scope.fallback:
-        print(f"{PROG}: {scope.fallback}: finding new processes by reading all", file=sys.stderr)
-    collector = Collector(**collector_options(opts.backend), scope=scope)
     waiter = asyncio.ensure_future(target.exited())
     waiter.add_done_callback(lambda _: stop.set())
     reason = "exited"
