@@ -12,7 +12,9 @@ SECONDS`, so the command itself costs nothing) in turn, sampling every `--interv
 Each monitor is started as its own process and reaped with os.wait4: CPU is the
 user+system time of it and everything it reaped (the command included, which is
 ~0), memory its peak RSS (ru_maxrss, the largest process of the tree: the monitor).
-The samples written are counted from each recording. Results go to stdout and to
+The samples written are counted from each recording. Each nettop-ui row's start-up
+(the same command watching `true`: imports, backend start, first sample) is measured
+too, so the table shows what the ticks cost. Results go to stdout and to
 docs/benchmarks.md between the `monitor` markers, with the ratios to denet.
 """
 
@@ -38,6 +40,11 @@ code, _ = denet.execute_with_monitoring(
 )
 sys.exit(code)
 """
+
+
+def startup_cmd(cmd: list[str]) -> list[str]:
+    """The same nettop-ui command watching `true` instead of `sleep SECONDS`."""
+    return [*cmd[: cmd.index("--")], "--", "true"]
 
 
 def subjects(seconds: float, interval: float, out: str) -> dict[str, list[str]]:
@@ -69,41 +76,47 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    rows: list[tuple[str, float, float, int, int]] = []
+    rows: list[tuple[str, float, float, int, int, str]] = []
+    processes = sum(name.isdigit() for name in os.listdir("/proc"))
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "rec.jsonl")
         for name, cmd in subjects(args.seconds, args.interval, out).items():
             cpu, rss, wall = measure(cmd)
             lines = Path(out).read_text().splitlines()
             samples = sum('"tree"' in line for line in lines)
-            rows.append((name, cpu, rss, wall, samples))
-            print(f"{name:<18} cpu {cpu:6.2f} s  peak RSS {rss:6.1f} MiB  {samples} samples")
+            start = "-" if name == "denet" else f"{measure(startup_cmd(cmd))[0]:.2f}"
+            rows.append((name, cpu, rss, wall, samples, start))
+            print(f"{name:<18} cpu {cpu:6.2f} s (start-up {start})  peak RSS {rss:6.1f} MiB  "
+                  f"{samples} samples")  # fmt: skip
     base_cpu, base_rss = rows[0][1], rows[0][2]
     table = [
-        "| monitor | CPU s | CPU vs denet | peak RSS MiB | RSS vs denet | wall s | samples |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| monitor | CPU s | CPU vs denet | of which start-up s | peak RSS MiB | RSS vs denet "
+        "| wall s | samples |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, cpu, rss, wall, samples in rows:
+    for name, cpu, rss, wall, samples, start in rows:
         ratio_cpu = f"{cpu / base_cpu:.2f}x" if base_cpu > 0 else "-"
         table.append(
-            f"| {name} | {cpu:.2f} | {ratio_cpu} | {rss:.1f} | {rss / base_rss:.2f}x "
+            f"| {name} | {cpu:.2f} | {ratio_cpu} | {start} | {rss:.1f} | {rss / base_rss:.2f}x "
             f"| {wall} | {samples} |"
         )
     when = datetime.datetime.now().strftime("%Y-%m-%d")
     body = (
         f"`python -m bench.denet_compare --seconds {args.seconds:g} --interval "
         f"{args.interval:g}` on {when}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"kernel {platform.release()}, denet 0.10.3. Each monitor watches `sleep "
+        f"kernel {platform.release()}, {processes} processes, denet 0.10.3. Each monitor "
+        f"watches `sleep "
         f"{args.seconds:g}` sampling every {args.interval:g} s, one after the other in the "
         "same run; CPU is user+system of the monitor and what it reaped (the sleep: ~0), "
         "RSS the monitor's peak (ru_maxrss). The ebpf row includes compiling and loading "
         "the BPF program at start. Other load on the machine at the time adds noise.\n\n"
-        "Where nettop-ui's cost comes from: the "
-        "psutil backend counts every process's open sockets each tick (its only "
-        "per-process network figure), which also keeps it below the asked-for sample "
-        "rate when that takes longer than the interval; the ebpf row's memory is bcc and "
-        "LLVM, loaded to compile the BPF program. Both also scan every process's /proc "
-        "files each tick to find the tree's new descendants.\n\n" + "\n".join(table)
+        "Where nettop-ui's cost comes from: the start-up column (Python, imports, backend "
+        "start: for ebpf, compiling the BPF program with bcc/LLVM, which is also the ebpf "
+        "row's memory); then, per tick, the psutil backend counts every process's open "
+        "sockets machine-wide (its only per-process network figure), which also keeps it "
+        "below the asked-for sample rate when that takes longer than the interval. The "
+        "rest of a tick reads only the tree's /proc files: its new descendants come from "
+        "the kernel's proc connector, not from reading every process.\n\n" + "\n".join(table)
     )
     print("\n".join(table))
     if not args.no_write:
