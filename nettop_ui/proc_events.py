@@ -73,7 +73,7 @@ class ProcConnector:
             self.sock.close()
             raise
         self.sock.setblocking(False)
-        self.overflowed = False  # events were lost since the last read
+        self.overflows = 0  # how often the kernel dropped events (the socket was full)
 
     def _subscribe(self) -> None:
         """Ask for the events and wait for the kernel's answer: without CAP_NET_ADMIN it
@@ -104,7 +104,7 @@ class ProcConnector:
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                self.overflowed = True  # the kernel dropped some: the caller rescans
+                self.overflows += 1  # the kernel dropped some: the caller rescans
                 continue
             for what, data, _ in _events(raw):
                 if what == PROC_EVENT_FORK:
@@ -187,6 +187,7 @@ class TreeScope:
         self._parents: dict[int, int] = {}  # pid -> parent, for pids forked in the tree
         self._exiting: set[int] = set()  # exited, not yet reaped (still in /proc)
         self._gone: dict[int, int] = {}  # pid -> ticks since it left /proc
+        self._overflows = 0  # the connector's overflows the tree was last rescanned for
         if not include_children:
             return
         try:
@@ -216,8 +217,8 @@ class TreeScope:
                     self._gone.pop(pid, None)
                 elif what == PROC_EVENT_EXIT and pid in self._live:
                     self._exiting.add(pid)
-            if self._events.overflowed:  # lost events: find the tree once the long way
-                self._events.overflowed = False
+            if self._events.overflows != self._overflows:  # lost events: scan once
+                self._overflows = self._events.overflows
                 self._live = descendants(self.root, self._live) | {self.root}
         pids = sorted(self._live)
         for pid in [p for p in self._exiting if not os.path.exists(f"/proc/{p}")]:

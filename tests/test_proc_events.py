@@ -1,0 +1,95 @@
+"""The proc connector follows a real process tree (nettop_ui/proc_events.py).
+
+A driver process forks on request: a grandchild that stays, one that is forked, exits
+and is reaped before the scope next looks, and a storm of short-lived ones that
+overflows the connector's socket. The scope must list the tree (and nothing else),
+remember the parent of the one that came and went, and make up for lost events.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from nettop_ui.proc_events import KEEP_EXITED_TICKS, TreeScope
+from tests.netenv import require_root
+
+DRIVER = """
+import os, subprocess, sys
+keep = []
+for line in sys.stdin:
+    what, n = line.split()
+    for _ in range(int(n)):  # children that exit at once, reaped at once
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    if what == "keep":  # then one that stays
+        keep.append(subprocess.Popen(["sleep", "60"]))
+    print(keep[-1].pid if what == "keep" else pid, flush=True)
+"""
+
+
+@pytest.fixture
+def driver() -> Iterator[subprocess.Popen[str]]:
+    require_root()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    yield proc
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def ask(driver: subprocess.Popen[str], what: str, n: int) -> int:
+    """Have the driver fork `n` short-lived children, then (`keep`) one that stays; the
+    pid of the one that stays, or of the last short-lived one."""
+    assert driver.stdin is not None and driver.stdout is not None
+    driver.stdin.write(f"{what} {n}\n")
+    driver.stdin.flush()
+    return int(driver.stdout.readline())
+
+
+def test_the_scope_lists_the_tree_and_remembers_a_process_that_came_and_went(
+    driver: subprocess.Popen[str],
+) -> None:
+    outsider = subprocess.Popen(["sleep", "60"])
+    scope = TreeScope(driver.pid)
+    try:
+        assert scope.fallback is None
+        assert scope.pids() == [driver.pid]
+        kept = ask(driver, "keep", 0)
+        gone = ask(driver, "flash", 1)  # forked, exited and reaped between two looks
+        assert kept in scope.pids()
+        assert outsider.pid not in scope.pids() and not scope.wants(outsider.pid)
+        assert scope.parent_of(gone) == driver.pid and scope.wants(gone)
+        assert gone not in scope.pids()  # gone from /proc: not read again
+        for _ in range(KEEP_EXITED_TICKS):
+            scope.pids()
+        assert not scope.wants(gone) and scope.parent_of(gone) is None  # forgotten in time
+        assert kept in scope.pids() and scope.parent_of(kept) == driver.pid
+    finally:
+        scope.close()
+        outsider.kill()
+        outsider.wait()
+
+
+def test_events_lost_to_a_full_socket_are_made_up_by_one_scan(
+    driver: subprocess.Popen[str],
+) -> None:
+    scope = TreeScope(driver.pid)
+    try:
+        assert scope._events is not None
+        # The kernel's smallest receive buffer: a few events; the storm drops the rest,
+        # the fork of the one that stays (the last) among them.
+        scope._events.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        kept = ask(driver, "keep", 200)
+        assert kept in scope.pids()
+        assert scope._events.overflows > 0
+    finally:
+        scope.close()
