@@ -109,7 +109,14 @@ def main() -> None:
         f"{args.seconds:g}` sampling every {args.interval:g} s, one after the other in the "
         "same run; CPU is user+system of the monitor and what it reaped (the sleep: ~0), "
         "RSS the monitor's peak (ru_maxrss). The ebpf row includes compiling and loading "
-        "the BPF program at start. Other load on the machine at the time adds noise.\n\n"
+        "the BPF program at start. Other load on the machine at the time adds noise."
+        + (
+            " PYTHONDONTWRITEBYTECODE was set: nettop-ui's modules were compiled at every "
+            "start (an install keeps them compiled)."
+            if os.environ.get("PYTHONDONTWRITEBYTECODE")
+            else ""
+        )
+        + "\n\n"
         "Where nettop-ui's cost comes from: the start-up column (Python, imports, backend "
         "start: for ebpf, compiling the BPF program with bcc/LLVM, which is also the ebpf "
         "row's memory); then, per tick, the psutil backend counts every process's open "
