@@ -21,6 +21,7 @@ counted for it still join the tree.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import random
@@ -44,6 +45,29 @@ ACK_WAIT_S = 0.5  # how long the kernel may take to confirm the subscription
 RECV_BUFFER = 4 << 20  # room for ~100,000 events between two ticks
 # The initial namespaces' inode numbers, fixed by the kernel (include/linux/proc_ns.h).
 PROC_USER_INIT_INO, PROC_PID_INIT_INO = 0xEFFFFFFD, 0xEFFFFFFC
+SO_ATTACH_FILTER = 26
+# A classic BPF socket filter: the kernel queues only what `read` keeps (the fork and the
+# exit of a whole process, and the subscription's answer), not every exec, comm change
+# and thread. Offsets into a datagram: nlmsghdr (16) + cn_msg (20) = 36, the event's
+# `what`; its data from 52. Loads are big-endian, so the little-endian `what` values
+# appear byte-swapped; comparing two loaded fields needs no swap.
+_LD, _JEQ, _JEQ_X, _TAX, _RET = 0x20, 0x15, 0x1D, 0x07, 0x06
+_FILTER = (
+    (_LD, 0, 0, 36),  # what
+    (_JEQ, 10, 0, 0x00000000),  # PROC_EVENT_NONE (the answer): keep
+    (_JEQ, 1, 0, 0x01000000),  # PROC_EVENT_FORK
+    (_JEQ, 4, 9, 0x00000080),  # PROC_EVENT_EXIT, else drop
+    (_LD, 0, 0, 60),  # fork: child pid ...
+    (_TAX, 0, 0, 0),
+    (_LD, 0, 0, 64),  # ... is its tgid: a process, not a thread
+    (_JEQ_X, 4, 5, 0),
+    (_LD, 0, 0, 52),  # exit: pid ...
+    (_TAX, 0, 0, 0),
+    (_LD, 0, 0, 56),  # ... is its tgid: the whole process
+    (_JEQ_X, 0, 1, 0),
+    (_RET, 0, 0, 0xFFFFFFFF),
+    (_RET, 0, 0, 0),
+)
 KEEP_EXITED_TICKS = 5  # ticks an exited process's parent stays known (late bytes)
 
 
@@ -66,6 +90,8 @@ class ProcConnector:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
             self.sock.bind((0, CN_IDX_PROC))
             self._subscribe()
+            with contextlib.suppress(OSError):  # without it, read() drops the rest itself
+                _attach_filter(self.sock)
         except OSError as exc:
             self.sock.close()
             raise Unavailable(f"proc connector refused ({os.strerror(exc.errno or 0)})") from None
@@ -122,6 +148,13 @@ class ProcConnector:
             cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
             self.sock.send(_NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn)
         self.sock.close()
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    code = b"".join(struct.pack("=HBBI", *op) for op in _FILTER)
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = struct.pack("@HP", len(_FILTER), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
 
 
 def _initial_namespaces() -> bool:

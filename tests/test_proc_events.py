@@ -11,11 +11,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from nettop_ui.proc_events import KEEP_EXITED_TICKS, TreeScope
+from nettop_ui import proc_events
+from nettop_ui.proc_events import KEEP_EXITED_TICKS, ProcConnector, TreeScope
 from tests.netenv import require_root
 
 DRIVER = """
@@ -100,3 +103,35 @@ def test_events_lost_to_a_full_socket_are_made_up_by_one_scan(
         assert scope._events.overflows > 0
     finally:
         scope.close()
+
+
+def test_the_kernel_queues_only_the_forks_and_exits_of_whole_processes() -> None:
+    """Threads, execs and name changes never reach the socket (the socket filter), so a
+    busy machine's threads cost nothing to read."""
+    require_root()
+    events = ProcConnector()
+    try:
+        with pytest.raises(BlockingIOError):  # what came before the filter was attached
+            while True:
+                events.sock.recv(65536)
+        threads = [threading.Thread(target=time.sleep, args=(0.01,)) for _ in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        subprocess.run(["true"], check=True)  # a fork, an exec, an exit
+        time.sleep(0.1)
+        kinds = set()
+        with pytest.raises(BlockingIOError):
+            while True:
+                for what, data, _ in proc_events._events(events.sock.recv(65536)):
+                    if what == proc_events.PROC_EVENT_FORK:
+                        _, _, pid, tgid = proc_events._FORK.unpack_from(data)
+                    else:
+                        assert what == proc_events.PROC_EVENT_EXIT, hex(what)
+                        pid, tgid = proc_events._PIDS.unpack_from(data)
+                    assert pid == tgid  # a thread's would differ
+                    kinds.add(what)
+        assert kinds == {proc_events.PROC_EVENT_FORK, proc_events.PROC_EVENT_EXIT}
+    finally:
+        events.close()
