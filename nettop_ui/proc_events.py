@@ -7,9 +7,11 @@ on a busy machine, so `TreeScope` learns of them from the kernel's proc connecto
 system-wide, read without blocking once per tick. Only a fork whose parent is in the
 tree adds a process, so the collector reads the tree's /proc files and nothing else.
 
-The connector needs CAP_NET_ADMIN (root) and the initial network namespace; where the
-kernel refuses it, or does not answer the subscription, `TreeScope.pids` returns None
-and the collector scans every process as before (the caller says so once). When the
+The connector works only in the initial PID, user and network namespaces (older
+kernels also want CAP_NET_ADMIN); where the kernel refuses it, or does not answer the
+subscription, `TreeScope.pids` returns None and the collector scans every process as
+before (the caller says so once). A socket filter has the kernel queue only the forks
+and exits of whole processes, so a busy machine's threads and execs cost nothing. When the
 socket overflows (a fork storm faster than the ticks) the tree is found once by a full
 scan of the parents, and the events go on from there.
 
@@ -116,7 +118,7 @@ class ProcConnector:
                     if err:
                         raise Unavailable(f"proc connector refused ({os.strerror(err)})")
                     return
-        raise Unavailable("proc connector gave no answer (needs CAP_NET_ADMIN)")
+        raise Unavailable("proc connector gave no answer (older kernels: CAP_NET_ADMIN)")
 
     def read(self) -> list[tuple[int, int, int]]:
         """The events since the last read, without waiting: (what, pid, parent pid) for

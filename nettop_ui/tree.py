@@ -255,9 +255,9 @@ class TreeTracker:
                 sums[name] = max(sums[name] - base, 0)
         return TreeTotals(len(live), len(members) - len(live), sums, unknown)
 
-    def interfaces(self) -> dict[str, int | None]:
+    def interfaces(self, snap: Snapshot) -> dict[str, int | None]:
         """Namespace-wide interface bytes (not the tree's) since the first sample."""
-        nics = interface_totals()
+        nics = interface_totals(snap)
         if nics is not None and self._nic_base is None:
             self._nic_base = nics
         nb = self._nic_base or (0, 0)
@@ -267,12 +267,17 @@ class TreeTracker:
         }
 
 
-def interface_totals() -> tuple[int, int] | None:
-    """Bytes sent and received on every interface but loopback (wire frames, since boot),
-    read here: a tree's collector samples no other machine-wide figure."""
-    try:
-        counters = psutil.net_io_counters(pernic=True)
-    except OSError:
-        return None
-    nics = [c for name, c in counters.items() if name != "lo"]
-    return sum(c.bytes_sent for c in nics), sum(c.bytes_recv for c in nics)
+def interface_totals(snap: Snapshot) -> tuple[int, int] | None:
+    """Bytes sent and received on every interface but loopback (wire frames, since boot):
+    the snapshot's, or read here when it has no machine-wide figures (`watch`'s collector
+    samples none: the tree's recording needs only these)."""
+    if snap.system is not None:
+        stats = snap.system.interfaces.items()
+        nics = [(i.sent_bytes, i.recv_bytes) for n, i in stats if n != "lo"]
+    else:
+        try:
+            counters = psutil.net_io_counters(pernic=True)
+        except OSError:
+            return None
+        nics = [(c.bytes_sent, c.bytes_recv) for n, c in counters.items() if n != "lo"]
+    return sum(n[0] for n in nics), sum(n[1] for n in nics)

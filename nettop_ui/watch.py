@@ -319,7 +319,7 @@ def tree_sample(snap: Snapshot, tracker: TreeTracker, target: Target | None = No
         **remotes_fields(
             remotes.hosts.values() if remotes else None, remotes.folded if remotes else None
         ),
-        **tracker.interfaces(),
+        **tracker.interfaces(snap),
     }
 
 
