@@ -584,8 +584,9 @@ class Collector:
     def _count_sockets(self) -> dict[int, int] | None:
         if not LINUX:
             return inet_connection_counts()
-        if self.scope is not None and self.scope.fallback is None:
-            return procfs.inet_socket_counts(self._live_by_pid)  # the tree's sockets only
+        if self.scope is not None and self.scope.fallback is None:  # the tree's sockets only
+            counts = procfs.own_inet_socket_counts(self._live_by_pid)
+            return counts if counts is not None else procfs.inet_socket_counts(self._live_by_pid)
         if self._sockets is None:
             self._sockets = procfs.SocketCounter()
         return self._sockets.count()
