@@ -30,6 +30,7 @@ import random
 import select
 import socket
 import struct
+import time
 
 from nettop_ui import procfs
 
@@ -104,14 +105,17 @@ class ProcConnector:
         self.overflows = 0  # how often the kernel dropped events (the socket was full)
 
     def _subscribe(self) -> None:
-        """Ask for the events and wait for the kernel's answer: without CAP_NET_ADMIN it
-        is an error (or, on older kernels, nothing ever arrives)."""
+        """Ask for the events and wait for the kernel's answer, among the other listeners'
+        events: an error, or on older kernels without CAP_NET_ADMIN nothing at all."""
         # The answer carries our ack + 1 (its seq is the kernel's own event counter).
         ack = random.randrange(1 << 31)
         op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
         cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, ack, len(op), 0) + op
         self.sock.send(_NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn)
-        while select.select([self.sock], [], [], ACK_WAIT_S)[0]:
+        deadline = time.monotonic() + ACK_WAIT_S
+        while (left := deadline - time.monotonic()) > 0 and select.select(
+            [self.sock], [], [], left
+        )[0]:
             for what, data, answer in _events(self.sock.recv(65536)):
                 if what == PROC_EVENT_NONE and answer == ack + 1:
                     err = _PIDS.unpack_from(data)[0]
