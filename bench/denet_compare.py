@@ -42,6 +42,10 @@ sys.exit(code)
 """
 
 
+def process_count() -> int:
+    return sum(name.isdigit() for name in os.listdir("/proc"))
+
+
 def startup_cmd(cmd: list[str]) -> list[str]:
     """The same nettop-ui command watching `true` instead of `sleep SECONDS`."""
     return [*cmd[: cmd.index("--")], "--", "true"]
@@ -76,40 +80,43 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    rows: list[tuple[str, float, float, int, int, str]] = []
-    processes = sum(name.isdigit() for name in os.listdir("/proc"))
+    rows: list[tuple[str, float, float, int, int, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "rec.jsonl")
         for name, cmd in subjects(args.seconds, args.interval, out).items():
+            before = process_count()
             cpu, rss, wall = measure(cmd)
+            machine = f"{before}-{process_count()}"
             lines = Path(out).read_text().splitlines()
             samples = sum('"tree"' in line for line in lines)
             start = "-" if name == "denet" else f"{measure(startup_cmd(cmd))[0]:.2f}"
-            rows.append((name, cpu, rss, wall, samples, start))
+            rows.append((name, cpu, rss, wall, samples, start, machine))
             print(f"{name:<18} cpu {cpu:6.2f} s (start-up {start})  peak RSS {rss:6.1f} MiB  "
                   f"{samples} samples")  # fmt: skip
     base_cpu, base_rss = rows[0][1], rows[0][2]
     table = [
         "| monitor | CPU s | CPU vs denet | of which start-up s | peak RSS MiB | RSS vs denet "
-        "| wall s | samples |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| wall s | samples | processes on the machine (start-end) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, cpu, rss, wall, samples, start in rows:
+    for name, cpu, rss, wall, samples, start, machine in rows:
         ratio_cpu = f"{cpu / base_cpu:.2f}x" if base_cpu > 0 else "-"
         table.append(
             f"| {name} | {cpu:.2f} | {ratio_cpu} | {start} | {rss:.1f} | {rss / base_rss:.2f}x "
-            f"| {wall} | {samples} |"
+            f"| {wall} | {samples} | {machine} |"
         )
     when = datetime.datetime.now().strftime("%Y-%m-%d")
     body = (
         f"`python -m bench.denet_compare --seconds {args.seconds:g} --interval "
         f"{args.interval:g}` on {when}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"kernel {platform.release()}, {processes} processes, denet 0.10.3. Each monitor "
-        f"watches `sleep "
+        f"kernel {platform.release()}, denet 0.10.3. Each monitor watches `sleep "
         f"{args.seconds:g}` sampling every {args.interval:g} s, one after the other in the "
         "same run; CPU is user+system of the monitor and what it reaped (the sleep: ~0), "
         "RSS the monitor's peak (ru_maxrss). The ebpf row includes compiling and loading "
-        "the BPF program at start. Other load on the machine at the time adds noise."
+        "the BPF program at start. Other load on the machine at the time adds noise, and "
+        "denet's CPU grows with the number of processes on the machine (given per row: "
+        "other work on the machine starts and ends thousands), nettop-ui's reads only "
+        "the watched tree's."
         + (
             " PYTHONDONTWRITEBYTECODE was set: nettop-ui's modules were compiled at every "
             "start (an install keeps them compiled)."
