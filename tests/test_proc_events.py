@@ -2,8 +2,9 @@
 
 A driver process forks on request: a grandchild that stays, one that is forked, exits
 and is reaped before the scope next looks, and a storm of short-lived ones that
-overflows the connector's socket. The scope must list the tree (and nothing else),
-remember the parent of the one that came and went, and make up for lost events.
+overflows the connector's socket; it also opens TCP listeners. The scope must list the
+tree (and nothing else), remember the parent of the one that came and went, and make up
+for lost events; a collector given the scope reads, counts and keeps only the tree.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ from collections.abc import Iterator
 import pytest
 
 from nettop_ui import proc_events
+from nettop_ui.collector import Collector
+from nettop_ui.core import ProcessTraffic, TrafficSample
 from nettop_ui.proc_events import KEEP_EXITED_TICKS, ProcConnector, TreeScope
 from tests.netenv import require_root
 
 DRIVER = """
-import os, subprocess, sys
-keep = []
+import os, socket, subprocess, sys
+keep, held = [], [socket.socketpair()]  # a UNIX pair: not a TCP/UDP socket
 for line in sys.stdin:
     what, n = line.split()
+    if what == "sockets":  # TCP listeners on loopback
+        held += [socket.create_server(("127.0.0.1", 0)) for _ in range(int(n))]
+        print(len(held) - 1, flush=True)
+        continue
     for _ in range(int(n)):  # children that exit at once, reaped at once
         pid = os.fork()
         if pid == 0:
@@ -58,7 +65,8 @@ def listed(scope: TreeScope) -> list[int]:
 
 def ask(driver: subprocess.Popen[str], what: str, n: int) -> int:
     """Have the driver fork `n` short-lived children, then (`keep`) one that stays; the
-    pid of the one that stays, or of the last short-lived one."""
+    pid of the one that stays, or of the last short-lived one. `sockets`: open `n` TCP
+    listeners; how many it holds."""
     assert driver.stdin is not None and driver.stdout is not None
     driver.stdin.write(f"{what} {n}\n")
     driver.stdin.flush()
@@ -84,6 +92,28 @@ def test_the_scope_lists_the_tree_and_remembers_a_process_that_came_and_went(
         assert not scope.wants(gone) and scope.parent_of(gone) is None  # forgotten in time
         assert kept in listed(scope) and scope.parent_of(kept) == driver.pid
     finally:
+        scope.close()
+        outsider.kill()
+        outsider.wait()
+
+
+def test_a_trees_collector_reads_counts_and_keeps_only_the_tree(
+    driver: subprocess.Popen[str],
+) -> None:
+    outsider = subprocess.Popen(["sleep", "60"])
+    scope = TreeScope(driver.pid)
+    collector = Collector(scope=scope, system=False, gpu=False, resolve=False)
+    try:
+        listening = ask(driver, "sockets", 3)
+        kept = ask(driver, "keep", 0)
+        moved = [ProcessTraffic(driver.pid, 100, 10), ProcessTraffic(outsider.pid, 7, 7)]
+        snap = collector.ingest(TrafficSample(time.time(), 1.0, moved))
+        assert {p.pid for p in snap.processes} == {driver.pid, kept}  # not the outsider
+        top = next(p for p in snap.processes if p.pid == driver.pid)
+        assert (top.sent_bytes, top.recv_bytes) == (100, 10)
+        assert top.connection_count == listening == 3  # its own sockets, asked one by one
+    finally:
+        collector.close()
         scope.close()
         outsider.kill()
         outsider.wait()

@@ -151,6 +151,7 @@ def test_run_without_the_proc_connector_scans_and_says_so_once(tmp_path: Path) -
     out = tmp_path / "run.jsonl"
     cmd = ["unshare", "-n", sys.executable, "-m", "nettop_ui", "run", "--backend", "psutil"]
     cmd += ["--interval", "0.2", "--output", str(out), "--", sys.executable, LOAD, "--cpu", "1"]
+    cmd += ["--mem", "10", "--hold", "3"]  # the child stays a while: slow ticks see it too
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=HERE.parent)
     assert res.returncode == 0, res.stderr
     said = [line for line in res.stderr.splitlines() if line.startswith("nettop-ui:")]
