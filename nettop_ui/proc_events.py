@@ -215,10 +215,11 @@ class TreeScope:
     """The processes of one tree, for the collector: `pids` to read each tick.
 
     With `include_children` False the tree is the root alone and no events are needed.
+    `childless`: the root has no children yet (a held command), so no scan finds them.
     `fallback` says why the connector is not used (None: it is, or none is needed).
     """
 
-    def __init__(self, root: int, include_children: bool = True) -> None:
+    def __init__(self, root: int, include_children: bool = True, childless: bool = False):
         self.root = root
         self.fallback: str | None = None
         self._events: ProcConnector | None = None
@@ -235,7 +236,8 @@ class TreeScope:
             self.fallback = str(exc)
             return
         # Subscribed first, then scanned once: a fork in between is in both, none in neither.
-        self._live = descendants(root, set()) | {root}
+        if not childless:
+            self._live = descendants(root, set()) | {root}
 
     def pids(self) -> list[int] | None:
         """The tree's processes to read this tick (a zombie until it is reaped: its

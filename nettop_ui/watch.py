@@ -389,7 +389,9 @@ async def watch(
     started = time.time()
     # Only the tree's /proc files are read; its new processes come from the kernel's
     # process events (proc_events.py), else from reading every process's parent.
-    scope = TreeScope(target.pid, opts.include_children) if sys.platform == "linux" else None
+    scope = None
+    if sys.platform == "linux":  # a held command has no children yet: nothing to scan for
+        scope = TreeScope(target.pid, opts.include_children, isinstance(target, Command))
     fallback = scope.fallback if scope is not None else None
     note = f"{fallback}: finding new processes by reading all" if fallback else None
     recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink, note)
