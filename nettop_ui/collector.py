@@ -26,6 +26,7 @@ from nettop_ui import procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
+from nettop_ui.proc_events import TreeScope
 from nettop_ui.profile import ProcessProfile, ProfileSource
 from nettop_ui.remotes import FoldedHosts, RemoteHostState, RemoteTable
 from nettop_ui.resolve import Resolver, start_resolver
@@ -107,6 +108,7 @@ class ProcessState:
     note: str | None = None
     first_seen: float = 0.0
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
+    reaped_ticks: int | None = None  # procfs: cutime+cstime (reaped children) at the last scan
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
     sched: bytes | None = None  # procfs: /proc/PID/schedstat at the last full read
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
@@ -218,6 +220,7 @@ class Collector:
         gpu: bool = True,
         resolve: bool = True,
         profiler: ProfileSource | None = None,
+        scope: TreeScope | None = None,
     ) -> None:
         self.per_process_bytes = per_process_bytes
         self.history_size = history_size
@@ -262,6 +265,8 @@ class Collector:
         self._resolver: Resolver | None = None  # started with the first connection seen
         self.profiler = profiler
         self._profiles: dict[int, ProcessProfile] | None = None
+        # run/attach: the one tree whose processes are read (and whose bytes are kept).
+        self.scope = scope
 
     # -- process facts -------------------------------------------------------------
 
@@ -307,7 +312,8 @@ class Collector:
         self._scans += 1
         scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
-            pids = procfs.list_pids()
+            listed = self.scope.pids() if self.scope is not None else None
+            pids = listed if listed is not None else procfs.list_pids()
         except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
             for live in self._live_by_pid.values():
                 if live in self.processes:
@@ -366,7 +372,7 @@ class Collector:
                 # A process started since the last scan used all its CPU time in this interval.
                 used = max(st.cpu_ticks - (state.cpu_ticks or 0), 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
-            state.cpu_ticks = st.cpu_ticks
+            state.cpu_ticks, state.reaped_ticks = st.cpu_ticks, st.reaped_ticks
             state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
             state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
             state.page_faults_cached, state.page_faults_disk = st.minor_faults, st.major_faults
@@ -386,7 +392,7 @@ class Collector:
         """A live process whose files could not be read this tick: what changes from
         tick to tick is unknown, and the next read starts afresh (no rate over a gap)."""
         state.cpu_percent = state.read_bps = state.write_bps = None
-        state.cpu_ticks = state.sched = state.mem_probe = None
+        state.cpu_ticks = state.reaped_ticks = state.sched = state.mem_probe = None
         state.read_bytes = state.write_bytes = None
         state.syscall_read_bytes = state.syscall_write_bytes = None
         state.page_faults_cached = state.page_faults_disk = None
@@ -450,6 +456,8 @@ class Collector:
         state = self.processes.get(key)
         if state is None:
             state = ProcessState(pid, None, backend_name or "?", first_seen=now)
+            if self.scope is not None:  # a tree's process forked and gone between two ticks
+                state.ppid = self.scope.parent_of(pid)
             state.sent_bytes = state.recv_bytes = 0
             state.exited, state.exited_at = True, now
             self.processes[key] = state
@@ -463,6 +471,8 @@ class Collector:
             return
         moved: dict[ProcessKey, tuple[int, int]] = {}
         for t in sample.processes:
+            if self.scope is not None and not self.scope.wants(t.pid):
+                continue
             state = self._state_for_traffic(t.pid, t.name, now)
             if t.note is not None:
                 state.note = t.note
@@ -493,6 +503,8 @@ class Collector:
         over all of them every tick is most of a tick's cost."""
         moving: list[ConnectionState] = []
         for c in conns:
+            if self.scope is not None and not self.scope.wants(c.pid):
+                continue
             state = self._state_for_traffic(c.pid, None, now)
             ckey = (c.protocol, c.local, c.remote)
             conn = state.connections.get(ckey)
@@ -598,6 +610,9 @@ class Collector:
     def _count_sockets(self) -> dict[int, int] | None:
         if not LINUX:
             return inet_connection_counts()
+        if self.scope is not None and self.scope.fallback is None:  # the tree's sockets only
+            counts = procfs.own_inet_socket_counts(self._live_by_pid)
+            return counts if counts is not None else procfs.inet_socket_counts(self._live_by_pid)
         if self._sockets is None:
             self._sockets = procfs.SocketCounter()
         return self._sockets.count()

@@ -19,11 +19,12 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 from nettop_ui import profile
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import Backend, BackendFailure, IntervalSchedule, TrafficSample
+from nettop_ui.profile import ProfileSource
 
 # What ends sampling cleanly (one final sample): ^C, kill, and the terminal hanging up.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -87,7 +88,16 @@ def look_up_names(on: bool) -> None:
     _look_up_names = on
 
 
-def collector_options(backend: Backend | type[Backend]) -> dict[str, Any]:
+class CollectorOptions(TypedDict):
+    """The Collector settings `collector_options` decides."""
+
+    per_process_bytes: bool
+    has_unattributed: bool
+    resolve: bool
+    profiler: ProfileSource | None
+
+
+def collector_options(backend: Backend | type[Backend]) -> CollectorOptions:
     """The Collector settings that follow from what `backend` can measure, whether to
     look up host names (`look_up_names`) and the profiler (`--profile`, profile.enable)."""
     return {

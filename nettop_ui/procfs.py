@@ -57,6 +57,7 @@ class StatFacts:
     major_faults: int = 0  # majflt: page faults that waited for the disk
     user_ticks: int = 0  # utime: CPU time in user mode since the process started
     system_ticks: int = 0  # stime: in the kernel on its behalf
+    reaped_ticks: int = 0  # cutime+cstime: CPU of the children it has waited for (reaped)
 
     @property
     def cpu_ticks(self) -> int:
@@ -99,6 +100,7 @@ def parse_stat(raw: bytes) -> StatFacts | None:
             major_faults=int(fields[9]),
             user_ticks=int(fields[11]),
             system_ticks=int(fields[12]),
+            reaped_ticks=int(fields[13]) + int(fields[14]),
         )
     except ValueError:
         return None
@@ -172,6 +174,14 @@ def user_name(uid: int) -> str:
 def read_user(pid: int) -> str | None:
     try:
         return user_name(os.stat(f"/proc/{pid}").st_uid)
+    except OSError:
+        return None
+
+
+def read_stat(pid: int) -> StatFacts | None:
+    """/proc/PID/stat read once (not held); None when it is gone or unreadable."""
+    try:
+        return parse_stat(_read(f"/proc/{pid}/stat"))
     except OSError:
         return None
 
@@ -418,9 +428,11 @@ def socket_inode(link: str) -> int | None:
     return None
 
 
-def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
+def socket_owners(
+    wanted: Collection[int] | None = None, pids: Collection[int] | None = None
+) -> dict[int, int]:
     """Socket inode -> the lowest pid holding it, over every /proc/PID/fd this user can
-    read; only the inodes in `wanted`, when given.
+    read (of `pids` only, when given); only the inodes in `wanted`, when given.
 
     Reads the fd links of every process, as psutil does, but skips the /proc files
     this process holds open (`ProcFiles`): thousands of readlinks that could never
@@ -428,7 +440,8 @@ def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
     """
     own, skip = os.getpid(), {str(fd) for fd in ProcFiles.held()}
     owners: dict[int, int] = {}
-    for pid in sorted(list_pids()):  # ascending: the first holder found is the lowest
+    # Ascending: the first holder found is the lowest.
+    for pid in sorted(list_pids() if pids is None else pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:  # gone, or not ours to look into
@@ -445,13 +458,49 @@ def socket_owners(wanted: Collection[int] | None = None) -> dict[int, int]:
     return owners
 
 
-def inet_socket_counts() -> dict[int, int] | None:
+def inet_socket_counts(pids: Collection[int] | None = None) -> dict[int, int] | None:
     """Open TCP/UDP sockets per pid, counted as psutil.net_connections("inet") counts them:
-    each socket once, for the first process found holding it."""
+    each socket once, for the first process found holding it (of `pids`, when given)."""
     inodes = inet_inodes()
     if inodes is None:
         return None
-    return dict(Counter(socket_owners(inodes).values()))
+    return dict(Counter(socket_owners(inodes, pids).values()))
+
+
+INET_PROTOCOLS = frozenset({b"TCP", b"TCPv6", b"UDP", b"UDPv6"})  # sockprotoname's
+
+
+def own_inet_socket_counts(pids: Collection[int]) -> dict[int, int] | None:
+    """`inet_socket_counts` for a few processes (a `run` tree) without reading the
+    machine's socket tables (tens of milliseconds with thousands of connections): each of
+    their sockets is asked its protocol (the `system.sockprotoname` attribute of the fd
+    link). A TCP socket neither bound nor connected counts too (the tables do not list
+    it). None where the kernel has no such attribute."""
+    own, skip = os.getpid(), {str(fd) for fd in ProcFiles.held()}
+    seen: set[int] = set()
+    counts: dict[int, int] = {}
+    for pid in sorted(pids):  # ascending: a shared socket counts for the lowest pid
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            if pid == own and fd in skip:
+                continue
+            link = f"/proc/{pid}/fd/{fd}"
+            try:
+                inode = socket_inode(os.readlink(link))
+                if inode is None or inode in seen:
+                    continue
+                proto = os.getxattr(link, "system.sockprotoname").rstrip(b"\0")
+            except OSError as exc:
+                if exc.errno in (errno.ENOTSUP, errno.ENODATA):
+                    return None
+                continue
+            if proto in INET_PROTOCOLS:
+                seen.add(inode)
+                counts[pid] = counts.get(pid, 0) + 1
+    return counts
 
 
 class SocketCounter:

@@ -32,6 +32,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psutil
+
+from nettop_ui import procfs
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import ConnectionTraffic, sum_known
 from nettop_ui.remotes import RemoteTable
@@ -81,6 +84,10 @@ class TreeTracker:
     _conn_bytes: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]] = field(
         default_factory=dict
     )
+    _reaped: dict[ProcessKey, int] = field(default_factory=dict)  # reaped_ticks, last tick
+    # Per live member: CPU ticks of its exited children that ticks already counted.
+    _owed: dict[ProcessKey, int] = field(default_factory=dict)
+    _unseen_ticks: int = 0  # CPU no tick saw, found in the reaped children's times
 
     def _members(self, snap: Snapshot) -> list[ProcessState]:
         live = {p.pid: p for p in snap.processes if not p.exited}
@@ -92,12 +99,20 @@ class TreeTracker:
         by_key = {p.key: p for p in snap.processes}
         members = {k for k in self.keys if k in by_key} | {self.root_key}
         if self.include_children:
+            # Never read alive: forked and gone between two ticks. Its parent is known only
+            # from the collector's scope (the fork was seen), so it may be an exited one.
+            flash = [p for p in snap.processes if p.create_time is None and p.ppid is not None]
             changed = True
             while changed:  # descendants: walk down one generation per pass
                 changed = False
                 member_pids = {k[0] for k in members if k in by_key and not by_key[k].exited}
                 for p in live.values():
                     if p.key not in members and p.ppid in member_pids:
+                        members.add(p.key)
+                        changed = True
+                every_pid = {k[0] for k in members}
+                for p in flash:
+                    if p.key not in members and p.ppid in every_pid:
                         members.add(p.key)
                         changed = True
         self.keys |= members
@@ -111,6 +126,7 @@ class TreeTracker:
         """Fold one snapshot in; return every member (exited ones as last seen)."""
         found = self._members(snap)
         self._count_remotes(found, snap)
+        self._count_reaped(found)
         for p in found:
             state = replace(p, connections={}, history=None)
             if p.exited:  # keep what was known while it ran; only the totals grow
@@ -131,6 +147,41 @@ class TreeTracker:
         for member in self.members.values():
             member.child_count = children[member.state.pid]
         return sorted(self.members.values(), key=lambda m: (m.state.create_time or 0, m.state.pid))
+
+    def _count_reaped(self, found: list[ProcessState]) -> None:
+        """The CPU time the tree used that no tick saw (`_unseen_ticks`).
+
+        The kernel adds a reaped child's whole CPU time (its own reaped children's
+        included) to its parent's cutime/cstime. So what a member's grows by, less what
+        the ticks already counted of the members it reaped (their CPU time when last
+        read), is CPU the tree used unseen: a child forked and gone between two ticks,
+        or a member's last moments after its last tick. Call before `members` changes.
+        """
+        if not self.include_children:  # the children's CPU is not the top process's
+            return
+        first = not self.members  # already there: only what they reap from now on counts
+        parents = {p.pid: p.key for p in found if not p.exited}
+        for p in found:
+            old = self.members.get(p.key)
+            if p.exited and old is not None and not old.state.exited:
+                self._reaped.pop(p.key, None)
+                self._owed.pop(p.key, None)  # its unreaped children go to init
+                parent = parents.get(p.ppid) if p.ppid is not None else None
+                if parent is not None and p.cpu_ticks is not None:
+                    counted = p.cpu_ticks + (p.reaped_ticks or 0)
+                    self._owed[parent] = self._owed.get(parent, 0) + counted
+        unseen = 0
+        for p in found:
+            if p.exited or p.reaped_ticks is None:
+                continue
+            before = self._reaped.get(p.key, p.reaped_ticks if first else 0)
+            self._reaped[p.key] = p.reaped_ticks
+            grown = p.reaped_ticks - before - self._owed.pop(p.key, 0)
+            if grown >= 0:
+                unseen += grown
+            else:  # counted, not reaped yet: it is when the parent next waits
+                self._owed[p.key] = -grown
+        self._unseen_ticks = unseen
 
     def _count_remotes(self, members: list[ProcessState], snap: Snapshot) -> None:
         """Add what the members' connections moved since the last tick to `remotes`."""
@@ -194,6 +245,10 @@ class TreeTracker:
                 if missing:
                     unknown[f.name] = missing
                 sums[f.name] = None if missing or not values else sum(values)
+        cpu = sums.get("cpu_percent")
+        if cpu is not None and self._unseen_ticks and snap.interval_s > 0:
+            unseen_s = self._unseen_ticks / procfs.CLK_TCK
+            sums["cpu_percent"] = cpu + 100.0 * unseen_s / snap.interval_s
         for name in SINCE_FIRST:  # counted from the first sample that knows them
             if sums[name] is not None:
                 base = self._base.setdefault(name, sums[name])
@@ -213,8 +268,16 @@ class TreeTracker:
 
 
 def interface_totals(snap: Snapshot) -> tuple[int, int] | None:
-    """Bytes sent and received on every interface but loopback (wire frames, since boot)."""
-    if snap.system is None:
-        return None
-    nics = [i for name, i in snap.system.interfaces.items() if name != "lo"]
-    return sum(i.sent_bytes for i in nics), sum(i.recv_bytes for i in nics)
+    """Bytes sent and received on every interface but loopback (wire frames, since boot):
+    the snapshot's, or read here when it has no machine-wide figures (`watch`'s collector
+    samples none: the tree's recording needs only these)."""
+    if snap.system is not None:
+        stats = snap.system.interfaces.items()
+        nics = [(i.sent_bytes, i.recv_bytes) for n, i in stats if n != "lo"]
+    else:
+        try:
+            counters = psutil.net_io_counters(pernic=True)
+        except OSError:
+            return None
+        nics = [(c.bytes_sent, c.bytes_recv) for n, c in counters.items() if n != "lo"]
+    return sum(n[0] for n in nics), sum(n[1] for n in nics)

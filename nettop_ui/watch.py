@@ -37,7 +37,8 @@ from typing import IO, Any
 import psutil
 
 from nettop_ui import profile
-from nettop_ui.collector import ProcessState, Snapshot
+from nettop_ui.args import PROG
+from nettop_ui.collector import Collector, ProcessState, Snapshot
 from nettop_ui.core import (
     Backend,
     BackendFailure,
@@ -53,7 +54,8 @@ from nettop_ui.jsonl import (
     remotes_fields,
     tree_record,
 )
-from nettop_ui.monitor import STOP_SIGNALS, describe_failure, monitor
+from nettop_ui.monitor import STOP_SIGNALS, collector_options, describe_failure, monitor
+from nettop_ui.proc_events import TreeScope
 from nettop_ui.profile import ProcessProfile
 from nettop_ui.tree import TreeTracker
 
@@ -360,15 +362,26 @@ def _tree_ebpf(
 class _TreeRecorder:
     """The monitor's sink for `watch`: a `sample` record of the tree per tick (a held
     command is released first), an `event` record per backend failure, and `fatal`, the
-    failure no fallback took over from, in words."""
+    failure no fallback took over from, in words. `note`, a line for stderr, is said with
+    the first sample (not when monitoring never started)."""
 
-    def __init__(self, target: Target, tracker: TreeTracker, sink: Callable[[Record], None]):
+    def __init__(
+        self,
+        target: Target,
+        tracker: TreeTracker,
+        sink: Callable[[Record], None],
+        note: str | None = None,
+    ):
         self.target = target
         self.tracker = tracker
         self.sink = sink
         self.fatal: str | None = None
+        self.note = note
 
     def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        if self.note:
+            print(f"{PROG}: {self.note}", file=sys.stderr)
+            self.note = None
         record = tree_sample(snap, self.tracker, self.target)
         self.target.resume()  # before the sink: whoever sees a sample sees CMD released
         self.sink(record)
@@ -432,7 +445,15 @@ async def watch(
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     started = time.time()
-    recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink)
+    # Only the tree's /proc files are read; its new processes come from the kernel's
+    # process events (proc_events.py), else from reading every process's parent.
+    scope = None
+    if sys.platform == "linux":  # a held command has no children yet: nothing to scan for
+        scope = TreeScope(target.pid, opts.include_children, isinstance(target, Command))
+    fallback = scope.fallback if scope is not None else None
+    note = f"{fallback}: finding new processes by reading all" if fallback else None
+    recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink, note)
+    collector = Collector(**collector_options(opts.backend), scope=scope, system=False)
     interrupted = False
 
     def on_signal(sig: int) -> None:
@@ -461,6 +482,7 @@ async def watch(
             schedule=_SoonFirst(opts.interval_s, opts.max_interval_s),
             handle_signals=False,
             fallbacks=opts.fallbacks,
+            collector=collector,
         )
         if not waiter.done():
             reason = "interrupted" if interrupted else "stopped"
@@ -478,6 +500,9 @@ async def watch(
             await waiter  # monitoring ended early: CMD still runs to its end
         code = target.finish()
     finally:
+        collector.close()
+        if scope is not None:
+            scope.close()
         waiter.cancel()
         if isinstance(target, Command) and not target.resumed:
             target.abandon()  # never leave a held command stopped behind (a crash, ^C)

@@ -89,6 +89,12 @@ def test_socket_counts_agree_with_psutil() -> None:
         assert counts is not None and counts[os.getpid()] == expected
         cached = procfs.SocketCounter().count()
         assert cached is not None and cached[os.getpid()] == expected
+        # A tree's count asks each of its sockets its protocol: the same, and a UNIX
+        # socket is not one of them.
+        unix = socket.socketpair()
+        assert procfs.own_inet_socket_counts([os.getpid()]) == {os.getpid(): expected}
+        for s in unix:
+            s.close()
     finally:
         for s in (listener, client, accepted, udp):
             s.close()

@@ -117,6 +117,55 @@ def test_run_tree_cpu_memory_disk_network(net: Network, tmp_path: Path) -> None:
     assert summary["duration_s"] >= 2.5 and summary["cpu_percent_mean"] > 0
 
 
+def test_run_counts_grandchildren_forked_and_gone_between_ticks(
+    net: Network, tmp_path: Path
+) -> None:
+    """30 grandchildren, each burning CPU and sending 64 KiB, most never alive at a tick
+    (1 s apart): their bytes (the proc connector saw their forks) and their CPU (in
+    their parent's cutime once reaped) are the tree's all the same."""
+    require_root()
+    out = tmp_path / "run.jsonl"
+    load = [sys.executable, LOAD, "--flash", "30", "--flash-cpu", "0.04"]
+    load += ["--flash-send", str(64 * 1024), "--to", net.ns_v4, "--port", str(net.ports["tcp4"])]
+    res = nettop("run", "--backend", "ebpf", "--interval", "1", "--output", str(out), "--", *load)
+    assert res.returncode == 0, res.stderr
+    assert "reading all" not in res.stderr  # the proc connector, not the fallback
+    told = json.loads(res.stdout.splitlines()[-1])
+    recs = records(out)
+    check_shape(recs)
+    final = samples(recs)[-1]
+    unseen = [p for p in final["processes"] if p["start_time"] is None]
+    assert len(unseen) >= 10, final["processes"]  # most were never read alive
+    assert all(p["ppid"] == told["child"] and p["exited"] for p in unseen)
+    assert final["tree"]["sent_bytes"] == told["sent"], (final["tree"], told)
+    cpus = [(s["tree"]["cpu_percent"] or 0, s["interval_s"]) for s in samples(recs)]
+    seen_cpu_s = sum(c * dt for c, dt in cpus) / 100
+    assert within(seen_cpu_s, told["cpu_s"], 0.2), (seen_cpu_s, told["cpu_s"], cpus)
+
+
+def test_run_without_the_proc_connector_scans_and_says_so_once(tmp_path: Path) -> None:
+    """In a network namespace of its own the kernel refuses the proc connector: the tree's
+    new processes are found by reading every process, as before, said once on stderr."""
+    require_root()
+    require(shutil.which("unshare") is not None, "needs unshare (util-linux)")
+    out = tmp_path / "run.jsonl"
+    cmd = ["unshare", "-n", sys.executable, "-m", "nettop_ui", "run", "--backend", "psutil"]
+    cmd += ["--interval", "0.2", "--output", str(out), "--", sys.executable, LOAD, "--cpu", "1"]
+    cmd += ["--mem", "10", "--hold", "3"]  # the child stays a while: slow ticks see it too
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=HERE.parent)
+    assert res.returncode == 0, res.stderr
+    said = [line for line in res.stderr.splitlines() if line.startswith("nettop-ui:")]
+    assert said == ["nettop-ui: proc connector refused (Connection refused): finding new "
+                    "processes by reading all"], res.stderr  # fmt: skip
+    told = json.loads(res.stdout.splitlines()[-1])
+    recs = records(out)
+    check_shape(recs)
+    assert peak(recs, "processes") == 2
+    cpus = [(s["tree"]["cpu_percent"] or 0, s["interval_s"]) for s in samples(recs)]
+    seen_cpu_s = sum(c * dt for c, dt in cpus) / 100
+    assert within(seen_cpu_s, told["cpu_s"], 0.2), (seen_cpu_s, told["cpu_s"], cpus)
+
+
 def test_held_start_counts_the_first_bytes(net: Network, tmp_path: Path) -> None:
     """CMD sends as soon as Python is up and exits: nothing is lost to the BPF compile."""
     require_root()
@@ -464,7 +513,9 @@ def test_attach_stops_when_the_pid_is_reused(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     told = json.loads(res.stdout)
     assert told["new"] == told["pid"], told  # the PID was reused
-    assert told["code"] == 0 and told["err"] == "", told
+    # In a PID namespace the kernel sends no process events: the scan, said once.
+    scan = "proc connector not available in a PID or user namespace: finding new processes"
+    assert told["code"] == 0 and told["err"] == f"nettop-ui: {scan} by reading all\n", told
     recs = records(out)
     assert recs[-1]["reason"] == "exited" and told["took"] < 10, (recs[-1], told)
     assert samples(recs)[-1]["tree"]["processes"] == 0

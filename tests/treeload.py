@@ -4,7 +4,10 @@ The parent starts one child (this script again, with --child) and both burn a CP
 core for --cpu seconds at the same time. Then the child allocates and touches --mem
 MB and holds it for a moment, and writes --disk bytes to --path with fsync; the
 parent sends --send bytes over TCP to a tests/trafficgen.py server (--to, --port)
-and prints one JSON line with what it counted. The parent exits with --exit, or
+and prints one JSON line with what it counted. With --flash N the child first forks
+N grandchildren one after the other, each burning --flash-cpu seconds, sending
+--flash-send bytes and exiting at once: most live and die between two ticks of a
+monitor sampling every second. The parent exits with --exit, or
 kills itself with --signal. The JSON line includes the CPU seconds the tree got
 (getrusage), so a test on a busy machine knows how much CPU there was to see.
 
@@ -31,7 +34,19 @@ def burn(seconds: float) -> None:
         x += 1
 
 
+def flash(args: argparse.Namespace) -> None:
+    for _ in range(args.flash):
+        pid = os.fork()
+        if pid == 0:
+            burn(args.flash_cpu)
+            if args.flash_send:
+                send(args.to, args.port, args.flash_send)
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+
 def child(args: argparse.Namespace) -> None:
+    flash(args)
     burn(args.cpu)
     if args.mem:
         block = bytearray(args.mem * 1024 * 1024)
@@ -70,6 +85,9 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--exit", type=int, default=0)
     p.add_argument("--signal", type=int, default=0)
+    p.add_argument("--flash", type=int, default=0, help="short-lived grandchildren")
+    p.add_argument("--flash-cpu", type=float, default=0.0)
+    p.add_argument("--flash-send", type=int, default=0)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -83,6 +101,8 @@ def main() -> None:
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
     cpu_s = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime  # what the tree got
+    if args.flash_send:  # each grandchild's bytes, its 16-byte header included
+        sent += args.flash * (16 + args.flash_send)
     report = {"pid": os.getpid(), "child": kid.pid, "sent": sent, "cpu_s": cpu_s}
     print(json.dumps(report), flush=True)
     if args.signal:
