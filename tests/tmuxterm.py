@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shlex
 import shutil
 import subprocess
@@ -149,6 +150,20 @@ class App:
         return self.term.wait_for(
             lambda s: header_line(s) is not None and len(table_rows(s)) > 2, timeout, "table"
         )
+
+    def seconds_to_exit(self, act: Callable[[], object], timeout: float = 10) -> float:
+        """Seconds from `act()` (a key, a signal) to the app's exit, read off a pidfd
+        opened before it (no polling interval in the figure)."""
+        fd = os.pidfd_open(self.proc.pid)
+        try:
+            start = time.monotonic()
+            act()
+            ready, _, _ = select.select([fd], [], [], timeout)
+            elapsed = time.monotonic() - start
+        finally:
+            os.close(fd)
+        assert ready, f"nettop-ui still running {timeout}s later"
+        return elapsed
 
     def wait_exit(self, timeout: float = 10) -> None:
         try:
