@@ -24,6 +24,14 @@ import pytest
 from nettop_ui.tui.safe import safe_text
 from tests.dnsenv import dns_server
 from tests.netenv import Network, require, require_root
+from tests.saturate import (
+    AT_DEFAULT_PRIORITY,
+    filter_round,
+    measured_above,
+    percentile,
+    saturated,
+    terminal_above,
+)
 from tests.tmuxterm import (
     PROMPT,
     Terminal,
@@ -378,3 +386,32 @@ def test_host_view_names_the_peers_from_a_real_dns_server(net: Network) -> None:
             for c in clients:
                 c.proc.kill()
                 c.proc.wait(10)
+
+
+# -- issue #15: keys answered on a saturated machine -------------------------------------------
+
+SATURATING = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+# 95th percentile of key-to-screen times. The goal is 0.2 s with the cores saturated by
+# the generators alone (bench/tui_latency.py records it); this shared machine carries
+# other load as well. Before: 0.68 to 0.82 s here, and the issue saw a filter not yet
+# applied 2.5 s after the Enter.
+KEY_P95_S = 0.5
+
+
+def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy() -> None:
+    """`/bravo` Enter, then delete, typed at human speed three times with both cores busy
+    (eight full-speed loopback uploads): every key is on the screen within the bound. The
+    measuring side (this test, the tmux server) runs at a high priority so the times are
+    the app's; the app starts at the default priority and raises its own."""
+    require_root()
+    at_default = [*AT_DEFAULT_PRIORITY]
+    with (
+        measured_above(),
+        saturated(SATURATING),
+        tui(160, 48, *PSUTIL, wrap=lambda cmd: [*at_default, *cmd]) as (term, app),
+    ):
+        terminal_above(term)
+        app.wait_table()
+        times = [t for _ in range(3) for t in filter_round(term, "bravo")]
+    p95 = percentile(times, 95)
+    assert p95 < KEY_P95_S, f"p95 {p95:.3f}s; every key: {[round(t, 3) for t in times]}"

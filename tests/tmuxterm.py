@@ -87,7 +87,9 @@ class Terminal:
     def display(self, fmt: str) -> str:
         return self.tmux("display", "-p", "-t", self.target, fmt).strip()
 
-    def wait_for(self, check: Callable[[str], object], timeout: float, what: str) -> str:
+    def wait_for(
+        self, check: Callable[[str], object], timeout: float, what: str, poll_s: float = 0.2
+    ) -> str:
         """Poll the screen until `check(screen)` is true; fail showing the last screen.
 
         A check that raises (a row not there yet, a cell not a rate yet) counts as false.
@@ -102,7 +104,17 @@ class Terminal:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout}s; screen:\n{screen}")
-            time.sleep(0.2)
+            time.sleep(poll_s)
+
+    def seconds_until(
+        self, act: Callable[[], object], check: Callable[[str], object], what: str
+    ) -> float:
+        """Seconds from `act()` (keys typed) until the screen passes `check`: the time
+        from a key to the redrawn screen, to within the polling (every 10 ms)."""
+        start = time.monotonic()
+        act()
+        self.wait_for(check, 10, what, poll_s=0.01)
+        return time.monotonic() - start
 
     def resize(self, width: int, height: int) -> None:
         self.tmux("resize-window", "-t", "ntu", "-x", str(width), "-y", str(height))
