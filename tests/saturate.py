@@ -62,6 +62,14 @@ def measured_above() -> Iterator[None]:
         os.setpriority(os.PRIO_PROCESS, 0, saved)
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of `pid`'s session scheduling group; None without autogroup."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except FileNotFoundError:
+        return None
+
+
 def terminal_above(term: Terminal) -> None:
     """The terminal's tmux server at nice MEASURER_NICE, its session's scheduling group
     (autogroup) too: it draws what is measured, and is in a session of its own."""

@@ -21,11 +21,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from nettop_ui.tui.priority import PRIORITY_NICE
 from nettop_ui.tui.safe import safe_text
 from tests.dnsenv import dns_server
 from tests.netenv import Network, require, require_root
 from tests.saturate import (
     AT_DEFAULT_PRIORITY,
+    autogroup_nice,
     filter_round,
     measured_above,
     percentile,
@@ -391,27 +393,50 @@ def test_host_view_names_the_peers_from_a_real_dns_server(net: Network) -> None:
 # -- issue #15: keys answered on a saturated machine -------------------------------------------
 
 SATURATING = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-# 95th percentile of key-to-screen times. The goal is 0.2 s with the cores saturated by
-# the generators alone (bench/tui_latency.py records it); this shared machine carries
-# other load as well. Before: 0.68 to 0.82 s here, and the issue saw a filter not yet
-# applied 2.5 s after the Enter.
-KEY_P95_S = 0.5
+# The same app, unable to raise its priority (root without CAP_SYS_NICE): how the TUI ran
+# before, measured in the same run, a round each in turn, so both see the same load.
+AS_BEFORE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--"]
+# p95 of key-to-screen times against the one that cannot raise its priority. The goal
+# is 0.2 s with the cores saturated by the generators alone (bench/tui_latency.py records
+# it); this shared machine carries other load as well, so the test compares. Before,
+# both were the same (the issue saw a filter not yet applied 2.5 s after the Enter).
+P95_RATIO = 0.7
 
 
 def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy() -> None:
     """`/bravo` Enter, then delete, typed at human speed three times with both cores busy
-    (eight full-speed loopback uploads): every key is on the screen within the bound. The
-    measuring side (this test, the tmux server) runs at a high priority so the times are
-    the app's; the app starts at the default priority and raises its own."""
+    (eight full-speed loopback uploads), into the TUI and, in turn, into one that cannot
+    raise its priority: the keys reach the screen markedly sooner. The measuring side
+    (this test, the tmux servers) runs at a high priority so the times are the apps';
+    both apps start at the default priority."""
     require_root()
+    require(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
     at_default = [*AT_DEFAULT_PRIORITY]
     with (
         measured_above(),
         saturated(SATURATING),
         tui(160, 48, *PSUTIL, wrap=lambda cmd: [*at_default, *cmd]) as (term, app),
+        tui(160, 48, *PSUTIL, wrap=lambda cmd: [*AS_BEFORE, *at_default, *cmd]) as (
+            before_term,
+            before,
+        ),
     ):
-        terminal_above(term)
+        for t in (term, before_term):
+            terminal_above(t)
         app.wait_table()
-        times = [t for _ in range(3) for t in filter_round(term, "bravo")]
-    p95 = percentile(times, 95)
-    assert p95 < KEY_P95_S, f"p95 {p95:.3f}s; every key: {[round(t, 3) for t in times]}"
+        before.wait_table()
+        assert os.getpriority(os.PRIO_PROCESS, app.proc.pid) == PRIORITY_NICE
+        assert autogroup_nice(app.proc.pid) in (None, PRIORITY_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, before.proc.pid) == 0
+        times: list[float] = []
+        before_times: list[float] = []
+        for _ in range(3):
+            times += filter_round(term, "bravo")
+            before_times += filter_round(before_term, "bravo")
+        app.seconds_to_exit(lambda: term.keys("q"))
+        # The terminal's session group is put back once the TUI ends.
+        assert autogroup_nice(term.shell_pid) in (None, 0)
+    p95, before_p95 = percentile(times, 95), percentile(before_times, 95)
+    assert p95 < P95_RATIO * before_p95, (
+        f"p95 {p95:.3f}s against {before_p95:.3f}s; every key: {[round(t, 3) for t in times]}"
+    )
