@@ -9,9 +9,11 @@ process (the CONNS column) and, through the collector, per-interface rates.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from nettop_ui.core import Backend, Coverage, Probe, TrafficSample
+from nettop_ui.procfs import SocketCounter
 from nettop_ui.system import inet_connection_counts
 
 
@@ -32,10 +34,14 @@ class PsutilBackend(Backend):
         return Probe(True, "always available (per-process bytes unknown)")
 
     async def start(self) -> None:
-        return None
+        # Linux: per tick, only the processes whose fds changed have their links read.
+        self._sockets = SocketCounter() if sys.platform.startswith("linux") else None
+
+    def _count(self) -> dict[int, int] | None:
+        return self._sockets.count() if self._sockets else inet_connection_counts()
 
     async def read(self, interval_s: float) -> TrafficSample:
-        counts = await asyncio.to_thread(inet_connection_counts)
+        counts = await asyncio.to_thread(self._count)
         return TrafficSample(
             ts=time.time(), interval_s=interval_s, processes=None, connection_counts=counts
         )

@@ -1,7 +1,5 @@
 """`python -m nettop_ui`."""
 
-import sys
+from nettop_ui.cli import entry
 
-from nettop_ui.cli import main
-
-sys.exit(main())
+entry()

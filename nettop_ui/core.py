@@ -174,8 +174,10 @@ class Backend(abc.ABC):
         interval_s: float,
         stop: asyncio.Event,
         interval_for: IntervalSchedule | None = None,
+        abandon: asyncio.Event | None = None,
     ) -> None:
-        """Publish one sample per interval until `stop` is set, then one final sample.
+        """Publish one sample per interval until `stop` is set, then one final sample,
+        none when `abandon` is set too (the user quit: nothing would show it).
 
         Any failure becomes a BackendFailure on the queue; this never raises.
         """
@@ -188,6 +190,8 @@ class Backend(abc.ABC):
                 wait = interval_for(time.monotonic() - started) if interval_for else interval_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
+                if abandon is not None and abandon.is_set():
+                    return
                 now = time.monotonic()
                 await queue.put(await self.read(now - last))
                 last = now

@@ -120,6 +120,7 @@ async def monitor(
     schedule: IntervalSchedule | None = None,
     handle_signals: bool = True,
     fallbacks: Sequence[type[Backend]] = (),
+    abandon: asyncio.Event | None = None,
 ) -> None:
     """Sample into `sink` until SIGINT/SIGTERM/SIGHUP, `duration_s`, `count` samples (a
     backend failure is not one) or a backend failure.
@@ -129,6 +130,8 @@ async def monitor(
     backends `--backend auto` would have picked next), the next one that starts takes
     over; the sink's `failure` gets it, and the totals counted so far are kept. A
     collector made here is closed at the end; one passed in stays its caller's to close.
+    Setting `abandon` stops at once, without a final sample (the TUI's quit: nothing
+    would show it, and the user waits for the exit).
     """
     owned = collector is None
     collector = collector or Collector(**collector_options(backend))
@@ -143,7 +146,9 @@ async def monitor(
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
-    producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
+    abandon = abandon or asyncio.Event()
+    abandoned = asyncio.ensure_future(abandon.wait())
+    producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule, abandon))
     emitted = 0
     remaining = list(fallbacks)
     fatal: BackendFailure | None = None
@@ -163,10 +168,10 @@ async def monitor(
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
+            await asyncio.wait({getter, producer, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+            if abandon.is_set() or not getter.done():
                 getter.cancel()
-                break  # the producer returned and the queue is drained
+                break  # abandoned, or the producer returned and the queue is drained
             item = getter.result()
             fallback = None  # the backend taking over from a failed one
             if isinstance(item, BackendFailure) and remaining and not stop.is_set():
@@ -179,13 +184,16 @@ async def monitor(
                     fatal = item if shown else None
                     break
                 backend = remaining.pop(0)()
-                producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule))
+                producer = asyncio.create_task(
+                    backend.produce(queue, interval_s, stop, schedule, abandon)
+                )
                 continue
             emitted += 1
             if count is not None and emitted >= count:
                 stop.set()
     finally:
         stop.set()
+        abandoned.cancel()
         if timer:
             timer.cancel()
         while not producer.done():  # one waiting to put its final sample must get to its end

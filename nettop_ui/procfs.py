@@ -405,17 +405,26 @@ def loopback_socket_pids(pids: Collection[int]) -> set[int]:
         if port and (addr.is_loopback or addr in here) and fields[9].isdigit():
             inodes.add(int(fields[9]))
     inodes.discard(0)
-    return {pid for pid in pids if inodes & _socket_inodes(pid)}
+    return {pid for pid in pids if inodes & (pid_sockets(pid) or set())}
 
 
-def _socket_inodes(pid: int) -> set[int]:
+def pid_sockets(pid: int) -> set[int] | None:
+    """The socket inodes among /proc/PID/fd's links; None when they cannot be read (gone,
+    or not ours to look into). This process's own held /proc files (`ProcFiles`) are
+    skipped: thousands of readlinks that could never find a socket."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    if pid == os.getpid():
+        skip = {str(fd) for fd in ProcFiles.held()}
+        fds = [fd for fd in fds if fd not in skip]
     found = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
-                if inode is not None:
-                    found.add(inode)
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if inode is not None:
+                found.add(inode)
     return found
 
 
@@ -432,28 +441,12 @@ def socket_owners(
     wanted: Collection[int] | None = None, pids: Collection[int] | None = None
 ) -> dict[int, int]:
     """Socket inode -> the lowest pid holding it, over every /proc/PID/fd this user can
-    read (of `pids` only, when given); only the inodes in `wanted`, when given.
-
-    Reads the fd links of every process, as psutil does, but skips the /proc files
-    this process holds open (`ProcFiles`): thousands of readlinks that could never
-    find a socket.
-    """
-    own, skip = os.getpid(), {str(fd) for fd in ProcFiles.held()}
+    read (of `pids` only, when given); only the inodes in `wanted`, when given."""
     owners: dict[int, int] = {}
     # Ascending: the first holder found is the lowest.
     for pid in sorted(list_pids() if pids is None else pids):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:  # gone, or not ours to look into
-            continue
-        for fd in fds:
-            if pid == own and fd in skip:
-                continue
-            try:
-                inode = socket_inode(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                continue
-            if inode is not None and (wanted is None or inode in wanted):
+        for inode in pid_sockets(pid) or ():
+            if wanted is None or inode in wanted:
                 owners.setdefault(inode, pid)
     return owners
 
@@ -504,21 +497,26 @@ def own_inet_socket_counts(pids: Collection[int]) -> dict[int, int] | None:
 
 
 class SocketCounter:
-    """`inet_socket_counts`, without reading every process's fd links every time.
+    """`inet_socket_counts`, reading the fd links only of the processes that changed.
 
     Finding who holds which socket means reading the fd links of every process (~50 ms
-    for 2,000 of them), while the sockets themselves are listed in four small tables.
-    So the holders found are remembered, and a count reads the tables and credits each
-    listed socket to its known holder. The fd links are read again only when the
-    tables list a socket never seen before, whose holder is unknown, or every
-    `full_every` counts, so that a socket handed over to another process (or left to a
-    child by an exiting parent) is not credited to the old holder for long.
+    for 2,000 of them on an idle machine), while the sockets themselves are listed in
+    four small tables. So each process's socket inodes are remembered with its number of
+    open fds (the size of its /proc/PID/fd: one stat, Linux 6.2 and later), and a count
+    reads the tables, stats each process, and reads the links again only of a process
+    that is new or whose number of fds changed. A listed socket that then has no known
+    holder (one file closed and a socket opened between two counts) is searched for,
+    processes holding sockets first, until found. Every `full_every` counts all links
+    are read again (a descriptor replaced by dup2, a holder found out of pid order).
+    `links_read`: the processes whose links the last count read.
     """
 
-    def __init__(self, full_every: int = 6) -> None:
+    def __init__(self, full_every: int = 30) -> None:
         self.full_every = full_every
-        self._holders: dict[int, int] = {}
-        self._seen: set[int] = set()  # every inode the last walk looked for
+        self.links_read = 0
+        self._held: dict[int, tuple[int, frozenset[int]]] = {}  # pid -> (fds, sockets)
+        self._fresh: set[int] = set()  # the pids whose links this count has read
+        self._unowned: set[int] = set()  # listed sockets no readable process holds
         self._since_walk = 0
 
     def count(self) -> dict[int, int] | None:
@@ -526,7 +524,62 @@ class SocketCounter:
         if inodes is None:
             return None
         self._since_walk += 1
-        if self._since_walk >= self.full_every or not inodes <= self._seen:
-            self._holders, self._seen, self._since_walk = socket_owners(inodes), inodes, 0
-        holders = self._holders
-        return dict(Counter(holders[i] for i in inodes if i in holders))
+        full = not self._held or self._since_walk >= self.full_every
+        self.links_read, self._fresh = 0, set()
+        self._refresh(every=full)
+        owners = self._owners(inodes)
+        missing = inodes - owners.keys() - self._unowned
+        if missing and not full:
+            self._search(missing)
+            owners = self._owners(inodes)
+        self._unowned = inodes - owners.keys()
+        if full:
+            self._since_walk = 0
+        return dict(Counter(owners.values()))
+
+    def _refresh(self, every: bool) -> None:
+        """Stat every process; read the links of the new and changed ones (`every`: all)."""
+        held: dict[int, tuple[int, frozenset[int]]] = {}
+        for pid in list_pids():
+            try:
+                fds = os.stat(f"/proc/{pid}/fd").st_size
+            except OSError:
+                continue
+            known = self._held.get(pid)
+            if every or known is None or known[0] != fds or not fds:  # 0: no count given
+                known = self._read(pid, fds)
+            if known is not None:
+                held[pid] = known
+        self._held = held
+
+    def _search(self, missing: set[int]) -> None:
+        """Read the links of the processes not read yet until every socket in `missing`
+        has a holder: those holding sockets first, as a new one is mostly opened by a
+        process that has others."""
+        for pid in sorted(self._held, key=lambda pid: not self._held[pid][1]):
+            if not missing:
+                return
+            if pid in self._fresh:
+                continue
+            known = self._read(pid, self._held[pid][0])
+            if known is None:
+                del self._held[pid]
+                continue
+            self._held[pid] = known
+            missing -= known[1]
+
+    def _read(self, pid: int, fds: int) -> tuple[int, frozenset[int]] | None:
+        self.links_read += 1
+        self._fresh.add(pid)
+        sockets = pid_sockets(pid)
+        return None if sockets is None else (fds, frozenset(sockets))
+
+    def _owners(self, inodes: set[int]) -> dict[int, int]:
+        """Socket inode -> the lowest pid known to hold it."""
+        owners: dict[int, int] = {}
+        for pid in sorted(self._held):
+            sockets = self._held[pid][1]
+            if sockets:
+                for inode in sockets & inodes:
+                    owners.setdefault(inode, pid)
+        return owners

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import psutil
@@ -98,3 +99,57 @@ def test_socket_counts_agree_with_psutil() -> None:
     finally:
         for s in (listener, client, accepted, udp):
             s.close()
+
+
+def test_socket_counter_follows_sockets_opened_and_closed_reading_only_what_changed() -> None:
+    """Real sockets opened, closed, swapped (one closed and one opened between two counts,
+    the fd count unchanged) and held by a child: each count is psutil's; and a count
+    reads the fd links of the processes that changed, not of every process."""
+    counter = procfs.SocketCounter(full_every=1_000)  # the safety net out of the way
+    me = psutil.Process()
+
+    def check() -> None:
+        counts = counter.count()
+        assert counts is not None
+        assert counts.get(me.pid, 0) == len(me.net_connections("inet"))
+
+    check()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    check()
+    client.close()
+    check()
+    accepted.close()  # its fd number is free: the next socket takes it, the count is the same
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    check()
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(listener.getsockname()[1])],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        counts = counter.count()
+        assert counts is not None and counts.get(child.pid) == 2  # its connection and UDP
+        check()
+        counter.count()
+        assert counter.links_read < len(procfs.list_pids()) / 2, "read every process's links"
+    finally:
+        child.kill()
+        child.wait()
+        listener.close()
+        udp.close()
+    check()
+
+
+# Holds a TCP connection to the port in argv[1] and a UDP socket until killed.
+HOLDER = """
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", 0))
+print("ready", flush=True)
+time.sleep(60)
+"""

@@ -21,9 +21,19 @@ from pathlib import Path
 import psutil
 import pytest
 
+from nettop_ui.tui.priority import PRIORITY_NICE
 from nettop_ui.tui.safe import safe_text
 from tests.dnsenv import dns_server
 from tests.netenv import Network, require, require_root
+from tests.saturate import (
+    AT_DEFAULT_PRIORITY,
+    autogroup_nice,
+    filter_round,
+    measured_above,
+    percentile,
+    saturated,
+    terminal_above,
+)
 from tests.tmuxterm import (
     PROMPT,
     Terminal,
@@ -151,6 +161,11 @@ SIGNAL_CASES = [
     (signal.SIGINT, "sockdiag"),
     (signal.SIGHUP, "nethogs"),
 ]
+# Quitting (q or a signal) to the process's exit. The goal is 0.2 s (bench/tui.py --quit
+# records it); the bound leaves room for a busy machine. It took 0.45 to 0.8 s here
+# before (waiting for the final sample, for Textual's input thread, and for Python's
+# own shutdown).
+QUIT_S = 0.3
 
 
 @pytest.mark.parametrize(("sig", "backend"), SIGNAL_CASES, ids=lambda v: str(v))
@@ -163,10 +178,23 @@ def test_signal_ends_app_and_restores_terminal(
         kids = children_of(app.proc.pid)
         if backend == "nethogs":
             assert any(k.name() == "nethogs" for k in kids), "no nethogs child to check"
-        os.kill(app.proc.pid, sig)
-        app.wait_exit(10)
+        took = app.seconds_to_exit(lambda: os.kill(app.proc.pid, sig))
+        assert took < QUIT_S, f"{sig.name}: {took:.3f}s to exit"
         assert not gone(kids), f"{sig.name} left a child running"
         assert_restored_shell(term)
+
+
+@pytest.mark.parametrize("backend", ["ebpf", "nethogs", "sockdiag", "psutil"])
+def test_q_quits_at_once_and_cleanly(net: Network, backend: str) -> None:
+    require_root()
+    with tui(160, 48, "--backend", backend, "--interval", "1") as (term, app):
+        app.wait_table()
+        kids = children_of(app.proc.pid)
+        took = app.seconds_to_exit(lambda: term.keys("q"))
+        assert took < QUIT_S, f"{took:.3f}s from q to the exit"
+        assert not gone(kids), "q left a child running"
+        assert_restored_shell(term)
+        term.expect_exit_status(0, "exit status 0")
 
 
 def test_closed_terminal_ends_app_and_its_child(net: Network) -> None:
@@ -360,3 +388,55 @@ def test_host_view_names_the_peers_from_a_real_dns_server(net: Network) -> None:
             for c in clients:
                 c.proc.kill()
                 c.proc.wait(10)
+
+
+# -- issue #15: keys answered on a saturated machine -------------------------------------------
+
+SATURATING = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+# The same app, unable to raise its priority (root without CAP_SYS_NICE): how the TUI ran
+# before, measured in the same run, a round each in turn, so both see the same load.
+AS_BEFORE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--"]
+# p95 of key-to-screen times against the one that cannot raise its priority. The goal
+# is 0.2 s with the cores saturated by the generators alone (bench/tui_latency.py records
+# it); this shared machine carries other load as well, so the test compares. Before,
+# both were the same (the issue saw a filter not yet applied 2.5 s after the Enter).
+P95_RATIO = 0.7
+
+
+def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy() -> None:
+    """`/bravo` Enter, then delete, typed at human speed three times with both cores busy
+    (eight full-speed loopback uploads), into the TUI and, in turn, into one that cannot
+    raise its priority: the keys reach the screen markedly sooner. The measuring side
+    (this test, the tmux servers) runs at a high priority so the times are the apps';
+    both apps start at the default priority."""
+    require_root()
+    require(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
+    at_default = [*AT_DEFAULT_PRIORITY]
+    with (
+        measured_above(),
+        saturated(SATURATING),
+        tui(160, 48, *PSUTIL, wrap=lambda cmd: [*at_default, *cmd]) as (term, app),
+        tui(160, 48, *PSUTIL, wrap=lambda cmd: [*AS_BEFORE, *at_default, *cmd]) as (
+            before_term,
+            before,
+        ),
+    ):
+        for t in (term, before_term):
+            terminal_above(t)
+        app.wait_table()
+        before.wait_table()
+        assert os.getpriority(os.PRIO_PROCESS, app.proc.pid) == PRIORITY_NICE
+        assert autogroup_nice(app.proc.pid) in (None, PRIORITY_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, before.proc.pid) == 0
+        times: list[float] = []
+        before_times: list[float] = []
+        for _ in range(3):
+            times += filter_round(term, "bravo")
+            before_times += filter_round(before_term, "bravo")
+        app.seconds_to_exit(lambda: term.keys("q"))
+        # The terminal's session group is put back once the TUI ends.
+        assert autogroup_nice(term.shell_pid) in (None, 0)
+    p95, before_p95 = percentile(times, 95), percentile(before_times, 95)
+    assert p95 < P95_RATIO * before_p95, (
+        f"p95 {p95:.3f}s against {before_p95:.3f}s; every key: {[round(t, 3) for t in times]}"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shlex
 import shutil
 import subprocess
@@ -86,7 +87,9 @@ class Terminal:
     def display(self, fmt: str) -> str:
         return self.tmux("display", "-p", "-t", self.target, fmt).strip()
 
-    def wait_for(self, check: Callable[[str], object], timeout: float, what: str) -> str:
+    def wait_for(
+        self, check: Callable[[str], object], timeout: float, what: str, poll_s: float = 0.2
+    ) -> str:
         """Poll the screen until `check(screen)` is true; fail showing the last screen.
 
         A check that raises (a row not there yet, a cell not a rate yet) counts as false.
@@ -101,7 +104,17 @@ class Terminal:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout}s; screen:\n{screen}")
-            time.sleep(0.2)
+            time.sleep(poll_s)
+
+    def seconds_until(
+        self, act: Callable[[], object], check: Callable[[str], object], what: str
+    ) -> float:
+        """Seconds from `act()` (keys typed) until the screen passes `check`: the time
+        from a key to the redrawn screen, to within the polling (every 10 ms)."""
+        start = time.monotonic()
+        act()
+        self.wait_for(check, 10, what, poll_s=0.01)
+        return time.monotonic() - start
 
     def resize(self, width: int, height: int) -> None:
         self.tmux("resize-window", "-t", "ntu", "-x", str(width), "-y", str(height))
@@ -149,6 +162,20 @@ class App:
         return self.term.wait_for(
             lambda s: header_line(s) is not None and len(table_rows(s)) > 2, timeout, "table"
         )
+
+    def seconds_to_exit(self, act: Callable[[], object], timeout: float = 10) -> float:
+        """Seconds from `act()` (a key, a signal) to the app's exit, read off a pidfd
+        opened before it (no polling interval in the figure)."""
+        fd = os.pidfd_open(self.proc.pid)
+        try:
+            start = time.monotonic()
+            act()
+            ready, _, _ = select.select([fd], [], [], timeout)
+            elapsed = time.monotonic() - start
+        finally:
+            os.close(fd)
+        assert ready, f"nettop-ui still running {timeout}s later"
+        return elapsed
 
     def wait_exit(self, timeout: float = 10) -> None:
         try:

@@ -14,6 +14,7 @@ from nettop_ui.format import Units
 from nettop_ui.memory import small_heap
 from nettop_ui.monitor import Sink
 from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.priority import responsive
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
 
@@ -45,7 +46,7 @@ def run_tui(
     gets every tick, on the collector's thread (the Prometheus exporter). `filter_text`
     starts in the filter box (`--filter`); `units` are binary or decimal (`--units`).
     """
-    with small_heap():  # a top is left open for hours (docs/benchmarks.md)
+    with responsive(), small_heap():  # a top is left open for hours (docs/benchmarks.md)
         source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
         app = NettopApp.for_user(source, why, filter_text=filter_text, units=units)
         result = app.run()

@@ -54,7 +54,27 @@ from nettop_ui.tui.system_history import SystemHistory
 STOP_GRACE_S = 3.0  # how long quitting waits for the backend to close
 
 
-class StdoutDriver(LinuxDriver):
+class QuickExitDriver(LinuxDriver):
+    """Textual's terminal driver, restoring the terminal without waiting on its input
+    thread. That thread polls the terminal every 0.1 s, and once more on its way out:
+    waiting for it added 0.2 s to every quit. It is told to stop and ends by itself;
+    `nettop_ui.cli.entry` ends the process without waiting for it. (A suspend, which
+    starts the thread again, still waits.)"""
+
+    def stop_application_mode(self) -> None:
+        signal.signal(signal.SIGWINCH, signal.SIG_DFL)
+        self._disable_mouse_support()
+        self.exit_event.set()  # disable_input, which waits on the thread, sees it stopping
+        with contextlib.suppress(termios.error):
+            termios.tcflush(self.fileno, termios.TCIFLUSH)
+        super().stop_application_mode()
+
+    def suspend_application_mode(self) -> None:
+        LinuxDriver.stop_application_mode(self)
+        self.close()
+
+
+class StdoutDriver(QuickExitDriver):
     """Textual's terminal driver, drawing on stdout instead of stderr."""
 
     def __init__(self, app: App[Any], **kwargs: Any) -> None:
@@ -149,9 +169,11 @@ class NettopApp(App[int]):
         the terminal, draw there, so the screen is not blank and the log holds no
         escape codes."""
         driver = super().get_driver_class()
-        if driver is LinuxDriver and not is_tty(sys.__stderr__) and is_tty(sys.__stdout__):
+        if driver is not LinuxDriver:
+            return driver
+        if not is_tty(sys.__stderr__) and is_tty(sys.__stdout__):
             return StdoutDriver
-        return driver
+        return QuickExitDriver
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen(self.state)
@@ -199,7 +221,13 @@ class NettopApp(App[int]):
         if self._handle_sigterm:  # SIGHUP too: its default would orphan a backend's child
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+                quit_signals = [signal.SIGTERM]
+                # SIGINT (`kill -INT`; ^C is a key here) quits as q does, not by cancelling
+                # everything mid-sample; one ignored by whoever started us stays ignored.
+                if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                    quit_signals.append(signal.SIGINT)
+                for sig in quit_signals:
+                    loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
                 loop.add_signal_handler(signal.SIGHUP, self._hangup)
 
     def _hangup(self) -> None:
@@ -212,7 +240,7 @@ class NettopApp(App[int]):
             self.call_later(self._leave_hung_up)
 
     async def _leave_hung_up(self) -> None:
-        self.source.stop()
+        self.source.quit()
         if self._worker is not None and not self._worker.is_finished:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)
@@ -320,7 +348,7 @@ class NettopApp(App[int]):
         self.push_screen(HelpScreen(binding_rows(self.screen), note))
 
     async def action_quit(self) -> None:
-        self.source.stop()
+        self.source.quit()
         if self._worker is not None and not self._worker.is_finished:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._worker.wait(), timeout=STOP_GRACE_S)

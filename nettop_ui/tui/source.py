@@ -34,6 +34,7 @@ class FrameSource:
     def __init__(self) -> None:
         self._stop = asyncio.Event()
         self._monitor_stop = asyncio.Event()  # set by monitor() itself when it ends
+        self._abandon = asyncio.Event()  # `quit`: no final sample
         self.watch_keys: frozenset[str] = frozenset()
 
     def set_history_keys(self, keys: Iterable[str]) -> None:
@@ -43,6 +44,11 @@ class FrameSource:
     def stop(self) -> None:
         self._stop.set()
         self._monitor_stop.set()
+
+    def quit(self) -> None:
+        """Stop at once, without the final sample `stop` takes: the user is leaving."""
+        self._abandon.set()
+        self.stop()
 
     @property
     def stopped(self) -> bool:
@@ -153,6 +159,7 @@ class MonitorSource(FrameSource):
             stop=self._monitor_stop,
             handle_signals=False,
             fallbacks=self.fallbacks,
+            abandon=self._abandon,
         )
         if self._error is not None:
             raise self._error
