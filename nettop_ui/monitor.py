@@ -134,7 +134,7 @@ async def monitor(
     would show it, and the user waits for the exit).
     """
     owned = collector is None
-    collector = collector or Collector(**collector_options(backend))
+    collector = collector or Collector(**collector_options(backend), history_size=0)
     stop = stop or asyncio.Event()
     # One sample waits at most: when the collector (or a UI fed by on_snapshot) is slower
     # than the interval, the backend's next read waits and then covers the longer time,

@@ -453,7 +453,9 @@ async def watch(
     fallback = scope.fallback if scope is not None else None
     note = f"{fallback}: finding new processes by reading all" if fallback else None
     recorder = _TreeRecorder(target, TreeTracker(target.pid, opts.include_children), sink, note)
-    collector = Collector(**collector_options(opts.backend), scope=scope, system=False)
+    collector = Collector(
+        **collector_options(opts.backend), scope=scope, system=False, history_size=0
+    )
     interrupted = False
 
     def on_signal(sig: int) -> None:

@@ -19,7 +19,7 @@ from backends.nethogs import NethogsBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from backends.sockdiag import SockdiagBackend
-from nettop_ui.collector import Collector, Snapshot
+from nettop_ui.collector import Collector, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import describe_failure, monitor
 from nettop_ui.tui import MonitorSource
@@ -303,3 +303,18 @@ async def test_an_error_showing_a_frame_ends_the_live_source_with_it() -> None:
     with pytest.raises(RuntimeError, match="drawing failed"):
         await asyncio.wait_for(source.run(emit), 60)
     assert len(shown) == 1
+
+
+def test_headless_monitoring_keeps_no_sparkline_history() -> None:
+    """Per-process history feeds only the TUI's sparklines (~6 KB a process): the
+    collector monitor() makes for the headless modes keeps none."""
+    seen: list[ProcessState] = []
+
+    class Keep(Calls):
+        def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+            seen.extend(p for p in snap.processes if p.pid == os.getpid())
+
+    backend = ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1))
+    asyncio.run(monitor(backend, 0.1, Keep(), count=3, handle_signals=False))
+    assert len(seen) == 3 and seen[-1].sent_bytes > 0
+    assert all(p.history is None for p in seen)
