@@ -48,6 +48,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def backend_and_interval(p: argparse.ArgumentParser) -> None:
+    """`--backend` and `--interval`, as every monitoring command takes them."""
+    p.add_argument(
+        "--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ... (default: auto)"
+    )
+    p.add_argument(
+        "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
+    )
+
+
 def filter_expression(text: str) -> filter_expr.Filter:
     """`--filter`: the filter box's expression, compiled (its error is the message)."""
     try:

@@ -20,9 +20,9 @@ from nettop_ui.args import (
     PROFILE_HELP,
     PROG,
     OneLineParser,
+    backend_and_interval,
     closed_stream_problem,
     filter_expression,
-    interval,
     is_tty,
     output_file,
     positive_float,
@@ -57,12 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "history: nettop-ui record|history --help",
     )
     parser.add_argument("--list-backends", action="store_true", help="show backends and exit")
-    parser.add_argument(
-        "--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ... (default: auto)"
-    )
-    parser.add_argument(
-        "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
-    )
+    backend_and_interval(parser)
     parser.add_argument("--json", action="store_true", help="stream JSON Lines instead of the TUI")
     parser.add_argument("--profile", action="store_true", help=PROFILE_HELP)
     stop = parser.add_mutually_exclusive_group()

@@ -24,6 +24,7 @@ from nettop_ui.args import (
     PROFILE_HELP,
     PROG,
     OneLineParser,
+    backend_and_interval,
     closed_stream_problem,
     interval,
     is_tty,
@@ -50,10 +51,7 @@ COMMANDS = ("run", "attach", "summary", "replay")
 
 
 def _watch_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ...")
-    p.add_argument(
-        "--interval", type=interval, default=1.0, help="seconds between samples (at least 0.05)"
-    )
+    backend_and_interval(p)
     p.add_argument(
         "--max-interval",
         type=interval,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from nettop_ui import registry
-from nettop_ui.args import PROG, OneLineParser, interval, positive_float
+from nettop_ui.args import PROG, OneLineParser, backend_and_interval, positive_float
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import describe_failure, look_up_names
@@ -254,10 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "into SQLite until stopped (docs/history.md).",
     )
     p.add_argument("--db", metavar="PATH", help=f"the database (default here: {default_path()})")
-    p.add_argument("--backend", default="auto", help="ebpf, nethogs, sockdiag, psutil, ...")
-    p.add_argument(
-        "--interval", type=interval, default=1.0, help="seconds between samples (default 1)"
-    )
+    backend_and_interval(p)
     p.add_argument(
         "--commit-every",
         type=positive_float,

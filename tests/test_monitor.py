@@ -316,5 +316,5 @@ def test_headless_monitoring_keeps_no_sparkline_history() -> None:
 
     backend = ScriptedBackend(steady({os.getpid(): (1000, 0)}, 0.1))
     asyncio.run(monitor(backend, 0.1, Keep(), count=3, handle_signals=False))
-    assert len(seen) == 3 and seen[-1].sent_bytes > 0
+    assert len(seen) == 3 and (seen[-1].sent_bytes or 0) > 0
     assert all(p.history is None for p in seen)
