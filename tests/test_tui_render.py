@@ -141,15 +141,16 @@ def visible_keys(table: ProcessTable) -> list[str]:
     return [row.key for row in table.rows_data[top : top + height]]
 
 
-def check_screen(table: ProcessTable, tick: int) -> None:
-    """Every line on screen is the row the model puts there, with its values of `tick`."""
+def check_screen(table: ProcessTable, tick: int, up: Any = up_text) -> None:
+    """Every line on screen is the row the model puts there, with its values of `tick`
+    (`up(pid, tick)`: the UP text it should show)."""
     lines, keys = on_screen(table), visible_keys(table)
     assert len(keys) >= 10 and len(lines) >= len(keys)
     by_key = {row.key: row for row in table.rows_data}
     for line, key in zip(lines, keys, strict=False):
         pid = by_key[key].value("pid")
         assert line.split()[0] == str(pid), (line, key)
-        assert up_text(pid, tick) in line, (line, up_text(pid, tick))
+        assert up(pid, tick) in line, (line, up(pid, tick))
 
 
 async def test_rows_off_screen_build_no_cells(monkeypatch: Any) -> None:
@@ -216,3 +217,39 @@ async def test_scrolled_rows_show_current_values_after_sort_and_filter() -> None
         await pilot.pause()
         assert visible_keys(table)[-1] == table.rows_data[-1].key
         check_screen(table, 5)
+
+
+async def test_processes_coming_and_going_lay_nothing_out_again() -> None:
+    """Ticks in which processes start and exit (and their number changes) update the
+    rows and the scrollbar, not the layout of the whole screen; scrolled halfway down,
+    every line still shows the right row with its latest values."""
+
+    def up(pid: int, tick: int) -> str:  # churning()'s
+        return COLUMN_BY_KEY["up"].text(float(tick * 1000 + pid), Scale(), False)
+
+    source = ScriptedSource()
+    app = NettopApp(source, host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        app.on_frame(source.frame_of(churning(1, live=300)))
+        await pilot.pause()
+        await pilot.press("pagedown", "pagedown")
+        layouts = 0
+        refresh_layout = app.screen._refresh_layout
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal layouts
+            layouts += 1
+            return refresh_layout(*args, **kwargs)
+
+        app.screen._refresh_layout = counted  # type: ignore[method-assign]
+        counts = set()
+        for tick in range(2, 12):
+            app.on_frame(source.frame_of(churning(tick, live=300 + tick % 4)))
+            await pilot.pause()
+            counts.add(table.row_count)
+            check_screen(table, tick, up)
+            rows = table.vertical_scrollbar.window_virtual_size - table.header_height
+            assert rows == table.row_count  # the scrollbar knows
+        assert len(counts) > 1  # the number of rows did change
+        assert layouts == 0

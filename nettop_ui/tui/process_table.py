@@ -45,7 +45,6 @@ from nettop_ui.tui.cells import Cell, make_cell
 from nettop_ui.tui.columns import Column, ColumnSet
 from nettop_ui.tui.model import RowData, ViewOptions, visible_columns
 
-REBUILD_ABOVE = 200  # removing more rows than this at once: clear and re-add (remove is O(n))
 CELL_CACHE = 2048  # rendered cells kept: a couple of screens' worth
 TICK_CACHE = 512  # lines kept by DataTable's caches, which every tick outdates
 
@@ -229,13 +228,7 @@ class ProcessTable(DataTable[Cell]):
         new_keys = {r.key for r in rows}
         gone = [k for k in self._drawn if k not in new_keys]
         with self.app.batch_update():
-            if len(gone) > REBUILD_ABOVE:
-                self.clear()
-                self._drawn.clear()
-                gone = []
-            for key in gone:
-                self.remove_row(key)
-                del self._drawn[key]
+            self._drop(gone)
             added = False
             for row in rows:
                 drawn = self._drawn.get(row.key)
@@ -254,6 +247,18 @@ class ProcessTable(DataTable[Cell]):
             if added or gone or order != self._order:
                 self._reorder(order)
             self._restore_cursor(selected, cursor_row)
+
+    def _drop(self, gone: list[str]) -> None:
+        """Forget the rows `gone`, all at once, before `_reorder` numbers the rest:
+        `remove_row` re-indexes every row for each one it removes, and has the whole
+        screen laid out again."""
+        if not gone:
+            return
+        for key in gone:
+            row_key = RowKey(key)
+            del self.rows[row_key], self._data[row_key], self._drawn[key]
+        self._require_update_dimensions = True
+        self.check_idle()
 
     def _reorder(self, order: list[str]) -> None:
         """What `DataTable.sort` leaves behind, with the positions given: the rows are
@@ -311,10 +316,23 @@ class ProcessTable(DataTable[Cell]):
 
     def _update_dimensions(self, new_rows: Any) -> None:
         """DataTable's, less measuring every cell of every new row (it makes them all):
-        here every column has a fixed width and every row is one line high."""
+        here every column has a fixed width and every row is one line high.
+
+        When only the number of rows changed, and not whether they fit, the scrollbar is
+        all there is to update: setting `virtual_size` would lay the whole screen out
+        again, which processes coming and going would make happen every tick.
+        """
         header = self.header_height if self.show_header else 0
         width = sum(column.get_render_width(self) for column in self.columns.values())
-        self.virtual_size = Size(width, self.row_count + header)
+        size, old = Size(width, self.row_count + header), self.virtual_size
+        window = self.container_size.height
+        if size.width == old.width and (size.height > window) == (old.height > window):
+            if size != old:
+                self.set_reactive(DataTable.virtual_size, size)
+                self._scroll_update(size)
+                self.refresh()
+        else:
+            self.virtual_size = size
 
     def _restore_cursor(self, selected: str | None, cursor_row: int) -> None:
         if not self.row_count:
