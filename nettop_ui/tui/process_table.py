@@ -36,7 +36,7 @@ from textual.message import Message
 from textual.renderables.styled import Styled
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey, StringKey
+from textual.widgets.data_table import ColumnKey, Row, RowDoesNotExist, RowKey, StringKey
 
 from nettop_ui.format import Scale
 from nettop_ui.tui import columns
@@ -229,16 +229,17 @@ class ProcessTable(DataTable[Cell]):
         gone = [k for k in self._drawn if k not in new_keys]
         with self.app.batch_update():
             self._drop(gone)
-            added = False
+            added: list[str] = []
             for row in rows:
                 drawn = self._drawn.get(row.key)
                 if drawn is None:
-                    self.add_row(key=row.key, height=1)  # no cells yet: see _fresh
                     self._drawn[row.key] = _Drawn(row)
-                    added = True
+                    added.append(row.key)
                 elif drawn.row is not row:
                     drawn.row = row
                     changed = True
+            had_rows = bool(self.rows)
+            self._add(added)
             if changed:  # what update_cell does: outdate every rendered line, once
                 self._update_count += 1
                 self.refresh()
@@ -246,6 +247,10 @@ class ProcessTable(DataTable[Cell]):
             order = [r.key for r in rows]
             if added or gone or order != self._order:
                 self._reorder(order)
+            if gone:
+                self.hover_coordinate = self.hover_coordinate  # back within the rows left
+            if added and not had_rows and self.show_cursor and self.cursor_type != "none":
+                self._highlight_cursor()  # as add_row does for a table's first row
             self._restore_cursor(selected, cursor_row)
 
     def _drop(self, gone: list[str]) -> None:
@@ -257,6 +262,21 @@ class ProcessTable(DataTable[Cell]):
         for key in gone:
             row_key = RowKey(key)
             del self.rows[row_key], self._data[row_key], self._drawn[key]
+        self._require_update_dimensions = True
+        self.check_idle()
+
+    def _add(self, added: list[str]) -> None:
+        """Add the rows `added` at once, without cells (see `_fresh`), before `_reorder`
+        numbers them: `add_row` would also list the columns and validate the cursor
+        again for each, which made hundreds of new processes a tick costly."""
+        if not added:
+            return
+        blank: dict[ColumnKey, Any] = dict.fromkeys(self.columns)  # no cells yet
+        for key in added:
+            row_key = RowKey(key)
+            self._data[row_key] = dict(blank)
+            self.rows[row_key] = Row(row_key, 1)
+        self._update_count += 1
         self._require_update_dimensions = True
         self.check_idle()
 
