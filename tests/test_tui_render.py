@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
@@ -153,9 +154,11 @@ def check_screen(table: ProcessTable, tick: int, up: Any = up_text) -> None:
         assert up(pid, tick) in line, (line, up(pid, tick))
 
 
-async def test_rows_off_screen_build_no_cells(monkeypatch: Any) -> None:
+@pytest.mark.parametrize("view", [(), ("t",)], ids=["flat", "tree"])
+async def test_rows_off_screen_build_no_cells(monkeypatch: Any, view: tuple[str, ...]) -> None:
     """A tick makes cells for the rows on screen only, though every row changed; scrolled
-    down, the rows then on screen get theirs, with the values of the latest tick."""
+    down, the rows then on screen get theirs, with the values of the latest tick. In the
+    tree view too, whose rows are all made anew each tick."""
     built: list[str] = []
 
     def counting(*args: Any, **kwargs: Any) -> Cell:
@@ -167,6 +170,8 @@ async def test_rows_off_screen_build_no_cells(monkeypatch: Any) -> None:
     app = NettopApp(source, host="test")
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.main.table
+        await pilot.press(*view)
+        assert app.opts.mode == ("tree" if view else "flat")
         for tick in range(1, 6):
             built.clear()
             app.on_frame(source.frame_of(busy(tick)))
