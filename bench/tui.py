@@ -54,7 +54,7 @@ from nettop_ui.tui.frame import Frame, FrameCollector
 from tests.tmuxterm import Terminal, header_line
 
 SIZES = ("160x48", "80x24")
-PEER_WARMUP_S, PEER_SECONDS = 8.0, 20.0  # each program in tmux: settle, then measure
+PEER_WARMUP_S, PEER_SECONDS = 10.0, 20.0  # each program in tmux: settle, then measure
 GOAL_CPU_MS, GOAL_RSS_MB = 100.0, 150.0
 MANY_PROCS, GOAL_MANY_CPU_MS, GOAL_MANY_RSS_MB = 10_000, 250.0, 250.0  # `--procs 10000`
 SLEEP_S = 900  # the children outlive a crashed run by at most this long
@@ -329,9 +329,9 @@ def measure_peer(name: str, exe: str, command: str, size: str, seconds: float) -
         shell = term.shell_pid
         term.type(command)
         term.keys("Enter")
-        time.sleep(PEER_WARMUP_S)
-        if name.startswith("nettop-ui"):  # the first frame after the backend started
+        if name.startswith("nettop-ui"):  # its first table: the backend has started
             term.wait_for(lambda s: header_line(s) is not None, 60, f"{name}'s table")
+        time.sleep(PEER_WARMUP_S)
         children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
         if not children:
             return Peer(name, size, None, None, "exited: " + term.screen().strip()[-200:])
@@ -428,8 +428,8 @@ def peers_section(peers: list[Peer], seconds: float) -> str:
 ### Side by side with btop, top and htop (same run, same terminal, 1 s refresh)
 
 Each program ran alone in a fresh tmux terminal of the size given, with the same
-processes alive, refreshing once a second; after {PEER_WARMUP_S:.0f} s to settle (for
-nettop-ui: and its first table), its CPU time (utime + stime of every thread, from
+processes alive, refreshing once a second; {PEER_WARMUP_S:.0f} s after it started (for
+nettop-ui: after its first table), its CPU time (utime + stime of every thread, from
 /proc/PID/stat) over {seconds:.0f} s divided by the refreshes in that time; RSS is its VmRSS
 then. Goal: nettop-ui, whatever the backend, at or below btop's CPU per refresh:
 **{"met" if met else "not met"}**.
