@@ -34,8 +34,10 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -49,9 +51,12 @@ from nettop_ui.collector import Collector
 from nettop_ui.core import ConnectionTraffic, ProcessTraffic, TrafficSample
 from nettop_ui.tui import FrameSource, NettopApp
 from nettop_ui.tui.frame import Frame, FrameCollector
+from tests.tmuxterm import Terminal, header_line
 
 SIZES = ("160x48", "80x24")
+PEER_WARMUP_S, PEER_SECONDS = 10.0, 20.0  # each program in tmux: settle, then measure
 GOAL_CPU_MS, GOAL_RSS_MB = 100.0, 150.0
+MANY_PROCS, GOAL_MANY_CPU_MS, GOAL_MANY_RSS_MB = 10_000, 250.0, 250.0  # `--procs 10000`
 SLEEP_S = 900  # the children outlive a crashed run by at most this long
 COUNT_EVERY = 5  # ticks between socket counts (the app: every 5 s, one tick a second)
 MOVERS_ENV = "BENCH_TUI_MOVERS"  # the movers' pids, for the measuring process
@@ -279,6 +284,98 @@ def run_round(
     return Result(**json.loads(out.splitlines()[-1]))
 
 
+# -- the peers: each program in a tmux terminal, refreshing once a second ---------------
+
+
+@dataclass
+class Peer:
+    """One program's CPU per refresh and RSS, measured from /proc while it ran in tmux."""
+
+    program: str
+    size: str
+    cpu_ms: float | None  # None: it did not run (the reason in `note`)
+    rss_mb: float | None
+    note: str = ""
+
+
+def peer_commands(config: Path) -> dict[str, tuple[str, str]]:
+    """Each program: its executable, and its command line as typed in the terminal,
+    refreshing once a second (btop 1.2 has no flag for it: its config file says so)."""
+    (config / "btop").mkdir(parents=True, exist_ok=True)
+    (config / "btop" / "btop.conf").write_text("update_ms = 1000\n")
+    nettop = Path(sys.executable).parent / "nettop-ui"
+    return {
+        "nettop-ui --backend ebpf": (str(nettop), f"{nettop} --backend ebpf --interval 1"),
+        "nettop-ui --backend psutil": (str(nettop), f"{nettop} --backend psutil --interval 1"),
+        "btop": ("btop", f"LANG=C.UTF-8 XDG_CONFIG_HOME={config} btop"),
+        "top": ("top", "top -d 1"),
+        "htop": ("htop", "htop -d 10"),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid`, every thread, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_peer(name: str, exe: str, command: str, size: str, seconds: float) -> Peer:
+    """Run `command` in a fresh `size` tmux terminal; its CPU over `seconds` after it
+    settled, divided by the refreshes in that time (one a second)."""
+    if shutil.which(exe) is None:
+        return Peer(name, size, None, None, "not installed")
+    term = Terminal(*map(int, size.split("x")))
+    try:
+        shell = term.shell_pid
+        term.type(command)
+        term.keys("Enter")
+        if name.startswith("nettop-ui"):  # its first table: the backend has started
+            term.wait_for(lambda s: header_line(s) is not None, 60, f"{name}'s table")
+        time.sleep(PEER_WARMUP_S)
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        if not children:
+            return Peer(name, size, None, None, "exited: " + term.screen().strip()[-200:])
+        pid = int(children[0])
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
+        term.keys("q")
+        return Peer(name, size, 1000 * (cpu1 - cpu0) / (t1 - t0), rss)
+    finally:
+        term.close()
+
+
+def measure_peers(sizes: list[str], seconds: float) -> list[Peer]:
+    with tempfile.TemporaryDirectory(prefix="bench-tui-") as config:
+        commands = peer_commands(Path(config))
+        return [
+            measure_peer(name, exe, command, size, seconds)
+            for size in sizes
+            for name, (exe, command) in commands.items()
+        ]
+
+
+def peer_table(peers: list[Peer]) -> str:
+    """CPU per refresh and RSS of each program, and its CPU as a multiple of btop's."""
+    btop = {p.size: p.cpu_ms for p in peers if p.program == "btop"}
+    lines = [
+        "| terminal | program | CPU / refresh | vs btop | RSS |",
+        "| --- | --- | --: | --: | --: |",
+    ]
+    for p in peers:
+        if p.cpu_ms is None or p.rss_mb is None:
+            lines.append(f"| {p.size} | {p.program} | did not run: {p.note} | | |")
+            continue
+        base = btop.get(p.size)
+        ratio = f"{p.cpu_ms / base:.2f}x" if base else "unknown"
+        lines.append(
+            f"| {p.size} | {p.program} | {p.cpu_ms:.1f} ms | {ratio} | {p.rss_mb:.0f} MiB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # -- reporting ------------------------------------------------------------------------
 
 
@@ -310,12 +407,46 @@ def table(rows: list[tuple[Result, list[float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section(rows: list[tuple[Result, list[float]]], args: argparse.Namespace) -> str:
+def goals(procs: int) -> tuple[float, float]:
+    """(CPU ms per refresh, RSS MB) the run must stay under."""
+    if procs >= MANY_PROCS:
+        return GOAL_MANY_CPU_MS, GOAL_MANY_RSS_MB
+    return GOAL_CPU_MS, GOAL_RSS_MB
+
+
+def peers_section(peers: list[Peer], seconds: float) -> str:
+    """The programs side by side in tmux, and whether nettop-ui stayed at btop's cost."""
+    btop = {p.size: p.cpu_ms for p in peers if p.program == "btop"}
+    ours = [p for p in peers if p.program.startswith("nettop-ui")]
+
+    def at_most_btop(p: Peer) -> bool:
+        base = btop.get(p.size)
+        return p.cpu_ms is not None and base is not None and p.cpu_ms <= base
+
+    met = all(at_most_btop(p) for p in ours)
+    return f"""
+### Side by side with btop, top and htop (same run, same terminal, 1 s refresh)
+
+Each program ran alone in a fresh tmux terminal of the size given, with the same
+processes alive, refreshing once a second; {PEER_WARMUP_S:.0f} s after it started (for
+nettop-ui: after its first table), its CPU time (utime + stime of every thread, from
+/proc/PID/stat) over {seconds:.0f} s divided by the refreshes in that time; RSS is its VmRSS
+then. Goal: nettop-ui, whatever the backend, at or below btop's CPU per refresh:
+**{"met" if met else "not met"}**.
+
+{peer_table(peers)}"""
+
+
+def section(
+    rows: list[tuple[Result, list[float]]], args: argparse.Namespace, peers: list[Peer]
+) -> str:
     worst_cpu = max(r.total_ms for r, _ in rows)
     worst_rss = max(max(r.rss_mb, r.peak_mb) for r, _ in rows)
-    met = worst_cpu < GOAL_CPU_MS and worst_rss < GOAL_RSS_MB
+    goal_cpu, goal_rss = goals(args.procs)
+    met = worst_cpu < goal_cpu and worst_rss < goal_rss
     hosts = args.view == "hosts"
     command = "python -m bench.tui" + (" --view hosts" if hosts else "")
+    command += f" --procs {args.procs}" if args.procs != 2000 else ""
     conns = args.procs * args.conns_per_proc
     what = (
         f", {conns:,} connections to {args.hosts:,} remote hosts, the remote-host view (`h`)"
@@ -339,7 +470,7 @@ Run {datetime.date.today().isoformat()} on {machine()}, `{command}`
 ({args.procs:,} processes, {args.movers} moving traffic{what}, {args.ticks} ticks after
 {args.warmup} of warm-up, median of {args.rounds} rounds).
 {load}
-Goal: under {GOAL_CPU_MS:.0f} ms of CPU per refresh and under {GOAL_RSS_MB:.0f} MB RSS.
+Goal: under {goal_cpu:.0f} ms of CPU per refresh and under {goal_rss:.0f} MB RSS.
 Here at worst {worst_cpu:.0f} ms and {worst_rss:.0f} MB: **{"met" if met else "not met"}**.
 
 {table(rows)}
@@ -363,7 +494,7 @@ Figures are process CPU time (every thread) over the ticks divided by their numb
 sorted by TOTAL/s with the cursor on the top row. RSS is the app process's VmRSS after
 the run, peak its VmHWM. The host is a shared VM: a round can run 20% slower than the
 next, hence the median of several and the range.
-"""
+{peers_section(peers, args.peer_seconds) if peers else ""}"""
 
 
 def main() -> None:
@@ -385,6 +516,12 @@ def main() -> None:
     parser.add_argument(
         "--conns-per-proc", type=int, default=5, help="--view hosts: connections per process"
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="don't also measure btop, top and htop in tmux"
+    )
+    parser.add_argument(
+        "--peer-seconds", type=float, default=PEER_SECONDS, help="each peer's measured time"
+    )
     parser.add_argument("--one", metavar="WxH", help=argparse.SUPPRESS)  # a single round
     args = parser.parse_args()
     if args.one:
@@ -400,6 +537,7 @@ def main() -> None:
         return
     children = spawn_sleepers(args.procs)
     rows: list[tuple[Result, list[float]]] = []
+    peers: list[Peer] = []
     try:
         movers = [p.pid for p in children[: args.movers]]
         all_pids = [p.pid for p in children]
@@ -410,17 +548,25 @@ def main() -> None:
             )
             rows.append((rounds[len(rounds) // 2], [r.total_ms for r in rounds]))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if args.view == "processes" and not args.no_peers:
+            peers = measure_peers(args.size or list(SIZES), args.peer_seconds)
     finally:
         stop_all(children)
     print()
     print(table(rows))
+    if peers:
+        print(peer_table(peers))
     if not args.no_write:
-        body = section(rows, args)
+        body = section(rows, args, peers)
+        name, title = "tui", "TUI: CPU per refresh and memory (bench/tui"
         if args.view == "hosts":
-            title = "TUI, remote-host view: CPU per refresh and memory (bench/tui --view hosts)"
-            write_section("tui-hosts", body, title=title)
-        else:
-            write_section("tui", body, title="TUI: CPU per refresh and memory (bench/tui)")
+            name, title = (
+                "tui-hosts",
+                "TUI, remote-host view: CPU per refresh and memory (bench/tui --view hosts",
+            )
+        if args.procs != 2000:
+            name, title = f"{name}-{args.procs}", f"{title} --procs {args.procs}"
+        write_section(name, body, title=title + ")")
         print("written to docs/benchmarks.md")
 
 

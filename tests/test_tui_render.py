@@ -1,10 +1,12 @@
-"""The process table draws its cells straight, exactly as Rich's general path would, and
-keeps no more of what it drew than a couple of screens' worth."""
+"""The process table draws its cells straight, exactly as Rich's general path would,
+keeps no more of what it drew than a couple of screens' worth, and makes cells only for
+the rows on screen (scrolled to, they show their current values)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
@@ -13,13 +15,15 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
+from textual.geometry import Region
 from textual.renderables.styled import Styled
 
 from nettop_ui.collector import ProcessState, Snapshot
-from nettop_ui.tui import NettopApp, ScriptedSource
-from nettop_ui.tui.cells import Cell, LineCell, ProgramCell
-from nettop_ui.tui.model import Program
-from nettop_ui.tui.process_table import CELL_CACHE
+from nettop_ui.format import Scale
+from nettop_ui.tui import NettopApp, ScriptedSource, process_table
+from nettop_ui.tui.cells import Cell, LineCell, ProgramCell, make_cell
+from nettop_ui.tui.model import COLUMN_BY_KEY, Program
+from nettop_ui.tui.process_table import CELL_CACHE, ProcessTable
 from tests.tui_fixtures import T0
 
 CONSOLE = Console(force_terminal=True, color_system="truecolor", width=200)
@@ -100,3 +104,157 @@ async def test_render_caches_stay_bounded_through_churn() -> None:
         caches = {k: len(v) for k, v in vars(table).items() if isinstance(v, LRUCache)}
         assert len(caches) >= 5, caches  # the table's own and DataTable's
         assert max(caches.values()) <= CELL_CACHE, caches
+
+
+# -- only the rows on screen are drawn --------------------------------------------------
+
+MANY = range(1000, 1400)  # pids: far more rows than a screen holds
+
+
+def busy(tick: int) -> Snapshot:
+    """Tick `tick` of 400 processes that all change every tick: UP grows 50 kB/s a tick,
+    so its text differs from one tick to the next; TOTAL/s orders them by pid."""
+    procs = []
+    for pid in MANY:
+        state = ProcessState(pid, T0 + pid, f"kid{pid}")
+        state.user, state.ppid, state.cmdline = "root", 1, [f"/bin/kid{pid}"]
+        state.sent_bps, state.recv_bps = float(tick * 50_000 + pid * 7), float(pid)
+        state.sent_bytes, state.recv_bytes = tick * pid, tick
+        state.cpu_percent, state.rss_bytes = 1.0, pid * 4096
+        procs.append(state)
+    return Snapshot(T0 + tick, 1.0, procs, None, None)
+
+
+def up_text(pid: int, tick: int) -> str:
+    """What the UP cell of `pid` says at `tick`, from the column's own formatter."""
+    return COLUMN_BY_KEY["up"].text(float(tick * 50_000 + pid * 7), Scale(), False)
+
+
+def on_screen(table: ProcessTable) -> list[str]:
+    """The table's body lines as rendered now (below the header)."""
+    strips = table.render_lines(Region(0, 0, table.size.width, table.size.height))
+    return [strip.text for strip in strips[table.header_height :]]
+
+
+def visible_keys(table: ProcessTable) -> list[str]:
+    top = round(table.scroll_y)
+    height = table.size.height - table.header_height
+    return [row.key for row in table.rows_data[top : top + height]]
+
+
+def check_screen(table: ProcessTable, tick: int, up: Any = up_text) -> None:
+    """Every line on screen is the row the model puts there, with its values of `tick`
+    (`up(pid, tick)`: the UP text it should show)."""
+    lines, keys = on_screen(table), visible_keys(table)
+    assert len(keys) >= 10 and len(lines) >= len(keys)
+    by_key = {row.key: row for row in table.rows_data}
+    for line, key in zip(lines, keys, strict=False):
+        pid = by_key[key].value("pid")
+        assert line.split()[0] == str(pid), (line, key)
+        assert up(pid, tick) in line, (line, up(pid, tick))
+
+
+@pytest.mark.parametrize("view", [(), ("t",)], ids=["flat", "tree"])
+async def test_rows_off_screen_build_no_cells(monkeypatch: Any, view: tuple[str, ...]) -> None:
+    """A tick makes cells for the rows on screen only, though every row changed; scrolled
+    down, the rows then on screen get theirs, with the values of the latest tick. In the
+    tree view too, whose rows are all made anew each tick."""
+    built: list[str] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Cell:
+        built.append(args[4] if len(args) > 4 else kwargs["row"])
+        return make_cell(*args, **kwargs)
+
+    monkeypatch.setattr(process_table, "make_cell", counting)
+    source = ScriptedSource()
+    app = NettopApp(source, host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        await pilot.press(*view)
+        assert app.opts.mode == ("tree" if view else "flat")
+        for tick in range(1, 6):
+            built.clear()
+            app.on_frame(source.frame_of(busy(tick)))
+            await pilot.pause()
+            assert table.row_count == len(MANY)
+            shown = set(visible_keys(table))
+            assert set(built) <= shown, f"{len(set(built) - shown)} rows off screen built"
+            assert set(built) == shown  # and every row on screen, all of them changed
+            check_screen(table, tick)
+        built.clear()
+        await pilot.press("end")  # the bottom rows, changed five times, never drawn
+        await pilot.pause()
+        shown = set(visible_keys(table))
+        assert table.rows_data[-1].key in shown
+        assert set(built) == shown
+        check_screen(table, 5)
+
+
+async def test_scrolled_rows_show_current_values_after_sort_and_filter() -> None:
+    """Rows that changed while off screen, a new sort and a filter: wherever the table is
+    scrolled to, each line shows the row the model puts there, as of the latest tick."""
+    source = ScriptedSource()
+    app = NettopApp(source, host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        app.on_frame(source.frame_of(busy(1)))
+        await pilot.pause()
+        check_screen(table, 1)
+        await pilot.press("pagedown", "pagedown")
+        for tick in range(2, 5):  # the top rows change while scrolled away
+            app.on_frame(source.frame_of(busy(tick)))
+            await pilot.pause()
+            check_screen(table, tick)
+        await pilot.press("N")  # by PID, ascending: the rows move under the cursor
+        await pilot.pause()
+        assert table.rows_data[0].value("pid") == MANY[0]
+        check_screen(table, 4)
+        await pilot.press("ctrl+home")
+        await pilot.pause()
+        assert visible_keys(table)[0] == table.rows_data[0].key
+        check_screen(table, 4)
+        await pilot.press("slash", *"kid13", "enter")
+        app.on_frame(source.frame_of(busy(5)))
+        await pilot.pause()
+        assert {row.value("pid") for row in table.rows_data} == set(range(1300, 1400))
+        check_screen(table, 5)
+        await pilot.press("end")
+        await pilot.pause()
+        assert visible_keys(table)[-1] == table.rows_data[-1].key
+        check_screen(table, 5)
+
+
+async def test_processes_coming_and_going_lay_nothing_out_again() -> None:
+    """Ticks in which processes start and exit (and their number changes) update the
+    rows and the scrollbar, not the layout of the whole screen; scrolled halfway down,
+    every line still shows the right row with its latest values."""
+
+    def up(pid: int, tick: int) -> str:  # churning()'s
+        return COLUMN_BY_KEY["up"].text(float(tick * 1000 + pid), Scale(), False)
+
+    source = ScriptedSource()
+    app = NettopApp(source, host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        app.on_frame(source.frame_of(churning(1, live=300)))
+        await pilot.pause()
+        await pilot.press("pagedown", "pagedown")
+        layouts = 0
+        refresh_layout = app.screen._refresh_layout
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal layouts
+            layouts += 1
+            return refresh_layout(*args, **kwargs)
+
+        app.screen._refresh_layout = counted  # type: ignore[method-assign]
+        counts = set()
+        for tick in range(2, 12):
+            app.on_frame(source.frame_of(churning(tick, live=300 + tick % 4)))
+            await pilot.pause()
+            counts.add(table.row_count)
+            check_screen(table, tick, up)
+            rows = table.vertical_scrollbar.window_virtual_size - table.header_height
+            assert rows == table.row_count  # the scrollbar knows
+        assert len(counts) > 1  # the number of rows did change
+        assert layouts == 0

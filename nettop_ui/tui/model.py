@@ -7,7 +7,7 @@ Pure functions from a `Frame` and the `ViewOptions` to an ordered list of `RowDa
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -351,14 +351,16 @@ class _Node:
     proc: ProcessView
     own: tuple[Any, ...]  # the process's own values, in `columns.TABLE` order
     children: list[_Node] = field(default_factory=list)
-    rolled: dict[int, Any] = field(default_factory=dict)  # column index -> with descendants'
+    values: tuple[Any, ...] = ()  # `own`, the rolling-up columns with descendants' added
     size: int = 1
 
 
-def _roll(node: _Node) -> None:
-    """Own values of the rolling-up columns plus every descendant's (iterative: trees can
-    be deep)."""
-    rolling = [(i, c.combine) for i, c in enumerate(columns.TABLE.all) if c.rolls_up]
+Rolling = list[tuple[int, Callable[[list[Any]], Any]]]  # (column index, combine)
+
+
+def _roll(node: _Node, rolling: Rolling) -> None:
+    """`values` of `node` and its descendants: own values, the `rolling` columns' plus
+    every descendant's (iterative: trees can be deep). A leaf, most nodes, is its own."""
     order: list[_Node] = []
     stack = [node]
     while stack:
@@ -366,13 +368,15 @@ def _roll(node: _Node) -> None:
         order.append(n)
         stack.extend(n.children)
     for n in reversed(order):
+        kids = n.children
+        if not kids:
+            n.values = n.own
+            continue
+        values = list(n.own)
         for i, combine in rolling:
-            own = n.own[i]
-            if n.children and combine is not None:
-                n.rolled[i] = combine([own, *(c.rolled[i] for c in n.children)])
-            else:
-                n.rolled[i] = own
-        n.size = 1 + sum(c.size for c in n.children)
+            values[i] = combine([values[i], *[c.values[i] for c in kids]])
+        n.values = tuple(values)
+        n.size = 1 + sum(c.size for c in kids)
 
 
 def _tree_rows(
@@ -397,19 +401,21 @@ def _tree_rows(
             nodes[parent].children.append(node)
         else:
             roots.append(node)
+    rolling: Rolling = [
+        (i, c.combine) for i, c in enumerate(columns.TABLE.all) if c.rolls_up and c.combine
+    ]
     for root in roots:
-        _roll(root)
+        _roll(root, rolling)
     program = columns.TABLE.index["program"]
 
     def row_of(node: _Node, prefix: str) -> RowData:
         p = node.proc
         marker = "+" if node.children and p.key in opts.collapsed else ""
-        values = list(node.own)
-        for i, value in node.rolled.items():
-            values[i] = value
-        values[program] = Program(prefix, p.name, args_of(p), marker)
+        values = node.values
+        cell = Program(prefix, p.name, args_of(p), marker)
         kind: RowKind = "exited" if p.exited else "proc"
-        return RowData(p.key, kind, tuple(values), p, children=node.size - 1)
+        values = (*values[:program], cell, *values[program + 1 :])
+        return RowData(p.key, kind, values, p, children=node.size - 1)
 
     def ordered(level: list[_Node]) -> list[tuple[_Node, RowData]]:
         rows = {n.proc.key: n for n in level}

@@ -1,9 +1,12 @@
 """The process table: a DataTable keyed by process identity, updated in place.
 
 Each tick `show()` diffs the new rows against what is drawn, inside one
-`batch_update()`: a cell is replaced (widths are fixed) only when its text changed, not
-merely its raw value; new rows are added, gone rows removed, and
-one sort puts the rows in the model's order when that order changed.
+`batch_update()`: new rows are added, gone rows removed, and the rows are put in the
+model's order when that order changed. A row's cells are made only when the row is
+drawn (or read, `get_cell`/`get_row`): `show` only notes the row it should now show, so
+rows off screen cost no cells however often they change, and scrolling to one makes
+its cells from its current values. Even then a cell is replaced (widths are fixed)
+only when its text changed, not merely its raw value.
 
 DataTable keys all its render caches on a counter that every `update_cell` and `sort`
 bumps, so each tick it would render every visible cell anew (most of the CPU of a
@@ -23,25 +26,25 @@ from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._two_way_dict import TwoWayDict
 from textual._types import SegmentLines
 from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.renderables.styled import Styled
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
+from textual.widgets.data_table import ColumnKey, Row, RowDoesNotExist, RowKey, StringKey
 
 from nettop_ui.format import Scale
 from nettop_ui.tui import columns
 from nettop_ui.tui.bindings import TABLE_BINDINGS
 from nettop_ui.tui.cells import Cell, make_cell
 from nettop_ui.tui.columns import Column, ColumnSet
-from nettop_ui.tui.model import RowData, RowKind, ViewOptions, visible_columns
+from nettop_ui.tui.model import RowData, ViewOptions, visible_columns
 
-REBUILD_ABOVE = 200  # removing more rows than this at once: clear and re-add (remove is O(n))
 CELL_CACHE = 2048  # rendered cells kept: a couple of screens' worth
 TICK_CACHE = 512  # lines kept by DataTable's caches, which every tick outdates
 
@@ -55,19 +58,25 @@ def _meta(row: int, column: int, out_of_bounds: bool = False) -> Style:
 
 
 class _Drawn:
-    """What one row shows: its kind, the raw values and the cells made from them."""
+    """One row: the `RowData` it should show (`row`), and the cells drawn from `made`
+    (None: none made yet) in the (units, totals) `fmt`."""
 
-    __slots__ = ("cells", "kind", "marked", "values")
+    __slots__ = ("cells", "fmt", "made", "row")
 
-    def __init__(
-        self, kind: RowKind, values: tuple[Any, ...], cells: list[Cell], marked: bool
-    ) -> None:
-        self.kind, self.values, self.cells, self.marked = kind, values, cells, marked
+    def __init__(self, row: RowData) -> None:
+        self.row = row
+        self.made: RowData | None = None
+        self.cells: list[Cell] = []
+        self.fmt: tuple[Scale, bool] | None = None
 
 
 def _padded(col: Column, label: str) -> str:
     """The header's text: padded as the column's cells are (see `Column.pad`)."""
     return f"{label:>{col.pad}} " if col.pad else label
+
+
+def _plain_key(key: StringKey | str) -> str:
+    return key.value or "" if isinstance(key, StringKey) else key
 
 
 def _marked(row: RowData) -> bool:
@@ -209,80 +218,141 @@ class ProcessTable(DataTable[Cell]):
         self.move_cursor(row=index)
         return True
 
-    def _cells(self, row: RowData, scale: Scale) -> list[Cell]:
-        marked, index, table = _marked(row), self.column_set.index, self._table
-        return [
-            make_cell(c, row.values[index[c]], row.kind, scale, row.key, marked, table)
-            for c in self._columns
-        ]
-
     def show(self, rows: list[RowData], opts: ViewOptions) -> None:
-        """Make the table show `rows` in this order, touching only what changed."""
+        """Make the table show `rows` in this order; cells are made when drawn (`_fresh`)."""
         selected, cursor_row = self.selected_key, self.cursor_row
         fmt = (opts.scale, opts.totals)
-        reformat = fmt != self._format
+        changed = fmt != self._format
         self._format = fmt
         self.rows_data = rows
         new_keys = {r.key for r in rows}
         gone = [k for k in self._drawn if k not in new_keys]
         with self.app.batch_update():
-            if len(gone) > REBUILD_ABOVE:
-                self.clear()
-                self._drawn.clear()
-                gone = []
-            for key in gone:
-                self.remove_row(key)
-                del self._drawn[key]
-            added = False
-            changed = False
+            self._drop(gone)
+            added: list[str] = []
             for row in rows:
                 drawn = self._drawn.get(row.key)
                 if drawn is None:
-                    cells = self._cells(row, fmt[0])
-                    self.add_row(*cells, key=row.key, height=1)
-                    self._drawn[row.key] = _Drawn(row.kind, row.values, cells, _marked(row))
-                    added = True
-                else:
-                    redo = reformat or drawn.kind != row.kind or drawn.marked != _marked(row)
-                    changed = self._update_row(row, drawn, fmt[0], redo) or changed
-            if changed:  # what update_cell does, once for all the cells replaced
+                    self._drawn[row.key] = _Drawn(row)
+                    added.append(row.key)
+                elif drawn.row is not row:
+                    drawn.row = row
+                    changed = True
+            had_rows = bool(self.rows)
+            self._add(added)
+            if changed:  # what update_cell does: outdate every rendered line, once
                 self._update_count += 1
                 self.refresh()
             self._set_labels(opts)
             order = [r.key for r in rows]
             if added or gone or order != self._order:
-                position = {key: i for i, key in enumerate(order)}
-                # Every cell knows its row: sort on the first column's.
-                self.sort(self._columns[0], key=lambda cell: position.get(cell.row, len(position)))
-                self._order = order
+                self._reorder(order)
+            if gone:
+                self.hover_coordinate = self.hover_coordinate  # back within the rows left
+            if added and not had_rows and self.show_cursor and self.cursor_type != "none":
+                self._highlight_cursor()  # as add_row does for a table's first row
             self._restore_cursor(selected, cursor_row)
 
-    def _update_row(self, row: RowData, drawn: _Drawn, scale: Scale, redo: bool) -> bool:
-        """Replace the cells of `row` whose text changed (every cell when `redo`).
+    def _drop(self, gone: list[str]) -> None:
+        """Forget the rows `gone`, all at once, before `_reorder` numbers the rest:
+        `remove_row` re-indexes every row for each one it removes, and has the whole
+        screen laid out again."""
+        if not gone:
+            return
+        for key in gone:
+            row_key = RowKey(key)
+            del self.rows[row_key], self._data[row_key], self._drawn[key]
+        self._require_update_dimensions = True
+        self.check_idle()
+
+    def _add(self, added: list[str]) -> None:
+        """Add the rows `added` at once, without cells (see `_fresh`), before `_reorder`
+        numbers them: `add_row` would also list the columns and validate the cursor
+        again for each, which made hundreds of new processes a tick costly."""
+        if not added:
+            return
+        blank: dict[ColumnKey, Any] = dict.fromkeys(self.columns)  # no cells yet
+        for key in added:
+            row_key = RowKey(key)
+            self._data[row_key] = dict(blank)
+            self.rows[row_key] = Row(row_key, 1)
+        self._update_count += 1
+        self._require_update_dimensions = True
+        self.check_idle()
+
+    def _reorder(self, order: list[str]) -> None:
+        """What `DataTable.sort` leaves behind, with the positions given: the rows are
+        those of `order` (added and removed before), so nothing needs comparing."""
+        self._row_locations = TwoWayDict({RowKey(key): i for i, key in enumerate(order)})
+        self._order = order
+        self._update_count += 1
+        self.refresh()
+
+    def _fresh(self, key: str) -> None:
+        """Bring row `key`'s cells up to the row it should show: a cell is made only for
+        a value that changed, and kept (with its rendered lines) when it looks the same.
 
         Writes DataTable's cell store directly: `update_cell` would also refresh the
-        widget once per cell; `show` does that once. True if any cell was replaced.
+        widget; `show` did that already when it took the new row.
         """
-        old = drawn.values
-        if old is row.values and not redo:
-            return False  # the very same row as last time
-        changed = False
-        data = self._data[RowKey(row.key)]
-        index = self.column_set.index
+        drawn = self._drawn.get(key)
+        if drawn is None or (drawn.made is drawn.row and drawn.fmt == self._format):
+            return
+        row, made, scale = drawn.row, drawn.made, self._format[0]
+        marked = _marked(row)
+        redo = (
+            made is None
+            or drawn.fmt != self._format
+            or made.kind != row.kind
+            or _marked(made) != marked
+        )
+        data = self._data[RowKey(key)]
+        index, cells = self.column_set.index, drawn.cells
+        if redo:
+            cells.clear()
         for n, col in enumerate(self._columns):
             i = index[col]
             value = row.values[i]
-            if not redo and value == old[i]:
+            if not redo and made is not None and value == made.values[i]:
                 continue
-            cell = make_cell(col, value, row.kind, scale, row.key, _marked(row), self._table)
-            shown = drawn.cells[n]
-            if not redo and cell.looks_like(shown):
-                shown.value = value  # keep the drawn cell, and its rendered lines
+            cell = make_cell(col, value, row.kind, scale, key, marked, self._table)
+            if redo:
+                cells.append(cell)
+            elif cell.looks_like(cells[n]):
+                cells[n].value = value  # keep the drawn cell, and its rendered lines
                 continue
-            drawn.cells[n] = data[ColumnKey(col)] = cell
-            changed = True
-        drawn.kind, drawn.values, drawn.marked = row.kind, row.values, _marked(row)
-        return changed
+            else:
+                cells[n] = cell
+            data[ColumnKey(col)] = cell
+        drawn.made, drawn.fmt = row, self._format
+
+    def get_cell(self, row_key: RowKey | str, column_key: ColumnKey | str) -> Cell:
+        self._fresh(_plain_key(row_key))
+        return super().get_cell(row_key, column_key)
+
+    def get_row(self, row_key: RowKey | str) -> list[Cell]:
+        self._fresh(_plain_key(row_key))
+        return super().get_row(row_key)
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        """DataTable's, less measuring every cell of every new row (it makes them all):
+        here every column has a fixed width and every row is one line high.
+
+        When only the number of rows changed, and not whether they fit, the scrollbar is
+        all there is to update: setting `virtual_size` would lay the whole screen out
+        again, which processes coming and going would make happen every tick.
+        """
+        header = self.header_height if self.show_header else 0
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        size, old = Size(width, self.row_count + header), self.virtual_size
+        window = self.container_size.height
+        if size.width == old.width and (size.height > window) == (old.height > window):
+            if size != old:
+                self.set_reactive(DataTable.virtual_size, size)
+                self._scroll_update(size)
+                self.refresh()
+        else:
+            self.virtual_size = size
 
     def _restore_cursor(self, selected: str | None, cursor_row: int) -> None:
         if not self.row_count:
@@ -327,6 +397,8 @@ class ProcessTable(DataTable[Cell]):
         line although it cannot change within a render (column widths, the background
         of the widget, the header's style). Its per-row cache is left out: the line
         cache above it already holds what it would."""
+        if row_key is not self._header_row_key:
+            self._fresh(row_key.value or "")
         if (
             not self._widths_now
             or row_key is self._header_row_key
