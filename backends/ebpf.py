@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import importlib.util
 import ipaddress
 import os
@@ -317,6 +316,8 @@ def _bcc_missing() -> str | None:
         return "bcc (python3-bpfcc) is not importable: No module named 'bcc'"
     if not any((Path(d) / "libbcc.py").is_file() for d in spec.submodule_search_locations):
         return "the 'bcc' module found is not BCC (the PyPI package 'bcc' is unrelated)"
+    import ctypes.util  # here: on macOS its import needs ctypes.macholib, absent on Debian
+
     if ctypes.util.find_library("bcc") is None:
         return "bcc (python3-bpfcc) is not importable: libbcc.so.0 is missing"
     return None

@@ -518,6 +518,13 @@ class SocketCounter:
         self._fresh: set[int] = set()  # the pids whose links this count has read
         self._unowned: set[int] = set()  # listed sockets no readable process holds
         self._since_walk = 0
+        # Before Linux 6.2 /proc/PID/fd has size 0: no count, so every process is read.
+        # Where the kernel counts, 0 is a real count (kernel threads: most pids on a quiet
+        # machine), not a reason to read again.
+        try:
+            self._fd_counts = os.stat("/proc/self/fd").st_size > 0
+        except OSError:
+            self._fd_counts = False
 
     def count(self) -> dict[int, int] | None:
         inodes = inet_inodes()
@@ -546,7 +553,7 @@ class SocketCounter:
             except OSError:
                 continue
             known = self._held.get(pid)
-            if every or known is None or known[0] != fds or not fds:  # 0: no count given
+            if every or known is None or known[0] != fds or not self._fd_counts:
                 known = self._read(pid, fds)
             if known is not None:
                 held[pid] = known
