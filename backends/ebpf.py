@@ -294,7 +294,7 @@ class EbpfBackend(Backend):
             self._closed = True
             prog, self._prog = self._prog, None
         if prog is not None:
-            prog.close()
+            prog.close(wait=False)  # a quitting TUI exits without waiting for the kernel
 
 
 # -- probing ----------------------------------------------------------------------------

@@ -263,4 +263,4 @@ class Profiler:
         with self._lock:
             loaded, self._loaded = self._loaded, None
         if loaded is not None:
-            loaded.close()
+            loaded.close(wait=False)

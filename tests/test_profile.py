@@ -47,23 +47,24 @@ def timed(name, block):
     with lock:
         results[name] = (threading.get_native_id(), time.monotonic() - start)
 
-def read_pipe():
-    r, w = os.pipe()
-    if os.fork() == 0:  # the feeder: writes after a delay, then leaves
-        time.sleep(0.6)
-        os.write(w, b"x")
-        os._exit(0)
-    os.close(w)
-    timed("pipe", lambda: os.read(r, 1))
-    os.wait()
+# The feeder is forked and reaped by the main thread: the reading thread does nothing
+# but its timed read, so its off-CPU time is that read's (a fork or a wait of its own
+# would add blocked time outside the window timed).
+r, w = os.pipe()
+if os.fork() == 0:  # the feeder: writes after a delay, then leaves
+    time.sleep(0.6)
+    os.write(w, b"x")
+    os._exit(0)
+os.close(w)
 
 threads = [threading.Thread(target=timed, args=(f"sleep{s}", lambda s=s: time.sleep(s)))
            for s in (0.3, 0.5, 0.8)]
-threads.append(threading.Thread(target=read_pipe))
+threads.append(threading.Thread(target=timed, args=("pipe", lambda: os.read(r, 1))))
 for t in threads:
     t.start()
 for t in threads:
     t.join()
+os.wait()
 json.dump(results, open(sys.argv[1], "w"))
 """
 
