@@ -207,6 +207,11 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
     source.close()
 
 
+def shown_ts(app: LiveApp) -> float:
+    assert app.shown is not None
+    return app.shown.ts
+
+
 async def test_the_live_app_switches_to_the_history_and_back(
     recorded: Recorded, tmp_path: Path
 ) -> None:
@@ -216,10 +221,10 @@ async def test_the_live_app_switches_to_the_history_and_back(
     notes = capture_notices(app)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: app.shown is not None, "the first frame")
-        live = app.shown.ts
+        live = shown_ts(app)
         await press(pilot, "H")  # no database: one line, still live
         assert any(n.startswith("no history database at ") for n in notes), notes
-        assert app.history is None and app.shown.ts == live
+        assert app.history is None and shown_ts(app) == live
         await press(pilot, "space")  # live: space pauses, the timeline keys are off
         assert app.paused
         await press(pilot, "space")
@@ -231,7 +236,7 @@ async def test_the_live_app_switches_to_the_history_and_back(
         await wait_for(pilot, lambda: "history 1/" in header_text(app), "the history")
         await press(pilot, "end")
         n = len(app.history)
-        assert f"history {n}/{n}" in header_text(app) and app.shown.ts != live
+        assert f"history {n}/{n}" in header_text(app) and shown_ts(app) != live
         start, span = app.history.slots[-1]
         shown = {p.pid: p for p in app.shown.processes}
         for pid, (sent, *_rest) in db_rows(recorded.path, start, span).items():
@@ -241,7 +246,7 @@ async def test_the_live_app_switches_to_the_history_and_back(
 
         await press(pilot, "H")  # back to live
         assert app.history is None and "history" not in header_text(app)
-        assert app.shown is app.latest and app.shown.ts == live  # the newest live frame
+        assert app.shown is app.latest and shown_ts(app) == live  # the newest live frame
 
 
 # -- errors --------------------------------------------------------------------------
