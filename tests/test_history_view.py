@@ -10,6 +10,7 @@ a concurrently running `nettop-ui record` keeps committing while the view reads.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from nettop_ui.tui.live import LiveApp
 from nettop_ui.tui.source import ScriptedSource
 from tests.test_record import Clock, committed_run, one_error, read, start_recorder
 from tests.test_replay import header_text, history_len, nettop, press
+from tests.tmuxterm import tui
 from tests.tui_fixtures import (
     HOSTILE_NAME,
     MIB,
@@ -359,3 +361,17 @@ def test_history_screen(snap_compare: Any, utc: None, tmp_path: Path) -> None:
     app = HistoryApp(source, host="testhost", clock=FixedClock())
     assert snap_compare(app, terminal_size=(160, 48), press=["right"])
     source.close()
+
+
+def test_replay_db_in_a_real_terminal(tmp_path: Path) -> None:
+    """The command as a user types it: the range, the timeline keys, `q` with status 0."""
+    path = tmp_path / "history.db"
+    fixed_db(path)
+    between = (dt.datetime.fromtimestamp(t).isoformat() for t in (T - HOUR, T + HOUR))
+    with tui(120, 30, "replay", "--db", str(path), "--between", *between) as (term, app):
+        term.wait_for(lambda s: "history 1/2" in s and " 4242 " in s, 30, "the first minute")
+        term.keys("Right")
+        term.wait_for(lambda s: "history 2/2" in s, 10, "the second minute")
+        term.keys("q")
+        app.wait_exit()
+        term.expect_exit_status(0, "exit status 0")
