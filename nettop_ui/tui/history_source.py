@@ -147,7 +147,8 @@ class HistorySource(ReplaySource):
             raise StoreError(f"nothing recorded in {path} in that time range")
         self.backend_name = f"history ({backend[0]})"
         self.layer = "per-minute rollups"
-        self.per_process = self.per_connection = True
+        self.per_process = True
+        self.per_connection = False  # connections are not recorded: host: and port: say so
         self.interval_s = float(MINUTE)
         self.index = 0
         self.playing = False
