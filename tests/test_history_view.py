@@ -146,6 +146,7 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: app.shown is not None, "the first frame")
         assert f"history 1/{len(slots)}" in header_text(app) and "(60 min)" in header_text(app)
+        assert "partly a gap: recorder not running" in header_text(app)  # stopped at :54
         check_slot(app, recorded)
 
         await press(pilot, "right")  # the first minute after the rolled hour: in the gap
