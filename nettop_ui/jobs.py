@@ -4,6 +4,7 @@
     nettop-ui attach PID [--duration S]       monitor a running process and its children
     nettop-ui summary FILE [--json]           peaks, means and totals of a recording
     nettop-ui replay FILE                     a recording in the TUI, with a timeline
+    nettop-ui replay --db [PATH] [--since ..] `record`'s history in the TUI, minute by minute
 
 `cli.main` hands these over to `main` here. Every user error is one line on stderr.
 """
@@ -16,6 +17,7 @@ import errno
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -89,7 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("file")
     summary.add_argument("--json", action="store_true", help="the summary as one JSON object")
     replay = sub.add_parser("replay", help="replay a run/attach recording in the TUI")
-    replay.add_argument("file")
+    replay.add_argument("file", nargs="?")
+    replay.add_argument(
+        "--db", nargs="?", const="", metavar="PATH", help="replay `record`'s history instead"
+    )
+    when = replay.add_mutually_exclusive_group()  # as for `history`
+    when.add_argument("--since", metavar="WHEN", help="--db: 24h (default), yesterday, a time")
+    when.add_argument("--between", nargs=2, metavar=("T1", "T2"), help="--db: from T1 to T2")
     return parser
 
 
@@ -239,15 +247,35 @@ def summary_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`replay FILE`, or `replay --db [PATH]` (the history: nettop_ui/tui/history_source.py)."""
+    if (args.file is None) == (args.db is None):
+        parser.error("replay takes a recording FILE or --db [PATH], one of them")
+    if args.db is None:
+        if args.since or args.between:
+            parser.error("--since and --between go with --db")
+        from nettop_ui.tui.replay import run_replay  # Textual loads only for the TUI
+
+        return run_replay(args.file)
+    from nettop_ui.history_cli import time_range
+    from nettop_ui.store import default_path
+    from nettop_ui.tui.history_source import run_history
+
+    try:
+        start, end = time_range(args, time.time())
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    return run_history(args.db or default_path(), start, end)
+
+
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "summary":
             return summary_command(args)
         if args.command == "replay":
-            from nettop_ui.tui.replay import run_replay  # Textual loads only for the TUI
-
-            return run_replay(args.file)
+            return replay_command(args, parser)
         if args.command == "attach":
             return _watch(args, lambda: Attached(args.pid))
         return run_command(args)

@@ -335,7 +335,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("closed", ["stdin", "stdout"])
-@pytest.mark.parametrize("command", ["top", "run", "attach", "replay"])
+@pytest.mark.parametrize("command", ["top", "run", "attach", "replay", "replay-db"])
 def test_a_closed_stdin_or_stdout_is_one_clear_line(
     closed: str, command: str, recording: Path
 ) -> None:
@@ -345,6 +345,7 @@ def test_a_closed_stdin_or_stdout_is_one_clear_line(
         "run": ["run", "--backend", "psutil", "--", "sleep", "30"],
         "attach": ["attach", str(os.getpid()), "--backend", "psutil"],
         "replay": ["replay", str(recording)],
+        "replay-db": ["replay", "--db", str(recording.with_name("history.db"))],
     }[command]
     master, tty = os.openpty()
     fd = 0 if closed == "stdin" else 1

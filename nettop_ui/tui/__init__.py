@@ -14,6 +14,7 @@ from nettop_ui.format import Units
 from nettop_ui.memory import small_heap
 from nettop_ui.monitor import Sink
 from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.live import LiveApp
 from nettop_ui.tui.priority import responsive
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
@@ -48,7 +49,7 @@ def run_tui(
     """
     with responsive(), small_heap():  # a top is left open for hours (docs/benchmarks.md)
         source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
-        app = NettopApp.for_user(source, why, filter_text=filter_text, units=units)
+        app = LiveApp.for_user(source, why, filter_text=filter_text, units=units)
         result = app.run()
     if app.return_code not in (None, 0):
         return app.return_code

@@ -112,6 +112,12 @@ REPLAY_BINDINGS: list[BindingType] = [
     Binding("space", "replay_play", "Play", priority=True, id="replay_play"),
 ]
 
+# The live app only (nettop_ui.tui.live.LiveApp): the history view, whose timeline keys
+# are REPLAY_BINDINGS (inactive on the live frames).
+LIVE_BINDINGS: list[BindingType] = [
+    Binding("H", "history", "History", show=False, id="history"),
+]
+
 BINDING_IDS: frozenset[str] = frozenset(
     b.id
     for group in (
@@ -125,6 +131,7 @@ BINDING_IDS: frozenset[str] = frozenset(
         DETAIL_BINDINGS,
         HOST_BINDINGS,
         REPLAY_BINDINGS,
+        LIVE_BINDINGS,
     )
     for b in group
     if isinstance(b, Binding) and b.id is not None
@@ -187,6 +194,10 @@ HELP: dict[str, str] = {
     "replay_first": "replay: jump to the first sample",
     "replay_last": "replay: jump to the last sample",
     "replay_play": "replay: play (one sample per recorded interval) or pause",
+    "history": (
+        "switch to the history (`nettop-ui record`'s database, the last 24 h, minute by"
+        " minute; the replay keys move through it) and back to live"
+    ),
 }
 
 HELP_NOTES = (

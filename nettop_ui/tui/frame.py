@@ -59,7 +59,7 @@ class RemoteView:
     recv_bytes: int
     sent_bps: float | None  # None once the backend failed
     recv_bps: float | None
-    connection_count: int
+    connection_count: int | None  # None: not known (the history does not record it)
     protocols: tuple[str, ...]
     ports: tuple[int, ...]
     pids: tuple[tuple[int, str], ...]  # processes talking now: (pid, name), by pid
@@ -162,8 +162,11 @@ class UnattributedView:
 class RecordedFigures:
     """What a `run`/`attach` recording holds in place of the machine-wide figures (which
     it does not record): the tree's own sums, and the bytes on every interface but
-    loopback. Rates come from the difference to the sample before; None is unknown."""
+    loopback. Rates come from the difference to the sample before; None is unknown.
+    The history database (`replay --db`) has the sums over all processes instead: `scope`
+    says which processes the sums cover."""
 
+    scope: str = "tree"  # "tree": a run/attach recording's; "all": every process's
     tree_cpu_percent: float | None = None
     tree_rss_bytes: int | None = None
     tree_read_bps: float | None = None

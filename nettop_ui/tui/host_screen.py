@@ -194,7 +194,9 @@ class HostScreen(Screen[None]):
             stats.append("  since start ", style="dim").append(
                 f"↑{scale.traffic(h.sent_bytes)} ↓{scale.traffic(h.recv_bytes)}"
             )
-            stats.append("  open connections ", style="dim").append(str(h.connection_count))
+            stats.append("  open connections ", style="dim").append(
+                "-" if h.connection_count is None else str(h.connection_count)
+            )
             if h.protocols:
                 stats.append("  ", style="dim").append(",".join(h.protocols))
             if h.ports:

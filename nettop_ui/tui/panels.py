@@ -139,7 +139,7 @@ class CpuPanel(Panel):
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
         cpu = recorded.tree_cpu_percent
         text = "-" if cpu is None else f"{cpu:.1f}%"
-        return [Text("tree ", style="dim").append(text), MACHINE_NOT_RECORDED.copy()]
+        return [Text(f"{recorded.scope} ", style="dim").append(text), MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
@@ -195,7 +195,8 @@ class MemPanel(Panel):
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
         rss = self.scale.size(recorded.tree_rss_bytes)
-        return [Text("tree RSS ", style="dim").append(rss), MACHINE_NOT_RECORDED.copy()]
+        line = Text(f"{recorded.scope} RSS ", style="dim").append(rss)
+        return [line, MACHINE_NOT_RECORDED.copy()]
 
     def line_form(self, width: int) -> Text:
         s = self.system
@@ -299,7 +300,7 @@ class DiskPanel(Panel):
     title, number = "DISK", 4
 
     def recorded_form(self, recorded: RecordedFigures) -> list[Text]:
-        line = Text("tree ", style="dim").append("R ", style="dim")
+        line = Text(f"{recorded.scope} ", style="dim").append("R ", style="dim")
         line.append(self.scale.size_rate(recorded.tree_read_bps)).append("  W ", style="dim")
         return [
             line.append(self.scale.size_rate(recorded.tree_write_bps)),

@@ -322,6 +322,11 @@ class ReplaySource(FrameSource):
                     self.step(1)
 
 
+def timeline_keys_on(app: NettopApp) -> bool:
+    """Whether the timeline keys act now: on the table or a drill-down, not while typing."""
+    return isinstance(app.screen, (MainScreen, DetailScreen)) and not isinstance(app.focused, Input)
+
+
 class ReplayApp(NettopApp):
     """The app, fed by a `ReplaySource`, with the timeline keys.
 
@@ -353,9 +358,7 @@ class ReplayApp(NettopApp):
         if action == "pause":  # the live display pause: space plays and pauses here
             return False
         if action.startswith("replay_"):
-            if not isinstance(self.screen, (MainScreen, DetailScreen)):
-                return False
-            return not isinstance(self.focused, Input)
+            return timeline_keys_on(self)
         return super().check_action(action, parameters)
 
     def display_frame(self, frame: Frame) -> None:
