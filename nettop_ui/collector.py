@@ -254,6 +254,7 @@ class Collector:
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
+        self._movers: dict[ProcessKey, ProcessState] = {}  # the processes that moved last tick
         self._moving: list[ConnectionState] = []  # the connections that moved last tick
         self._swept_at = 0.0  # when idle connections were last dropped
         # Bumped whenever a connection is opened or dropped: the hosts' open counts are
@@ -278,8 +279,10 @@ class Collector:
         if self._files is not None:
             for pid in self._live_by_pid.keys() - seen.keys():
                 self._files.forget(pid)
-        for pid, key in self._live_by_pid.items():
-            if seen.get(pid) != key and key in self.processes:
+        # Gone, or its pid now another process's: the pairs no longer seen (a set
+        # difference, not a walk over every process).
+        for pid, key in self._live_by_pid.items() - seen.items():
+            if key in self.processes:
                 state = self.processes[key]
                 state.exited, state.exited_at = True, now
                 for name in LIVE_ONLY:  # gone with the process (its memory too): unknown
@@ -321,10 +324,11 @@ class Collector:
                 if live in self.processes:
                     self._unread(self.processes[live])
             return dict(self._live_by_pid)
-        orphaned = self._live_by_pid.keys() - set(pids)  # their children have a new parent
+        live_by_pid, processes, scans = self._live_by_pid, self.processes, self._scans
+        orphaned = live_by_pid.keys() - set(pids)  # their children have a new parent
         for pid in pids:
-            known = self._live_by_pid.get(pid)
-            state = self.processes.get(known) if known is not None else None
+            known = live_by_pid.get(pid)
+            state = processes.get(known) if known is not None else None
             sched = None
             if state is None or state.threads == 1:
                 sched = files.read(pid, "schedstat")  # before stat: a later run shows
@@ -334,7 +338,7 @@ class Collector:
                     and sched is not None
                     and sched == state.sched
                     and state.ppid not in orphaned
-                    and (pid + self._scans) % FULL_SCAN_EVERY
+                    and (pid + scans) % FULL_SCAN_EVERY
                 ):
                     self._slept(state, dt)
                     seen[pid] = known
@@ -472,19 +476,33 @@ class Collector:
         if sample.processes is None:
             return
         moved: dict[ProcessKey, tuple[int, int]] = {}
+        movers: dict[ProcessKey, ProcessState] = {}
         for t in sample.processes:
             if self.scope is not None and not self.scope.wants(t.pid):
                 continue
             state = self._state_for_traffic(t.pid, t.name, now)
             if t.note is not None:
                 state.note = t.note
-            sent, recv = moved.get(state.key, (0, 0))
-            moved[state.key] = (sent + t.sent_bytes, recv + t.recv_bytes)
-        for state in self.processes.values():
-            sent, recv = moved.get(state.key, (0, 0))
+            key = state.key
+            sent, recv = moved.get(key, (0, 0))
+            moved[key] = (sent + t.sent_bytes, recv + t.recv_bytes)
+            movers[key] = state
+        # With per-process bytes every process starts at 0 B and 0 B/s (`_new_state`), so
+        # only this tick's movers and last tick's (back to rest) need touching: at 10,000
+        # processes a walk over all of them is a good part of a tick. Without (or after
+        # `FrameCollector.fail_traffic`), every process's figures are set, as before.
+        rest = self._movers.values() if self.per_process_bytes else self.processes.values()
+        for state in rest:
+            if state.key not in moved:
+                state.sent_bytes = state.sent_bytes or 0
+                state.recv_bytes = state.recv_bytes or 0
+                state.sent_bps = state.recv_bps = 0.0
+        for key, state in movers.items():
+            sent, recv = moved[key]
             state.sent_bytes = (state.sent_bytes or 0) + sent
             state.recv_bytes = (state.recv_bytes or 0) + recv
             state.sent_bps, state.recv_bps = sent / dt, recv / dt
+        self._movers = movers
         if sample.connections is not None:
             self._apply_connections(sample.connections, dt, now)
             if self.remotes is None:

@@ -36,6 +36,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # The files a scan reads per process (cgroup: when first seen, then one scan in ten).
 PER_PROCESS = ("schedstat", "stat", "statm", "io", "cgroup")
+# Read at every scan of every process; the others only when it ran, or one scan in ten.
+# Near the fd limit, holding these open comes first (ProcFiles._hold).
+EVERY_SCAN = frozenset({"schedstat"})
 HELD_FD_MIN = 1024  # held files get descriptor numbers from here up (see ProcFiles)
 HELD_FD_MAX = 32768  # at most this many held at once, by all ProcFiles together
 # The errors that mean the process is gone. Any other (EMFILE, EAGAIN, ENOMEM, ...)
@@ -236,7 +239,10 @@ class ProcFiles:
     Held files are moved to descriptor numbers from HELD_FD_MIN up, so that thousands
     of them never push the sockets and pipes opened elsewhere past what select() can
     watch. Files are held only while the fd limit leaves room (the soft limit is raised
-    towards the hard one once); beyond that each read opens and closes as before.
+    towards the hard one once); beyond that each read opens and closes as before. With
+    no room left, a file of EVERY_SCAN takes the place of the oldest held other one:
+    at 10,000 processes the room runs out, and which files fill it decides how many
+    opens a scan costs.
     """
 
     _held_total: ClassVar[int] = 0  # by every instance: the fd limit is per process
@@ -244,8 +250,9 @@ class ProcFiles:
 
     def __init__(self) -> None:
         self._fds: dict[tuple[int, str], int] = {}
+        self._seldom: dict[tuple[int, str], None] = {}  # held, not EVERY_SCAN; oldest first
         self._room = _fd_room()
-        self._finalizer = weakref.finalize(self, ProcFiles._close_all, self._fds)
+        self._finalizer = weakref.finalize(self, ProcFiles._close_all, self._fds, self._seldom)
         ProcFiles._instances.add(self)
 
     @classmethod
@@ -255,6 +262,12 @@ class ProcFiles:
 
     def read(self, pid: int, name: str, size: int = 4096) -> bytes | None:
         """The contents of /proc/PID/NAME (at most `size` bytes); None if unreadable."""
+        fd = self._fds.get((pid, name))
+        if fd is not None:  # the common case, without `_read`'s call (once per process)
+            try:
+                return os.pread(fd, size, 0)
+            except OSError:  # gone: `_read` closes it, and opens the path afresh
+                pass
         try:
             return self._read(pid, name, size)
         except OSError:
@@ -300,17 +313,22 @@ class ProcFiles:
     def _hold(self, key: tuple[int, str], fd: int) -> None:
         """Keep `fd` (moved up to HELD_FD_MIN or beyond) if there is room; else close it."""
         held = -1
+        if ProcFiles._held_total >= self._room and key[1] in EVERY_SCAN and self._seldom:
+            self._close(next(iter(self._seldom)))
         if ProcFiles._held_total < self._room:
             with contextlib.suppress(OSError):
                 held = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HELD_FD_MIN)
         os.close(fd)
         if held >= 0:
             self._fds[key] = held
+            if key[1] not in EVERY_SCAN:
+                self._seldom[key] = None
             ProcFiles._held_total += 1
 
     def _close(self, key: tuple[int, str]) -> None:
         fd = self._fds.pop(key, None)
         if fd is not None:
+            self._seldom.pop(key, None)
             ProcFiles._held_total -= 1
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -325,12 +343,13 @@ class ProcFiles:
         self._finalizer()
 
     @staticmethod
-    def _close_all(fds: dict[tuple[int, str], int]) -> None:
+    def _close_all(fds: dict[tuple[int, str], int], seldom: dict[tuple[int, str], None]) -> None:
         ProcFiles._held_total -= len(fds)
         for fd in fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
         fds.clear()
+        seldom.clear()
 
     def __len__(self) -> int:
         return len(self._fds)

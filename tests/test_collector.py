@@ -91,6 +91,43 @@ def test_traffic_accumulates_and_rates(worker: subprocess.Popen[str]) -> None:
     assert p.history is not None and p.history["sent_bps"].values() == [1000.0, 1500.0]
 
 
+def test_rates_follow_each_ticks_movers() -> None:
+    """Each tick every process's rate is what it moved in that tick: one that moved last
+    tick and not in this one is back at 0 B/s with its total kept, and every process
+    that never moved reads 0 B/s (the collector touches only the movers of this tick
+    and the last)."""
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(3)]
+    a, b, c = (p.pid for p in procs)
+    collector = Collector(gpu=False, system=False, count_connections=False)
+    ticks = [
+        [ProcessTraffic(a, 100, 200), ProcessTraffic(b, 10, 0)],
+        [ProcessTraffic(b, 30, 40), ProcessTraffic(b, 30, 0)],  # two reports, one process
+        [],
+        [ProcessTraffic(a, 6, 8)],
+    ]
+    totals = {pid: [0, 0] for pid in (a, b, c)}
+    try:
+        for traffic in ticks:
+            snap = collector.ingest(sample(2.0, *traffic))
+            moved = {pid: [0, 0] for pid in (a, b, c)}
+            for t in traffic:
+                moved[t.pid][0] += t.sent_bytes
+                moved[t.pid][1] += t.recv_bytes
+                totals[t.pid][0] += t.sent_bytes
+                totals[t.pid][1] += t.recv_bytes
+            for pid in (a, b, c):
+                (state,) = find(snap, pid)
+                assert [state.sent_bytes, state.recv_bytes] == totals[pid]
+                rates = [state.sent_bps, state.recv_bps]
+                assert rates == [moved[pid][0] / 2.0, moved[pid][1] / 2.0]
+            others = [s for s in snap.processes if s.pid not in (a, b, c)]
+            assert others and all((s.sent_bps, s.recv_bps) == (0.0, 0.0) for s in others)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def test_exited_process_keeps_totals_and_unknown_pid_uses_backend_name() -> None:
     collector = Collector(gpu=False, exited_keep_s=0.0)
     proc = subprocess.Popen(["sleep", "30"])
