@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -353,13 +353,15 @@ class ReplaySource(FrameSource):
                     self.step(1)
 
 
-HISTORY_WINDOW = 300  # samples of history a large recording's frame shows, as live
+HISTORY_WINDOW = 300  # samples of history a large recording's frame shows, as live,
+HISTORY_BYTES = 16 * 1024 * 1024  # fewer when they are large: what a step may have to read
 
 
 class IndexedReplaySource(ReplaySource):
     """A large recording, replayed from its index (recording_index.py): a sample is read
-    when shown, and a process's history covers the HISTORY_WINDOW samples before it, so
-    opening takes an index scan and memory stays small whatever the file's size."""
+    when shown, and a process's history covers the HISTORY_WINDOW samples before it (at
+    most HISTORY_BYTES of them), so opening takes an index scan, a jump reads a bounded
+    amount and memory stays small whatever the file's size."""
 
     def __init__(self, meta: Record, samples: IndexedSamples, path: str) -> None:
         FrameSource.__init__(self)
@@ -391,7 +393,9 @@ class IndexedReplaySource(ReplaySource):
         return self._histories.get(key) or SeriesSet(HISTORY_SERIES, 1)
 
     def _histories_at(self, upto: int) -> dict[ProcessKey, SeriesSet]:
+        offsets = self.indexed.offsets
         first = max(0, upto - HISTORY_WINDOW + 1)
+        first = min(upto, max(first, bisect_left(offsets, offsets[upto] - HISTORY_BYTES)))
         for old in [i for i in self._window if not first <= i <= upto]:
             del self._window[old]
         histories: dict[ProcessKey, SeriesSet] = {}
