@@ -1,22 +1,21 @@
 """Byte offsets of a large recording's sample lines, so `replay` opens it at once.
 
 `index_recording` checks the first line the way `summary` does (a meta line, or a
-sample) and then only finds where each sample line starts, with `bytes.find` over a
-memory map: a gigabyte takes about a second, nothing is parsed. `IndexedSamples` is
-the list of samples it indexed: an item is read and checked (`summary.parse_line`)
-when asked for. A damaged line found then ends the list there (`problem` says where),
-as the full reader would have stopped at it; a last line cut short (a writer killed
-mid-line, a full disk) is never indexed.
+sample) and then only finds where each sample line starts, with `bytes.find` over
+chunks of the file: a gigabyte takes seconds (docs/benchmarks.md), nothing is parsed.
+`IndexedSamples` is the list of samples it indexed: an item is read and checked
+(`summary.parse_line`) when asked for. A damaged line found then ends the list there
+(`problem` says where), as the full reader would have stopped at it; a last line cut
+short (a writer killed mid-line, a full disk) is never indexed, and a second meta line
+(files joined) ends the recording.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import BinaryIO, overload
 
 from nettop_ui.summary import (
     MAX_LINE_BYTES,
@@ -27,6 +26,7 @@ from nettop_ui.summary import (
 )
 
 INDEX_FROM_BYTES = 64 * 1024 * 1024  # replay reads smaller files whole, as before
+CHUNK = 8 * 1024 * 1024  # read at a time while indexing
 SAMPLE_STARTS = (b'{"type":"sample"', b'{"type": "sample"')  # our writer's, json.dumps's
 
 
@@ -93,7 +93,6 @@ def index_recording(path: str) -> tuple[Record, IndexedSamples]:
     no recording's or it holds no sample.
     """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
         first = f.readline(MAX_LINE_BYTES + 1)
         try:
             head = parse_line(first)
@@ -102,19 +101,21 @@ def index_recording(path: str) -> tuple[Record, IndexedSamples]:
                 f"no samples of a recording in {path} (line 1: {damage_reason(exc)})"
             ) from None
         offsets = array("q", [0] if head["type"] == "sample" else [])
+        for start in SAMPLE_STARTS:  # json.dumps's spacing: files not of our writer
+            f.seek(len(first) - 1)  # from the newline ending line 1
+            offsets.extend(_line_starts(f, b"\n" + start))
+            if len(offsets) > 1:
+                break
+        f.seek(len(first) - 1)
+        joined = next(_line_starts(f, b'\n{"type":"meta"'), None)
         problem = None
-        if size > len(first):
-            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
-                for start in SAMPLE_STARTS:  # json.dumps's spacing: files not of our writer
-                    offsets.extend(_line_starts(mm, b"\n" + start, len(first) - 1))
-                    if len(offsets) > 1:
-                        break
-                joined = mm.find(b'\n{"type":"meta"', len(first) - 1)
-                if joined != -1:  # as the full reader, stop where a second recording starts
-                    del offsets[bisect_left(offsets, joined) :]
-                    problem = f"stopped at byte {joined + 1}: a second recording starts here"
-                elif offsets and mm.find(b"\n", offsets[-1]) == -1:
-                    problem = f"stopped at byte {offsets.pop()}: the last line is cut short"
+        if joined is not None:  # as the full reader, stop where a second recording starts
+            del offsets[bisect_left(offsets, joined) :]
+            problem = f"stopped at byte {joined}: a second recording starts here"
+        elif offsets:
+            f.seek(offsets[-1])
+            if not f.readline(MAX_LINE_BYTES + 1).endswith(b"\n"):
+                problem = f"stopped at byte {offsets.pop()}: the last line is cut short"
     if not offsets:
         raise RecordingError(f"no samples of a recording in {path}")
     samples = IndexedSamples(path, offsets)
@@ -122,8 +123,17 @@ def index_recording(path: str) -> tuple[Record, IndexedSamples]:
     return (head if head["type"] == "meta" else {}), samples
 
 
-def _line_starts(mm: mmap.mmap, pattern: bytes, pos: int) -> Iterator[int]:
-    """Where each line starting with `pattern` (its newline first) starts, after `pos`."""
-    while (pos := mm.find(pattern, pos)) != -1:
-        pos += 1
-        yield pos
+def _line_starts(f: BinaryIO, pattern: bytes) -> Iterator[int]:
+    """Where each line starting with `pattern` (its newline first) starts, from `f`'s
+    position on, read a chunk at a time (a memory map would count the whole file in
+    the replay's RSS)."""
+    base = f.tell()
+    tail = b""
+    while chunk := f.read(CHUNK):
+        data = tail + chunk
+        pos = 0
+        while (pos := data.find(pattern, pos)) != -1:
+            pos += 1
+            yield base - len(tail) + pos
+        tail = data[-(len(pattern) - 1) :]
+        base += len(chunk)

@@ -379,3 +379,15 @@ def test_a_large_damaged_recording_gives_one_line_on_the_command_line(
         assert res.returncode == 1 and res.stdout == "", res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith("nettop-ui: error: ")
         assert "no samples" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_indexed_recording_stops_where_a_second_one_starts(
+    machine: Machine, tmp_path: Path
+) -> None:
+    path, _big, _small = machine
+    raw = path.read_bytes()
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(raw + raw)  # `cat a b`
+    _meta, samples = index_recording(str(joined))
+    assert len(samples) == raw.count(b'{"type":"sample"')
+    assert samples.problem == f"stopped at byte {len(raw)}: a second recording starts here"
