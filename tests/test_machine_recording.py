@@ -391,3 +391,19 @@ def test_an_indexed_recording_stops_where_a_second_one_starts(
     _meta, samples = index_recording(str(joined))
     assert len(samples) == raw.count(b'{"type":"sample"')
     assert samples.problem == f"stopped at byte {len(raw)}: a second recording starts here"
+
+
+def test_summary_of_a_machine_recording_cut_short_says_where_in_one_line(
+    machine: Machine, tmp_path: Path
+) -> None:
+    path, big, _small = machine
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(raw[: len(raw) - 40])
+    lines = raw.count(b"\n")
+    res = nettop("summary", "--json", str(cut))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("\n") == 1 and f"stopped at line {lines}:" in res.stderr
+    s = json.loads(res.stdout)
+    assert s["samples"] == raw.count(b'{"type":"sample"') - 1
+    assert s["top"]["bytes"][0]["pid"] == big.pid
