@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
@@ -41,6 +42,7 @@ from nettop_ui.jsonl import (
     meta_record,
     open_output,
     sample_record,
+    write_problem,
 )
 from nettop_ui.monitor import Sink, Tee, describe_failure, look_up_names, monitor
 
@@ -64,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     stop.add_argument("--count", type=positive_int, help="stop after this many samples")
     parser.add_argument(
-        "--output", type=output_file, metavar="FILE", help="write the JSON Lines to FILE"
+        "--output",
+        type=output_file,
+        metavar="FILE",
+        help="write the JSON Lines to FILE (on a terminal: while the TUI runs, "
+        "unless --json, --duration or --count)",
     )
     parser.add_argument(
         "--all", action="store_true", help="JSON: every process, not only those with traffic"
@@ -228,15 +234,26 @@ def warn_filter(f: Filter | None, backend: type[Backend]) -> None:
         print(f"{PROG}: warning: {problem}", file=sys.stderr)
 
 
-def run_json(args: argparse.Namespace) -> int:
-    cls, why = resolve_backend(args.backend)
-    warn_filter(args.filter, cls)
+def _open_stream(args: argparse.Namespace, cls: type[Backend], why: str) -> JsonlWriter:
+    """The JSON Lines stream to `--output` (else stdout), its meta line written."""
     try:
         out = open_output(args.output) if args.output else sys.stdout
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     writer = JsonlWriter(out)
-    writer.write(meta_record(cls, args.interval, time.time(), why))
+    try:
+        writer.write(meta_record(cls, args.interval, time.time(), why))
+    except OSError as exc:
+        out.close()
+        raise UsageError(f"cannot write {args.output or 'stdout'}: {write_problem(exc)}") from None
+    return writer
+
+
+def run_json(args: argparse.Namespace) -> int:
+    cls, why = resolve_backend(args.backend)
+    warn_filter(args.filter, cls)
+    writer = _open_stream(args, cls, why)
+    out = writer.out
     try:
         run_monitor(
             cls,
@@ -308,6 +325,47 @@ def print_table(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Recording:
+    """`--output FILE` next to the TUI: the stream `--json --output FILE` writes, until a
+    write fails (a full disk). Then `tell` (the TUI's notice) says so once, the file
+    keeps its whole lines and the TUI runs on."""
+
+    def __init__(self, args: argparse.Namespace, cls: type[Backend], why: str) -> None:
+        self.path = args.output
+        self.writer = _open_stream(args, cls, why)
+        self.stream = _JsonSink(self.writer, args, cls)
+        self.problem: str | None = None
+        self.tell: Callable[[str], None] = lambda text: None
+        # The TUI may quit while a tick is being written (on the collector's thread):
+        # the file is closed only between two lines.
+        self._lock = threading.Lock()
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self._guard(self.stream.sample, snap, sample)
+
+    def failure(
+        self, snap: Snapshot, failure: BackendFailure, fallback: type[Backend] | None
+    ) -> None:
+        self._guard(self.stream.failure, snap, failure, fallback)
+
+    def end(self, failure: BackendFailure | None) -> None:
+        pass
+
+    def _guard(self, write: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self.problem is not None or self.writer.out.closed:
+                return
+            try:
+                write(*args)
+            except OSError as exc:
+                self.problem = f"recording to {self.path} stopped: {write_problem(exc)}"
+                self.tell(f"{self.problem}; what was written is kept")
+
+    def close(self) -> None:
+        with self._lock:
+            self.writer.out.close()
+
+
 def run_tui(args: argparse.Namespace) -> int:
     cls, why = resolve_backend(args.backend)
     if args.profile_problem:  # on stderr too, but the TUI's screen covers it
@@ -315,7 +373,26 @@ def run_tui(args: argparse.Namespace) -> int:
     from nettop_ui.tui import run_tui as tui  # Textual loads only for the TUI
 
     fallbacks = registry.fallbacks_for(args.backend, cls)
-    return tui(cls, why, args.interval, fallbacks=fallbacks, **_tui_options(args))
+    if not args.output:
+        return tui(cls, why, args.interval, fallbacks=fallbacks, **_tui_options(args))
+    warn_filter(args.filter, cls)
+    recording = _Recording(args, cls, why)
+    try:
+        code = tui(
+            cls,
+            why,
+            args.interval,
+            fallbacks=fallbacks,
+            sink=recording,
+            notices=recording,
+            **_tui_options(args),
+        )
+    finally:
+        recording.close()
+    if recording.problem:
+        print(f"{PROG}: error: {recording.problem}", file=sys.stderr)
+        return code or 1
+    return code
 
 
 def _tui_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -388,10 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.prometheus or args.headless:
             return run_prometheus(args)
-        if args.json or args.output:
+        if args.json or (args.output and (args.duration or args.count)):
             return run_json(args)
         if is_tty(sys.stdout) and is_tty(sys.stdin):
-            return run_tui(args)
+            return run_tui(args)  # with --output, recording the stream as well
+        if args.output:
+            return run_json(args)
         problem = closed_stream_problem("use --json or --output FILE")
         if problem:
             raise UsageError(problem)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from nettop_ui.args import (
     start_profiling,
 )
 from nettop_ui.denet_format import DenetConverter
-from nettop_ui.jsonl import JsonlWriter, open_output
+from nettop_ui.jsonl import JsonlWriter, open_output, write_problem
 from nettop_ui.monitor import look_up_names
 from nettop_ui.summary import Summary, format_summary, say_if_unreadable, summarize_file
 from nettop_ui.watch import (
@@ -87,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     _watch_options(attach)
     attach.add_argument("pid", type=positive_int, help="the process to follow")
     attach.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    summary = sub.add_parser("summary", help="summarise a run/attach recording")
+    summary = sub.add_parser("summary", help="summarise a recording (run/attach or whole-machine)")
     summary.add_argument("file")
     summary.add_argument("--json", action="store_true", help="the summary as one JSON object")
-    replay = sub.add_parser("replay", help="replay a run/attach recording in the TUI")
+    replay = sub.add_parser(
+        "replay", help="replay a recording (run/attach or whole-machine) in the TUI"
+    )
     replay.add_argument("file", nargs="?")
     replay.add_argument(
         "--db", nargs="?", const="", metavar="PATH", help="replay `record`'s history instead"
@@ -103,14 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _WriteFailed(Exception):
     """A record could not be written; the message says where and why."""
-
-
-def _why(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "disk full"
-    if exc.errno == errno.EPIPE:
-        return "its reader has gone"
-    return exc.strerror or str(exc)
 
 
 class _Sinks:
@@ -140,7 +133,7 @@ class _Sinks:
             try:
                 write(record)  # a whole line or nothing (JsonlWriter)
             except OSError as exc:
-                raise _WriteFailed(f"cannot write {where}: {_why(exc)}") from None
+                raise _WriteFailed(f"cannot write {where}: {write_problem(exc)}") from None
         self._summary.add(record)
 
     def summary(self) -> dict[str, Any]:

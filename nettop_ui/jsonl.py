@@ -321,6 +321,15 @@ def _trusted_link(name: str, dir_fd: int, failure: OSError) -> str:
     return os.readlink(name, dir_fd=dir_fd)
 
 
+def write_problem(exc: OSError) -> str:
+    """Why a record could not be written, in a few words."""
+    if exc.errno == errno.ENOSPC:
+        return "disk full"
+    if exc.errno == errno.EPIPE:
+        return "its reader has gone"
+    return exc.strerror or str(exc)
+
+
 class JsonlWriter:
     """Writes records as JSON Lines, each line whole or not at all.
 

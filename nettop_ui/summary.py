@@ -1,17 +1,21 @@
-"""Summaries of `run`/`attach` recordings: duration, exit code, peaks, means and totals.
+"""Summaries of recordings: duration, exit code, peaks, means and totals of a `run`/`attach`
+tree, or the top processes of a whole-machine (`--json`) recording.
 
 `RecordingReader` reads a JSON Lines recording line by line, each line capped in
 length, up to the first damaged line (a recording cut short by a crash, spoiled
 figures, a second recording joined on with `cat`, or not a recording at all) and
 says where it stopped. `Summary` folds records in one at a time, keeping a few figures,
 not the records: `summarize_file` runs in bounded memory whatever the file's size, and
-`run`/`attach` keep one for their summary however long they run. `read_recording`
-keeps every record (replay needs them all).
+`run`/`attach` keep one for their summary however long they run. A whole-machine
+recording gets a `MachineSummary` instead: a few figures per process identity seen (its
+memory grows with the processes, not with the samples). `read_recording` keeps every
+record (replay needs them all; a large file is indexed instead, recording_index.py).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import math
 import sys
@@ -44,23 +48,26 @@ class RecordingReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.problem: str | None = None
-        self.samples = 0
+        self.samples = 0  # with a `tree`: a run/attach recording's
+        self.machine_samples = 0  # without one: a whole-machine (`--json`) recording's
+        self.offset = 0  # where the line last read starts in the file
         self._first_ts: float | None = None
 
     def __iter__(self) -> Iterator[Record]:
         with open(self.path, "rb") as f:
             number = 0
+            offset = 0
             while raw := f.readline(MAX_LINE_BYTES + 1):
                 number += 1
+                self.offset, offset = offset, offset + len(raw)
                 if len(raw) > MAX_LINE_BYTES:
                     self.problem = f"stopped at line {number}: longer than {MAX_LINE_BYTES:,} bytes"
                     return
                 try:
-                    record = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
-                    _check(record)
+                    record = parse_line(raw)
                     self._check_in_order(record, number)
                 except (ValueError, RecursionError) as exc:
-                    self.problem = f"stopped at line {number}: {_why(exc)}"
+                    self.problem = f"stopped at line {number}: {damage_reason(exc)}"
                     return
                 yield record
 
@@ -71,15 +78,25 @@ class RecordingReader:
             raise ValueError("a second recording starts here (files joined?)")
         if kind == "sample":
             self._first_ts = record["ts"] if self._first_ts is None else self._first_ts
-            self.samples += isinstance(record.get("tree"), dict)
+            tree = isinstance(record.get("tree"), dict)
+            self.samples += tree
+            self.machine_samples += not tree
         ended, first = record.get("ended"), self._first_ts
         if kind == "end" and ended is not None and first is not None and ended < first:
             raise ValueError("end line: ended is before the first sample")
 
     def check_usable(self) -> None:
-        if not self.samples:
+        if not self.samples and not self.machine_samples:
             where = f" ({self.problem})" if self.problem else ""
-            raise RecordingError(f"no samples of a run/attach recording in {self.path}{where}")
+            raise RecordingError(f"no samples of a recording in {self.path}{where}")
+
+
+def parse_line(raw: bytes) -> Record:
+    """One recording line as a record; ValueError or RecursionError when it is damaged
+    (not JSON, NaN or infinity, figures of the wrong type)."""
+    record = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    _check(record)
+    return record  # type: ignore[no-any-return]
 
 
 def read_recording(path: str) -> tuple[list[Record], str | None]:
@@ -96,11 +113,25 @@ def read_recording(path: str) -> tuple[list[Record], str | None]:
 
 def summarize_file(path: str) -> tuple[Record, str | None]:
     """The summary of the recording at `path`, read in bounded memory, and where it
-    stopped; raises as `read_recording` does."""
+    stopped; raises as `read_recording` does. A whole-machine recording (its meta line
+    names no command, its samples have no `tree`) gets a `MachineSummary`."""
     reader = RecordingReader(path)
-    summary = summarize(reader)
+    records = iter(reader)
+    first = next(records, None)
+    summary: Summary | MachineSummary = MachineSummary() if is_machine(first) else Summary()
+    for record in itertools.chain([first] if first else [], records):
+        summary.add(record)
     reader.check_usable()
-    return summary, reader.problem
+    return summary.result(), reader.problem
+
+
+def is_machine(first: Record | None) -> bool:
+    """Whether a recording starting with `first` is a whole-machine one (`--json`)."""
+    if first is None:
+        return False
+    if first["type"] == "meta":
+        return "cmdline" not in first
+    return first["type"] == "sample" and "tree" not in first
 
 
 def _no_constant(name: str) -> Any:
@@ -255,11 +286,8 @@ def say_if_unreadable(load: Callable[[str], T], path: str) -> T | None:
     return None
 
 
-def read_recording_or_say(path: str) -> tuple[list[Record], str | None] | None:
-    return say_if_unreadable(read_recording, path)
-
-
-def _why(exc: ValueError | RecursionError) -> str:
+def damage_reason(exc: ValueError | RecursionError) -> str:
+    """Why a recording line is damaged, in a few words."""
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     if isinstance(exc, json.JSONDecodeError):
@@ -348,6 +376,168 @@ class Summary:
         }
 
 
+TOP_PROCESSES = 10  # processes a whole-machine summary lists per ranking
+# A process's figures in a whole-machine summary, and how each is folded over samples:
+# the last value (bytes since the monitor started), the peak, or the growth since the
+# process was first seen (CPU seconds and disk bytes count from the process's start).
+PROCESS_LAST = ("sent_bytes", "recv_bytes")
+PROCESS_PEAK = ("cpu_percent", "rss_bytes")
+PROCESS_GROWTH = ("cpu_seconds", "read_bytes", "write_bytes")
+RANKINGS = {  # the summary's top lists: name -> the figure ranked, most first
+    "bytes": "total_bytes",
+    "cpu": "cpu_seconds",
+    "disk": "disk_bytes",
+    "memory": "rss_bytes_peak",
+}
+
+
+class _Seen:
+    """What a whole-machine summary keeps of one process identity."""
+
+    __slots__ = ("first", "last", "peak", "who")
+
+    def __init__(self, who: Record) -> None:
+        self.who = who  # pid, start time, name, command line, user, service
+        self.last: dict[str, Any] = dict.fromkeys(PROCESS_LAST)
+        self.peak: dict[str, Any] = dict.fromkeys(PROCESS_PEAK)
+        self.first: dict[str, Any] = dict.fromkeys(PROCESS_GROWTH)
+        self.last.update(dict.fromkeys(PROCESS_GROWTH))
+
+    def add(self, p: Record) -> None:
+        figures = {k: _figure(p, k) for k in (*PROCESS_LAST, *PROCESS_PEAK)}
+        user, system = _figure(p, "cpu_user_s"), _figure(p, "cpu_system_s")
+        figures["cpu_seconds"] = None if user is None or system is None else user + system
+        figures["read_bytes"] = _figure(p, "read_bytes")
+        figures["write_bytes"] = _figure(p, "write_bytes")
+        for key in (*PROCESS_LAST, *PROCESS_GROWTH):
+            if figures[key] is not None:
+                self.last[key] = figures[key]
+        for key in PROCESS_GROWTH:
+            if self.first[key] is None:
+                self.first[key] = figures[key]
+        for key in PROCESS_PEAK:
+            value, peak = figures[key], self.peak[key]
+            if value is not None and (peak is None or value > peak):
+                self.peak[key] = value
+
+    def row(self) -> Record:
+        grown = {
+            k: None if self.last[k] is None else _round(self.last[k] - self.first[k])
+            for k in PROCESS_GROWTH
+        }
+        sent, recv = self.last["sent_bytes"], self.last["recv_bytes"]
+        read, write = grown["read_bytes"], grown["write_bytes"]
+        return {
+            **self.who,
+            "sent_bytes": sent,
+            "recv_bytes": recv,
+            "total_bytes": None if sent is None and recv is None else (sent or 0) + (recv or 0),
+            "cpu_seconds": grown["cpu_seconds"],
+            "cpu_percent_peak": self.peak["cpu_percent"],
+            "rss_bytes_peak": self.peak["rss_bytes"],
+            "read_bytes": read,
+            "write_bytes": write,
+            "disk_bytes": None if read is None and write is None else (read or 0) + (write or 0),
+        }
+
+
+def _figure(record: Record, key: str) -> float | None:
+    """A figure of a recorded process; None (unknown) unless a number >= 0."""
+    value = record.get(key)
+    return value if _is_figure(value) else None
+
+
+def _round(value: float) -> float:
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def _who(p: Record) -> Record:
+    """A recorded process's identity and names, as a summary lists them."""
+    cmdline = p.get("cmdline")
+    return {
+        "pid": p.get("pid"),
+        "start_time": _figure(p, "start_time"),
+        "name": p.get("name") if isinstance(p.get("name"), str) else None,
+        "cmdline": cmdline[:64] if _is_arguments(cmdline) and cmdline else None,
+        "user": p.get("user") if isinstance(p.get("user"), str) else None,
+        "service": p.get("service") if isinstance(p.get("service"), str) else None,
+    }
+
+
+class MachineSummary:
+    """A whole-machine (`--json`) recording's summary: its span, the bytes moved, and
+    the top processes by bytes, CPU time, disk bytes and peak RSS over the recording,
+    from records added one at a time."""
+
+    def __init__(self) -> None:
+        self.meta: Record = {}
+        self.samples = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.seen: dict[tuple[Any, Any], _Seen] = {}  # by (pid, start time)
+        self.remotes: list[Record] | None = None  # the last sample's top hosts
+        self.unattributed: Record | None = None  # the last sample's
+
+    def add(self, record: Record) -> None:
+        kind = record.get("type")
+        if kind == "meta" and not self.meta:
+            self.meta = record
+        if kind != "sample":
+            return
+        self.samples += 1
+        self.first_ts = record["ts"] if self.first_ts is None else self.first_ts
+        self.last_ts = record["ts"]
+        procs = record.get("processes")
+        for p in procs if isinstance(procs, list) else ():
+            if not isinstance(p, dict) or not _is_number(p.get("pid"), nullable=False):
+                continue
+            key = (p["pid"], p.get("start_time"))
+            seen = self.seen.get(key)
+            if seen is None:
+                seen = self.seen[key] = _Seen(_who(p))
+            seen.add(p)
+        remotes = record.get("remotes")
+        if remotes is not None:  # cumulative: the last sample's hosts are the recording's
+            self.remotes = [
+                _host_summary(h) for h in heapq.nlargest(TOP_HOSTS, remotes, key=_host_bytes)
+            ]
+        u = record.get("unattributed")
+        if isinstance(u, dict):
+            self.unattributed = {k: _figure(u, k) for k in HOST_FIGURES}
+
+    def result(self) -> Record:
+        first, last = self.first_ts, self.last_ts
+        rows = [seen.row() for seen in self.seen.values()]
+        top = {
+            name: [
+                r for r in heapq.nlargest(TOP_PROCESSES, rows, key=lambda r: r[key] or 0) if r[key]
+            ]
+            for name, key in RANKINGS.items()
+        }
+        return {
+            "recording": "machine",
+            "host": self.meta.get("host"),
+            "backend": self.meta.get("backend"),
+            "samples": self.samples,
+            "started": first,
+            "duration_s": round(last - first, 3)
+            if first is not None and last is not None
+            else None,
+            "processes_seen": len(rows),
+            "sent_bytes": _sum(r["sent_bytes"] for r in rows),
+            "recv_bytes": _sum(r["recv_bytes"] for r in rows),
+            "unattributed": self.unattributed,
+            "top": top,
+            "remotes": self.remotes,
+        }
+
+
+def _sum(values: Iterable[Any]) -> int | None:
+    """The sum of the known values; None when none is known."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
 def _profile_summary(ebpf: Record | None) -> Record | None:
     """`--profile`'s totals over the run: the tree's last (cumulative) ebpf object."""
     if ebpf is None:
@@ -383,6 +573,8 @@ def summarize(records: Iterable[Record]) -> Record:
 
 def format_summary(s: Record) -> str:
     """The summary for people, one figure a line; `-` is unknown."""
+    if s.get("recording") == "machine":
+        return format_machine_summary(s)
 
     def num(value: Any, unit: str = "") -> str:
         return "-" if value is None else f"{value}{unit}"
@@ -439,3 +631,49 @@ def _host_line(host: Record) -> str:
     local = "  [local]" if host["scope"] == "local" else ""
     sent, recv = human_bytes(host["sent_bytes"]), human_bytes(host["recv_bytes"])
     return f"  {name.encode('unicode_escape').decode('ascii')[:120]}  {sent}, {recv}{local}"
+
+
+TOP_TITLES = {
+    "bytes": "top by network bytes (sent, received)",
+    "cpu": "top by CPU time",
+    "disk": "top by disk bytes (read, written)",
+    "memory": "top by peak RSS",
+}
+
+
+def format_machine_summary(s: Record) -> str:
+    """A whole-machine recording's summary for people; `-` is unknown."""
+    span = "-" if s["duration_s"] is None else f"{s['duration_s']} s"
+    lines = [
+        f"recording:    whole machine, host {s['host'] or '-'}"[:200],
+        f"duration:     {span}  ({s['samples']} samples, {s['backend']})",
+        f"network:      sent {human_bytes(s['sent_bytes'])}, "
+        f"received {human_bytes(s['recv_bytes'])} by {s['processes_seen']} processes",
+    ]
+    u = s["unattributed"]
+    if u:
+        lines.append(
+            f"unattributed: sent {human_bytes(u['sent_bytes'])}, "
+            f"received {human_bytes(u['recv_bytes'])}"
+        )
+    for name, rows in s["top"].items():
+        lines.append(TOP_TITLES[name])
+        lines.extend(_process_line(name, r) for r in rows)
+    if s["remotes"]:
+        lines.append("remote hosts: the most bytes first (sent, received)")
+        lines.extend(_host_line(h) for h in s["remotes"])
+    return "\n".join(lines) + "\n"
+
+
+def _process_line(ranking: str, r: Record) -> str:
+    """`  1234 curl (alice)  1.2 MiB, 30 KiB`; names are untrusted: escaped."""
+    if ranking == "bytes":
+        figure = f"{human_bytes(r['sent_bytes'])}, {human_bytes(r['recv_bytes'])}"
+    elif ranking == "cpu":
+        figure = f"{r['cpu_seconds']:.2f} s (peak {r['cpu_percent_peak'] or '-'}%)"
+    elif ranking == "disk":
+        figure = f"{human_bytes(r['read_bytes'])}, {human_bytes(r['write_bytes'])}"
+    else:
+        figure = human_bytes(r["rss_bytes_peak"])
+    who = f"{r['name'] or '?'} ({r['user'] or '?'})".encode("unicode_escape").decode("ascii")
+    return f"  {r['pid']:>7} {who[:60]}  {figure}"

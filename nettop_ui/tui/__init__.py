@@ -7,7 +7,8 @@ imported only inside this package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from nettop_ui.core import Backend
 from nettop_ui.format import Units
@@ -19,6 +20,8 @@ from nettop_ui.tui.priority import responsive
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import FrameSource, MonitorSource, ScriptedSource
 
+NOTICE_S = 30  # how long a notice from `notices` stays on screen
+
 __all__ = [
     "FrameSource",
     "MonitorSource",
@@ -29,6 +32,13 @@ __all__ = [
 ]
 
 
+class Notices(Protocol):
+    """Something that has things to tell the user while the TUI runs (a recording that
+    stopped): `run_tui` sets its `tell`, callable from any thread, to show a notice."""
+
+    tell: Callable[[str], None]
+
+
 def run_tui(
     backend_cls: type[Backend],
     why: str,
@@ -36,6 +46,7 @@ def run_tui(
     *,
     fallbacks: Sequence[type[Backend]] = (),
     sink: Sink | None = None,
+    notices: Notices | None = None,
     filter_text: str = "",
     units: Units = "iec",
 ) -> int:
@@ -44,12 +55,17 @@ def run_tui(
     `fallbacks`: the backends to switch to, in order, if this one dies (as `--backend
     auto` would pick them; `registry.fallbacks_after(backend_cls)`). The terminal is
     restored on every exit path (q, F10, ctrl+c, SIGTERM, SIGHUP, a crash). `sink` also
-    gets every tick, on the collector's thread (the Prometheus exporter). `filter_text`
-    starts in the filter box (`--filter`); `units` are binary or decimal (`--units`).
+    gets every tick, on the collector's thread (the Prometheus exporter, `--output`);
+    what `notices` tells shows as a notice. `filter_text` starts in the filter box
+    (`--filter`); `units` are binary or decimal (`--units`).
     """
     with responsive(), small_heap():  # a top is left open for hours (docs/benchmarks.md)
         source = MonitorSource(backend_cls(), interval_s, fallbacks, sink=sink)
         app = LiveApp.for_user(source, why, filter_text=filter_text, units=units)
+        if notices is not None:
+            notices.tell = lambda text: app.notify(  # thread-safe: it posts a message
+                safe_text(text, 300), severity="error", timeout=NOTICE_S, markup=False
+            )
         result = app.run()
     if app.return_code not in (None, 0):
         return app.return_code

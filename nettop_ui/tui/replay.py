@@ -1,4 +1,8 @@
-"""`nettop-ui replay FILE`: a `run`/`attach` recording in the TUI, with a timeline.
+"""`nettop-ui replay FILE`: a recording in the TUI, with a timeline.
+
+A `run`/`attach` recording or a whole-machine one (`--json`, `--output`): both hold
+the processes of each sample. A file of INDEX_FROM_BYTES or more is not read whole:
+`IndexedReplaySource` reads the sample shown from an index of byte offsets.
 
 `ReplaySource` turns each recorded sample back into the collector's `ProcessState`s
 and freezes it with `build_frame`, so the app draws it exactly as it draws a live
@@ -14,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
-from bisect import bisect_right
-from collections.abc import Iterable
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -36,9 +41,15 @@ from nettop_ui.collector import (
     history_row,
 )
 from nettop_ui.history import SeriesSet
+from nettop_ui.recording_index import (
+    INDEX_FROM_BYTES,
+    DamagedSample,
+    IndexedSamples,
+    index_recording,
+)
 from nettop_ui.remotes import FoldedHosts, RemoteHostState
 from nettop_ui.schema import FIELDS, Field
-from nettop_ui.summary import Record, RecordingError, read_recording_or_say
+from nettop_ui.summary import Record, RecordingError, read_recording, say_if_unreadable
 from nettop_ui.tui.app import NettopApp
 from nettop_ui.tui.bindings import REPLAY_BINDINGS
 from nettop_ui.tui.detail_screen import DetailScreen
@@ -196,6 +207,17 @@ def _processes(sample: Record) -> list[ProcessState]:
     return [s for s in states if s is not None] if isinstance(records, list) else []
 
 
+def _history_rows(sample: Record) -> dict[ProcessKey, tuple[float | None, ...]]:
+    """A sample's HISTORY_SERIES values per process identity, as `process_state` and
+    `history_row` would give them, without making the states."""
+    records = sample.get("processes")
+    rows: dict[ProcessKey, tuple[float | None, ...]] = {}
+    for r in records if isinstance(records, list) else ():
+        if isinstance(r, dict) and (pid := _int(r, "pid")) is not None:
+            rows[(pid, _num(r, "start_time"))] = tuple(_num(r, k) for k in HISTORY_SERIES)
+    return rows
+
+
 class ReplaySource(FrameSource):
     """Frames from the samples of one recording; the position moves only when asked."""
 
@@ -203,7 +225,19 @@ class ReplaySource(FrameSource):
         super().__init__()
         records = list(records)
         meta = next((r for r in records if r.get("type") == "meta"), {})
-        self.samples = [r for r in records if r.get("type") == "sample"]
+        self._describe(meta, [r for r in records if r.get("type") == "sample"], path, problem)
+        # Per process identity: (sample index, ts, HISTORY_SERIES values) for its history.
+        self._rows: dict[ProcessKey, list[tuple[int, float, tuple[float | None, ...]]]] = {}
+        self._states = [_processes(s) for s in self.samples]
+        for i, (sample, states) in enumerate(zip(self.samples, self._states, strict=True)):
+            for p in states:
+                self._rows.setdefault(p.key, []).append((i, sample["ts"], history_row(p)))
+
+    def _describe(
+        self, meta: Record, samples: Sequence[Record], path: str, problem: str | None
+    ) -> None:
+        """What the recording's meta line says, and its samples."""
+        self.samples = samples
         if not self.samples:
             raise RecordingError(f"no samples to replay in {path}")
         self.path, self.problem = path, problem
@@ -218,12 +252,9 @@ class ReplaySource(FrameSource):
         self.playing = False
         self._emit: Emit | None = None
         self._wake = asyncio.Event()
-        # Per process identity: (sample index, ts, HISTORY_SERIES values) for its history.
-        self._rows: dict[ProcessKey, list[tuple[int, float, tuple[float | None, ...]]]] = {}
-        self._states = [_processes(s) for s in self.samples]
-        for i, (sample, states) in enumerate(zip(self.samples, self._states, strict=True)):
-            for p in states:
-                self._rows.setdefault(p.key, []).append((i, sample["ts"], history_row(p)))
+
+    def _states_at(self, index: int) -> list[ProcessState]:
+        return self._states[index]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -240,7 +271,7 @@ class ReplaySource(FrameSource):
 
     def frame_at(self, index: int) -> Frame:
         sample = self.samples[index]
-        states = self._states[index]
+        states = self._states_at(index)
         for state in states:  # built anew each time: the history is as of `index`
             state.history = self._history(state.key, index)
         unattributed = None
@@ -327,6 +358,91 @@ def timeline_keys_on(app: NettopApp) -> bool:
     return isinstance(app.screen, (MainScreen, DetailScreen)) and not isinstance(app.focused, Input)
 
 
+HISTORY_WINDOW = 300  # samples of history a large recording's frame shows, as live,
+HISTORY_BYTES = 16 * 1024 * 1024  # fewer when they are large: what a step may have to read
+
+
+class IndexedReplaySource(ReplaySource):
+    """A large recording, replayed from its index (recording_index.py): a sample is read
+    when shown, and a process's history covers the HISTORY_WINDOW samples before it (at
+    most HISTORY_BYTES of them), so opening takes an index scan, a jump reads a bounded
+    amount and memory stays small whatever the file's size."""
+
+    def __init__(self, meta: Record, samples: IndexedSamples, path: str) -> None:
+        FrameSource.__init__(self)
+        self._describe(meta, samples, path, samples.problem)
+        self.indexed = samples
+        # The history rows of the samples in the window: index -> (ts, values by process).
+        self._window: dict[int, tuple[float, dict[ProcessKey, tuple[float | None, ...]]]] = {}
+        self._histories: dict[ProcessKey, SeriesSet] = {}  # as of sample _histories_upto
+        self._histories_upto = -1
+        try:
+            self.samples[0]
+        except DamagedSample as exc:
+            raise RecordingError(f"no samples to replay in {path} ({exc})") from None
+
+    def _states_at(self, index: int) -> list[ProcessState]:
+        return _processes(self.samples[index])
+
+    def _rows_of(self, index: int) -> tuple[float, dict[ProcessKey, tuple[float | None, ...]]]:
+        rows = self._window.get(index)
+        if rows is None:
+            sample = self.samples[index]
+            rows = self._window[index] = (sample["ts"], _history_rows(sample))
+        return rows
+
+    def _history(self, key: ProcessKey, upto: int) -> SeriesSet:
+        if self._histories_upto != upto:  # one pass over the window for the whole frame
+            self._histories = self._histories_at(upto)
+            self._histories_upto = upto
+        return self._histories.get(key) or SeriesSet(HISTORY_SERIES, 1)
+
+    def _histories_at(self, upto: int) -> dict[ProcessKey, SeriesSet]:
+        offsets = self.indexed.offsets
+        first = max(0, upto - HISTORY_WINDOW + 1)
+        first = min(upto, max(first, bisect_left(offsets, offsets[upto] - HISTORY_BYTES)))
+        for old in [i for i in self._window if not first <= i <= upto]:
+            del self._window[old]
+        histories: dict[ProcessKey, SeriesSet] = {}
+        for i in range(first, upto + 1):
+            ts, rows = self._rows_of(i)
+            for key, values in rows.items():
+                history = histories.get(key)
+                if history is None:
+                    history = histories[key] = SeriesSet(HISTORY_SERIES, upto - first + 1)
+                history.append_row(ts, values)
+        return histories
+
+    def frame_at(self, index: int) -> Frame:
+        """As ReplaySource's; a damaged sample ends the recording before it (`problem`)."""
+        while True:
+            try:
+                return super().frame_at(min(index, len(self) - 1))
+            except DamagedSample:
+                self.problem = self.indexed.problem
+                self._window.clear()
+                self._histories_upto = -1
+                self.index = min(self.index, len(self) - 1)
+
+    def _delay(self) -> float:
+        try:
+            return super()._delay()
+        except DamagedSample:  # the next sample is damaged: the recording ends here
+            self.problem = self.indexed.problem
+            return MIN_STEP_S
+
+
+def load(path: str) -> ReplaySource:
+    """The replay of the recording at `path`: read whole, or indexed when large.
+
+    Raises OSError and RecordingError as `read_recording` does."""
+    if os.stat(path).st_size >= INDEX_FROM_BYTES:
+        meta, samples = index_recording(path)
+        return IndexedReplaySource(meta, samples, path)
+    records, problem = read_recording(path)
+    return ReplaySource(records, path, problem)
+
+
 class ReplayApp(NettopApp):
     """The app, fed by a `ReplaySource`, with the timeline keys.
 
@@ -342,10 +458,17 @@ class ReplayApp(NettopApp):
     def __init__(self, source: ReplaySource, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
         self.replay = source
+        self._told: str | None = None  # the damage the user was told about
 
     def on_mount(self) -> None:
         super().on_mount()
-        if self.replay.problem:
+        self._tell_problem()
+
+    def _tell_problem(self) -> None:
+        """The damage that ends the recording, once: at the start, or when a large
+        recording's damaged sample is reached."""
+        if self.replay.problem and self.replay.problem != self._told:
+            self._told = self.replay.problem
             self.notify(
                 safe_text(f"{self.replay.path}: {self.replay.problem}; replaying up to there", 300),
                 title="damaged recording",
@@ -364,6 +487,7 @@ class ReplayApp(NettopApp):
     def display_frame(self, frame: Frame) -> None:
         self.state.position = self.replay.position()
         super().display_frame(frame)
+        self._tell_problem()
 
     def elapsed_s(self) -> float:
         samples = self.replay.samples
@@ -384,14 +508,8 @@ class ReplayApp(NettopApp):
 
 def run_replay(path: str) -> int:
     """Replay the recording at `path` until the user quits; one stderr line on error."""
-    loaded = read_recording_or_say(path)
-    if loaded is None:
-        return 1
-    records, problem = loaded
-    try:
-        source = ReplaySource(records, path, problem)
-    except RecordingError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    source = say_if_unreadable(load, path)
+    if source is None:
         return 1
     closed = closed_stream_problem(f"use `{PROG} summary FILE`", tui_only=True)
     if closed:
@@ -400,6 +518,6 @@ def run_replay(path: str) -> int:
     app = ReplayApp.for_user(source, why="")
     with contextlib.suppress(KeyboardInterrupt):
         app.run()
-    if problem:
-        print(f"{PROG}: warning: {path}: {problem}; replayed up to there", file=sys.stderr)
+    if source.problem:
+        print(f"{PROG}: warning: {path}: {source.problem}; replayed up to there", file=sys.stderr)
     return app.return_code or 0
