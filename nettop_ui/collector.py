@@ -392,7 +392,7 @@ class Collector:
     def first_look(self) -> Snapshot | None:
         """Every live process from its /proc/PID/stat and statm alone, before the first
         sample, so a display need not wait for the backend's first interval and the full
-        scan: name, parent, threads, CPU time so far and memory. Everything else is unknown
+        scan: name, parent, threads, CPU time so far, memory, GPU memory. Everything else is unknown
         (None) until the first `ingest`, which reads the rest (command line, user,
         cgroup, disk I/O, sockets) and has the CPU time taken here to work out a rate
         from. No bytes are known yet, nor unattributed ones. None off Linux, in a
@@ -407,6 +407,7 @@ class Collector:
             pids = procfs.list_pids()
         except OSError:
             return None
+        gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None  # no "no GPU" now
         for pid in pids:
             try:
                 st = self._files.stat(pid)
@@ -421,6 +422,8 @@ class Collector:
                 state.vms_bytes, state.rss_bytes = mem
                 state.mem_probe = (st.vms_bytes, st.rss_bytes, st.faults)
             self._take_stat(state, st)
+            if gpu is not None:
+                state.gpu_memory_bytes = gpu.process_memory.get(pid)
             self.processes[key] = state
             self._live_by_pid[pid] = key
         snap = self.snapshot(now, 0.0, self._system.sample() if self._system else None)
