@@ -398,3 +398,8 @@ class NettopApp(App[int]):
             self.notify(f"sent {sig.name} to {process.pid} ({name})", timeout=4, markup=False)
 
         self.push_screen(KillDialog(process), chosen)
+
+
+def timeline_keys_on(app: NettopApp) -> bool:
+    """Whether the timeline keys act now: on the table or a drill-down, not while typing."""
+    return isinstance(app.screen, (MainScreen, DetailScreen)) and not isinstance(app.focused, Input)

@@ -18,10 +18,9 @@ from textual.binding import BindingType
 from textual.screen import Screen
 
 from nettop_ui.store import StoreError, default_path
-from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.app import NettopApp, timeline_keys_on
 from nettop_ui.tui.bindings import APP_BINDINGS, LIVE_BINDINGS, REPLAY_BINDINGS
 from nettop_ui.tui.frame import Frame
-from nettop_ui.tui.replay import timeline_keys_on
 
 if TYPE_CHECKING:
     from nettop_ui.tui.history_source import HistorySource

@@ -27,7 +27,6 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual.binding import BindingType
-from textual.widgets import Input
 
 from nettop_ui import profile
 from nettop_ui.args import MIN_INTERVAL_S, PROG, closed_stream_problem
@@ -50,11 +49,9 @@ from nettop_ui.recording_index import (
 from nettop_ui.remotes import FoldedHosts, RemoteHostState
 from nettop_ui.schema import FIELDS, Field
 from nettop_ui.summary import Record, RecordingError, read_recording, say_if_unreadable
-from nettop_ui.tui.app import NettopApp
+from nettop_ui.tui.app import NettopApp, timeline_keys_on
 from nettop_ui.tui.bindings import REPLAY_BINDINGS
-from nettop_ui.tui.detail_screen import DetailScreen
 from nettop_ui.tui.frame import Frame, RecordedFigures, build_frame
-from nettop_ui.tui.main_screen import MainScreen
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.source import Emit, FrameSource
 
@@ -351,11 +348,6 @@ class ReplaySource(FrameSource):
             except TimeoutError:
                 if self.playing and not self._stop.is_set():
                     self.step(1)
-
-
-def timeline_keys_on(app: NettopApp) -> bool:
-    """Whether the timeline keys act now: on the table or a drill-down, not while typing."""
-    return isinstance(app.screen, (MainScreen, DetailScreen)) and not isinstance(app.focused, Input)
 
 
 HISTORY_WINDOW = 300  # samples of history a large recording's frame shows, as live,
