@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 STDERR_LINES = 20  # stderr lines kept for error messages
 EXIT_WAIT_S = 2.0  # how long exit_reason waits for the rest of stderr after stdout ended
 TERMINATE_GRACE_S = 3.0  # SIGTERM to SIGKILL
+# A backend's close: what it reads (nethogs, nettop) keeps nothing worth a wait, and a quit
+# in its first second found nethogs still setting up capture, deaf to SIGTERM for 3 s.
+STOP_GRACE_S = 0.1
 
 
 class ChildStalled(BackendError):
@@ -206,4 +209,4 @@ async def stop(child: Child | None, reader: asyncio.Task[None] | None) -> None:
         with contextlib.suppress(BaseException):
             await reader
     if child is not None:
-        await child.terminate()
+        await child.terminate(STOP_GRACE_S)
