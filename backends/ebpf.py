@@ -80,7 +80,7 @@ import threading
 import time
 from pathlib import Path
 
-from backends import bpfload, btf
+from backends import bpfcache, bpfload, btf
 from backends.bpfmap import BpfMap
 from nettop_ui.core import (
     Backend,
@@ -413,10 +413,15 @@ def _tcp_offsets() -> dict[str, int] | None:
     That needs the tracepoints in TCP_READ_TRACEPOINTS and the kernel's BTF; without
     them the program counts what recvmsg returns only (see ebpf_prog.c, tcp_rx).
     tcp_sock begins with its inet_connection_sock, which begins with its inet_sock, so
-    their offsets are tcp_sock's.
+    their offsets are tcp_sock's. Parsing the BTF takes 0.2 s of CPU, so the offsets
+    are kept in backends/bpfcache.py's cache, for this exact kernel.
     """
     if not _tracepoints_present(_tracefs(), TCP_READ_TRACEPOINTS):
         return None
+    return bpfcache.kernel_facts("tcp offsets", _tcp_offsets_from_btf)
+
+
+def _tcp_offsets_from_btf() -> dict[str, int] | None:
     try:
         kernel = btf.Btf.load()
         return {

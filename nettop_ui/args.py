@@ -12,6 +12,7 @@ from typing import IO, Any, NoReturn
 from nettop_ui import filter_expr
 
 PROG = "nettop-ui"
+JOB_COMMANDS = ("run", "attach", "summary", "replay")  # nettop_ui/jobs.py's subcommands
 
 
 PROFILE_HELP = "eBPF profiling: off-CPU time and syscalls per process (root or CAP_BPF+CAP_PERFMON)"

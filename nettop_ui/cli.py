@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
-from nettop_ui import jobs, profile, registry
+from nettop_ui import profile, registry
 from nettop_ui.args import (
+    JOB_COMMANDS,
     PROFILE_HELP,
     PROG,
     OneLineParser,
@@ -444,7 +445,9 @@ def run_prometheus(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and argv[0] in jobs.COMMANDS:  # run, attach, summary, replay: jobs.py
+    if argv[:1] and argv[0] in JOB_COMMANDS:  # loaded only for them: the TUI starts sooner
+        from nettop_ui import jobs
+
         return jobs.main(argv)
     if argv[:1] == ["record"]:  # the history store: record.py, history_cli.py
         from nettop_ui import record

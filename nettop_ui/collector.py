@@ -107,6 +107,7 @@ class ProcessState:
     # kept once set, since the totals include those bytes from then on.
     note: str | None = None
     first_seen: float = 0.0
+    details_pending: bool = False  # first_look: cmdline, user, cgroup not read yet
     cpu_ticks: int | None = None  # procfs: utime+stime at the last scan, for cpu_percent
     reaped_ticks: int | None = None  # procfs: cutime+cstime (reaped children) at the last scan
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
@@ -354,16 +355,16 @@ class Collector:
                 continue
             key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
             state = self.processes.get(key)
-            if state is None or state.name != st.comm:  # new, or exec'd into something else
+            # new, exec'd into something else, or seen by first_look only
+            if state is None or state.name != st.comm or state.details_pending:
                 if state is None:
                     state = self._new_state(key, st.comm, now)
-                state.name = st.comm
+                state.name, state.details_pending = st.comm, False
                 state.cmdline = procfs.read_cmdline(pid)
                 state.user = procfs.read_user(pid)
                 self._read_cgroup(state, files)
             elif (pid + self._scans) % FULL_SCAN_EVERY == 0:  # moved since? in turns
                 self._read_cgroup(state, files)
-            state.ppid, state.threads = st.ppid, st.threads
             state.sched = sched if st.threads == 1 else None
             # The process's memory moves by its own page faults and (un)mappings, or by
             # reclaim, which moves the approximate RSS in stat too: when none of those
@@ -378,13 +379,60 @@ class Collector:
                 # A process started since the last scan used all its CPU time in this interval.
                 used = max(st.cpu_ticks - (state.cpu_ticks or 0), 0) / procfs.CLK_TCK
                 state.cpu_percent = round(100.0 * used / dt, 1)
-            state.cpu_ticks, state.reaped_ticks = st.cpu_ticks, st.reaped_ticks
-            state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
-            state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
-            state.page_faults_cached, state.page_faults_disk = st.minor_faults, st.major_faults
+            self._take_stat(state, st)
             self._update_io(state, files.io(pid), dt)
             seen[pid] = key
         return seen
+
+    @staticmethod
+    def _take_stat(state: ProcessState, st: procfs.StatFacts) -> None:
+        """What /proc/PID/stat says about `state` (its CPU rate is worked out before)."""
+        state.ppid, state.threads = st.ppid, st.threads
+        state.cpu_ticks, state.reaped_ticks = st.cpu_ticks, st.reaped_ticks
+        state.cpu_user_s = st.user_ticks / procfs.CLK_TCK
+        state.cpu_system_s = st.system_ticks / procfs.CLK_TCK
+        state.page_faults_cached, state.page_faults_disk = st.minor_faults, st.major_faults
+
+    def first_look(self) -> Snapshot | None:
+        """Every live process from its /proc/PID/stat and statm alone, before the first
+        sample, so a display need not wait for the backend's first interval and the full
+        scan: name, parent, threads, CPU time so far, memory, GPU memory. Everything else is unknown
+        (None) until the first `ingest`, which reads the rest (command line, user,
+        cgroup, disk I/O, sockets) and has the CPU time taken here to work out a rate
+        from. No bytes are known yet, nor unattributed ones. None off Linux, in a
+        scope, or once anything was ingested."""
+        if not LINUX or self.scope is not None or self.processes or self.last_failure:
+            return None
+        if self._files is None:
+            self._files = procfs.ProcFiles()
+        now = time.time()
+        self._scanned_ticks = procfs.boot_ticks()
+        try:
+            pids = procfs.list_pids()
+        except OSError:
+            return None
+        gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None  # no "no GPU" now
+        for pid in pids:
+            try:
+                st = self._files.stat(pid)
+            except OSError:
+                continue
+            if st is None:
+                continue
+            key: ProcessKey = (pid, procfs.create_time(st.start_ticks))
+            state = ProcessState(pid, key[1], st.comm, first_seen=now, details_pending=True)
+            mem = self._files.statm(pid)
+            if mem is not None:
+                state.vms_bytes, state.rss_bytes = mem
+                state.mem_probe = (st.vms_bytes, st.rss_bytes, st.faults)
+            self._take_stat(state, st)
+            if gpu is not None:
+                state.gpu_memory_bytes = gpu.process_memory.get(pid)
+            self.processes[key] = state
+            self._live_by_pid[pid] = key
+        snap = self.snapshot(now, 0.0, self._system.sample() if self._system else None)
+        snap.unattributed = None
+        return snap
 
     @staticmethod
     def _read_cgroup(state: ProcessState, files: procfs.ProcFiles) -> None:

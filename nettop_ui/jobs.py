@@ -48,8 +48,6 @@ from nettop_ui.watch import (
     watch,
 )
 
-COMMANDS = ("run", "attach", "summary", "replay")
-
 
 def _watch_options(p: argparse.ArgumentParser) -> None:
     backend_and_interval(p)

@@ -3,7 +3,8 @@
 A program loaded by the helper keeps counting after the helper has exited; every map
 operation, batched and one element at a time, reads back what was written; a cached
 program loads without the helper and counts the same, and a cache entry for another
-kernel or writable by others is not used; nettop-ui itself never imports bcc nor maps
+kernel or writable by others is not used, nor are the BTF offsets the ebpf program is
+compiled with (cached too); nettop-ui itself never imports bcc nor maps
 libbcc or LLVM.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backends import bpfload, bpfmap
+from backends import bpfload, bpfmap, btf, ebpf
 from nettop_ui.core import BackendError
 from tests.test_ebpf import require_ebpf
 from tests.test_json_e2e import Stream
@@ -142,6 +143,36 @@ def test_cache_entry_for_another_kernel_or_writable_by_others_is_not_used(
     assert not again.cached
     counts_exactly(again)
     again.close()
+    assert len(list(tmp_path.iterdir())) == 2  # one entry per kernel
+
+
+def test_btf_offsets_are_kept_for_this_kernel_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ebpf program's tcp_sock offsets, from the kernel's BTF (0.2 s of CPU on
+    every start), are parsed once per kernel: a later start reads them from the cache;
+    an entry others may write, one that is not offsets, or another kernel parses again."""
+    require_ebpf()
+    monkeypatch.setenv("NETTOP_UI_BPF_CACHE", str(tmp_path))
+    parsed: list[Path | None] = []
+    parse = btf.Btf.load
+
+    def counted(path: Path | None = None) -> btf.Btf:
+        parsed.append(path)
+        return parse(path)
+
+    monkeypatch.setattr(btf.Btf, "load", counted)
+    offsets = ebpf._tcp_offsets()
+    assert offsets is not None and offsets["copied_seq"] > 0 and len(parsed) == 1
+    assert ebpf._tcp_offsets() == offsets and len(parsed) == 1  # from the cache
+    (entry,) = tmp_path.iterdir()
+    assert entry.stat().st_mode & 0o777 == 0o600
+    for spoil in (lambda: entry.chmod(0o666), lambda: entry.write_text('{"copied_seq": "8"}')):
+        spoil()
+        assert ebpf._tcp_offsets() == offsets  # parsed again, and the entry rewritten
+    assert len(parsed) == 3 and entry.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setattr("platform.release", lambda: "0.0.0-another-kernel")
+    assert ebpf._tcp_offsets() == offsets and len(parsed) == 4
     assert len(list(tmp_path.iterdir())) == 2  # one entry per kernel
 
 

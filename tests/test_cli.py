@@ -377,3 +377,25 @@ def test_a_closed_stdin_off_a_terminal_is_no_error() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout and not res.stderr
+
+
+# Loaded on the TUI's way to its first frame only when needed: the subcommands (run,
+# attach, summary, replay) and the drill-down's charts (plotext).
+LATER = ["nettop_ui.jobs", "nettop_ui.watch", "nettop_ui.summary", "nettop_ui.denet_format"]
+LATER += ["textual_plotext", "plotext"]
+
+
+def test_the_tui_starts_without_loading_the_subcommands_or_the_charts() -> None:
+    """A fresh interpreter imports what `nettop-ui` imports to start the TUI; none of
+    LATER is loaded (together they cost the first frame about 80 ms of CPU), while a
+    subcommand still loads its own (the drill-down's charts: tests/test_tui_snapshots)."""
+    code = (
+        "import sys\n"
+        "import nettop_ui.cli\n"
+        "from nettop_ui.tui import run_tui\n"
+        f"print(sorted(m for m in {LATER!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert "usage" in run("summary", "--help").stdout  # the subcommand still loads

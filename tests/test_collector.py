@@ -347,3 +347,34 @@ def test_cpu_of_a_process_started_since_the_last_scan_is_known(tmp_path: Path) -
     # its CPU seconds over the sample's 0.5 s (read right after the scan: within the
     # CPU it used from the scan's start to that read)
     assert 100 * (cpu_s - elapsed) / 0.5 <= p.cpu_percent <= 100 * cpu_s / 0.5 + 2
+
+
+def test_first_look_knows_what_stat_says_then_the_first_sample_fills_in_the_rest(
+    worker: subprocess.Popen[str],
+) -> None:
+    """Before the first sample, `first_look` reads /proc/PID/stat (and statm) alone: the
+    name, parent, threads and memory are right, the rest is unknown (None), never 0. The
+    first sample then fills in every fact as a collector that never looked finds it, and
+    its CPU rate is known at once (the first look's CPU time is its start)."""
+    collector = Collector(gpu=False, has_unattributed=True)
+    looked = collector.first_look()
+    assert looked is not None and looked.unattributed is None  # no bytes seen yet
+    (p,) = find(looked, worker.pid)
+    assert (p.name, p.ppid, p.threads) == ("ntu-worker", os.getpid(), 1)
+    assert p.rss_bytes is not None and p.rss_bytes >= 64 * 1024 * 1024
+    unknown = ["user", "cgroup", "service", "cpu_percent", "read_bytes", "read_bps"]
+    unknown += ["sent_bytes", "recv_bytes", "sent_bps", "recv_bps", "connection_count"]
+    assert {name: getattr(p, name) for name in unknown} == dict.fromkeys(unknown)
+    assert collector.first_look() is None  # once: it never overwrites what it knows
+    time.sleep(1.0)
+    snap = collector.ingest(sample(1.0, ProcessTraffic(worker.pid, 1000, 4000)))
+    fresh = Collector(gpu=False).ingest(sample(1.0))
+    (p,) = find(snap, worker.pid)
+    (q,) = find(fresh, worker.pid)
+    facts = ("name", "cmdline", "user", "ppid", "cgroup", "service", "threads", "write_bytes")
+    assert {f: getattr(p, f) for f in facts} == {f: getattr(q, f) for f in facts}
+    assert p.cmdline[1:3] == ["-c", WORKER] and p.user is not None and p.cgroup is not None
+    assert (p.sent_bytes, p.recv_bytes, p.sent_bps, p.recv_bps) == (1000, 4000, 1000.0, 4000.0)
+    assert p.connection_count == 0 and q.cpu_percent is None
+    assert p.cpu_percent is not None and p.cpu_percent > 50  # one busy core is ~100
+    assert snap.unattributed is not None

@@ -261,18 +261,21 @@ def ingest(collector: Collector) -> Snapshot:
     return collector.ingest(TrafficSample(time.time(), 0.5, []))
 
 
+@pytest.mark.parametrize("tick", ["ingest", "first_look"])
 def test_collector_puts_gpu_memory_on_the_right_live_process(
-    monkeypatch: pytest.MonkeyPatch, sleepers: list[subprocess.Popen[bytes]]
+    monkeypatch: pytest.MonkeyPatch, sleepers: list[subprocess.Popen[bytes]], tick: str
 ) -> None:
     """The T4's two processes, mapped onto two live processes: each gets its own
-    memory; this test's own process, not on the GPU, gets none."""
+    memory; this test's own process, not on the GPU, gets none. The same in the
+    first look before the first sample (the TUI's first frame), with the device."""
     (gpu,) = dump_gpus(TESLA_T4)
     dumped = processes(gpu)
     pids = {p.pid: live.pid for p, live in zip(dumped, sleepers, strict=True)}
     install(monkeypatch, TESLA_T4, pids=pids)
     collector = Collector(count_connections=False, resolve=False)
     try:
-        snap = ingest(collector)
+        snap = ingest(collector) if tick == "ingest" else collector.first_look()
+        assert snap is not None and snap.gpu is not None and len(snap.gpu.devices) == 1
         states = {p.pid: p for p in snap.processes}
         for p in dumped:
             assert states[pids[p.pid]].gpu_memory_bytes == p.used_bytes

@@ -92,9 +92,9 @@ async def running(
         await wait_for(
             pilot,
             lambda: (
-                (filtered or len(pid_order(app, pids)) == len(pids)) and app.frames_received >= 2
+                (filtered or len(pid_order(app, pids)) == len(pids)) and app.frames_received >= 3
             ),
-            "the first frames",
+            "the first look's frame and two samples'",
         )
         yield app, pilot
 

@@ -47,7 +47,11 @@ def test_noted_figures_are_marked_and_explained() -> None:
             app = NettopApp(MonitorSource(ScriptedBackend(script), INTERVAL), host="test")
             async with app.run_test(size=(200, 30)) as pilot:
                 pids = [looped.pid, plain.pid]
-                await wait_for(pilot, lambda: len(pid_order(app, pids)) == 2, "both rows")
+                await wait_for(
+                    pilot,  # past the first look's frame (no bytes yet): a sample's
+                    lambda: len(pid_order(app, pids)) == 2 and app.frames_received >= 2,
+                    "both rows, sampled",
+                )
                 await pilot.pause(2 * INTERVAL)
                 # UP/s, DOWN/s and TOTAL/s of the noted process carry the mark; not others
                 assert row_of(app, looped.pid).count(NOTE_MARK) == 3, row_of(app, looped.pid)

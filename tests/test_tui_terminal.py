@@ -8,6 +8,7 @@ a 20x5 terminal must not crash it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -38,11 +39,13 @@ from tests.tmuxterm import (
     PROMPT,
     Terminal,
     children_of,
+    column,
     gone,
     header_line,
     host_cell,
     host_row,
     parse_rate,
+    pid_of,
     table_rows,
     tui,
 )
@@ -78,9 +81,19 @@ def hostile(net: Network) -> Iterator[list[subprocess.Popen[bytes]]]:
     """One uploading process per HOSTILE entry, then the RAW one; `python - ARGS`, the
     code on stdin."""
     require_root()
-    procs = []
     entries: list[tuple[bytes, list[str] | list[bytes]]]
     entries = [(c.encode(), a) for c, a in HOSTILE] + [(RAW_COMM, RAW_ARGS)]
+    with uploaders(net, entries) as procs:
+        yield procs
+
+
+@contextlib.contextmanager
+def uploaders(
+    net: Network, entries: Sequence[tuple[bytes, Sequence[str] | Sequence[bytes]]]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One UPLOAD process per (comm, argv[1:]) entry, `python - ARGS`, the code on stdin,
+    each uploading once this yields; killed on the way out."""
+    procs = []
     try:
         for comm, args in entries:
             proc = subprocess.Popen(
@@ -195,6 +208,50 @@ def test_q_quits_at_once_and_cleanly(net: Network, backend: str) -> None:
         assert not gone(kids), "q left a child running"
         assert_restored_shell(term)
         term.expect_exit_status(0, "exit status 0")
+
+
+# A sample interval far longer than starting takes: a table before its end cannot have
+# come from a sample. Before the first look, the first table came after a whole interval.
+FIRST_INTERVAL_S = 8.0
+
+
+def test_table_shows_before_the_first_sample_with_unknowns_then_the_measured_figures(
+    net: Network,
+) -> None:
+    """From Enter, the table is up with rows within half the first interval: the
+    collector's first look (names, CPU time, memory from /proc/PID/stat), made while the
+    backend starts. Until the first sample the rates, users and socket counts read
+    unknown, never 0; then they show what was measured: the uploads' rates, root, one
+    socket each. (The 2,000-process timing is bench/memory's.)"""
+    require_root()
+    comm = b"ntu-first"
+    args = ("--backend", "ebpf", "--interval", f"{FIRST_INTERVAL_S:g}", "--filter", "ntu-first")
+    with uploaders(net, [(comm, [])] * 3) as procs, tui(160, 48, *args) as (term, app):
+        pids = {p.pid for p in procs}
+        screen = app.wait_table(3 * FIRST_INTERVAL_S)
+        took = time.monotonic() - app.entered
+        assert took < FIRST_INTERVAL_S / 2, f"{took:.2f}s from Enter to the first table"
+        rows = table_rows(screen)
+        assert {pid_of(r) for r in rows} == pids, screen  # nettop-ui's own args: not yet read
+        for row in rows:
+            cells = [column(screen, row, label) for label in ("USER", "UP/s", "TOTAL/s", "CONNS")]
+            assert cells == ["-"] * 4, row
+        seen: list[tuple[str, str, str]] = []  # (USER, UP/s, CONNS) of every row, every screen
+
+        def measured(screen: str) -> bool:
+            ours = [r for r in table_rows(screen) if pid_of(r) in pids]
+            cells = [
+                (column(screen, r, "USER"), column(screen, r, "UP/s"), column(screen, r, "CONNS"))
+                for r in ours
+            ]
+            seen.extend(cells)
+            return len(ours) == len(pids) and all(c[1] != "-" for c in cells)
+
+        term.wait_for(measured, 3 * FIRST_INTERVAL_S, "the first sample's figures")
+        for user, up, conns in seen:
+            assert (user, up, conns) == ("-", "-", "-") or (
+                user == "root" and parse_rate(up) > 0 and conns == "1"
+            ), seen
 
 
 def test_closed_terminal_ends_app_and_its_child(net: Network) -> None:

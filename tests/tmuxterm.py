@@ -142,6 +142,7 @@ class App:
         cmd = [NETTOP_UI, *args]
         term.type(shlex.join(wrap(cmd)) if wrap is not None else " ".join(cmd))
         term.keys("Enter")
+        self.entered = time.monotonic()  # when Enter was sent: the start of the timings
         self.proc = self._find(15)
 
     def _find(self, timeout: float) -> psutil.Process:

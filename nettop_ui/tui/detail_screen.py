@@ -24,7 +24,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
-from textual_plotext import PlotextPlot
 
 from nettop_ui.core import sum_known
 from nettop_ui.format import Scale
@@ -162,6 +161,8 @@ class DetailScreen(Screen[None]):
                         ),
                         id="detail-noconns",
                     )
+        from textual_plotext import PlotextPlot  # plotext loads with a drill-down, not at start
+
         with Horizontal(id="detail-charts"):
             yield PlotextPlot(id="chart-traffic")
             yield PlotextPlot(id="chart-cpu")
@@ -363,6 +364,8 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-conns", ConnTable).show(connection_rows(conns, self.scale))
 
     def _show_charts(self, now: float) -> None:
+        from textual_plotext import PlotextPlot
+
         h = self._history
         traffic = self.query_one("#chart-traffic", PlotextPlot)
         cpu = self.query_one("#chart-cpu", PlotextPlot)

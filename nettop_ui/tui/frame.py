@@ -470,6 +470,14 @@ class FrameCollector(Collector):
             self.freeze(snap)
             return snap
 
+    def first_look(self) -> Snapshot | None:
+        """`Collector.first_look`, frozen into `self.frame` too."""
+        with self._lock:
+            snap = super().first_look()
+            if snap is not None:
+                self.freeze(snap)
+            return snap
+
     def close(self) -> None:
         with self._lock:  # not under an ingest still running in its thread
             super().close()

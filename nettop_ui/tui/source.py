@@ -67,10 +67,16 @@ class MonitorSource(FrameSource):
     disk, interfaces and process facts stay live); per-process traffic becomes unknown.
     The collector (and with it NVML) is made once, here, and closed when `run` ends.
 
+    Before the backend's first sample, which takes an interval, the collector's
+    `first_look` (names, CPU time, memory; rates and bytes unknown) is shown, made while
+    the backend starts (`look_first`).
+
     The source is the monitor's sink. Its `sample`/`failure` run on the collector's
     thread: they hand the tick to `sink` there (the Prometheus exporter), then hop to the
     event loop, where the frame is emitted before the monitor's next tick.
     """
+
+    look_first = True  # show the collector's first_look before the first sample
 
     def __init__(
         self,
@@ -87,6 +93,7 @@ class MonitorSource(FrameSource):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._frames: Emit | None = None
         self._error: Exception | None = None  # raised showing a tick: `run` re-raises it
+        self._emitted: Frame | None = None  # the last frame emitted
         self._describe(backend)
         self.interval_s = interval_s
         self.collector = self._make_collector(backend)
@@ -136,8 +143,20 @@ class MonitorSource(FrameSource):
 
     def _emit_frame(self, emit: Emit) -> None:
         frame = self.collector.frame
-        if frame is not None:
+        if frame is not None and frame is not self._emitted:
+            self._emitted = frame
             emit(frame)
+
+    async def _first_look(self) -> None:
+        """The table at once: the collector's first look, emitted unless a sample beat it."""
+        try:
+            looked = await asyncio.to_thread(self.collector.first_look)
+        except Exception as exc:  # ends `run` with it, as one showing a tick does
+            self._error = exc
+            self._monitor_stop.set()
+            return
+        if looked is not None:
+            self._ticked(None)
 
     async def run(self, emit: Emit) -> None:
         try:
@@ -151,16 +170,21 @@ class MonitorSource(FrameSource):
         self._loop = asyncio.get_running_loop()
         self._frames = emit
         collector.watch = self.watch_keys
-        await monitor(
-            self.backend,
-            self.interval_s,
-            self if self.sink is None else Tee(self.sink, self),
-            collector=collector,
-            stop=self._monitor_stop,
-            handle_signals=False,
-            fallbacks=self.fallbacks,
-            abandon=self._abandon,
-        )
+        looking = asyncio.ensure_future(self._first_look()) if self.look_first else None
+        try:
+            await monitor(
+                self.backend,
+                self.interval_s,
+                self if self.sink is None else Tee(self.sink, self),
+                collector=collector,
+                stop=self._monitor_stop,
+                handle_signals=False,
+                fallbacks=self.fallbacks,
+                abandon=self._abandon,
+            )
+        finally:
+            if looking is not None:
+                looking.cancel()
         if self._error is not None:
             raise self._error
         if self._stop.is_set():

@@ -48,6 +48,8 @@ class TreeFrameCollector(FrameCollector):
 class TreeSource(MonitorSource):
     """Frames of one process tree; resumes a held command; ends when its top process exits."""
 
+    look_first = False  # the tree is known only once the backend runs and CMD is resumed
+
     def __init__(
         self,
         target: Target,
