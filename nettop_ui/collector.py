@@ -224,6 +224,7 @@ class Collector:
         scope: TreeScope | None = None,
     ) -> None:
         self.per_process_bytes = per_process_bytes
+        self._looked_unsampled = False  # first_look's states await their first bytes
         # Points of per-process history, for the TUI's sparklines only: 0 keeps none
         # (the headless modes; 300 points are ~6 KB a process, 12 MB at 2,000).
         self.history_size = history_size
@@ -430,6 +431,7 @@ class Collector:
                 state.gpu_memory_bytes = gpu.process_memory.get(pid)
             self.processes[key] = state
             self._live_by_pid[pid] = key
+        self._looked_unsampled = True
         snap = self.snapshot(now, 0.0, self._system.sample() if self._system else None)
         snap.unattributed = None
         return snap
@@ -539,7 +541,10 @@ class Collector:
         # only this tick's movers and last tick's (back to rest) need touching: at 10,000
         # processes a walk over all of them is a good part of a tick. Without (or after
         # `FrameCollector.fail_traffic`), every process's figures are set, as before.
-        rest = self._movers.values() if self.per_process_bytes else self.processes.values()
+        # The first sample after `first_look` sets them all too: its states began unknown.
+        every = not self.per_process_bytes or self._looked_unsampled
+        rest = self.processes.values() if every else self._movers.values()
+        self._looked_unsampled = False
         for state in rest:
             if state.key not in moved:
                 state.sent_bytes = state.sent_bytes or 0

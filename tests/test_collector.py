@@ -375,6 +375,9 @@ def test_first_look_knows_what_stat_says_then_the_first_sample_fills_in_the_rest
     assert {f: getattr(p, f) for f in facts} == {f: getattr(q, f) for f in facts}
     assert p.cmdline[1:3] == ["-c", WORKER] and p.user is not None and p.cgroup is not None
     assert (p.sent_bytes, p.recv_bytes, p.sent_bps, p.recv_bps) == (1000, 4000, 1000.0, 4000.0)
+    # Every other process moved nothing in that sample: 0, no longer unknown.
+    (me,) = find(snap, os.getpid())
+    assert (me.sent_bytes, me.recv_bytes, me.sent_bps, me.recv_bps) == (0, 0, 0.0, 0.0)
     assert p.connection_count == 0 and q.cpu_percent is None
     assert p.cpu_percent is not None and p.cpu_percent > 50  # one busy core is ~100
     assert snap.unattributed is not None
