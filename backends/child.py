@@ -154,19 +154,28 @@ class Child:
     async def lines(self, quiet_s: float) -> AsyncIterator[str | None]:
         """Each stdout line (decoded, newline kept) until stdout ends; None each time
         the child has printed nothing for `quiet_s` (a block of output is complete)."""
-        while True:
-            try:
-                raw = await asyncio.wait_for(self._stdout.readline(), quiet_s)
-            except TimeoutError:
-                yield None
-                continue
-            self._last_output = time.monotonic()
-            if raw is None:
-                log.debug("%s: skipped a line longer than %d bytes", self.name, self.limit)
-                continue
-            if not raw:
-                return
-            yield raw.decode("utf-8", errors="backslashreplace")
+        # One read outlives the quiet gaps (asyncio.wait, not wait_for): Python 3.11's
+        # wait_for could lose a cancel that landed as its timeout fired.
+        reading: asyncio.Task[bytes | None] | None = None
+        try:
+            while True:
+                if reading is None:
+                    reading = asyncio.ensure_future(self._stdout.readline())
+                done, _ = await asyncio.wait({reading}, timeout=quiet_s)
+                if not done:
+                    yield None
+                    continue
+                raw, reading = reading.result(), None
+                self._last_output = time.monotonic()
+                if raw is None:
+                    log.debug("%s: skipped a line longer than %d bytes", self.name, self.limit)
+                    continue
+                if not raw:
+                    return
+                yield raw.decode("utf-8", errors="backslashreplace")
+        finally:
+            if reading is not None:
+                reading.cancel()
 
     async def exit_reason(self) -> str:
         """Once stdout has ended: wait for the child to exit (reaping it) and say why,
@@ -203,10 +212,12 @@ class Child:
 
 
 async def stop(child: Child | None, reader: asyncio.Task[None] | None) -> None:
-    """A backend's close: cancel its task reading `child`'s lines, then end the child."""
+    """A backend's close: cancel its task reading `child`'s lines, end the child, and
+    wait for the task (the child's end closes its stdout, so the task ends anyway)."""
     if reader is not None:
         reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
     if child is not None:
         await child.terminate(STOP_GRACE_S)
+    if reader is not None:
+        with contextlib.suppress(BaseException):
+            await reader

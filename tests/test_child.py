@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from backends.child import Child, ChildStalled
+from backends.child import Child, ChildStalled, stop
 from nettop_ui.core import BackendError
 
 LIMIT = 1 << 16
@@ -104,3 +104,34 @@ async def test_terminate_ends_a_stopped_child_promptly() -> None:
 async def test_a_missing_program_is_a_clear_backend_error() -> None:
     with pytest.raises(BackendError, match=r"^cannot run /nonexistent/helper: No such file"):
         await Child.start(["/nonexistent/helper"], limit=LIMIT)
+
+
+async def test_stop_ends_the_child_even_if_its_reader_misses_the_cancel() -> None:
+    """A backend's close (`stop`) cancels its line reader and ends the child. Python
+    3.11's wait_for could lose a cancel that landed as its timeout fired, and the reader
+    read on until the child next printed: nethogs, which prints nothing for its first
+    seconds, made a quit in the TUI's first second take 3 s. The reader here misses the
+    cancel on purpose; `stop` must still return at once, the child's end closing the
+    pipe under the reader."""
+    child = await sh("exec sleep 60")
+
+    async def deaf_reader() -> None:
+        while True:
+            try:
+                async for _ in child.lines(0.05):
+                    pass
+                return  # stdout ended
+            except asyncio.CancelledError:
+                continue  # as the lost cancel: read on
+
+    reader = asyncio.ensure_future(deaf_reader())
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    stopping = asyncio.ensure_future(stop(child, reader))
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    took = time.monotonic() - start
+    if not done:  # clean up: the child's end lets the reader, then `stop`, finish
+        await child.terminate(0.1)
+        await stopping
+    assert done and took < 1.0, f"stop took {took:.1f} s"
+    assert reader.done() and child.returncode == -signal.SIGTERM
