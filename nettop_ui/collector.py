@@ -400,7 +400,7 @@ class Collector:
         scan: name, parent, threads, CPU time so far, memory, GPU memory. Everything else is unknown
         (None) until the first `ingest`, which reads the rest (command line, user,
         cgroup, disk I/O, sockets) and has the CPU time taken here to work out a rate
-        from. No bytes are known yet, nor unattributed ones. None off Linux, in a
+        from. No bytes are known yet, nor unattributed ones, nor machine-wide figures. None off Linux, in a
         scope, or once anything was ingested."""
         if not LINUX or self.scope is not None or self.processes or self.last_failure:
             return None
@@ -432,7 +432,9 @@ class Collector:
             self.processes[key] = state
             self._live_by_pid[pid] = key
         self._looked_unsampled = True
-        snap = self.snapshot(now, 0.0, self._system.sample() if self._system else None)
+        # No machine-wide figures: the CPU's would be measured over the few ms since the
+        # sampler started (0%), and rates need two readings; the panels wait for a sample.
+        snap = self.snapshot(now, 0.0, None)
         snap.unattributed = None
         return snap
 

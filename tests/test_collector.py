@@ -359,6 +359,7 @@ def test_first_look_knows_what_stat_says_then_the_first_sample_fills_in_the_rest
     collector = Collector(gpu=False, has_unattributed=True)
     looked = collector.first_look()
     assert looked is not None and looked.unattributed is None  # no bytes seen yet
+    assert looked.system is None  # no CPU % over the few ms since the sampler started
     (p,) = find(looked, worker.pid)
     assert (p.name, p.ppid, p.threads) == ("ntu-worker", os.getpid(), 1)
     assert p.rss_bytes is not None and p.rss_bytes >= 64 * 1024 * 1024

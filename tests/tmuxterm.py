@@ -158,11 +158,16 @@ class App:
             time.sleep(0.1)
         raise AssertionError("nettop-ui did not start under the shell")
 
-    def wait_table(self, timeout: float = 90) -> str:
-        """Wait until the process table has a header and rows (the backend is running)."""
-        return self.term.wait_for(
-            lambda s: header_line(s) is not None and len(table_rows(s)) > 2, timeout, "table"
-        )
+    def wait_table(self, timeout: float = 90, sampled: bool = True) -> str:
+        """Wait until the process table has a header and rows and (`sampled`) the header
+        shows the first sample's rates, not the first look's `-/s`: the backend is
+        running, so traffic started now is counted."""
+
+        def ready(s: str) -> bool:
+            up = header_line(s) is not None and len(table_rows(s)) > 2
+            return up and (not sampled or "↑-/s" not in s.split("\n", 1)[0])
+
+        return self.term.wait_for(ready, timeout, "table, sampled" if sampled else "table")
 
     def seconds_to_exit(self, act: Callable[[], object], timeout: float = 10) -> float:
         """Seconds from `act()` (a key, a signal) to the app's exit, read off a pidfd
