@@ -400,8 +400,8 @@ class Collector:
         scan: name, parent, threads, CPU time so far, memory, GPU memory. Everything else is unknown
         (None) until the first `ingest`, which reads the rest (command line, user,
         cgroup, disk I/O, sockets) and has the CPU time taken here to work out a rate
-        from. No bytes are known yet, nor unattributed ones, nor machine-wide figures. None off Linux, in a
-        scope, or once anything was ingested."""
+        from. No bytes are known yet, nor unattributed ones, nor machine-wide figures.
+        None off Linux, in a scope, or once anything was ingested."""
         if not LINUX or self.scope is not None or self.processes or self.last_failure:
             return None
         if self._files is None:
