@@ -74,8 +74,48 @@ BACKLOG = 128
 UNKNOWN = "unknown"
 UNCONNECTED = "unconnected"  # the address label of bytes without a remote endpoint
 # The cumulative per-process figures summed per group, in this order.
-COUNTERS = ("sent_bytes", "recv_bytes", "cpu_user_s", "cpu_system_s", "read_bytes", "write_bytes")
-SENT, RECV, CPU_USER, CPU_SYSTEM, READ, WRITE = range(len(COUNTERS))
+COUNTERS = (
+    "sent_bytes",
+    "recv_bytes",
+    "cpu_user_s",
+    "cpu_system_s",
+    "read_bytes",
+    "write_bytes",
+    "syscall_read_bytes",
+    "syscall_write_bytes",
+    "page_faults_cached",
+    "page_faults_disk",
+)
+(
+    SENT,
+    RECV,
+    CPU_USER,
+    CPU_SYSTEM,
+    READ,
+    WRITE,
+    SYSCALL_READ,
+    SYSCALL_WRITE,
+    MINOR_FAULTS,
+    MAJOR_FAULTS,
+) = range(len(COUNTERS))
+# The counters exported as one family each: (name after the prefix, help, index).
+PLAIN_COUNTERS = (
+    ("read_bytes", "Disk bytes read (/proc/PID/io read_bytes).", READ),
+    ("write_bytes", "Disk bytes written (/proc/PID/io write_bytes).", WRITE),
+    (
+        "syscall_read_bytes",
+        "Bytes read(2) and alike returned, page-cache hits and pipes included "
+        "(/proc/PID/io rchar).",
+        SYSCALL_READ,
+    ),
+    (
+        "syscall_write_bytes",
+        "Bytes write(2) and alike took, page cache included (/proc/PID/io wchar).",
+        SYSCALL_WRITE,
+    ),
+    ("minor_page_faults", "Page faults served from memory (minflt).", MINOR_FAULTS),
+    ("major_page_faults", "Page faults that waited on the disk (majflt).", MAJOR_FAULTS),
+)
 FROM_MONITOR_START = (SENT, RECV)  # the others count from the process's start
 Values = tuple[float | None, ...]  # one figure per COUNTERS entry; None: unknown
 _counters_of = operator.attrgetter(*COUNTERS)
@@ -472,12 +512,10 @@ def _families(
     cpu = CounterMetricFamily(
         f"{prefix}_cpu_seconds", "CPU time, by mode.", labels=[*labels, "mode"]
     )
-    read = CounterMetricFamily(
-        f"{prefix}_read_bytes", "Disk bytes read (/proc/PID/io read_bytes).", labels=labels
-    )
-    write = CounterMetricFamily(
-        f"{prefix}_write_bytes", "Disk bytes written (/proc/PID/io write_bytes).", labels=labels
-    )
+    plain = [
+        (CounterMetricFamily(f"{prefix}_{name}", doc, labels=labels), i)
+        for name, doc, i in PLAIN_COUNTERS
+    ]
     mem = GaugeMetricFamily(
         f"{prefix}_memory_bytes",
         "Memory of the live processes, by type.",
@@ -486,7 +524,7 @@ def _families(
     for r in rows:
         lv = labels_of(r)
         c = r.counters
-        for counter, i in ((tx, SENT), (rx, RECV), (read, READ), (write, WRITE)):
+        for counter, i in ((tx, SENT), (rx, RECV), *plain):
             if (value := c[i]) is not None:
                 counter.add_metric(lv, value)
         for mode, i in (("user", CPU_USER), ("system", CPU_SYSTEM)):
@@ -495,7 +533,7 @@ def _families(
         for memtype, size in (("resident", r.rss_bytes), ("virtual", r.vms_bytes)):
             if size is not None:
                 mem.add_metric([*lv, memtype], size)
-    families: tuple[Metric, ...] = (tx, rx, cpu, read, write, mem)
+    families: tuple[Metric, ...] = (tx, rx, cpu, *(f for f, _ in plain), mem)
     for family in families:
         if family.samples:
             yield family

@@ -64,6 +64,10 @@ GROUP_FAMILIES = (
     "nettop_process_cpu_seconds",
     "nettop_process_read_bytes",
     "nettop_process_write_bytes",
+    "nettop_process_syscall_read_bytes",
+    "nettop_process_syscall_write_bytes",
+    "nettop_process_minor_page_faults",
+    "nettop_process_major_page_faults",
     "nettop_process_memory_bytes",
     "nettop_process_num_procs",
 )
@@ -366,6 +370,70 @@ def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 UNIT = "system.slice/ntu-sleep.service"  # where the sleepers run when grouped by cgroup
+
+# Names itself ntu-io, waits for a line, then reads and writes known amounts through
+# syscalls and touches fresh pages; prints "done" and waits again.
+IO_WORKER = """
+import ctypes, mmap, os, sys
+ctypes.CDLL(None).prctl(15, b"ntu-io", 0, 0, 0)  # PR_SET_NAME
+print("ready", flush=True)
+sys.stdin.readline()
+n = int(sys.argv[1])
+fd = os.open("/dev/null", os.O_WRONLY)
+left = n
+while left:
+    left -= os.write(fd, b"x" * min(left, 65536))
+zero = os.open("/dev/zero", os.O_RDONLY)
+left = n
+while left:
+    left -= len(os.read(zero, min(left, 65536)))
+pages = mmap.mmap(-1, 256 * mmap.PAGESIZE)
+for i in range(256):
+    pages[i * mmap.PAGESIZE] = 1
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_disk_signals_count_a_real_process_syscalls_and_page_faults() -> None:
+    """rchar/wchar and page faults per group: a real process, old at the first tick (its
+    past is not counted), then writes and reads exactly N bytes through syscalls and
+    touches 256 fresh pages; the group's counters add exactly that (and the pipe's
+    few bytes), and at least 256 minor faults."""
+    n = random.randint(1_000_000, 3_000_000)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", IO_WORKER, str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        assert worker.stdout.readline() == "ready\n"
+        collector = Collector(system=False, gpu=False, count_connections=False)
+        exp = Exporter(EbpfBackend, top=1000)
+        exp.update(collector.ingest(TrafficSample(time.time(), 1.0, [])))
+        first = render(exp)
+        names = ("syscall_read_bytes", "syscall_write_bytes", "minor_page_faults")
+        assert [value(first, f"nettop_process_{m}_total", groupname="ntu-io") for m in names] == [
+            0,
+            0,
+            0,
+        ]
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        assert worker.stdout.readline() == "done\n"
+        exp.update(collector.ingest(TrafficSample(time.time(), 1.0, [])))
+        s = render(exp)
+        read, written, minor = (
+            value(s, f"nettop_process_{m}_total", groupname="ntu-io") for m in names
+        )
+        assert (read, written) == (n + len("go\n"), n + len("done\n"))  # and its pipes'
+        assert minor is not None and minor >= 256
+        assert value(s, "nettop_process_major_page_faults_total", groupname="ntu-io") == 0
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 @pytest.mark.parametrize("group_by", ["name", "user", "exe", "cgroup", "service"])
