@@ -140,7 +140,7 @@ def simulate(args: argparse.Namespace, path: Path) -> dict[str, float]:
     rows_per_min = store.db.execute("SELECT count(*) FROM proc_rollups").fetchone()[0] / (
         args.hours * 60
     )
-    store.maintain(now[0] + 10 * HOUR, keep_s=1e9, minutes_s=0)  # everything into hours
+    store.maintain(now[0] + 10 * HOUR, keep_s=1e9, minutes_s=0, hours_s=1e9)  # into hours
     store.db.execute("VACUUM")
     hours_per_day = db_bytes(path) * DAY / (args.hours * HOUR)
     store.close()

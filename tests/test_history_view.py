@@ -100,16 +100,10 @@ def db_rows(path: Path, start: int, span: int) -> dict[int, list[Any]]:
     return {pid: values for pid, *values in rows}
 
 
-def db_totals(path: Path, pid: int, first: int, upto: int) -> tuple[int, int]:
-    ((sent, recv),) = read(
-        path,
-        "SELECT sum(r.sent_bytes), sum(r.recv_bytes) FROM proc_rollups r JOIN procs p"
-        " ON p.id = r.proc WHERE p.pid = ? AND r.start >= ? AND r.start <= ?",
-        pid,
-        first,
-        upto,
-    )
-    return sent, recv
+def db_totals(path: Path, pid: int, slots: list[tuple[int, int]]) -> tuple[int, int]:
+    """The process's bytes summed over `slots`, as the database has them."""
+    rows = [db_rows(path, start, span).get(pid) for start, span in slots]
+    return sum(r[0] for r in rows if r), sum(r[1] for r in rows if r)
 
 
 def row_line(app: Any, pid: int) -> str:
@@ -174,7 +168,7 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
 
         await press(pilot, "m")  # totals: summed from the start of the range
         for pid in (recorded.web, recorded.db):
-            sent, recv = db_totals(recorded.path, pid, slots[0][0], start)
+            sent, recv = db_totals(recorded.path, pid, slots[: second + 1])
             p = next(p for p in app.shown.processes if p.pid == pid)
             assert (p.sent_bytes, p.recv_bytes) == (sent, recv)
             assert Scale().traffic(sent) in row_line(app, pid)
@@ -196,17 +190,33 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
 
         await press(pilot, "enter")  # drill-down: its minutes so far, from the database
         assert isinstance(app.screen, DetailScreen)
-        (rows,) = read(
+        rows = sum(recorded.web in db_rows(recorded.path, *slot) for slot in slots[: second + 1])
+        await wait_for(pilot, lambda: history_len(app) == rows, "the drill-down's history")
+        text = "\n".join(screen_lines(app))
+        assert "minutes" in text and "seconds" not in text  # the charts' time axis
+        # Its remote hosts, from the database's bytes per process and host.
+        hosts = read(
             recorded.path,
-            "SELECT count(*) FROM proc_rollups r JOIN procs p ON p.id = r.proc"
-            " WHERE p.pid = ? AND r.start <= ?",
+            "SELECT host, sent_bytes, recv_bytes FROM proc_host_rollups r JOIN procs p"
+            " ON p.id = r.proc WHERE p.pid = ? AND r.span = ? AND r.start = ?",
             recorded.web,
+            MINUTE,
             start,
         )
-        await wait_for(pilot, lambda: history_len(app) == rows[0], "the drill-down's history")
+        assert hosts and app.screen.query_one("#detail-conns-box").border_title == (
+            f"remote hosts ({len(hosts)})"
+        )
+        shown_hosts = {(c.remote, c.sent_bps, c.recv_bps) for _, c in app.screen._conns}
+        assert shown_hosts == {(h, s / MINUTE, r / MINUTE) for h, s, r in hosts}
+        scale = Scale()
+        for host, s_bytes, r_bytes in hosts:
+            line = next(line for line in screen_lines(app) if host in line and "per host" in line)
+            assert (
+                scale.traffic(s_bytes / MINUTE) in line and scale.traffic(r_bytes / MINUTE) in line
+            )
         await press(pilot, "left")  # the timeline moves in the drill-down too
         assert app.replay.index == second - 1
-        await wait_for(pilot, lambda: history_len(app) == rows[0] - 1, "one minute less")
+        await wait_for(pilot, lambda: history_len(app) == rows - 1, "one minute less")
     source.close()
 
 
