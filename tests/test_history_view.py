@@ -403,6 +403,7 @@ async def test_history_view_shows_disk_per_direction_and_a_processs_hosts(
             span,
             start,
         )
+        assert app.shown is not None
         shown = {p.pid: p for p in app.shown.processes}
         for pid, rd, wr in disk:
             p = shown[pid if pid is not None else next(k for k in shown if k < 0)]
