@@ -349,6 +349,87 @@ def test_retention_and_rollup_on_a_db_the_recorder_filled_with_a_simulated_clock
             assert query(a, by, oldest, now + 1) == pytest.approx(query(b, by, oldest, now + 1))
 
 
+DIRECT_IO = r"""
+import ctypes, mmap, os, sys
+ctypes.CDLL(None).prctl(15, b"hist-disk", 0, 0, 0)  # PR_SET_NAME: one name, only its own
+path, size = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+buf = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT needs
+buf.write(b"x" * (1 << 20))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+for _ in range(size >> 20):
+    os.write(fd, buf)
+os.close(fd)
+fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+for _ in range(size >> 20):
+    os.readv(fd, [buf])
+os.close(fd)
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+class DiskWork:
+    """A sink that, at the second tick, has a child write then read `size` bytes on
+    disk, around the page cache (O_DIRECT): the kernel counts exactly those."""
+
+    def __init__(self, directory: str, size: int) -> None:
+        self.size, self.ticks = size, 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", DIRECT_IO, os.path.join(directory, "data"), str(size)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.ticks += 1
+        if self.ticks == 2:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+            assert self.proc.stdout.readline() == "done\n"
+
+    def failure(self, snap: Snapshot, failure: BackendFailure, fallback: object) -> None:
+        pass
+
+    def end(self, failure: BackendFailure | None) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def test_disk_bytes_read_and_written_are_recorded_apart(tmp_path: Path) -> None:
+    """A real process writes then reads 8 MiB on disk: the database (and `history`)
+    has them per direction, and their sum as the disk total."""
+    size = 8 << 20
+    db = tmp_path / "history.db"
+    # /var/tmp: on disk (tmp_path may be a tmpfs, where nothing reaches a disk)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
+        work = DiskWork(directory, size)
+        store = Store(str(db), "psutil", time.time())
+        try:
+            sinks = Tee(work, Recorder(store, "psutil", commit_every=0.01))
+            asyncio.run(monitor(PsutilBackend(), 0.1, sinks, count=6, handle_signals=False))
+        finally:
+            store.close()
+    rows = read(
+        db,
+        "SELECT sum(r.disk_read_bytes), sum(r.disk_write_bytes), sum(r.disk_bytes)"
+        " FROM proc_rollups r JOIN procs p ON p.id = r.proc"
+        " WHERE r.span = 60 AND p.name = 'hist-disk'",
+    )
+    ((disk_read, disk_write, disk_total),) = rows
+    assert (disk_read, disk_write) == (size, size)  # nothing else it does reaches the disk
+    assert disk_total == disk_read + disk_write
+    out = nettop("history", "--db", str(db), "--since", "1h", "--by", "program", "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = [r for r in json.loads(out.stdout) if r["program"] == "hist-disk"]
+    assert (row["disk_read_bytes"], row["disk_write_bytes"]) == (size, size)
+
+
 def test_a_schema_1_database_is_upgraded_with_its_totals(tmp_path: Path) -> None:
     """A database the old recorder wrote (minutes, and hours rolled from older minutes;
     disk as one total) gets the per-direction columns (unknown in its rows), hours and
