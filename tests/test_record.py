@@ -119,7 +119,7 @@ class Reader(threading.Thread):
                 con.execute("BEGIN")
                 rows = con.execute(
                     "SELECT coalesce(sum(sent_bytes), 0) + coalesce(sum(recv_bytes), 0)"
-                    " FROM proc_rollups"
+                    f" FROM proc_rollups WHERE span = {MINUTE}"
                 ).fetchone()[0]
                 runs = con.execute("SELECT sum(sent_bytes) + sum(recv_bytes) FROM runs").fetchone()[
                     0
@@ -177,19 +177,35 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
 
     assert reader.reads > 10 and reader.bad == [], (reader.reads, reader.bad[:3])
     for c in (a, b):
-        minutes = read(
+        for span in (MINUTE, HOUR, DAY):  # the same bytes in its minutes, hours and days
+            in_span = read(
+                db,
+                "SELECT r.start, r.sent_bytes, r.recv_bytes FROM proc_rollups r"
+                " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ? AND r.span = ?",
+                c.pid,
+                c.name,
+                span,
+            )
+            assert in_span and all(start % span == 0 for start, *_ in in_span)
+            sent, recv = sum(m[1] or 0 for m in in_span), sum(m[2] or 0 for m in in_span)
+            assert within(sent, c.sent, TOLERANCE), (
+                f"{c.name} sent: {sent} in {span}, truth {c.sent}"
+            )
+            assert within(recv, c.recv, TOLERANCE), (
+                f"{c.name} recv: {recv} in {span}, truth {c.recv}"
+            )
+        # Its bytes per remote host: all to the namespace's address.
+        ((host, sent, recv),) = read(
             db,
-            "SELECT r.span, r.start, r.sent_bytes, r.recv_bytes FROM proc_rollups r"
-            " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ?",
+            "SELECT r.host, sum(r.sent_bytes), sum(r.recv_bytes) FROM proc_host_rollups r"
+            " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ? AND r.span = ?"
+            " GROUP BY r.host",
             c.pid,
             c.name,
+            MINUTE,
         )
-        assert minutes and all(
-            span == MINUTE and start % MINUTE == 0 for span, start, *_ in minutes
-        )
-        sent, recv = sum(m[2] or 0 for m in minutes), sum(m[3] or 0 for m in minutes)
-        assert within(sent, c.sent, TOLERANCE), f"{c.name} sent: {sent} in the db, truth {c.sent}"
-        assert within(recv, c.recv, TOLERANCE), f"{c.name} recv: {recv} in the db, truth {c.recv}"
+        assert host == net.ns_v4
+        assert within(sent, c.sent, TOLERANCE) and within(recv, c.recv, TOLERANCE), (sent, recv)
 
     (start, end, reason), *more = read(db, 'SELECT start, "end", reason FROM gaps')
     assert more == [] and reason == "recorder not running"
