@@ -1,7 +1,8 @@
 """`nettop-ui record`: monitor headless and keep per-minute history in SQLite (store.py).
 
 `Recorder` is a monitor Sink: each tick it turns the snapshot's cumulative figures into
-deltas per process identity (pid and start time) and per remote host, adds them to the
+deltas per process identity (pid and start time), per remote host and per process and
+host, and CPU seconds and disk bytes read and written per process, adds them to the
 current minute in memory, and every `commit_every` seconds writes what it holds in one
 transaction. A SIGKILL therefore loses at most the last commit interval. When a commit
 fails for a reason that may pass (a full disk, a lock), it says so once on stderr, keeps
