@@ -48,7 +48,7 @@ from nettop_ui.core import TrafficSample
 from nettop_ui.history_cli import query
 from nettop_ui.record import Recorder
 from nettop_ui.remotes import RemoteHostState
-from nettop_ui.store import DAY, HOUR, MINUTE, Store, open_reader
+from nettop_ui.store import DAY, HOUR, MINUTE, ROLLUP_TABLES, Store, open_reader
 
 NAMES = ("nginx", "postgres", "python3", "node", "java", "curl", "rsync", "chrome", "sshd")
 
@@ -165,9 +165,11 @@ def simulate(args: argparse.Namespace, path: Path) -> dict[str, float]:
         rec.sample(snap, empty)
         cpu.append(time.process_time() - t0)
     rec.end(None)
-    rows_per_min = store.db.execute(
-        f"SELECT count(*) FROM proc_rollups WHERE span = {MINUTE}"
-    ).fetchone()[0] / (args.hours * 60)
+    rows_per_min = {
+        table: store.db.execute(f"SELECT count(*) FROM {table} WHERE span = {MINUTE}").fetchone()[0]
+        / (args.hours * 60)
+        for table in ROLLUP_TABLES
+    }
     store.db.execute("VACUUM")
     store.close()
     minutes_per_day = db_bytes(path) * DAY / (args.hours * HOUR)
@@ -176,7 +178,7 @@ def simulate(args: argparse.Namespace, path: Path) -> dict[str, float]:
     return {
         "tick_ms_median": statistics.median(cpu) * 1000,
         "tick_ms_p95": sorted(cpu)[int(len(cpu) * 0.95)] * 1000,
-        "rows_per_min": rows_per_min,
+        **{f"rows_per_min_{table}": n for table, n in rows_per_min.items()},
         "minutes_mb_per_day": minutes_per_day / 1e6,
     }
 
@@ -204,6 +206,13 @@ def thirty_days(args: argparse.Namespace, path: Path) -> dict[str, float]:
         store.db.execute("SELECT span, count(*) FROM proc_rollups GROUP BY span").fetchall()
     )
     store.db.execute("VACUUM")
+    tables = dict(
+        store.db.execute(
+            "SELECT name, sum(pgsize) FROM dbstat WHERE name IN"
+            f" ({', '.join('?' * len(ROLLUP_TABLES))}) GROUP BY name",
+            ROLLUP_TABLES,
+        ).fetchall()
+    )
     store.close()
     size = db_bytes(path)
     reader = open_reader(str(path))
@@ -227,6 +236,7 @@ def thirty_days(args: argparse.Namespace, path: Path) -> dict[str, float]:
         "size_mb_30d": size / 1e6,
         "cli_s": cli_s,
         **{f"rows_{span}": n for span, n in counts.items()},
+        **{f"mb_{table}": n / 1e6 for table, n in tables.items()},
         **{f"query_{k}_s": v for k, v in times.items()},
         **{f"groups_{k}": v for k, v in groups.items()},
     }
@@ -277,14 +287,19 @@ def main() -> None:
         f"| recorder CPU per tick ({args.procs:,} processes), median / p95 |"
         f" {sim['tick_ms_median']:.1f} / {sim['tick_ms_p95']:.1f} ms"
         f" (at 1 tick/s: {sim['tick_ms_median'] / 10:.1f}% of a core) |",
-        f"| process rows per minute | {sim['rows_per_min']:.0f} |",
+        "| rows per minute: process, host, process and host | "
+        + ", ".join(f"{sim[f'rows_per_min_{t}']:.0f}" for t in ROLLUP_TABLES)
+        + " |",
         f"| database bytes per day, as minutes (with their hours and days) |"
         f" {sim['minutes_mb_per_day']:.1f} MB |",
         f"| 30 simulated days through the recorder (defaults: minutes 2 d, hours 7 d, kept 30 d):"
         f" fill time | {month['fill_s']:.0f} s |",
         f"| size after 30 days ({month.get(f'rows_{MINUTE}', 0):,} minute,"
         f" {month.get(f'rows_{HOUR}', 0):,} hour, {month.get(f'rows_{DAY}', 0):,} day process rows)"
-        f" | {month['size_mb_30d']:.1f} MB |",
+        f" | {month['size_mb_30d']:.1f} MB (process rows"
+        + ", host rows, process and host rows: "
+        + ", ".join(f"{month.get(f'mb_{t}', 0):.1f}" for t in ROLLUP_TABLES)
+        + " MB) |",
         *(
             f"| `history --since 30d --by {by}` ({month[f'groups_{by}']} rows), query |"
             f" {month[f'query_{by}_s'] * 1000:.0f} ms |"
