@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from nettop_ui.history_cli import query
 from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
 from nettop_ui.store import DAY, HOUR, MINUTE, Store, open_reader
+from nettop_ui.tui.history_source import HistorySource
 from tests.netenv import Client, Network, require, require_root, sh, within
 
 FIXTURES = Path(__file__).parent / "fixtures" / "history"
@@ -363,6 +365,33 @@ def test_retention_and_rollup_on_a_db_the_recorder_filled_with_a_simulated_clock
             contextlib.closing(open_reader(str(ref))) as b,
         ):
             assert query(a, by, oldest, now + 1) == pytest.approx(query(b, by, oldest, now + 1))
+
+    # The history view's timeline over it: days, then hours, then minutes, end to end,
+    # each step the database's rows for it (a day's CPU as CPU % over the day; the
+    # pid-less rows, shown with their negated row id).
+    source = HistorySource(str(db), start, now + 1)
+    try:
+        slots = source.slots
+        assert [span for _, span in slots] == sorted((span for _, span in slots), reverse=True)
+        assert {span for _, span in slots} == {MINUTE, HOUR, DAY}
+        assert all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(slots))
+        day = next(i for i, (t, span) in enumerate(slots) if span == DAY and t >= oldest)
+        t, span = slots[day]
+        cpu = dict(
+            read(
+                db,
+                "SELECT -p.id, r.cpu_s FROM proc_rollups r JOIN procs p ON p.id = r.proc"
+                " WHERE r.span = ? AND r.start = ? AND p.pid IS NULL AND r.cpu_s IS NOT NULL",
+                span,
+                t,
+            )
+        )
+        frame = source.frame_at(day)
+        shown = {p.pid: p.cpu_percent for p in frame.processes if p.pid < 0 and p.cpu_percent}
+        want = {k: round(100 * v / DAY, 1) for k, v in cpu.items()}
+        assert shown and shown == {k: v for k, v in want.items() if v}
+    finally:
+        source.close()
 
 
 DIRECT_IO = r"""
