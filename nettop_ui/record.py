@@ -167,6 +167,7 @@ class Recorder:
             sent, recv = _delta(p.sent_bytes, old[0]), _delta(p.recv_bytes, old[1])
             d_cpu = _delta(cpu, old[2])
             d_read, d_write = _delta(p.read_bytes, old[3]), _delta(p.write_bytes, old[4])
+            by_host = self._host_deltas(p, conns) if p.connections else None
             if not (sent or recv or d_cpu or d_read or d_write):
                 continue
             if sent or recv:
@@ -196,29 +197,29 @@ class Recorder:
             row.peak_recv_bps = _max(row.peak_recv_bps, p.recv_bps)
             batch.sent_bytes += sent or 0
             batch.recv_bytes += recv or 0
-            if sent or recv:
-                self._add_connections(p, minute, info, conns)
+            if (sent or recv) and by_host:
+                for host, (h_sent, h_recv) in by_host.items():
+                    to_host = batch.proc_hosts.setdefault((minute, info, host), [0, 0])
+                    to_host[0] += h_sent
+                    to_host[1] += h_recv
         self._seen = seen
         self._conns = conns
 
-    def _add_connections(
-        self,
-        p: ProcessState,
-        minute: int,
-        info: ProcInfo,
-        seen: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]],
-    ) -> None:
-        """A moving process's bytes per remote host, from its connections' counters."""
+    def _host_deltas(
+        self, p: ProcessState, seen: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]]
+    ) -> dict[str, list[int]]:
+        """A process's bytes per remote host since the last tick, from its connections'
+        counters (kept for every process, moving or not, so none is counted twice)."""
+        by_host: dict[str, list[int]] = {}
         for ckey, c in p.connections.items():
             seen[(p.key, ckey)] = (c.sent_bytes, c.recv_bytes)
             old_sent, old_recv = self._conns.get((p.key, ckey), (0, 0))
             sent, recv = _delta(c.sent_bytes, old_sent), _delta(c.recv_bytes, old_recv)
             if sent or recv:
-                row = self.batch.proc_hosts.setdefault(
-                    (minute, info, remote_address(c.remote)), [0, 0]
-                )
+                row = by_host.setdefault(remote_address(c.remote), [0, 0])
                 row[0] += sent or 0
                 row[1] += recv or 0
+        return by_host
 
     def _add_hosts(self, snap: Snapshot, minute: int) -> None:
         if snap.remotes is None:

@@ -29,13 +29,14 @@ from backends.ebpf import EbpfBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Snapshot
-from nettop_ui.core import BackendFailure, TrafficSample
+from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
 from nettop_ui.history_cli import query
 from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
 from nettop_ui.store import DAY, HOUR, MINUTE, Store, open_reader
 from nettop_ui.tui.history_source import HistorySource
 from tests.netenv import Client, Network, require, require_root, sh, within
+from tests.tui_fixtures import ScriptedBackend, named_children
 
 FIXTURES = Path(__file__).parent / "fixtures" / "history"
 TOLERANCE = 0.01  # the issue's: per-minute totals within 1% of the generator's bytes
@@ -473,6 +474,34 @@ def test_disk_bytes_read_and_written_are_recorded_apart(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     (row,) = [r for r in json.loads(out.stdout) if r["program"] == "hist-disk"]
     assert (row["disk_read_bytes"], row["disk_write_bytes"]) == (size, size)
+
+
+def test_a_processs_bytes_per_host_count_each_byte_once(tmp_path: Path) -> None:
+    """A process that moves bytes every other tick, over connections that stay open:
+    its bytes per remote host are its bytes, not its connections' counters again after
+    each idle tick."""
+    db = tmp_path / "history.db"
+    with named_children("hist-onoff") as (child,):
+
+        def script(tick: int) -> list[ProcessTraffic]:
+            return [ProcessTraffic(child.pid, *((6_000, 4_000) if tick % 2 else (0, 0)))]
+
+        clock = Clock(1_800_000_000 // HOUR * HOUR, step=5.0)
+        store = Store(str(db), "scripted", clock.now)
+        try:
+            sinks = Tee(clock, Recorder(store, "scripted", commit_every=1, clock=clock))
+            backend = ScriptedBackend(script)
+            asyncio.run(monitor(backend, 0.05, sinks, count=7, handle_signals=False))
+        finally:
+            store.close()
+    where = " FROM {} r JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND r.span = 60"
+    proc = read(
+        db, "SELECT sum(sent_bytes), sum(recv_bytes)" + where.format("proc_rollups"), child.pid
+    )
+    hosts = read(
+        db, "SELECT sum(sent_bytes), sum(recv_bytes)" + where.format("proc_host_rollups"), child.pid
+    )
+    assert proc[0][0] and hosts == proc  # its connections all go to 127.0.0.1
 
 
 def test_a_schema_1_database_is_upgraded_with_its_totals(tmp_path: Path) -> None:
