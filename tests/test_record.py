@@ -368,8 +368,8 @@ def test_retention_and_rollup_on_a_db_the_recorder_filled_with_a_simulated_clock
             assert query(a, by, oldest, now + 1) == pytest.approx(query(b, by, oldest, now + 1))
 
     # The history view's timeline over it: days, then hours, then minutes, end to end,
-    # each step the database's rows for it (a day's CPU as CPU % over the day; the
-    # pid-less rows, shown with their negated row id).
+    # each step the database's rows for it (a day's CPU as CPU % over the day and its
+    # peak RSS; the pid-less rows, shown with their negated row id).
     source = HistorySource(str(db), start, now + 1)
     try:
         slots = source.slots
@@ -378,19 +378,19 @@ def test_retention_and_rollup_on_a_db_the_recorder_filled_with_a_simulated_clock
         assert all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(slots))
         day = next(i for i, (t, span) in enumerate(slots) if span == DAY and t >= oldest)
         t, span = slots[day]
-        cpu = dict(
-            read(
+        want = {
+            row: (None if cpu is None else round(100 * cpu / DAY, 1), rss)
+            for row, cpu, rss in read(
                 db,
-                "SELECT -p.id, r.cpu_s FROM proc_rollups r JOIN procs p ON p.id = r.proc"
-                " WHERE r.span = ? AND r.start = ? AND p.pid IS NULL AND r.cpu_s IS NOT NULL",
+                "SELECT -p.id, r.cpu_s, r.peak_rss_bytes FROM proc_rollups r JOIN procs p"
+                " ON p.id = r.proc WHERE r.span = ? AND r.start = ? AND p.pid IS NULL",
                 span,
                 t,
             )
-        )
+        }
         frame = source.frame_at(day)
-        shown = {p.pid: p.cpu_percent for p in frame.processes if p.pid < 0 and p.cpu_percent}
-        want = {k: round(100 * v / DAY, 1) for k, v in cpu.items()}
-        assert shown and shown == {k: v for k, v in want.items() if v}
+        shown = {p.pid: (p.cpu_percent, p.rss_bytes) for p in frame.processes if p.pid < 0}
+        assert want and shown == want
     finally:
         source.close()
 
