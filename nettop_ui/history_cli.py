@@ -4,8 +4,9 @@
     nettop-ui history --between 2026-12-01T22:00 2026-12-02T06:00 --by host --json
 
 A row counts when its minute (or, for data older than the recorder's --keep-minutes,
-its hour) starts inside the range. Reading never blocks the recorder: it is one read
-transaction on a WAL database, so it sees whole commits only.
+its hour; older than --keep-hours, its UTC day) starts inside the range. Reading never
+blocks the recorder: it is one read transaction on a WAL database, so it sees whole
+commits only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from nettop_ui.args import PROG, OneLineParser, positive_int
 from nettop_ui.format import Scale
 from nettop_ui.record import duration
-from nettop_ui.store import HOUR, MINUTE, StoreError, default_path, describe, open_reader
+from nettop_ui.store import StoreError, default_path, describe, marks, open_reader, pieces
 
 # --by: the columns (as the JSON names them, and their SQL), and what the rows group by.
 GROUPS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
@@ -74,22 +75,33 @@ def query(
     """The groups' totals over [start, end), most bytes first."""
     keys, group = GROUPS[by]
     # Summed per process (or host) first, then per group: one join per process, not
-    # per row. `span IN`: the primary key (span, start, ...) then serves the time range.
+    # per row. The range is read as whole days and hours and the minutes at its ends
+    # (store.pieces); each piece is one range of the primary key (span, start, ...).
     table, unit, name, extra = (
-        ("host_rollups", "host", "max(name)", "NULL, NULL")
+        ("host_rollups", "host", "max(name)", "NULL, NULL, NULL, NULL")
         if by == "host"
-        else ("proc_rollups", "proc", "NULL", "sum(cpu_s), sum(disk_bytes)")
+        else (
+            "proc_rollups",
+            "proc",
+            "NULL",
+            "sum(cpu_s), sum(disk_bytes), sum(disk_read_bytes), sum(disk_write_bytes)",
+        )
     )
+    parts = pieces(start, end, *marks(db))
+    rows_in_range = " UNION ALL ".join(
+        f"SELECT * FROM {table} WHERE span = ? AND start >= ? AND start < ?" for _ in parts
+    )
+    extras = [f"{e} AS x{i}" for i, e in enumerate(extra.split(", "))]
     inner = (
         f"SELECT {unit} AS unit, {name} AS name, sum(sent_bytes) AS s, sum(recv_bytes) AS v,"
-        " max(peak_sent_bps) AS ps, max(peak_recv_bps) AS pv, min(start) AS f,"
-        f" max(start + span) AS l, {extra.replace(', ', ' AS c, ')} AS d FROM {table}"
-        f" WHERE span IN ({MINUTE}, {HOUR}) AND start >= ? AND start < ? GROUP BY {unit}"
+        " max(peak_sent_bps) AS ps, max(peak_recv_bps) AS pv, min(seen_from) AS f,"
+        f" max(seen_to) AS l, {', '.join(extras)} FROM ({rows_in_range}) GROUP BY {unit}"
     )
     join = "" if by == "host" else " JOIN procs p ON p.id = r.unit"
     sql = (
         f"SELECT {', '.join(sql for _, sql in keys)}, sum(r.s), sum(r.v), max(r.ps),"
-        f" max(r.pv), min(r.f), max(r.l), sum(r.c), sum(r.d) FROM ({inner}) r{join}"
+        f" max(r.pv), min(r.f), max(r.l), sum(r.x0), sum(r.x1), sum(r.x2), sum(r.x3)"
+        f" FROM ({inner}) r{join}"
         f" GROUP BY {group} ORDER BY coalesce(sum(r.s), 0) + coalesce(sum(r.v), 0) DESC"
     )
     if top:
@@ -103,12 +115,17 @@ def query(
         "last_seen",
         "cpu_seconds",
         "disk_bytes",
+        "disk_read_bytes",
+        "disk_write_bytes",
     ]
+    if not parts:
+        return []
     rows = []
-    for values in db.execute(sql, (start, end)):
+    for values in db.execute(sql, [v for part in parts for v in part]):
         row = dict(zip(names, values, strict=True))
-        if by == "host":
-            del row["cpu_seconds"], row["disk_bytes"]  # hosts have no CPU or disk
+        if by == "host":  # hosts have no CPU or disk
+            for key in names[-4:]:
+                del row[key]
         rows.append(row)
     return rows
 

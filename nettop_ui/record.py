@@ -1,7 +1,8 @@
 """`nettop-ui record`: monitor headless and keep per-minute history in SQLite (store.py).
 
 `Recorder` is a monitor Sink: each tick it turns the snapshot's cumulative figures into
-deltas per process identity (pid and start time) and per remote host, adds them to the
+deltas per process identity (pid and start time), per remote host and per process and
+host, and CPU seconds and disk bytes read and written per process, adds them to the
 current minute in memory, and every `commit_every` seconds writes what it holds in one
 transaction. A SIGKILL therefore loses at most the last commit interval. When a commit
 fails for a reason that may pass (a full disk, a lock), it says so once on stderr, keeps
@@ -24,6 +25,7 @@ from nettop_ui.args import PROG, OneLineParser, backend_and_interval, positive_f
 from nettop_ui.collector import ProcessKey, ProcessState, Snapshot
 from nettop_ui.core import Backend, BackendFailure, TrafficSample
 from nettop_ui.monitor import describe_failure, look_up_names
+from nettop_ui.remotes import remote_address
 from nettop_ui.store import (
     MINUTE,
     Batch,
@@ -36,6 +38,8 @@ from nettop_ui.store import (
 )
 
 N = TypeVar("N", int, float)
+# A process's cumulative sent, received, CPU seconds, disk read and written.
+Figures = tuple[int | None, int | None, float | None, int | None, int | None]
 
 # A tick this much later than the interval says the recorder did not run (a suspend, a
 # stopped process): that time is a gap.
@@ -68,12 +72,6 @@ def _cpu_s(p: ProcessState) -> float | None:
     return p.cpu_user_s + p.cpu_system_s
 
 
-def _disk(p: ProcessState) -> int | None:
-    if p.read_bytes is None or p.write_bytes is None:
-        return None
-    return p.read_bytes + p.write_bytes
-
-
 def _max(a: N | None, b: N | None) -> N | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -93,6 +91,7 @@ class Recorder:
         commit_every: float = 5.0,
         keep_s: float = 30 * 86400,
         minutes_s: float = 2 * 86400,
+        hours_s: float = 7 * 86400,
         clock: Callable[[], float] = time.time,
         err: Callable[[str], None] | None = None,
         max_held_rows: int = 500_000,
@@ -101,7 +100,8 @@ class Recorder:
         self.backend = backend
         self.commit_every = commit_every
         self.keep_s = keep_s
-        self.minutes_s = min(minutes_s, keep_s)
+        self.hours_s = min(hours_s, keep_s)
+        self.minutes_s = min(minutes_s, self.hours_s)
         self.clock = clock
         self.err = err or (lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True))
         self.started = clock()
@@ -111,9 +111,10 @@ class Recorder:
         self.failing: str | None = None  # the write problem said, until writing resumes
         self.max_held_rows = max_held_rows  # while writing fails: about 100 MB
         # Cumulative figures at the last tick: net bytes per process and host, and the
-        # CPU seconds and disk bytes per process.
-        self._seen: dict[ProcessKey, tuple[int | None, int | None, float | None, int | None]] = {}
+        # CPU seconds and disk bytes read and written per process; bytes per connection.
+        self._seen: dict[ProcessKey, Figures] = {}
         self._hosts: dict[str, tuple[int, int]] = {}
+        self._conns: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]] = {}
         self.batch = self._empty()
 
     @staticmethod
@@ -148,23 +149,26 @@ class Recorder:
     # -- deltas ------------------------------------------------------------------------
 
     def _add_processes(self, snap: Snapshot, minute: int) -> None:
-        seen: dict[ProcessKey, tuple[int | None, int | None, float | None, int | None]] = {}
+        seen: dict[ProcessKey, Figures] = {}
+        conns: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]] = {}
         procs = self.batch.procs
         batch = self.batch
         for p in snap.processes:
             key = p.key
-            cpu, disk = _cpu_s(p), _disk(p)
-            now_figures = (p.sent_bytes, p.recv_bytes, cpu, disk)
+            cpu = _cpu_s(p)
+            now_figures = (p.sent_bytes, p.recv_bytes, cpu, p.read_bytes, p.write_bytes)
             seen[key] = now_figures
             old = self._seen.get(key)
             if old is None:
                 # Network bytes count from the recorder's start; CPU and disk from the
                 # process's, so those of a process older than this run are not its own.
-                new_here = p.create_time is not None and p.create_time >= self.started
-                old = (None, None, None if new_here else cpu, None if new_here else disk)
+                mine = p.create_time is not None and p.create_time >= self.started
+                old = (None, None, *((None,) * 3 if mine else now_figures[2:]))
             sent, recv = _delta(p.sent_bytes, old[0]), _delta(p.recv_bytes, old[1])
-            d_cpu, d_disk = _delta(cpu, old[2]), _delta(disk, old[3])
-            if not (sent or recv or d_cpu or d_disk):
+            d_cpu = _delta(cpu, old[2])
+            d_read, d_write = _delta(p.read_bytes, old[3]), _delta(p.write_bytes, old[4])
+            by_host = self._host_deltas(p, conns) if p.connections else None
+            if not (sent or recv or d_cpu or d_read or d_write):
                 continue
             if sent or recv:
                 info = ProcInfo(
@@ -184,13 +188,38 @@ class Recorder:
             row.sent_bytes = _add(row.sent_bytes, sent)
             row.recv_bytes = _add(row.recv_bytes, recv)
             row.cpu_s = _add(row.cpu_s, d_cpu)
-            row.disk_bytes = _add(row.disk_bytes, d_disk)
+            if d_read is not None and d_write is not None:
+                row.disk_bytes = _add(row.disk_bytes, d_read + d_write)
+            row.disk_read_bytes = _add(row.disk_read_bytes, d_read)
+            row.disk_write_bytes = _add(row.disk_write_bytes, d_write)
             row.peak_rss_bytes = _max(row.peak_rss_bytes, p.rss_bytes)
             row.peak_sent_bps = _max(row.peak_sent_bps, p.sent_bps)
             row.peak_recv_bps = _max(row.peak_recv_bps, p.recv_bps)
             batch.sent_bytes += sent or 0
             batch.recv_bytes += recv or 0
+            if (sent or recv) and by_host:
+                for host, (h_sent, h_recv) in by_host.items():
+                    to_host = batch.proc_hosts.setdefault((minute, info, host), [0, 0])
+                    to_host[0] += h_sent
+                    to_host[1] += h_recv
         self._seen = seen
+        self._conns = conns
+
+    def _host_deltas(
+        self, p: ProcessState, seen: dict[tuple[ProcessKey, tuple[str, str, str]], tuple[int, int]]
+    ) -> dict[str, list[int]]:
+        """A process's bytes per remote host since the last tick, from its connections'
+        counters (kept for every process, moving or not, so none is counted twice)."""
+        by_host: dict[str, list[int]] = {}
+        for ckey, c in p.connections.items():
+            seen[(p.key, ckey)] = (c.sent_bytes, c.recv_bytes)
+            old_sent, old_recv = self._conns.get((p.key, ckey), (0, 0))
+            sent, recv = _delta(c.sent_bytes, old_sent), _delta(c.recv_bytes, old_recv)
+            if sent or recv:
+                row = by_host.setdefault(remote_address(c.remote), [0, 0])
+                row[0] += sent or 0
+                row[1] += recv or 0
+        return by_host
 
     def _add_hosts(self, snap: Snapshot, minute: int) -> None:
         if snap.remotes is None:
@@ -220,7 +249,7 @@ class Recorder:
             self.store.write(self.batch, now, self.backend)
             self.batch = self._empty()
             if now - self.last_maintained >= 3600:  # hourly: rollups and retention
-                self.store.maintain(now, self.keep_s, self.minutes_s)
+                self.store.maintain(now, self.keep_s, self.minutes_s, self.hours_s)
                 self.last_maintained = now
         except StoreError as exc:
             if not exc.retry:
@@ -244,6 +273,7 @@ class Recorder:
                 batch.sent_bytes -= row.sent_bytes or 0
                 batch.recv_bytes -= row.recv_bytes or 0
             batch.hosts = {k: v for k, v in batch.hosts.items() if k[0] != oldest}
+            batch.proc_hosts = {k: v for k, v in batch.proc_hosts.items() if k[0] != oldest}
             batch.gaps.append((oldest, oldest + MINUTE, f"not written: {why}"))
 
 
@@ -270,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how long minutes stay minutes; older ones are rolled into hours (default 2d)",
     )
+    p.add_argument(
+        "--keep-hours",
+        type=duration,
+        default="7d",
+        metavar="DURATION",
+        help="how long hours stay hours; older ones are rolled into days (default 7d)",
+    )
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     p.add_argument(
         "--no-resolve", action="store_true", help="keep remote hosts as numbers: no name lookups"
@@ -293,6 +330,7 @@ def main(argv: list[str]) -> int:
                 commit_every=args.commit_every,
                 keep_s=args.keep,
                 minutes_s=args.keep_minutes,
+                hours_s=args.keep_hours,
             )
             print(f"{PROG}: recording to {path} with {cls.name}", file=sys.stderr, flush=True)
             run_monitor(

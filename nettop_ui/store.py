@@ -1,4 +1,11 @@
-"""The history store: a SQLite database of per-minute (later per-hour) rollups.
+"""The history store: a SQLite database of per-minute, per-hour and per-day rollups.
+
+Every delta is written into its minute, its hour and its (UTC) day at once, so a coarser
+row is always the exact sum (and peak) of its finer rows. Rolling up is then only
+deleting: minutes older than `--keep-minutes`, hours older than `--keep-hours`; the
+`meta` keys `minutes_from` and `hours_from` say from when on the finer rows are kept.
+`pieces` cuts a time range into the fewest rows that cover it, so a 30-day query reads
+about 30 days' rows, not 43,200 minutes'.
 
 One writer (`Store`, used by `nettop-ui record`, holding an flock on `<db>.writer`) and any
 number of readers (`open_reader`, used by `nettop-ui history`). WAL mode, so a reader never
@@ -15,14 +22,17 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MINUTE = 60
 HOUR = 3600
+DAY = 86400
+SPANS = (MINUTE, HOUR, DAY)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +66,10 @@ CREATE TABLE IF NOT EXISTS proc_rollups (
     peak_rss_bytes INTEGER,
     peak_sent_bps REAL,
     peak_recv_bps REAL,
+    disk_read_bytes INTEGER,
+    disk_write_bytes INTEGER,
+    seen_from INTEGER,
+    seen_to INTEGER,
     PRIMARY KEY (span, start, proc)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS host_rollups (
@@ -67,13 +81,25 @@ CREATE TABLE IF NOT EXISTS host_rollups (
     recv_bytes INTEGER,
     peak_sent_bps REAL,
     peak_recv_bps REAL,
+    seen_from INTEGER,
+    seen_to INTEGER,
     PRIMARY KEY (span, start, host)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS proc_host_rollups (
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    proc INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    sent_bytes INTEGER,
+    recv_bytes INTEGER,
+    PRIMARY KEY (span, start, proc, host)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (start REAL NOT NULL, "end" REAL NOT NULL, reason TEXT NOT NULL);
 """
 
+ROLLUP_TABLES = ("proc_rollups", "host_rollups", "proc_host_rollups")
 OUR_NAMES = {
-    "meta", "runs", "procs", "proc_rollups", "host_rollups", "gaps",
+    "meta", "runs", "procs", *ROLLUP_TABLES, "gaps",
     "sqlite_autoindex_meta_1", "sqlite_autoindex_procs_1",
 }  # fmt: skip
 
@@ -81,27 +107,42 @@ OUR_NAMES = {
 # every part is unknown.
 _ADD = "{c} = coalesce({c} + excluded.{c}, {c}, excluded.{c})"
 _MAX = "{c} = max(coalesce({c}, excluded.{c}), coalesce(excluded.{c}, {c}))"
+_MIN = "{c} = min(coalesce({c}, excluded.{c}), coalesce(excluded.{c}, {c}))"
 
-PROC_SUMS = ("sent_bytes", "recv_bytes", "cpu_s", "disk_bytes")
-PROC_PEAKS = ("peak_rss_bytes", "peak_sent_bps", "peak_recv_bps")
+PROC_SUMS = (
+    "sent_bytes",
+    "recv_bytes",
+    "cpu_s",
+    "disk_bytes",
+    "disk_read_bytes",
+    "disk_write_bytes",
+)
+# seen_to (a peak) and seen_from (a low): the end of the last minute and the start of the
+# first minute with data, so that an hour or a day still says when its process was active.
+PROC_PEAKS = ("peak_rss_bytes", "peak_sent_bps", "peak_recv_bps", "seen_to")
 HOST_SUMS = ("sent_bytes", "recv_bytes")
-HOST_PEAKS = ("peak_sent_bps", "peak_recv_bps")
+HOST_PEAKS = ("peak_sent_bps", "peak_recv_bps", "seen_to")
+LOWS = ("seen_from",)
 
 
 PROC_KEYS = ("span", "start", "proc")
 HOST_KEYS = ("span", "start", "host", "name")
+PROC_HOST_KEYS = ("span", "start", "proc", "host")
+
+# Per table: its keys (span, start, then what a row is of), sums and peaks.
+TABLES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "proc_rollups": (PROC_KEYS, PROC_SUMS, PROC_PEAKS, LOWS),
+    "host_rollups": (HOST_KEYS, HOST_SUMS, HOST_PEAKS, LOWS),
+    "proc_host_rollups": (PROC_HOST_KEYS, HOST_SUMS, (), ()),
+}
 
 
-def _upsert(
-    table: str,
-    keys: tuple[str, ...],
-    sums: tuple[str, ...],
-    peaks: tuple[str, ...],
-    source: str = "",
-) -> str:
+def _upsert(table: str, source: str = "") -> str:
     """INSERT of one row (or of `source`, a SELECT) that adds into an existing row."""
-    cols = (*keys, *sums, *peaks)
+    keys, sums, peaks, lows = TABLES[table]
+    cols = (*keys, *sums, *peaks, *lows)
     sets = [_ADD.format(c=c) for c in sums] + [_MAX.format(c=c) for c in peaks]
+    sets += [_MIN.format(c=c) for c in lows]
     source = source or f"VALUES ({', '.join('?' * len(cols))})"
     return (
         f"INSERT INTO {table} ({', '.join(cols)}) {source} "
@@ -109,24 +150,108 @@ def _upsert(
     )
 
 
-def _rollup_into_hours(
-    table: str, keys: tuple[str, ...], sums: tuple[str, ...], peaks: tuple[str, ...]
-) -> str:
-    """The upsert adding `table`'s minutes before ? into their hours."""
-    group = ", ".join(keys[2:3])
-    others = "".join(f", max({k})" for k in keys[3:])
+def _roll_up(table: str, fine: int, coarse: int) -> str:
+    """The upsert adding all of `table`'s `fine` rows into their `coarse` rows (used
+    once, to bring a version 1 database's minutes into hours and its hours into days)."""
+    keys, sums, peaks, lows = TABLES[table]
+    what = [k for k in keys[2:] if k != "name"]
+    others = "".join(", max(name)" for k in keys if k == "name")
     select = (
-        f"SELECT {HOUR}, start / {HOUR} * {HOUR} AS h, {group}{others}, "
-        + ", ".join([f"sum({c})" for c in sums] + [f"max({c})" for c in peaks])
-        + f" FROM {table} WHERE span = {MINUTE} AND start < ? GROUP BY h, {group}"
+        f"SELECT {coarse}, start / {coarse} * {coarse} AS c, {', '.join(what)}{others}, "
+        + ", ".join(
+            [f"sum({c})" for c in sums] + [f"max({c})" for c in peaks] + [f"min({c})" for c in lows]
+        )
+        + f" FROM {table} WHERE span = {fine} GROUP BY c, {', '.join(what)}"
     )
-    return _upsert(table, keys, sums, peaks, select)
+    return _upsert(table, select)
 
 
-PROC_UPSERT = _upsert("proc_rollups", PROC_KEYS, PROC_SUMS, PROC_PEAKS)
-HOST_UPSERT = _upsert("host_rollups", HOST_KEYS, HOST_SUMS, HOST_PEAKS)
-PROC_ROLLUP = _rollup_into_hours("proc_rollups", PROC_KEYS, PROC_SUMS, PROC_PEAKS)
-HOST_ROLLUP = _rollup_into_hours("host_rollups", HOST_KEYS, HOST_SUMS, HOST_PEAKS)
+UPSERT = {table: _upsert(table) for table in TABLES}
+
+
+def pieces(
+    start: float, end: float, minutes_from: int, hours_from: int
+) -> list[tuple[int, int, int]]:
+    """[start, end) as the fewest rows: (span, lo, hi), the rows of `span` whose start is
+    in [lo, hi). A minute, hour or day counts when it starts inside the range; where the
+    minutes (or hours) are no longer kept, the hour (day) that starts inside it counts
+    whole. Whole days and hours inside the range are read as such: they hold exactly
+    the sums and peaks of their minutes."""
+    out: list[tuple[int, int, int]] = []
+    finer_from = {DAY: hours_from, HOUR: minutes_from}
+
+    def cover(lo: float, hi: float, span: int) -> None:
+        if lo >= hi:
+            return
+        if span == MINUTE:
+            out.append((MINUTE, max(math.ceil(lo), minutes_from), math.ceil(hi)))
+            return
+        finer = HOUR if span == DAY else MINUTE
+        first, last = math.ceil(lo / span) * span, math.floor(hi / span) * span
+        if first > last:  # inside one span, not at its start
+            cover(lo, hi, finer)
+            return
+        cover(lo, first, finer)  # before the first whole span: its span started earlier
+        out.append((span, max(first, hours_from if span == HOUR else first), last))
+        if last < hi and last < finer_from[span]:  # its finer rows are gone: it counts whole
+            out.append((span, last, last + 1))
+        else:
+            cover(last, hi, finer)
+
+    cover(start, end, DAY)
+    return [(span, lo, hi) for span, lo, hi in out if lo < hi]
+
+
+def finest(minutes_from: int, hours_from: int) -> str:
+    """SQL: the rows that partition time, each moment in exactly one: minutes where they
+    are kept, hours before that, days before the hours."""
+    return (
+        f"((span = {MINUTE} AND start >= {minutes_from})"
+        f" OR (span = {HOUR} AND start >= {hours_from} AND start < {minutes_from})"
+        f" OR (span = {DAY} AND start < {hours_from}))"
+    )
+
+
+def slot_of(t: float, minutes_from: int, hours_from: int) -> tuple[int, int]:
+    """(start, span) of the finest kept row holding time `t`."""
+    span = MINUTE if t >= minutes_from else HOUR if t >= hours_from else DAY
+    return int(t // span * span), span
+
+
+def marks(db: sqlite3.Connection) -> tuple[int, int]:
+    """(minutes_from, hours_from): minutes are kept from the first on, hours from the second."""
+    got = dict(
+        db.execute("SELECT key, value FROM meta WHERE key IN ('minutes_from', 'hours_from')")
+    )
+    return int(got.get("minutes_from", 0)), int(got.get("hours_from", 0))
+
+
+def _set_marks(db: sqlite3.Connection, minutes_from: int, hours_from: int) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        (("minutes_from", str(minutes_from)), ("hours_from", str(hours_from))),
+    )
+
+
+def _migrate_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 (minutes, then hours rolled from them; disk as one total) to 2: the
+    per-direction disk columns (unknown in old rows) and the hours and days of every
+    minute and hour. Inside the caller's transaction."""
+    for column in ("disk_read_bytes", "disk_write_bytes", "seen_from", "seen_to"):
+        db.execute(f"ALTER TABLE proc_rollups ADD COLUMN {column} INTEGER")
+    for column in ("seen_from", "seen_to"):
+        db.execute(f"ALTER TABLE host_rollups ADD COLUMN {column} INTEGER")
+    for table in ("proc_rollups", "host_rollups"):
+        db.execute(f"UPDATE {table} SET seen_from = start, seen_to = start + span")
+    # Version 1 kept minutes only after its newest hour: from there on minutes are kept.
+    (rolled,) = db.execute(
+        f"SELECT max(start) + {HOUR} FROM (SELECT start FROM proc_rollups WHERE span = {HOUR}"
+        f" UNION ALL SELECT start FROM host_rollups WHERE span = {HOUR})"
+    ).fetchone()
+    for table in ("proc_rollups", "host_rollups"):
+        db.execute(_roll_up(table, MINUTE, HOUR))
+        db.execute(_roll_up(table, HOUR, DAY))
+    _set_marks(db, rolled or 0, 0)
 
 
 class StoreError(Exception):
@@ -177,7 +302,7 @@ def _connect(path: str, uri: str, timeout_s: float) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         db.close()
         raise describe(exc, path) from None
-    if version not in (0, SCHEMA_VERSION):
+    if version not in (0, 1, SCHEMA_VERSION):  # 1: the writer upgrades it
         db.close()
         raise StoreError(
             f"{path} has history schema {version}; this nettop-ui reads {SCHEMA_VERSION}"
@@ -200,6 +325,10 @@ def open_reader(path: str, timeout_s: float = 5.0) -> sqlite3.Connection:
         raise describe(exc, path) from None
     if version != SCHEMA_VERSION:
         db.close()
+        if version == 1:
+            raise StoreError(
+                f"{path} is from an older nettop-ui: `nettop-ui record --db {path}` upgrades it"
+            )
         raise StoreError(f"{path} is not a nettop-ui history database")
     return db
 
@@ -220,6 +349,8 @@ class ProcRow:
     peak_rss_bytes: int | None = None
     peak_sent_bps: float | None = None
     peak_recv_bps: float | None = None
+    disk_read_bytes: int | None = None
+    disk_write_bytes: int | None = None
 
 
 @dataclass(slots=True)
@@ -261,6 +392,8 @@ class Batch:
     gaps: list[tuple[float, float, str]]
     sent_bytes: int = 0
     recv_bytes: int = 0
+    # (minute, process, remote address) -> [sent, received]: a process's hosts
+    proc_hosts: dict[tuple[int, ProcInfo, str], list[int]] = field(default_factory=dict)
 
 
 class Store:
@@ -311,9 +444,12 @@ class Store:
                 raise StoreError(f"{path}: cannot use WAL mode here")
             db.execute("PRAGMA synchronous = NORMAL")  # WAL: a crash loses at most the last commits
             db.execute("BEGIN IMMEDIATE")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            if version == 1:
+                _migrate_from_1(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -350,46 +486,50 @@ class Store:
     def write(self, batch: Batch, now: float, backend: str) -> None:
         """Add `batch` in one transaction; on a StoreError nothing of it was written."""
         new_ids: dict[str, tuple[int, ProcInfo]] = {}
+
+        def proc_id(info: ProcInfo) -> int:
+            known = new_ids.get(info.ident) or self._proc_ids.get(info.ident)
+            if known is None or known[1] != info:  # new, or renamed (exec, prctl)
+                known = new_ids[info.ident] = (self._proc_id(info), info)
+            return known[0]
+
         try:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
-            rows = []
-            for (minute, info), r in batch.procs.items():
-                known = new_ids.get(info.ident) or self._proc_ids.get(info.ident)
-                if known is None or known[1] != info:  # new, or renamed (exec, prctl)
-                    known = new_ids[info.ident] = (self._proc_id(info), info)
-                pid = known[0]
-                rows.append(
-                    (
-                        MINUTE,
-                        minute,
-                        pid,
-                        r.sent_bytes,
-                        r.recv_bytes,
-                        r.cpu_s,
-                        r.disk_bytes,
-                        r.peak_rss_bytes,
-                        r.peak_sent_bps,
-                        r.peak_recv_bps,
-                    )
+            procs = [
+                (minute, proc_id(info), r.sent_bytes, r.recv_bytes, r.cpu_s, r.disk_bytes,
+                 r.disk_read_bytes, r.disk_write_bytes, r.peak_rss_bytes, r.peak_sent_bps,
+                 r.peak_recv_bps, minute + MINUTE, minute)
+                for (minute, info), r in batch.procs.items()
+            ]  # fmt: skip
+            hosts = [
+                (
+                    minute,
+                    host,
+                    h.name,
+                    h.sent_bytes,
+                    h.recv_bytes,
+                    h.peak_sent_bps,
+                    h.peak_recv_bps,
+                    minute + MINUTE,
+                    minute,
                 )
-            db.executemany(PROC_UPSERT, rows)
-            db.executemany(
-                HOST_UPSERT,
-                [
-                    (
-                        MINUTE,
-                        minute,
-                        host,
-                        h.name,
-                        h.sent_bytes,
-                        h.recv_bytes,
-                        h.peak_sent_bps,
-                        h.peak_recv_bps,
-                    )
-                    for (minute, host), h in batch.hosts.items()
-                ],
-            )
+                for (minute, host), h in batch.hosts.items()
+            ]
+            proc_hosts = [
+                (minute, proc_id(info), host, sent, recv)
+                for (minute, info, host), (sent, recv) in batch.proc_hosts.items()
+            ]
+            for table, rows in (
+                ("proc_rollups", procs),
+                ("host_rollups", hosts),
+                ("proc_host_rollups", proc_hosts),
+            ):
+                # Into the minute, its hour and its day at once (see the module's doc).
+                db.executemany(
+                    UPSERT[table],
+                    [(span, row[0] // span * span, *row[1:]) for span in SPANS for row in rows],
+                )
             db.executemany("INSERT INTO gaps VALUES (?, ?, ?)", batch.gaps)
             db.execute(
                 "UPDATE runs SET last_seen = ?, backend = ?, sent_bytes = sent_bytes + ?,"
@@ -421,20 +561,22 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    def maintain(self, now: float, keep_s: float, minutes_s: float) -> None:
-        """Roll minutes older than `minutes_s` into hours; drop all older than `keep_s`;
-        forget processes no row refers to any more."""
-        roll_before = int((now - minutes_s) // HOUR * HOUR)  # whole hours only
+    def maintain(self, now: float, keep_s: float, minutes_s: float, hours_s: float) -> None:
+        """Drop minutes older than `minutes_s` and hours older than `hours_s` (their hours
+        and days hold them already), and everything older than `keep_s`; forget processes
+        no row refers to any more."""
+        minutes_from, hours_from = marks(self.db)
+        # Whole hours (days) only; never back: what was dropped is gone.
+        minutes_from = max(minutes_from, int((now - minutes_s) // HOUR * HOUR))
+        hours_from = max(hours_from, int((now - hours_s) // DAY * DAY))
         drop_before = now - keep_s
         try:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
-            db.execute(PROC_ROLLUP, (roll_before,))
-            db.execute(HOST_ROLLUP, (roll_before,))
-            for table in ("proc_rollups", "host_rollups"):
-                db.execute(
-                    f"DELETE FROM {table} WHERE span = {MINUTE} AND start < ?", (roll_before,)
-                )
+            _set_marks(db, minutes_from, hours_from)
+            for table in ROLLUP_TABLES:
+                for span, before in ((MINUTE, minutes_from), (HOUR, hours_from)):
+                    db.execute(f"DELETE FROM {table} WHERE span = {span} AND start < ?", (before,))
                 db.execute(f"DELETE FROM {table} WHERE start + span <= ?", (drop_before,))
             db.execute('DELETE FROM gaps WHERE "end" <= ?', (drop_before,))
             db.execute(

@@ -100,16 +100,10 @@ def db_rows(path: Path, start: int, span: int) -> dict[int, list[Any]]:
     return {pid: values for pid, *values in rows}
 
 
-def db_totals(path: Path, pid: int, first: int, upto: int) -> tuple[int, int]:
-    ((sent, recv),) = read(
-        path,
-        "SELECT sum(r.sent_bytes), sum(r.recv_bytes) FROM proc_rollups r JOIN procs p"
-        " ON p.id = r.proc WHERE p.pid = ? AND r.start >= ? AND r.start <= ?",
-        pid,
-        first,
-        upto,
-    )
-    return sent, recv
+def db_totals(path: Path, pid: int, slots: list[tuple[int, int]]) -> tuple[int, int]:
+    """The process's bytes summed over `slots`, as the database has them."""
+    rows = [db_rows(path, start, span).get(pid) for start, span in slots]
+    return sum(r[0] for r in rows if r), sum(r[1] for r in rows if r)
 
 
 def row_line(app: Any, pid: int) -> str:
@@ -174,7 +168,7 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
 
         await press(pilot, "m")  # totals: summed from the start of the range
         for pid in (recorded.web, recorded.db):
-            sent, recv = db_totals(recorded.path, pid, slots[0][0], start)
+            sent, recv = db_totals(recorded.path, pid, slots[: second + 1])
             p = next(p for p in app.shown.processes if p.pid == pid)
             assert (p.sent_bytes, p.recv_bytes) == (sent, recv)
             assert Scale().traffic(sent) in row_line(app, pid)
@@ -196,17 +190,33 @@ async def test_history_view_shows_the_databases_minutes(recorded: Recorded) -> N
 
         await press(pilot, "enter")  # drill-down: its minutes so far, from the database
         assert isinstance(app.screen, DetailScreen)
-        (rows,) = read(
+        rows = sum(recorded.web in db_rows(recorded.path, *slot) for slot in slots[: second + 1])
+        await wait_for(pilot, lambda: history_len(app) == rows, "the drill-down's history")
+        text = "\n".join(screen_lines(app))
+        assert "minutes" in text and "seconds" not in text  # the charts' time axis
+        # Its remote hosts, from the database's bytes per process and host.
+        hosts = read(
             recorded.path,
-            "SELECT count(*) FROM proc_rollups r JOIN procs p ON p.id = r.proc"
-            " WHERE p.pid = ? AND r.start <= ?",
+            "SELECT host, sent_bytes, recv_bytes FROM proc_host_rollups r JOIN procs p"
+            " ON p.id = r.proc WHERE p.pid = ? AND r.span = ? AND r.start = ?",
             recorded.web,
+            MINUTE,
             start,
         )
-        await wait_for(pilot, lambda: history_len(app) == rows[0], "the drill-down's history")
+        assert hosts and app.screen.query_one("#detail-conns-box").border_title == (
+            f"remote hosts ({len(hosts)})"
+        )
+        shown_hosts = {(c.remote, c.sent_bps, c.recv_bps) for _, c in app.screen._conns}
+        assert shown_hosts == {(h, s / MINUTE, r / MINUTE) for h, s, r in hosts}
+        scale = Scale()
+        for host, s_bytes, r_bytes in hosts:
+            line = next(line for line in screen_lines(app) if host in line and "per host" in line)
+            assert (
+                scale.traffic(s_bytes / MINUTE) in line and scale.traffic(r_bytes / MINUTE) in line
+            )
         await press(pilot, "left")  # the timeline moves in the drill-down too
         assert app.replay.index == second - 1
-        await wait_for(pilot, lambda: history_len(app) == rows[0] - 1, "one minute less")
+        await wait_for(pilot, lambda: history_len(app) == rows - 1, "one minute less")
     source.close()
 
 
@@ -342,14 +352,23 @@ def fixed_db(path: Path) -> None:
     for minute in (T, T + MINUTE):
         k = 1 + (minute - T) // MINUTE
         rows = [
-            ProcRow(12_000 * k, 600_000_000 // k, 4.2, 52 * MIB, 14 * MIB, 900.0, 1.2e7),
-            ProcRow(90_000_000, 2_000_000, 31.0, 0, 48 * MIB, 2.0e6, 4.0e4),
+            ProcRow(12_000 * k, 600_000_000 // k, 4.2, 52 * MIB, 14 * MIB, 900.0, 1.2e7,
+                    40 * MIB, 12 * MIB),
+            ProcRow(90_000_000, 2_000_000, 31.0, 0, 48 * MIB, 2.0e6, 4.0e4, 0, 0),
             ProcRow(5_000, 7_000, 0.5, None, 3 * MIB, 100.0, 150.0),
-            ProcRow(None, None, 55.0, 80 * MIB, 200 * MIB, None, None),
-        ]
+            ProcRow(None, None, 55.0, 80 * MIB, 200 * MIB, None, None, 16 * MIB, 64 * MIB),
+        ]  # fmt: skip
         hosts = {(minute, "93.184.216.34"): HostRow("example.com", 12_000, 600_000_000 // k)}
+        by_host = {
+            (minute, procs[0], "93.184.216.34"): [12_000 * k, 600_000_000 // k],
+            (minute, procs[1], "10.0.0.7"): [60_000_000, 1_500_000],
+            (minute, procs[1], "10.0.0.8"): [30_000_000, 500_000],
+        }
         batch = Batch(
-            procs={(minute, p): r for p, r in zip(procs, rows, strict=True)}, hosts=hosts, gaps=[]
+            procs={(minute, p): r for p, r in zip(procs, rows, strict=True)},
+            hosts=hosts,
+            gaps=[],
+            proc_hosts=by_host,
         )
         store.write(batch, minute + MINUTE - 1, "ebpf")
     store.close()
@@ -361,6 +380,59 @@ def test_history_screen(snap_compare: Any, utc: None, tmp_path: Path) -> None:
     source = HistorySource(str(path), T - HOUR, T + HOUR)
     app = HistoryApp(source, host="testhost", clock=FixedClock())
     assert snap_compare(app, terminal_size=(160, 48), press=["right"])
+    source.close()
+
+
+async def test_history_view_shows_disk_per_direction_and_a_processs_hosts(
+    tmp_path: Path,
+) -> None:
+    """DISK R/s and W/s from the database's read and written bytes (unknown where it has
+    none); the drill-down's hosts from its bytes per process and host."""
+    path = tmp_path / "history.db"
+    fixed_db(path)
+    source = HistorySource(str(path), T - HOUR, T + HOUR)
+    app = HistoryApp(source, host="test")
+    scale = Scale()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None, "the first frame")
+        start, span = source.slots[source.index]
+        disk = read(
+            path,
+            "SELECT p.pid, r.disk_read_bytes, r.disk_write_bytes FROM proc_rollups r"
+            " JOIN procs p ON p.id = r.proc WHERE r.span = ? AND r.start = ?",
+            span,
+            start,
+        )
+        assert app.shown is not None
+        shown = {p.pid: p for p in app.shown.processes}
+        for pid, rd, wr in disk:
+            p = shown[pid if pid is not None else next(k for k in shown if k < 0)]
+            want = (None if rd is None else rd / span, None if wr is None else wr / span)
+            assert (p.read_bps, p.write_bps) == want
+        assert shown[4242].read_bps and shown[4242].write_bps  # both known, both moved
+        assert shown[77].read_bps is None  # unknown stays unknown
+        line = row_line(app, 4242)
+        assert f"{scale.size(40 * MIB / span)} {scale.size(12 * MIB / span)}" in " ".join(
+            line.split()
+        )
+
+        await press(pilot, "slash", *"nginx", "escape", "enter")
+        assert isinstance(app.screen, DetailScreen)
+        hosts = read(
+            path,
+            "SELECT host, sent_bytes, recv_bytes FROM proc_host_rollups r JOIN procs p"
+            " ON p.id = r.proc WHERE p.pid = 901 AND r.span = ? AND r.start = ?",
+            span,
+            start,
+        )
+        assert len(hosts) == 2
+        assert app.screen.query_one("#detail-conns-box").border_title == "remote hosts (2)"
+        lines = screen_lines(app)
+        for host, sent, recv in hosts:
+            line = next(x for x in lines if host in x and "per host" in x)
+            assert scale.traffic(sent / span) in line and scale.traffic(recv / span) in line
+        stats = next(x for x in lines if " disk " in x)
+        assert f"R {scale.size_rate(0.0)} W {scale.size_rate(0.0)}" in stats
     source.close()
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import itertools
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -26,12 +29,16 @@ from backends.ebpf import EbpfBackend
 from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Snapshot
-from nettop_ui.core import BackendFailure, TrafficSample
+from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.history_cli import query
 from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
-from nettop_ui.store import HOUR, MINUTE, Store
+from nettop_ui.store import DAY, HOUR, MINUTE, Store, open_reader
+from nettop_ui.tui.history_source import HistorySource
 from tests.netenv import Client, Network, require, require_root, sh, within
+from tests.tui_fixtures import ScriptedBackend, named_children
 
+FIXTURES = Path(__file__).parent / "fixtures" / "history"
 TOLERANCE = 0.01  # the issue's: per-minute totals within 1% of the generator's bytes
 
 
@@ -115,7 +122,7 @@ class Reader(threading.Thread):
                 con.execute("BEGIN")
                 rows = con.execute(
                     "SELECT coalesce(sum(sent_bytes), 0) + coalesce(sum(recv_bytes), 0)"
-                    " FROM proc_rollups"
+                    f" FROM proc_rollups WHERE span = {MINUTE}"
                 ).fetchone()[0]
                 runs = con.execute("SELECT sum(sent_bytes) + sum(recv_bytes) FROM runs").fetchone()[
                     0
@@ -173,19 +180,35 @@ def test_killed_recorder_keeps_its_commits_records_the_gap_and_history_reports_i
 
     assert reader.reads > 10 and reader.bad == [], (reader.reads, reader.bad[:3])
     for c in (a, b):
-        minutes = read(
+        for span in (MINUTE, HOUR, DAY):  # the same bytes in its minutes, hours and days
+            in_span = read(
+                db,
+                "SELECT r.start, r.sent_bytes, r.recv_bytes FROM proc_rollups r"
+                " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ? AND r.span = ?",
+                c.pid,
+                c.name,
+                span,
+            )
+            assert in_span and all(start % span == 0 for start, *_ in in_span)
+            sent, recv = sum(m[1] or 0 for m in in_span), sum(m[2] or 0 for m in in_span)
+            assert within(sent, c.sent, TOLERANCE), (
+                f"{c.name} sent: {sent} in {span}, truth {c.sent}"
+            )
+            assert within(recv, c.recv, TOLERANCE), (
+                f"{c.name} recv: {recv} in {span}, truth {c.recv}"
+            )
+        # Its bytes per remote host: all to the namespace's address.
+        ((host, sent, recv),) = read(
             db,
-            "SELECT r.span, r.start, r.sent_bytes, r.recv_bytes FROM proc_rollups r"
-            " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ?",
+            "SELECT r.host, sum(r.sent_bytes), sum(r.recv_bytes) FROM proc_host_rollups r"
+            " JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND p.name = ? AND r.span = ?"
+            " GROUP BY r.host",
             c.pid,
             c.name,
+            MINUTE,
         )
-        assert minutes and all(
-            span == MINUTE and start % MINUTE == 0 for span, start, *_ in minutes
-        )
-        sent, recv = sum(m[2] or 0 for m in minutes), sum(m[3] or 0 for m in minutes)
-        assert within(sent, c.sent, TOLERANCE), f"{c.name} sent: {sent} in the db, truth {c.sent}"
-        assert within(recv, c.recv, TOLERANCE), f"{c.name} recv: {recv} in the db, truth {c.recv}"
+        assert host == net.ns_v4
+        assert within(sent, c.sent, TOLERANCE) and within(recv, c.recv, TOLERANCE), (sent, recv)
 
     (start, end, reason), *more = read(db, 'SELECT start, "end", reason FROM gaps')
     assert more == [] and reason == "recorder not running"
@@ -236,54 +259,301 @@ class Clock:
         pass
 
 
+def group_totals(db: Path, sql_rows: str, *params: Any) -> dict[Any, tuple[Any, ...]]:
+    """Per program: sums and peaks of the proc_rollups rows `sql_rows` selects (a WHERE)."""
+    rows = read(
+        db,
+        "SELECT p.name, sum(r.sent_bytes), sum(r.recv_bytes), max(r.peak_sent_bps),"
+        " max(r.peak_recv_bps), sum(r.cpu_s), sum(r.disk_bytes), sum(r.disk_read_bytes),"
+        " sum(r.disk_write_bytes), max(r.peak_rss_bytes), min(r.seen_from), max(r.seen_to)"
+        f" FROM proc_rollups r JOIN procs p ON p.id = r.proc WHERE {sql_rows} GROUP BY p.name",
+        *params,
+    )
+    return {name: tuple(values) for name, *values in rows}
+
+
+def as_history(rows: list[dict[str, Any]]) -> dict[Any, tuple[Any, ...]]:
+    """`history --by program --json` rows in group_totals' shape (without peak RSS)."""
+    keys = (
+        *("sent_bytes", "recv_bytes", "peak_sent_bps", "peak_recv_bps", "cpu_seconds"),
+        *("disk_bytes", "disk_read_bytes", "disk_write_bytes", "first_seen", "last_seen"),
+    )
+    return {r["program"]: tuple(r[k] for k in keys) for r in rows}
+
+
+def same_totals(got: dict[Any, tuple[Any, ...]], want: dict[Any, tuple[Any, ...]]) -> None:
+    assert got.keys() == want.keys() and got
+    for name in want:  # CPU seconds are floats summed in another order
+        assert got[name] == pytest.approx(want[name], rel=1e-9), name
+
+
 def test_retention_and_rollup_on_a_db_the_recorder_filled_with_a_simulated_clock(
     tmp_path: Path,
 ) -> None:
-    start = 1_800_000_000 // HOUR * HOUR
+    """Minutes into hours into days, on what the real recorder wrote over 60 simulated
+    hours: every hour and day is exactly its minutes (sums and peaks), `history` over
+    ranges cut anywhere gives what the minutes give, and the rolled database keeps
+    minutes, hours and days only as long as told."""
+    start = 1_800_000_000 // DAY * DAY
     clock = Clock(start, step=30 * MINUTE)
-    keep, minutes = 86400.0, 3 * 3600.0
+    keep, hours, minutes = 2 * DAY, DAY, 3 * HOUR
     rolled = Store(str(tmp_path / "rolled.db"), "psutil", start)
     reference = Store(str(tmp_path / "all.db"), "psutil", start)  # the same, never rolled
     opts: dict[str, Any] = {"commit_every": 1, "clock": clock}
     sinks = Tee(
         clock,
-        Recorder(rolled, "psutil", keep_s=keep, minutes_s=minutes, **opts),
-        Recorder(reference, "psutil", keep_s=1e9, minutes_s=1e9, **opts),
+        Recorder(rolled, "psutil", keep_s=keep, minutes_s=minutes, hours_s=hours, **opts),
+        Recorder(reference, "psutil", keep_s=1e9, minutes_s=1e9, hours_s=1e9, **opts),
     )
     asyncio.run(monitor(PsutilBackend(), 0.05, sinks, count=120, handle_signals=False))
     rolled.close()
     reference.close()
     now = clock.now
-    # Rollup and retention run hourly, so they last ran at most an hour ago.
-    hours_from = (now - HOUR - minutes) // HOUR * HOUR
+    ref, db = tmp_path / "all.db", tmp_path / "rolled.db"
 
-    spans = read(
-        tmp_path / "rolled.db",
-        "SELECT span, min(start), max(start) FROM proc_rollups GROUP BY span",
-    )
-    assert dict((s, (lo, hi)) for s, lo, hi in spans).keys() == {MINUTE, HOUR}
-    by_span = {s: (lo, hi) for s, lo, hi in spans}
-    assert by_span[MINUTE][0] >= hours_from, "minutes older than --keep-minutes were kept"
-    assert by_span[HOUR][1] < by_span[MINUTE][0] and by_span[HOUR][0] + HOUR > now - HOUR - keep
-    assert read(tmp_path / "rolled.db", "SELECT count(*) FROM proc_rollups WHERE start % span")[
-        0
-    ] == (0,)
-    assert read(tmp_path / "rolled.db", 'SELECT min("end") FROM gaps')[0][0] > now - HOUR - keep
-    assert read(tmp_path / "all.db", "SELECT min(start) FROM proc_rollups")[0][0] < now - 2 * 86400
+    # In the reference, each hour and each day holds exactly its minutes.
+    for coarse in (HOUR, DAY):
+        slots = read(ref, f"SELECT DISTINCT start FROM proc_rollups WHERE span = {coarse}")
+        assert len(slots) > 1
+        for (slot,) in slots:
+            fine = group_totals(
+                ref, "r.span = 60 AND r.start >= ? AND r.start < ?", slot, slot + coarse
+            )
+            whole = group_totals(ref, f"r.span = {coarse} AND r.start = ?", slot)
+            same_totals(whole, fine)
 
-    # Every hour the rolled database keeps holds what the never-rolled one has in it.
-    per_hour = (
-        "SELECT r.start / 3600 * 3600 AS h, p.ident, sum(r.cpu_s), max(r.peak_rss_bytes)"
-        " FROM proc_rollups r JOIN procs p ON p.id = r.proc WHERE r.start >= ?"
-        " GROUP BY h, p.ident ORDER BY h, p.ident"
+    # `history` over ranges whose ends cut days, hours and minutes: what the minutes say.
+    ends = (now - 17 * MINUTE - 5, now + 1)
+    for lo in (start + 5 * HOUR + 7 * MINUTE + 30, start + DAY + 1, start):
+        for hi in ends:
+            with contextlib.closing(open_reader(str(ref))) as con:
+                got = as_history(query(con, "program", lo, hi))
+            minutes_in = group_totals(ref, "r.span = 60 AND r.start >= ? AND r.start < ?", lo, hi)
+            same_totals(got, {k: v[:-3] + v[-2:] for k, v in minutes_in.items()})
+
+    # The rolled database: minutes and hours dropped as told (maintenance runs hourly).
+    kept = dict(read(db, "SELECT key, value FROM meta"))
+    minutes_from, hours_from = int(kept["minutes_from"]), int(kept["hours_from"])
+    assert minutes_from == (now - minutes) // HOUR * HOUR or now - HOUR - minutes <= minutes_from
+    assert minutes_from <= now - minutes and hours_from <= now - hours < hours_from + DAY + HOUR
+    spans = dict(
+        (s, (lo, hi))
+        for s, lo, hi in read(
+            db, "SELECT span, min(start), max(start) FROM proc_rollups GROUP BY span"
+        )
     )
-    oldest = read(tmp_path / "rolled.db", "SELECT min(start) FROM proc_rollups")[0][0]
-    got = read(tmp_path / "rolled.db", per_hour, oldest)
-    want = read(tmp_path / "all.db", per_hour, oldest)
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want, strict=True):
-        assert g[:2] == w[:2] and g[3] == w[3]
-        assert g[2] == pytest.approx(w[2], abs=1e-6)
+    assert spans.keys() == {MINUTE, HOUR, DAY}
+    assert spans[MINUTE][0] >= minutes_from and spans[HOUR][0] >= hours_from
+    assert read(db, "SELECT min(start + span) FROM proc_rollups")[0][0] > now - HOUR - keep
+    assert read(db, "SELECT count(*) FROM proc_rollups WHERE start % span")[0] == (0,)
+    assert read(db, 'SELECT min("end") FROM gaps')[0][0] > now - HOUR - keep
+    assert read(ref, "SELECT min(start) FROM proc_rollups")[0][0] < now - 2 * DAY
+    # Every row it keeps is the reference's, and `history` from a day it keeps whole
+    # agrees with the reference over the same range.
+    every = (
+        "SELECT r.span, r.start, p.ident, r.cpu_s, r.peak_rss_bytes, r.disk_bytes, r.seen_to"
+        " FROM proc_rollups r JOIN procs p ON p.id = r.proc ORDER BY 1, 2, 3"
+    )
+    got_rows = read(db, every)
+    want_rows = {row[:3]: row for row in read(ref, every)}
+    assert got_rows
+    for row in got_rows:
+        assert row == pytest.approx(want_rows[row[:3]], rel=1e-9)
+    oldest = read(db, "SELECT min(start) FROM proc_rollups")[0][0]
+    for by in ("program", "process", "user", "service"):
+        with (
+            contextlib.closing(open_reader(str(db))) as a,
+            contextlib.closing(open_reader(str(ref))) as b,
+        ):
+            assert query(a, by, oldest, now + 1) == pytest.approx(query(b, by, oldest, now + 1))
+
+    # The history view's timeline over it: days, then hours, then minutes, end to end,
+    # each step the database's rows for it (a day's CPU as CPU % over the day and its
+    # peak RSS; the pid-less rows, shown with their negated row id).
+    source = HistorySource(str(db), start, now + 1)
+    try:
+        slots = source.slots
+        assert [span for _, span in slots] == sorted((span for _, span in slots), reverse=True)
+        assert {span for _, span in slots} == {MINUTE, HOUR, DAY}
+        assert all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(slots))
+        day = next(i for i, (t, span) in enumerate(slots) if span == DAY and t >= oldest)
+        t, span = slots[day]
+        want = {
+            row: (None if cpu is None else round(100 * cpu / DAY, 1), rss)
+            for row, cpu, rss in read(
+                db,
+                "SELECT -p.id, r.cpu_s, r.peak_rss_bytes FROM proc_rollups r JOIN procs p"
+                " ON p.id = r.proc WHERE r.span = ? AND r.start = ? AND p.pid IS NULL",
+                span,
+                t,
+            )
+        }
+        frame = source.frame_at(day)
+        shown = {p.pid: (p.cpu_percent, p.rss_bytes) for p in frame.processes if p.pid < 0}
+        assert want and shown == want
+    finally:
+        source.close()
+
+
+DIRECT_IO = r"""
+import ctypes, mmap, os, sys
+ctypes.CDLL(None).prctl(15, b"hist-disk", 0, 0, 0)  # PR_SET_NAME: one name, only its own
+path, size = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+buf = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT needs
+buf.write(b"x" * (1 << 20))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+for _ in range(size >> 20):
+    os.write(fd, buf)
+os.close(fd)
+fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+for _ in range(size >> 20):
+    os.readv(fd, [buf])
+os.close(fd)
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+class DiskWork:
+    """A sink that, at the second tick, has a child write then read `size` bytes on
+    disk, around the page cache (O_DIRECT): the kernel counts exactly those."""
+
+    def __init__(self, directory: str, size: int) -> None:
+        self.size, self.ticks = size, 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", DIRECT_IO, os.path.join(directory, "data"), str(size)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
+
+    def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+        self.ticks += 1
+        if self.ticks == 2:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+            assert self.proc.stdout.readline() == "done\n"
+
+    def failure(self, snap: Snapshot, failure: BackendFailure, fallback: object) -> None:
+        pass
+
+    def end(self, failure: BackendFailure | None) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def test_disk_bytes_read_and_written_are_recorded_apart(tmp_path: Path) -> None:
+    """A real process writes then reads 8 MiB on disk: the database (and `history`)
+    has them per direction, and their sum as the disk total."""
+    size = 8 << 20
+    db = tmp_path / "history.db"
+    # /var/tmp: on disk (tmp_path may be a tmpfs, where nothing reaches a disk)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
+        work = DiskWork(directory, size)
+        store = Store(str(db), "psutil", time.time())
+        try:
+            sinks = Tee(work, Recorder(store, "psutil", commit_every=0.01))
+            asyncio.run(monitor(PsutilBackend(), 0.1, sinks, count=6, handle_signals=False))
+        finally:
+            store.close()
+    rows = read(
+        db,
+        "SELECT sum(r.disk_read_bytes), sum(r.disk_write_bytes), sum(r.disk_bytes)"
+        " FROM proc_rollups r JOIN procs p ON p.id = r.proc"
+        " WHERE r.span = 60 AND p.name = 'hist-disk'",
+    )
+    ((disk_read, disk_write, disk_total),) = rows
+    assert (disk_read, disk_write) == (size, size)  # nothing else it does reaches the disk
+    assert disk_total == disk_read + disk_write
+    out = nettop("history", "--db", str(db), "--since", "1h", "--by", "program", "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = [r for r in json.loads(out.stdout) if r["program"] == "hist-disk"]
+    assert (row["disk_read_bytes"], row["disk_write_bytes"]) == (size, size)
+
+
+def test_a_processs_bytes_per_host_count_each_byte_once(tmp_path: Path) -> None:
+    """A process that moves bytes every other tick, over connections that stay open:
+    its bytes per remote host are its bytes, not its connections' counters again after
+    each idle tick."""
+    db = tmp_path / "history.db"
+    with named_children("hist-onoff") as (child,):
+
+        def script(tick: int) -> list[ProcessTraffic]:
+            return [ProcessTraffic(child.pid, *((6_000, 4_000) if tick % 2 else (0, 0)))]
+
+        clock = Clock(1_800_000_000 // HOUR * HOUR, step=5.0)
+        store = Store(str(db), "scripted", clock.now)
+        try:
+            sinks = Tee(clock, Recorder(store, "scripted", commit_every=1, clock=clock))
+            backend = ScriptedBackend(script)
+            asyncio.run(monitor(backend, 0.05, sinks, count=7, handle_signals=False))
+        finally:
+            store.close()
+    where = " FROM {} r JOIN procs p ON p.id = r.proc WHERE p.pid = ? AND r.span = 60"
+    proc = read(
+        db, "SELECT sum(sent_bytes), sum(recv_bytes)" + where.format("proc_rollups"), child.pid
+    )
+    hosts = read(
+        db, "SELECT sum(sent_bytes), sum(recv_bytes)" + where.format("proc_host_rollups"), child.pid
+    )
+    assert proc[0][0] and hosts == proc  # its connections all go to 127.0.0.1
+
+
+def test_a_schema_1_database_is_upgraded_with_its_totals(tmp_path: Path) -> None:
+    """A database the old recorder wrote (minutes, and hours rolled from older minutes;
+    disk as one total) gets the per-direction columns (unknown in its rows), hours and
+    days, and `history` reports what it held."""
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURES / "v1.db", db)
+    # What version 1's `history` summed: its minutes and hours, disk as one total.
+    old = {
+        name: (*values[:6], None, None, *values[6:])
+        for name, *values in read(
+            db,
+            "SELECT p.name, sum(r.sent_bytes), sum(r.recv_bytes), max(r.peak_sent_bps),"
+            " max(r.peak_recv_bps), sum(r.cpu_s), sum(r.disk_bytes), max(r.peak_rss_bytes),"
+            " min(r.start), max(r.start + r.span) FROM proc_rollups r JOIN procs p"
+            " ON p.id = r.proc GROUP BY p.name",
+        )
+    }
+    old_hosts = read(
+        db,
+        "SELECT host, sum(sent_bytes), sum(recv_bytes), max(peak_sent_bps) FROM host_rollups"
+        " GROUP BY host",
+    )
+    assert read(db, "PRAGMA user_version") == [(1,)] and old
+    one_error(nettop("history", "--db", str(db), "--since", "100000d"), "upgrades it")
+
+    first, last = read(db, "SELECT min(start), max(start + span) FROM proc_rollups")[0]
+    Store(str(db), "ebpf", last).close()
+    assert read(db, "PRAGMA user_version") == [(2,)]
+    with contextlib.closing(open_reader(str(db))) as con:
+        got = as_history(query(con, "program", first, last))
+        hosts = query(con, "host", first, last)
+    want = {k: v[:-3] + v[-2:] for k, v in old.items()}
+    same_totals(got, want)
+    assert all(v[6] is None and v[7] is None for v in got.values())  # read/write unknown
+    assert [
+        (h["host"], h["sent_bytes"], h["recv_bytes"], h["peak_sent_bps"]) for h in hosts
+    ] == old_hosts
+    out = nettop(
+        "history",
+        "--db",
+        str(db),
+        "--between",
+        *(dt.datetime.fromtimestamp(t).isoformat() for t in (first, last)),
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert as_history(json.loads(out.stdout)) == pytest.approx(got)
+    # The upgrade made the hours and days its minutes and hours add up to.
+    for span in (HOUR, DAY):
+        assert read(db, f"SELECT count(*) FROM proc_rollups WHERE span = {span}")[0][0] > 0
 
 
 # -- the one-line errors -------------------------------------------------------------

@@ -66,6 +66,8 @@ def connection_rows(conns: list[tuple[int, ConnView]], scale: Scale) -> list[Con
     for address, members in ordered:
         first = members[0][1]
         count = f"{len(members)} connection" + ("" if len(members) == 1 else "s")
+        if not first.protocol:  # the history's: bytes per host, no connections
+            count = "per host"
         heading = {
             "remote": host_text(address, first.remote_name, first.remote_scope),
             "local": plain(count, style="dim"),
@@ -78,12 +80,21 @@ def connection_rows(conns: list[tuple[int, ConnView]], scale: Scale) -> list[Con
                 "remote": plain("  " + (c.remote or "?")),
                 "pid": Text(str(pid)),
                 "proto": plain(c.protocol, 8),
-                "local": plain(c.local or "?"),
+                "local": plain(c.local or ("?" if c.protocol else "")),
                 "up": figure(c.sent_bps, scale),
                 "down": figure(c.recv_bps, scale),
             }
             rows.append(ConnRow(f"{pid}|{c.protocol}|{c.local}|{c.remote}", cells))
     return rows
+
+
+def axis_unit(step_s: float) -> tuple[int, str]:
+    """The charts' time axis in the samples' step: seconds live, minutes (hours, days)
+    in the history."""
+    for per, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
+        if step_s >= per:
+            return per, unit
+    return 1, "seconds"
 
 
 def descendants(frame: Frame, key: str) -> dict[str, list[str]]:
@@ -129,7 +140,9 @@ class DetailScreen(Screen[None]):
         self.state = state
         self.initial, self.scale = state.shown, state.opts.scale
         self.process_key = key
-        self.per_connection = state.source.per_connection
+        # The history keeps each process's hosts but no connections: listed per host.
+        self.per_host = not state.source.per_connection and state.source.per_host
+        self.per_connection = state.source.per_connection or self.per_host
         self.backend_name = state.source.backend_name
         self.process: ProcessView | None = None
         self._node_of: dict[str, TreeNode[str]] = {}
@@ -208,7 +221,7 @@ class DetailScreen(Screen[None]):
         history = frame.histories.get(self.process_key)
         if history is not None:
             self._history = history
-        self._show_charts(frame.ts)
+        self._show_charts(frame.ts, frame.interval_s)
 
     def _subtree(
         self, key: str, procs: dict[str, ProcessView], tree_of: dict[str, list[str]]
@@ -356,29 +369,33 @@ class DetailScreen(Screen[None]):
         conns = self._conns
         hosts = len({remote_address(c.remote) for _, c in conns})
         whose = "with children: " if self._with_children else ""
-        box.border_title = (
-            f"connections ({whose}{len(conns)} to {hosts} host{'' if hosts == 1 else 's'})"
-            if conns
-            else "connections (none seen)"
-        )
+        if self.per_host:
+            box.border_title = f"remote hosts ({whose}{hosts})" if conns else "remote hosts (none)"
+        else:
+            box.border_title = (
+                f"connections ({whose}{len(conns)} to {hosts} host{'' if hosts == 1 else 's'})"
+                if conns
+                else "connections (none seen)"
+            )
         self.query_one("#detail-conns", ConnTable).show(connection_rows(conns, self.scale))
 
-    def _show_charts(self, now: float) -> None:
+    def _show_charts(self, now: float, step_s: float) -> None:
         from textual_plotext import PlotextPlot
 
         h = self._history
         traffic = self.query_one("#chart-traffic", PlotextPlot)
         cpu = self.query_one("#chart-cpu", PlotextPlot)
+        per, unit = axis_unit(step_s)
         for plot in (traffic, cpu):
             plot.plt.clear_figure()
-            plot.plt.xlabel("seconds")
+            plot.plt.xlabel(unit)
         if h is None or not h.ts:
             traffic.plt.title("traffic: history from the next sample")
             cpu.plt.title("CPU and memory: history from the next sample")
             traffic.refresh()
             cpu.refresh()
             return
-        xs = [t - now for t in h.ts]
+        xs = [(t - now) / per for t in h.ts]
         size, unit = self.scale.traffic_axis(_peak(h.sent_bps, h.recv_bps))
         plt = traffic.plt
         plt.title(f"traffic ({unit}/s)")

@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nettop_ui.args import PROG, closed_stream_problem
-from nettop_ui.collector import HISTORY_SERIES, ProcessState, Snapshot
+from nettop_ui.collector import HISTORY_SERIES, ConnectionState, ProcessState, Snapshot
 from nettop_ui.history import SeriesSet
-from nettop_ui.store import HOUR, MINUTE, StoreError, describe, open_reader
+from nettop_ui.store import MINUTE, StoreError, describe, finest, marks, open_reader, slot_of
 from nettop_ui.tui.frame import Frame, RecordedFigures, RemoteView, build_frame, row_key
 from nettop_ui.tui.replay import ReplayApp, ReplaySource
 
@@ -50,30 +50,19 @@ class Gap:
 
 
 def _slots(db: sqlite3.Connection, start: float, end: float) -> list[Slot]:
-    """The minutes (hours where rolled up) of [start, end) that the recorder's runs span."""
+    """The minutes (hours, days where rolled up) of [start, end) that the recorder's runs
+    span: each moment in the finest row the database keeps for it."""
     first, last = db.execute("SELECT min(started), max(last_seen) FROM runs").fetchone()
     if first is None:
         return []
     # A minute that starts at the last commit has its data too.
     lo, hi = max(start, first), min(end, math.nextafter(last, math.inf))
-    hours = {
-        h
-        for table in ("proc_rollups", "host_rollups")
-        for (h,) in db.execute(
-            f"SELECT DISTINCT start FROM {table} WHERE span = {HOUR} AND start >= ? AND start < ?",
-            (lo // HOUR * HOUR, hi),
-        )
-    }
+    kept = marks(db)
     slots: list[Slot] = []
-    t = int(lo // MINUTE * MINUTE)
+    t = lo
     while t < hi:
-        hour = t // HOUR * HOUR
-        if hour in hours:
-            slots.append((hour, HOUR))
-            t = hour + HOUR
-        else:
-            slots.append((t, MINUTE))
-            t += MINUTE
+        slots.append(slot_of(t, *kept))
+        t = slots[-1][0] + slots[-1][1]
     return slots
 
 
@@ -81,10 +70,10 @@ class _Running:
     """Per process (or host), its bytes summed from the range's first slot through the
     one shown; moved by the slots in between, not summed again from the start."""
 
-    def __init__(self, table: str, unit: str, first: int) -> None:
+    def __init__(self, table: str, unit: str, first: int, kept: tuple[int, int]) -> None:
         self.sql = (
             f"SELECT {unit}, sum(sent_bytes), count(sent_bytes), sum(recv_bytes),"
-            f" count(recv_bytes) FROM {table} WHERE span IN ({MINUTE}, {HOUR})"
+            f" count(recv_bytes) FROM {table} WHERE {finest(*kept)}"
             f" AND start > ? AND start <= ? GROUP BY {unit}"
         )
         self.at = first - 1  # nothing summed yet
@@ -136,6 +125,7 @@ class HistorySource(ReplaySource):
                     )
                 ]
                 self.runs = self.db.execute("SELECT started, last_seen FROM runs").fetchall()
+                self.kept = marks(self.db)
                 backend = self.db.execute(
                     "SELECT backend FROM runs ORDER BY last_seen DESC LIMIT 1"
                 ).fetchone()
@@ -149,14 +139,15 @@ class HistorySource(ReplaySource):
         self.layer = "per-minute rollups"
         self.per_process = True
         self.per_connection = False  # connections are not recorded: host: and port: say so
+        self.per_host = True  # but each process's hosts are: the drill-down lists them
         self.interval_s = float(MINUTE)
         self.index = 0
         self.playing = False
         self._emit = None
         self._wake = asyncio.Event()
         first = self.slots[0][0]
-        self._procs = _Running("proc_rollups", "proc", first)
-        self._hosts = _Running("host_rollups", "host", first)
+        self._procs = _Running("proc_rollups", "proc", first, self.kept)
+        self._hosts = _Running("host_rollups", "host", first, self.kept)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -205,7 +196,8 @@ class HistorySource(ReplaySource):
             self._hosts.move(self.db, start)
             rows = self.db.execute(
                 "SELECT p.id, p.pid, p.start_time, p.name, p.cmdline, p.user, p.service,"
-                " p.cgroup, r.sent_bytes, r.recv_bytes, r.cpu_s, r.peak_rss_bytes"
+                " p.cgroup, r.sent_bytes, r.recv_bytes, r.cpu_s, r.peak_rss_bytes,"
+                " r.disk_read_bytes, r.disk_write_bytes"
                 " FROM proc_rollups r JOIN procs p ON p.id = r.proc"
                 " WHERE r.span = ? AND r.start = ?",
                 (span, start),
@@ -216,6 +208,8 @@ class HistorySource(ReplaySource):
                 (span, start),
             ).fetchall()
             states = [self._state(row, span) for row in rows]
+            names = {host: name for host, name, *_ in hosts}
+            self._add_hosts(states, rows, start, span, names)
             for state, row in zip(states, rows, strict=True):
                 if row_key(state.pid, state.create_time) in self.watch_keys:
                     state.history = self._proc_history(row[0], start)
@@ -229,7 +223,8 @@ class HistorySource(ReplaySource):
         return replace(frame, recorded=recorded, remotes=self._remotes(hosts, span))
 
     def _state(self, row: tuple[Any, ...], span: int) -> ProcessState:
-        proc, pid, start_time, name, cmdline, user, service, cgroup, sent, recv, cpu, rss = row
+        proc, pid, start_time, name, cmdline, user, service, cgroup, sent, recv, cpu, rss = row[:12]
+        read, write = row[12:]
         total_sent, total_recv = self._procs.totals(proc)
         args = cmdline.split("\0") if cmdline else []
         if pid is None:
@@ -250,15 +245,46 @@ class HistorySource(ReplaySource):
             recv_bps=_per_s(recv, span),
             cpu_percent=_percent(cpu, span),
             rss_bytes=rss,
+            read_bps=_per_s(read, span),
+            write_bps=_per_s(write, span),
         )
+
+    def _add_hosts(
+        self,
+        states: list[ProcessState],
+        rows: list[tuple[Any, ...]],
+        start: int,
+        span: int,
+        names: dict[str, str | None],
+    ) -> None:
+        """Each process's remote hosts in the slot, one `connection` per host: the
+        recorder keeps bytes per process and host, not per connection."""
+        by_proc = {row[0]: state for state, row in zip(states, rows, strict=True)}
+        for proc, host, sent, recv in self.db.execute(
+            "SELECT proc, host, sent_bytes, recv_bytes FROM proc_host_rollups"
+            " WHERE span = ? AND start = ?",
+            (span, start),
+        ):
+            state = by_proc.get(proc)
+            if state is not None:
+                state.connections[("", "", host)] = ConnectionState(
+                    protocol="",
+                    local="",
+                    remote=host,
+                    sent_bytes=sent or 0,
+                    recv_bytes=recv or 0,
+                    sent_bps=(sent or 0) / span,
+                    recv_bps=(recv or 0) / span,
+                    remote_name=names.get(host),
+                )
 
     def _proc_history(self, proc: int, upto: int) -> SeriesSet:
         """One process's rates, CPU and peak RSS per slot, from the range's start."""
         rows = self.db.execute(
             "SELECT start, span, sent_bytes, recv_bytes, cpu_s, peak_rss_bytes"
-            " FROM proc_rollups WHERE span IN (?, ?) AND start >= ? AND start <= ? AND proc = ?"
-            " ORDER BY start",
-            (MINUTE, HOUR, self.slots[0][0], upto, proc),
+            f" FROM proc_rollups WHERE {finest(*self.kept)} AND start >= ? AND start <= ?"
+            " AND proc = ? ORDER BY start",
+            (self.slots[0][0], upto, proc),
         ).fetchall()
         history = SeriesSet(HISTORY_SERIES, max(1, len(rows)))
         for start, span, sent, recv, cpu, rss in rows:

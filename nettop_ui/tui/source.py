@@ -28,6 +28,7 @@ class FrameSource:
     backend_name: str = "scripted"
     layer: str = "scripted"
     per_connection: bool = False
+    per_host: bool = False  # True: each process's remote hosts, without connections (history)
     per_process: bool = True  # False: the backend cannot tie bytes to processes (psutil)
     interval_s: float = 1.0
 
