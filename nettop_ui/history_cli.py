@@ -163,7 +163,7 @@ def print_table(
     rows: list[dict[str, Any]], holes: list[tuple[float, float, str]], by: str, scale: Scale
 ) -> None:
     procs = by != "host"  # hosts have no CPU or disk
-    extra = f"{'CPU s':>9} {'DISK':>10} " if procs else ""
+    extra = f"{'CPU s':>9} {'DISK READ':>10} {'DISK WRITE':>10} " if procs else ""
     print(
         f"{'SENT':>10} {'RECEIVED':>10} {'PEAK UP':>11} {'PEAK DOWN':>11} {extra}"
         f"{'FIRST':>16}  {'LAST':>16}  {by.upper()}"
@@ -171,7 +171,8 @@ def print_table(
     for r in rows:
         if procs:
             cpu = "-" if r["cpu_seconds"] is None else f"{r['cpu_seconds']:.1f}"
-            extra = f"{cpu:>9} {scale.size(r['disk_bytes']):>10} "
+            disk = (scale.size(r["disk_read_bytes"]), scale.size(r["disk_write_bytes"]))
+            extra = f"{cpu:>9} {disk[0]:>10} {disk[1]:>10} "
         print(
             f"{scale.traffic(r['sent_bytes']):>10} {scale.traffic(r['recv_bytes']):>10} "
             f"{scale.traffic_rate(r['peak_sent_bps']):>11} "

@@ -30,6 +30,7 @@ from backends.nettop import NettopBackend
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.collector import Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
+from nettop_ui.format import Scale
 from nettop_ui.history_cli import query
 from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
@@ -474,6 +475,10 @@ def test_disk_bytes_read_and_written_are_recorded_apart(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     (row,) = [r for r in json.loads(out.stdout) if r["program"] == "hist-disk"]
     assert (row["disk_read_bytes"], row["disk_write_bytes"]) == (size, size)
+    text = nettop("history", "--db", str(db), "--since", "1h", "--by", "program").stdout
+    (line,) = [x for x in text.splitlines() if x.endswith(" hist-disk")]
+    shown = Scale().size(size)  # SENT RECEIVED PEAK-UP PEAK-DOWN CPU, then the disk's two
+    assert line.split()[5:7] == [shown, shown] and "DISK READ DISK WRITE" in text, text
 
 
 def test_a_processs_bytes_per_host_count_each_byte_once(tmp_path: Path) -> None:
