@@ -168,6 +168,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop counting and release everything (child processes, BPF programs)."""
 
+    def leave_socket_counts(self) -> bool:
+        """Stop counting open sockets per process (a `run` tree's collector counts the
+        tree's own, cheaper than the whole machine's); True if this backend counted them."""
+        return False
+
     async def produce(
         self,
         queue: asyncio.Queue[TrafficSample | BackendFailure],
