@@ -881,3 +881,20 @@ async def test_the_footer_follows_the_focus_once_the_keys_pause(kids: dict[str, 
         await wait_for(pilot, lambda: "q Quit" not in screen_lines(app)[-1], "the box's keys")
         await press(pilot, "enter")
         await wait_for(pilot, lambda: "q Quit" in screen_lines(app)[-1], "the table's keys")
+
+
+async def test_clearing_a_filter_redraws_the_rows_it_hid_without_making_them_anew() -> None:
+    """The rows a filter hides are kept: after `/`, a filter that hides all but one and
+    delete, every process's row is the one drawn before (with 2,000 processes, making them anew
+    took ~50 ms of the key's time)."""
+    app = NettopApp(ScriptedSource(scripted_snapshots(3)), host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        before = {r.key: r for r in app.main.rows if r.process is not None}
+        name = next(r.process.name for r in before.values() if r.process is not None)
+        await press(pilot, "slash", *name, "enter")
+        assert 0 < len(app.main.rows) < len(before)
+        await press(pilot, "delete")
+        after = {r.key: r for r in app.main.rows if r.process is not None}
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)
