@@ -33,15 +33,24 @@ class PsutilBackend(Backend):
     def probe(cls) -> Probe:
         return Probe(True, "always available (per-process bytes unknown)")
 
+    def __init__(self) -> None:
+        self._machine = True  # count every process's sockets (not: the collector counts)
+        self._sockets: SocketCounter | None = None
+
     async def start(self) -> None:
         # Linux: per tick, only the processes whose fds changed have their links read.
-        self._sockets = SocketCounter() if sys.platform.startswith("linux") else None
+        if self._machine and sys.platform.startswith("linux"):
+            self._sockets = SocketCounter()
+
+    def leave_socket_counts(self) -> bool:
+        self._machine = False
+        return True
 
     def _count(self) -> dict[int, int] | None:
         return self._sockets.count() if self._sockets else inet_connection_counts()
 
     async def read(self, interval_s: float) -> TrafficSample:
-        counts = await asyncio.to_thread(self._count)
+        counts = await asyncio.to_thread(self._count) if self._machine else None
         return TrafficSample(
             ts=time.time(), interval_s=interval_s, processes=None, connection_counts=counts
         )

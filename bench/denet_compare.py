@@ -145,12 +145,12 @@ def main() -> None:
         )
         + "\n\n"
         "Where nettop-ui's cost comes from: the start-up column (Python, imports, backend "
-        "start: for ebpf, compiling the BPF program with bcc/LLVM, which is also the ebpf "
-        "row's memory); then, per tick, the psutil backend counts every process's open "
-        "sockets machine-wide (its only per-process network figure), which also keeps it "
-        "below the asked-for sample rate when that takes longer than the interval. The "
-        "rest of a tick reads only the tree's /proc files: its new descendants come from "
-        "the kernel's proc connector, not from reading every process.\n\n" + "\n".join(table)
+        "start: for ebpf, loading the BPF program, which a short-lived helper compiles "
+        "with bcc/LLVM once and caches across runs); then the ticks. A tick "
+        "reads only the tree's /proc files, the psutil backend's socket count included "
+        "(its only per-process network figure: the tree's own sockets, asked of their "
+        "fds, not the machine's socket tables): its new descendants come from the "
+        "kernel's proc connector, not from reading every process.\n\n" + "\n".join(table)
     )
     print("\n".join(table))
     if not args.no_write:

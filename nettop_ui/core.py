@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -168,6 +168,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop counting and release everything (child processes, BPF programs)."""
 
+    def leave_socket_counts(self) -> bool:
+        """Stop counting open sockets per process (a `run` tree's collector counts the
+        tree's own, cheaper than the whole machine's); True if this backend counted them."""
+        return False
+
     async def produce(
         self,
         queue: asyncio.Queue[TrafficSample | BackendFailure],
@@ -175,9 +180,12 @@ class Backend(abc.ABC):
         stop: asyncio.Event,
         interval_for: IntervalSchedule | None = None,
         abandon: asyncio.Event | None = None,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Publish one sample per interval until `stop` is set, then one final sample,
-        none when `abandon` is set too (the user quit: nothing would show it).
+        none when `abandon` is set too (the user quit: nothing would show it). Each
+        sample but the final one first awaits `ready` (the TUI holds it while keys come
+        in); the sample then covers the longer time.
 
         Any failure becomes a BackendFailure on the queue; this never raises.
         """
@@ -190,6 +198,8 @@ class Backend(abc.ABC):
                 wait = interval_for(time.monotonic() - started) if interval_for else interval_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
+                if ready is not None and not stop.is_set():
+                    await ready()
                 if abandon is not None and abandon.is_set():
                     return
                 now = time.monotonic()

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypedDict
 
 from nettop_ui import profile
@@ -121,6 +121,7 @@ async def monitor(
     handle_signals: bool = True,
     fallbacks: Sequence[type[Backend]] = (),
     abandon: asyncio.Event | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Sample into `sink` until SIGINT/SIGTERM/SIGHUP, `duration_s`, `count` samples (a
     backend failure is not one) or a backend failure.
@@ -131,7 +132,8 @@ async def monitor(
     over; the sink's `failure` gets it, and the totals counted so far are kept. A
     collector made here is closed at the end; one passed in stays its caller's to close.
     Setting `abandon` stops at once, without a final sample (the TUI's quit: nothing
-    would show it, and the user waits for the exit).
+    would show it, and the user waits for the exit). `ready` is awaited before each
+    sample is taken (`Backend.produce`).
     """
     owned = collector is None
     collector = collector or Collector(**collector_options(backend), history_size=0)
@@ -148,7 +150,9 @@ async def monitor(
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
     abandon = abandon or asyncio.Event()
     abandoned = asyncio.ensure_future(abandon.wait())
-    producer = asyncio.create_task(backend.produce(queue, interval_s, stop, schedule, abandon))
+    producer = asyncio.create_task(
+        backend.produce(queue, interval_s, stop, schedule, abandon, ready)
+    )
     emitted = 0
     remaining = list(fallbacks)
     fatal: BackendFailure | None = None
@@ -185,7 +189,7 @@ async def monitor(
                     break
                 backend = remaining.pop(0)()
                 producer = asyncio.create_task(
-                    backend.produce(queue, interval_s, stop, schedule, abandon)
+                    backend.produce(queue, interval_s, stop, schedule, abandon, ready)
                 )
                 continue
             emitted += 1

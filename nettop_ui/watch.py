@@ -456,6 +456,11 @@ async def watch(
     collector = Collector(
         **collector_options(opts.backend), scope=scope, system=False, history_size=0
     )
+    backend = opts.backend()
+    # A backend that counts the machine's sockets (psutil) leaves that to the collector,
+    # which counts the tree's own, every tick as the backend did.
+    if fallback is None and scope is not None and backend.leave_socket_counts():
+        collector.connection_count_every_s = 0.0
     interrupted = False
 
     def on_signal(sig: int) -> None:
@@ -476,7 +481,7 @@ async def watch(
     try:
         sink(watch_meta(target, opts, started))
         await monitor(
-            opts.backend(),
+            backend,
             opts.interval_s,
             recorder,
             duration_s=opts.duration_s,

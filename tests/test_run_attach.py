@@ -166,6 +166,42 @@ def test_run_without_the_proc_connector_scans_and_says_so_once(tmp_path: Path) -
     assert within(seen_cpu_s, told["cpu_s"], 0.2), (seen_cpu_s, told["cpu_s"], cpus)
 
 
+# Opens four TCP sockets after 0.5 s (a listener, both ends of a loopback connection and
+# one neither bound nor connected), closes two of them 1 s later, exits 1 s after that.
+SOCKETS_HELD = """
+import socket, time
+time.sleep(0.5)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+cli = socket.create_connection(srv.getsockname()); acc, _ = srv.accept()
+loose = socket.socket()
+time.sleep(1)
+cli.close(); loose.close()
+time.sleep(1)
+"""
+
+
+def test_run_psutil_counts_the_trees_own_sockets_every_tick(tmp_path: Path) -> None:
+    """With psutil, `run` counts the open sockets of the tree's processes from their own
+    fds every tick, not every process's on the machine from the socket tables: the
+    socket no table lists counts too, and the counts follow the command's opens and
+    closes."""
+    out = tmp_path / "run.jsonl"
+    cmd = ["run", "--backend", "psutil", "--interval", "0.1", "--output", str(out)]
+    res = nettop(*cmd, "--", sys.executable, "-c", SOCKETS_HELD)
+    assert res.returncode == 0, res.stderr
+    recs = records(out)
+    check_shape(recs)
+    root = recs[0]["pid"]
+    counts = [
+        p["connection_count"]
+        for s in samples(recs)
+        for p in s["processes"]
+        if p["pid"] == root and not p["exited"]
+    ]
+    seen = [c for i, c in enumerate(counts) if i == 0 or c != counts[i - 1]]
+    assert seen in ([0, 4, 2], [0, 4, 2, 0]), counts  # 0 again: the exit's final sample
+
+
 def test_held_start_counts_the_first_bytes(net: Network, tmp_path: Path) -> None:
     """CMD sends as soon as Python is up and exits: nothing is lost to the BPF compile."""
     require_root()

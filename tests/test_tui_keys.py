@@ -7,10 +7,12 @@ table shows real PIDs, names and users with known traffic.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Static
+from textual.widgets._footer import FooterKey
 
 from backends.psutil_backend import PsutilBackend
 from nettop_ui.format import human_bytes
@@ -32,6 +36,7 @@ from nettop_ui.tui.kill_dialog import KillDialog
 from nettop_ui.tui.model import PROGRAM_MAX_WIDTH
 from nettop_ui.tui.panels import Panel
 from nettop_ui.tui.process_table import ProcessTable
+from nettop_ui.tui.source import HOLD_S, QUIET_S
 from nettop_ui.tui.user_picker import UserPicker
 from tests.netenv import Network, require_root
 from tests.tmuxterm import parse_rate
@@ -820,3 +825,76 @@ async def test_keys_typed_right_after_slash_land_in_the_filter_box(
         bar = app.main.query_one(FilterBar)
         assert bar.editing and bar.input.value == "ntu-be"
         assert [r.value("pid") for r in app.main.rows if r.process] == [kids["beta"].pid]
+
+
+# -- issue #15: keys before sampling --------------------------------------------------------
+
+
+async def type_for(pilot: Pilot[int], seconds: float, key: str = "x") -> None:
+    """One key every 0.1 s, a quick typist, for `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await pilot.press(key)
+        await asyncio.sleep(0.1)
+
+
+async def test_no_sample_is_taken_while_keys_come_in() -> None:
+    """Sampling every 0.1 s with the real psutil backend: while keys come in (into the
+    filter box) no new sample starts, so none competes with them for the CPU; a tick
+    already under way may still land. Typing on past source.HOLD_S lets one through,
+    and sampling goes on once the keys pause."""
+    app = NettopApp(MonitorSource(PsutilBackend(), 0.1), host="test")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.frames_received >= 2, "the first frames")
+        await press(pilot, "slash")
+        start = app.frames_received
+        await type_for(pilot, HOLD_S * 0.6)
+        while_typing = app.frames_received - start
+        await type_for(pilot, HOLD_S * 0.8)
+        held_long = app.frames_received - start
+        paused = app.frames_received
+        await wait_for(pilot, lambda: app.frames_received >= paused + 3, "sampling again")
+    assert while_typing <= 1, while_typing
+    assert held_long > while_typing, (while_typing, held_long)
+
+
+def footer_keys(app: NettopApp) -> list[Widget]:
+    return list(app.main.query(FooterKey))
+
+
+async def test_the_footer_follows_the_focus_once_the_keys_pause(kids: dict[str, Child]) -> None:
+    """`/`, a letter and Enter typed at a typist's pace end with the footer's keys as they
+    began: it is not mounted anew meanwhile (Textual's footer did so at every change of
+    focus, ~50 ms at 2,000 processes each time). Once the keys pause it shows the
+    filter box's keys (not `q Quit`, which the box takes as text), and the table's again
+    after Enter."""
+    async with running(kids, size=(160, 48)) as (app, pilot):
+        before = footer_keys(app)
+        assert "q Quit" in screen_lines(app)[-1]
+        for key in ("slash", "b", "enter"):
+            await press(pilot, key)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(QUIET_S * 2)
+        await pilot.pause()
+        assert footer_keys(app) == before  # the same widgets: not mounted again
+        await press(pilot, "slash")
+        await wait_for(pilot, lambda: "q Quit" not in screen_lines(app)[-1], "the box's keys")
+        await press(pilot, "enter")
+        await wait_for(pilot, lambda: "q Quit" in screen_lines(app)[-1], "the table's keys")
+
+
+async def test_clearing_a_filter_redraws_the_rows_it_hid_without_making_them_anew() -> None:
+    """The rows a filter hides are kept: after `/`, a filter that hides all but one and
+    delete, every process's row is the one drawn before (with 2,000 processes, making them anew
+    took ~50 ms of the key's time)."""
+    app = NettopApp(ScriptedSource(scripted_snapshots(3)), host="test")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        before = {r.key: r for r in app.main.rows if r.process is not None}
+        name = next(r.process.name for r in before.values() if r.process is not None)
+        await press(pilot, "slash", *name, "enter")
+        assert 0 < len(app.main.rows) < len(before)
+        await press(pilot, "delete")
+        after = {r.key: r for r in app.main.rows if r.process is not None}
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)

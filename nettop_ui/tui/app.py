@@ -26,6 +26,7 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker
@@ -174,6 +175,13 @@ class NettopApp(App[int]):
         if not is_tty(sys.__stderr__) and is_tty(sys.__stdout__):
             return StdoutDriver
         return QuickExitDriver
+
+    def post_message(self, message: Message) -> bool:
+        """A key is told to the source as it arrives (on the terminal's input thread),
+        before the loop gets to it: the next sample waits for the typing to pause."""
+        if isinstance(message, events.Key):
+            self.source.typed()
+        return super().post_message(message)
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen(self.state)

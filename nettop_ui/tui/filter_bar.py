@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -105,17 +106,19 @@ class FilterBar(Horizontal):
         """The hint on the right: a bad term, or how many processes match (and `warning`,
         terms this backend cannot match, in place of the keys).
 
-        Called on every tick: the hint is touched only when its text changes, and lays
-        the screen out again (its width follows its text) only while the bar is shown;
-        showing the bar lays it out anyway.
+        Called on every tick and key: the hint is touched only when its text changes, and
+        lays the screen out again (its width follows its text) only while the bar is
+        shown and its width changes; showing the bar lays it out anyway. The count is
+        padded to the total's width, so typing a filter seldom changes the width.
         """
         self.set_class(error is not None, "-error")
         self.set_class(error is None and warning is not None, "-warning")
-        text = error or f"{shown} of {total} · {warning or HINT}"
+        text = error or f"{shown:>{len(str(total))}} of {total} · {warning or HINT}"
         if text != self._hint:
+            resized = cell_len(text) != cell_len(self._hint)
             self._hint = text
             hint = self.query_one("#filter-hint", Static)
-            hint.update(Text(text, no_wrap=True), layout=self.has_class("-shown"))
+            hint.update(Text(text, no_wrap=True), layout=resized and self.has_class("-shown"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

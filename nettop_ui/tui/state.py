@@ -33,6 +33,9 @@ class SourceInfo(Protocol):
     def per_connection(self) -> bool: ...
     @property
     def per_host(self) -> bool: ...
+    def typing_for(self) -> float:
+        """Seconds until the keys being typed have paused (0: they have)."""
+        ...
 
 
 @dataclass(eq=False)
