@@ -8,7 +8,9 @@ off the UI thread, and the UI only ever reads frames.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -218,35 +220,28 @@ def _history(history: SeriesSet | None) -> HistoryView:
     )
 
 
-def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: Any) -> bool:
-    """Whether view `v` still says everything `s` would put in a new one."""
+# What a view copies from its ProcessState as it is, fetched in one call on either side:
+# comparing 2,000 processes field by field in Python was a good part of a freeze.
+# view_of makes the rest (the rates, cmdline as a tuple, spark, connections); pid and
+# create_time are the identity the old view was found by.
+_MADE = {"pid", "create_time", "sent_bps", "recv_bps", "cmdline", "spark", "connections"}
+_copied = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(ProcessView) if f.name not in _MADE)
+)
+
+
+def _same(
+    v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: Any, conns: bool
+) -> bool:
+    """Whether view `v` still says everything `s` would put in a new one (`conns`: its
+    connections are known to be unchanged)."""
     return (
         v.sent_bps == sent_bps
         and v.recv_bps == recv_bps
         and v.spark == spark
-        and v.sent_bytes == s.sent_bytes
-        and v.recv_bytes == s.recv_bytes
-        and v.cpu_percent == s.cpu_percent
-        and v.rss_bytes == s.rss_bytes
-        and v.read_bps == s.read_bps
-        and v.write_bps == s.write_bps
-        and v.syscall_read_bytes == s.syscall_read_bytes
-        and v.syscall_write_bytes == s.syscall_write_bytes
-        and v.page_faults_cached == s.page_faults_cached
-        and v.page_faults_disk == s.page_faults_disk
-        and v.threads == s.threads
-        and v.connection_count == s.connection_count
-        and v.gpu_memory_bytes == s.gpu_memory_bytes
-        and v.ebpf == s.ebpf
-        and v.exited == s.exited
-        and v.note == s.note
-        and v.ppid == s.ppid
-        and v.user == s.user
-        and v.service == s.service
-        and v.cgroup == s.cgroup
-        and v.name == s.name
+        and _copied(v) == _copied(s)
         and v.cmdline == tuple(s.cmdline)
-        and _same_connections(v.connections, s.connections)
+        and (conns or _same_connections(v.connections, s.connections))
     )
 
 
@@ -278,19 +273,24 @@ def view_of(
     spark_points: int,
     traffic_known: bool = True,
     old: ProcessView | None = None,
+    old_stamp: int | None = None,
 ) -> ProcessView:
     """A frozen copy of one `ProcessState`; `old` itself if it still says the same.
 
     Most processes change nothing from one tick to the next. Handing on the same view
     lets the UI skip them by identity, and spares the garbage collector thousands of
-    new objects a tick.
+    new objects a tick. `old_stamp`: the state's `conns_stamp` when `old` was made;
+    while it is the same, old's connections are handed on without a look.
     """
     sent_bps, recv_bps = (state.sent_bps, state.recv_bps) if traffic_known else (None, None)
     spark = _spark(state.history, spark_points) if state.had_traffic else ()
-    if old is not None and _same(old, state, sent_bps, recv_bps, spark):
+    same_conns = old is not None and old_stamp == state.conns_stamp
+    if old is not None and _same(old, state, sent_bps, recv_bps, spark, same_conns):
         return old
     conns: tuple[ConnView, ...] = ()
-    if state.connections:
+    if same_conns and old is not None:
+        conns = old.connections
+    elif state.connections:
         conns = tuple(
             ConnView(
                 c.protocol,
@@ -341,19 +341,22 @@ def build_frame(
     snap: Snapshot,
     watch: Collection[str] = (),
     traffic_known: bool = True,
-    previous: Mapping[ProcessKey, ProcessView] | None = None,
+    previous: Mapping[ProcessKey, tuple[ProcessView, int]] | None = None,
     previous_remotes: Mapping[str, RemoteView] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
-    `previous`, `previous_remotes`: the last frame's views of processes by identity and
-    of remote hosts by address, handed on where nothing changed.
+    `previous`, `previous_remotes`: the last frame's views of processes by identity
+    (with each state's `conns_stamp` then) and of remote hosts by address, handed on
+    where nothing changed.
     """
     interval = snap.interval_s if snap.interval_s > 0 else 1.0
     points = max(1, math.ceil(SPARK_SECONDS / interval))
     old = previous or {}
+    none = (None, None)
     views = tuple(
-        view_of(p, points, traffic_known, old.get((p.pid, p.create_time))) for p in snap.processes
+        view_of(p, points, traffic_known, *old.get((p.pid, p.create_time), none))
+        for p in snap.processes
     )
     histories: dict[str, HistoryView] = {}
     if watch:
@@ -401,8 +404,16 @@ def _same_host(
     """`old` when it still says what `h` does (an idle host: the host view then skips its
     row by identity, as the process table does an unchanged process's), else a new view.
     What is open (connections, protocols, ports, processes) changes only in a tick that
-    `recounted`; the rest is compared field by field."""
+    `recounted`: until then a new view takes old's (the same objects, which the host
+    view's cells are cached by); the rest is compared field by field."""
     sent_bps, recv_bps = (h.sent_bps, h.recv_bps) if traffic_known else (None, None)
+    if old is not None and not recounted:
+        count, protocols, ports, pids = old.connection_count, old.protocols, old.ports, old.pids
+    else:
+        count, protocols, ports = h.connection_count, h.protocols, h.ports
+        pids = tuple(sorted(h.pids.items()))
+        if old is not None and old.pids == pids:
+            pids = old.pids
     if (
         old is not None
         and old.sent_bytes == h.sent_bytes
@@ -412,15 +423,10 @@ def _same_host(
         and old.name == h.name
         and old.name_source == h.name_source
         and old.scope == h.scope
-        and (
-            not recounted
-            or (
-                old.connection_count == h.connection_count
-                and old.protocols == h.protocols
-                and old.ports == h.ports
-                and old.pids == tuple(sorted(h.pids.items()))
-            )
-        )
+        and old.connection_count == count
+        and old.protocols == protocols
+        and old.ports == ports
+        and old.pids is pids
     ):
         return old
     return RemoteView(
@@ -432,10 +438,10 @@ def _same_host(
         h.recv_bytes,
         sent_bps,
         recv_bps,
-        h.connection_count,
-        h.protocols,
-        h.ports,
-        tuple(sorted(h.pids.items())),
+        count,
+        protocols,
+        ports,
+        pids,
     )
 
 
@@ -452,7 +458,8 @@ class FrameCollector(Collector):
         super().__init__(**kwargs)
         self.watch: frozenset[str] = frozenset()
         self.frame: Frame | None = None
-        self._views: dict[ProcessKey, ProcessView] = {}  # the last frame's, by identity
+        # The last frame's views by identity, with their states' conns_stamp then.
+        self._views: dict[ProcessKey, tuple[ProcessView, int]] = {}
         self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
         self.traffic_known = True
         self._lock = threading.Lock()
@@ -477,7 +484,10 @@ class FrameCollector(Collector):
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
         frame = build_frame(snap, self.watch, self.traffic_known, self._views, self._hosts)
-        self._views = {(v.pid, v.create_time): v for v in frame.processes}
+        self._views = {
+            (v.pid, v.create_time): (v, p.conns_stamp)
+            for v, p in zip(frame.processes, snap.processes, strict=True)
+        }
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame
