@@ -205,7 +205,7 @@ def _spark(history: SeriesSet | None, points: int) -> tuple[float, ...]:
         return ()
     sent = history["sent_bps"].last(points)
     recv = history["recv_bps"].last(points)
-    return tuple(s + r for s, r in zip(sent, recv, strict=True))
+    return tuple(map(operator.add, sent, recv))  # of equal length: one ring
 
 
 def _history(history: SeriesSet | None) -> HistoryView:

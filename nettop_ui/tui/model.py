@@ -240,8 +240,9 @@ class RowCache:
             self._rows, self._totals, self._columns = {}, opts.totals, columns.TABLE
         old, new = self._rows, {}
         for p in procs:
-            row = old.get(p.key)
-            new[p.key] = row if row is not None and row.process is p else _flat_row(p, opts)
+            key = p.key
+            row = old.get(key)
+            new[key] = row if row is not None and row.process is p else _flat_row(p, opts)
         self._rows = new
         return list(new.values())
 
