@@ -341,23 +341,25 @@ def build_frame(
     snap: Snapshot,
     watch: Collection[str] = (),
     traffic_known: bool = True,
-    previous: Mapping[ProcessKey, tuple[ProcessView, int]] | None = None,
+    previous: Mapping[ProcessKey, ProcessView] | None = None,
     previous_remotes: Mapping[str, RemoteView] | None = None,
+    previous_stamps: Mapping[ProcessKey, int] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
     `previous`, `previous_remotes`: the last frame's views of processes by identity
-    (with each state's `conns_stamp` then) and of remote hosts by address, handed on
-    where nothing changed.
+    and of remote hosts by address, handed on where nothing changed;
+    `previous_stamps`: each process's `conns_stamp` when its view was made.
     """
     interval = snap.interval_s if snap.interval_s > 0 else 1.0
     points = max(1, math.ceil(SPARK_SECONDS / interval))
-    old = previous or {}
-    none = (None, None)
-    views = tuple(
-        view_of(p, points, traffic_known, *old.get((p.pid, p.create_time), none))
-        for p in snap.processes
-    )
+    old, stamps = previous or {}, previous_stamps or {}
+
+    def view(p: ProcessState) -> ProcessView:
+        key = (p.pid, p.create_time)
+        return view_of(p, points, traffic_known, old.get(key), stamps.get(key))
+
+    views = tuple(map(view, snap.processes))
     histories: dict[str, HistoryView] = {}
     if watch:
         for state in snap.processes:
@@ -458,8 +460,11 @@ class FrameCollector(Collector):
         super().__init__(**kwargs)
         self.watch: frozenset[str] = frozenset()
         self.frame: Frame | None = None
-        # The last frame's views by identity, with their states' conns_stamp then.
-        self._views: dict[ProcessKey, tuple[ProcessView, int]] = {}
+        # The last frame's views by identity, and their states' conns_stamp then (two
+        # dicts on one set of keys: a (view, stamp) pair per process would be 2,000 more
+        # objects a tick for the garbage collector to walk).
+        self._views: dict[ProcessKey, ProcessView] = {}
+        self._conn_stamps: dict[ProcessKey, int] = {}
         self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
         self.traffic_known = True
         self._lock = threading.Lock()
@@ -483,11 +488,12 @@ class FrameCollector(Collector):
 
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
-        frame = build_frame(snap, self.watch, self.traffic_known, self._views, self._hosts)
-        self._views = {
-            (v.pid, v.create_time): (v, p.conns_stamp)
-            for v, p in zip(frame.processes, snap.processes, strict=True)
-        }
+        frame = build_frame(
+            snap, self.watch, self.traffic_known, self._views, self._hosts, self._conn_stamps
+        )
+        keys = [(v.pid, v.create_time) for v in frame.processes]
+        self._views = dict(zip(keys, frame.processes, strict=True))
+        self._conn_stamps = dict(zip(keys, [p.conns_stamp for p in snap.processes], strict=True))
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame
