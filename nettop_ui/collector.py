@@ -113,6 +113,10 @@ class ProcessState:
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
     sched: bytes | None = None  # procfs: /proc/PID/schedstat at the last full read
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
+    # A stamp, unique in its collector, set whenever one of `connections` is added, moves,
+    # comes to rest, is renamed or dropped: a frame copies them again only then (0: none
+    # ever). With 10,000 open connections most processes' stay as they were a tick.
+    conns_stamp: int = 0
     history: SeriesSet | None = None
 
     @property
@@ -257,7 +261,9 @@ class Collector:
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
         self._movers: dict[ProcessKey, ProcessState] = {}  # the processes that moved last tick
-        self._moving: list[ConnectionState] = []  # the connections that moved last tick
+        # The connections that moved last tick, with their process.
+        self._moving: list[tuple[ProcessState, ConnectionState]] = []
+        self._stamps = 0  # the last ProcessState.conns_stamp given
         self._swept_at = 0.0  # when idle connections were last dropped
         # Bumped whenever a connection is opened or dropped: the hosts' open counts are
         # recounted only then (or after a name arrives, or every RECOUNT_S).
@@ -576,7 +582,7 @@ class Collector:
         time are set back to rest, and the idle ones are swept out only every
         SWEEP_CONNECTIONS_S: with 10,000 open connections (bench/tui --view hosts) a walk
         over all of them every tick is most of a tick's cost."""
-        moving: list[ConnectionState] = []
+        moving: list[tuple[ProcessState, ConnectionState]] = []
         for c in conns:
             if self.scope is not None and not self.scope.wants(c.pid):
                 continue
@@ -590,10 +596,12 @@ class Collector:
             conn.recv_bytes += c.recv_bytes
             conn.sent_bps, conn.recv_bps = c.sent_bytes / dt, c.recv_bytes / dt
             conn.last_seen = now
-            moving.append(conn)
-        for conn in self._moving:
+            moving.append((state, conn))
+            self._stamp(state)
+        for state, conn in self._moving:
             if conn.last_seen != now:
                 conn.sent_bps = conn.recv_bps = 0.0
+                self._stamp(state)
         self._moving = moving
         if now - self._swept_at >= SWEEP_CONNECTIONS_S:
             self._swept_at = now
@@ -604,6 +612,12 @@ class Collector:
                     if now - conn.last_seen > self.connection_keep_s:
                         del state.connections[ckey]
                         self._connections_changed += 1
+                        self._stamp(state)
+
+    def _stamp(self, state: ProcessState) -> None:
+        """Mark `state`'s connections changed (see ProcessState.conns_stamp)."""
+        self._stamps += 1
+        state.conns_stamp = self._stamps
 
     def _refresh_remotes(self) -> None:
         """Recount the open connections per host, name the hosts (from the resolver's
@@ -627,7 +641,10 @@ class Collector:
         remotes.recounted = False
         if recount != self._recounted or remotes.added or now - self._recounted_at >= RECOUNT_S:
             talking = [p for p in self.processes.values() if p.connections]
-            remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
+            renamed = remotes.refresh((p.pid, p.name, p.connections.values()) for p in talking)
+            for p in talking:
+                if p.pid in renamed:
+                    self._stamp(p)
             self._recounted, self._recounted_at = recount, now
         remotes.added = False
 
@@ -711,6 +728,7 @@ class Collector:
                 if state.connections:
                     state.connections.clear()
                     self._connections_changed += 1
+                    self._stamp(state)
                 state.history = None
                 exited.append(state)
             else:

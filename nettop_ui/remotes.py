@@ -208,9 +208,10 @@ class RemoteTable:
             host.last_seen = now
         self._fold()
 
-    def refresh(self, open_by_pid: Iterable[tuple[int, str, Iterable[OpenConnection]]]) -> None:
+    def refresh(self, open_by_pid: Iterable[tuple[int, str, Iterable[OpenConnection]]]) -> set[int]:
         """Recount what is open now from (pid, process name, its open connections), and
-        copy each host's name and scope onto its connections.
+        copy each host's name and scope onto its connections; returns the pids whose
+        connections it renamed (a name or scope that changed).
 
         One pass over every open connection each tick (bench/tui: 10,000 of them), so
         the loop does as little as it can: one cached parse of the endpoint, one
@@ -219,6 +220,7 @@ class RemoteTable:
         hosts = self.hosts
         self.recounted = True
         found: dict[str, _Open] = {}
+        renamed: set[int] = set()
         for pid, name, conns in open_by_pid:
             for c in conns:
                 address, port = _address_port(c.remote)
@@ -228,7 +230,10 @@ class RemoteTable:
                     if host is None:
                         continue  # folded away
                     acc = found[address] = _Open(host)
-                c.remote_name, c.remote_scope = acc.host.name, acc.host.scope
+                host = acc.host
+                if c.remote_name != host.name or c.remote_scope != host.scope:
+                    c.remote_name, c.remote_scope = host.name, host.scope
+                    renamed.add(pid)
                 acc.count += 1
                 acc.protocols.add(c.protocol)
                 if port is not None:
@@ -243,6 +248,7 @@ class RemoteTable:
                 host.protocols = tuple(sorted(acc.protocols))
                 host.ports = tuple(sorted(acc.ports))
                 host.pids = acc.pids
+        return renamed
 
     def _fold(self) -> None:
         excess = len(self.hosts) - self.max_hosts

@@ -24,8 +24,10 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 from textual.widgets._footer import FooterKey
+from textual.widgets.data_table import RowKey
 
 from backends.psutil_backend import PsutilBackend
+from nettop_ui.core import ProcessTraffic
 from nettop_ui.format import human_bytes
 from nettop_ui.tui import MonitorSource, NettopApp, ScriptedSource
 from nettop_ui.tui.detail_screen import DetailScreen
@@ -118,6 +120,43 @@ async def press(pilot: Pilot[int], *keys: str) -> None:
 
 
 # -- what is drawn ------------------------------------------------------------------------
+
+
+async def test_rows_trading_places_are_renumbered_as_a_full_sort_would(
+    kids: dict[str, Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the same rows reordered, only the positions that changed are rewritten
+    (`ProcessTable._reorder`): the table's row positions, both ways, still say exactly
+    the order shown, tick after tick (the filter keeps other processes out)."""
+    pids = [c.pid for c in kids.values()]
+
+    def rotating(tick: int) -> list[ProcessTraffic]:  # the busiest changes every tick
+        ranks = [(tick + i) % len(pids) + 1 for i in range(len(pids))]
+        return [ProcessTraffic(pid, r * MIB, r * KIB) for pid, r in zip(pids, ranks, strict=True)]
+
+    calls: list[bool] = []
+    reorder = ProcessTable._reorder
+
+    def spy(self: ProcessTable, order: list[str], moved_only: bool = False) -> None:
+        calls.append(moved_only)
+        reorder(self, order, moved_only)
+
+    monkeypatch.setattr(ProcessTable, "_reorder", spy)
+    source = MonitorSource(ScriptedBackend(rotating), INTERVAL)
+    app = NettopApp(source, host="test", filter_text="ntu-")
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.main.table
+        orders: list[list[int]] = []
+        while len(orders) < 5:
+            seen = app.frames_received
+            await wait_for(pilot, lambda: app.frames_received > seen, "a frame")  # noqa: B023
+            await pilot.pause()
+            shown = [r.key for r in table.rows_data]
+            assert table_order(app) == shown
+            assert [table._row_locations.get(RowKey(k)) for k in shown] == list(range(len(shown)))
+            orders.append(pid_order(app, pids))
+        assert len({tuple(o) for o in orders}) > 1, orders  # the rows did trade places
+        assert True in calls, "no reorder of the same rows: the incremental path never ran"
 
 
 async def test_rows_keyed_by_identity_and_busiest_first(kids: dict[str, Child]) -> None:

@@ -9,6 +9,7 @@ off the UI thread, and the UI only ever reads frames.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -203,7 +204,7 @@ def _spark(history: SeriesSet | None, points: int) -> tuple[float, ...]:
         return ()
     sent = history["sent_bps"].last(points)
     recv = history["recv_bps"].last(points)
-    return tuple(s + r for s, r in zip(sent, recv, strict=True))
+    return tuple(map(operator.add, sent, recv))  # of equal length: one ring
 
 
 def _history(history: SeriesSet | None) -> HistoryView:
@@ -218,8 +219,11 @@ def _history(history: SeriesSet | None) -> HistoryView:
     )
 
 
-def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: Any) -> bool:
-    """Whether view `v` still says everything `s` would put in a new one."""
+def _same(
+    v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: Any, conns: bool
+) -> bool:
+    """Whether view `v` still says everything `s` would put in a new one (`conns`: its
+    connections are known to be unchanged). Written out: the hot path of a freeze."""
     return (
         v.sent_bps == sent_bps
         and v.recv_bps == recv_bps
@@ -246,7 +250,7 @@ def _same(v: ProcessView, s: ProcessState, sent_bps: Any, recv_bps: Any, spark: 
         and v.cgroup == s.cgroup
         and v.name == s.name
         and v.cmdline == tuple(s.cmdline)
-        and _same_connections(v.connections, s.connections)
+        and (conns or _same_connections(v.connections, s.connections))
     )
 
 
@@ -278,19 +282,24 @@ def view_of(
     spark_points: int,
     traffic_known: bool = True,
     old: ProcessView | None = None,
+    old_stamp: int | None = None,
 ) -> ProcessView:
     """A frozen copy of one `ProcessState`; `old` itself if it still says the same.
 
     Most processes change nothing from one tick to the next. Handing on the same view
     lets the UI skip them by identity, and spares the garbage collector thousands of
-    new objects a tick.
+    new objects a tick. `old_stamp`: the state's `conns_stamp` when `old` was made;
+    while it is the same, old's connections are handed on without a look.
     """
     sent_bps, recv_bps = (state.sent_bps, state.recv_bps) if traffic_known else (None, None)
     spark = _spark(state.history, spark_points) if state.had_traffic else ()
-    if old is not None and _same(old, state, sent_bps, recv_bps, spark):
+    same_conns = old is not None and old_stamp == state.conns_stamp
+    if old is not None and _same(old, state, sent_bps, recv_bps, spark, same_conns):
         return old
     conns: tuple[ConnView, ...] = ()
-    if state.connections:
+    if same_conns and old is not None:
+        conns = old.connections
+    elif state.connections:
         conns = tuple(
             ConnView(
                 c.protocol,
@@ -343,18 +352,23 @@ def build_frame(
     traffic_known: bool = True,
     previous: Mapping[ProcessKey, ProcessView] | None = None,
     previous_remotes: Mapping[str, RemoteView] | None = None,
+    previous_stamps: Mapping[ProcessKey, int] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
-    `previous`, `previous_remotes`: the last frame's views of processes by identity and
-    of remote hosts by address, handed on where nothing changed.
+    `previous`, `previous_remotes`: the last frame's views of processes by identity
+    and of remote hosts by address, handed on where nothing changed;
+    `previous_stamps`: each process's `conns_stamp` when its view was made.
     """
     interval = snap.interval_s if snap.interval_s > 0 else 1.0
     points = max(1, math.ceil(SPARK_SECONDS / interval))
-    old = previous or {}
-    views = tuple(
-        view_of(p, points, traffic_known, old.get((p.pid, p.create_time))) for p in snap.processes
-    )
+    old, stamps = previous or {}, previous_stamps or {}
+
+    def view(p: ProcessState) -> ProcessView:
+        key = (p.pid, p.create_time)
+        return view_of(p, points, traffic_known, old.get(key), stamps.get(key))
+
+    views = tuple(map(view, snap.processes))
     histories: dict[str, HistoryView] = {}
     if watch:
         for state in snap.processes:
@@ -401,8 +415,16 @@ def _same_host(
     """`old` when it still says what `h` does (an idle host: the host view then skips its
     row by identity, as the process table does an unchanged process's), else a new view.
     What is open (connections, protocols, ports, processes) changes only in a tick that
-    `recounted`; the rest is compared field by field."""
+    `recounted`: until then a new view takes old's (the same objects, which the host
+    view's cells are cached by); the rest is compared field by field."""
     sent_bps, recv_bps = (h.sent_bps, h.recv_bps) if traffic_known else (None, None)
+    if old is not None and not recounted:
+        count, protocols, ports, pids = old.connection_count, old.protocols, old.ports, old.pids
+    else:
+        count, protocols, ports = h.connection_count, h.protocols, h.ports
+        pids = tuple(sorted(h.pids.items()))
+        if old is not None and old.pids == pids:
+            pids = old.pids
     if (
         old is not None
         and old.sent_bytes == h.sent_bytes
@@ -412,15 +434,10 @@ def _same_host(
         and old.name == h.name
         and old.name_source == h.name_source
         and old.scope == h.scope
-        and (
-            not recounted
-            or (
-                old.connection_count == h.connection_count
-                and old.protocols == h.protocols
-                and old.ports == h.ports
-                and old.pids == tuple(sorted(h.pids.items()))
-            )
-        )
+        and old.connection_count == count
+        and old.protocols == protocols
+        and old.ports == ports
+        and old.pids is pids
     ):
         return old
     return RemoteView(
@@ -432,10 +449,10 @@ def _same_host(
         h.recv_bytes,
         sent_bps,
         recv_bps,
-        h.connection_count,
-        h.protocols,
-        h.ports,
-        tuple(sorted(h.pids.items())),
+        count,
+        protocols,
+        ports,
+        pids,
     )
 
 
@@ -452,7 +469,11 @@ class FrameCollector(Collector):
         super().__init__(**kwargs)
         self.watch: frozenset[str] = frozenset()
         self.frame: Frame | None = None
-        self._views: dict[ProcessKey, ProcessView] = {}  # the last frame's, by identity
+        # The last frame's views by identity, and their states' conns_stamp then (two
+        # dicts on one set of keys: a (view, stamp) pair per process would be 2,000 more
+        # objects a tick for the garbage collector to walk).
+        self._views: dict[ProcessKey, ProcessView] = {}
+        self._conn_stamps: dict[ProcessKey, int] = {}
         self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
         self.traffic_known = True
         self._lock = threading.Lock()
@@ -484,8 +505,12 @@ class FrameCollector(Collector):
 
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
-        frame = build_frame(snap, self.watch, self.traffic_known, self._views, self._hosts)
-        self._views = {(v.pid, v.create_time): v for v in frame.processes}
+        frame = build_frame(
+            snap, self.watch, self.traffic_known, self._views, self._hosts, self._conn_stamps
+        )
+        keys = [(v.pid, v.create_time) for v in frame.processes]
+        self._views = dict(zip(keys, frame.processes, strict=True))
+        self._conn_stamps = dict(zip(keys, [p.conns_stamp for p in snap.processes], strict=True))
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame

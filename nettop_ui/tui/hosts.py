@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from nettop_ui.format import Scale
@@ -55,9 +56,15 @@ class Talkers:
 
 def talkers(h: RemoteView) -> Talkers:
     """The processes on `h`, their names ordered by how many of them share it, then A-Z."""
-    counts = Counter(name for _pid, name in h.pids)
+    return _talkers(h.pids)
+
+
+# Cached: a moving host's row is made again every tick, its processes mostly the same.
+@lru_cache(maxsize=4096)
+def _talkers(pids: tuple[tuple[int, str], ...]) -> Talkers:
+    counts = Counter(name for _pid, name in pids)
     names = sorted(counts, key=lambda n: (-counts[n], n))
-    return Talkers(len(h.pids), tuple(names))
+    return Talkers(len(pids), tuple(names))
 
 
 def compact_ports(ports: tuple[int, ...], limit: int = PORTS_TEXT) -> str:

@@ -58,13 +58,14 @@ def _meta(row: int, column: int, out_of_bounds: bool = False) -> Style:
 
 
 class _Drawn:
-    """One row: the `RowData` it should show (`row`), and the cells drawn from `made`
-    (None: none made yet) in the (units, totals) `fmt`."""
+    """One row: the `RowData` it should show (`row`), its DataTable key, and the cells
+    drawn from `made` (None: none made yet) in the (units, totals) `fmt`."""
 
-    __slots__ = ("cells", "fmt", "made", "row")
+    __slots__ = ("cells", "fmt", "made", "row", "row_key")
 
     def __init__(self, row: RowData) -> None:
         self.row = row
+        self.row_key = RowKey(row.key)
         self.made: RowData | None = None
         self.cells: list[Cell] = []
         self.fmt: tuple[Scale, bool] | None = None
@@ -246,7 +247,7 @@ class ProcessTable(DataTable[Cell]):
             self._set_labels(opts)
             order = [r.key for r in rows]
             if added or gone or order != self._order:
-                self._reorder(order)
+                self._reorder(order, moved_only=not (added or gone))
             if gone:
                 self.hover_coordinate = self.hover_coordinate  # back within the rows left
             if added and not had_rows and self.show_cursor and self.cursor_type != "none":
@@ -260,8 +261,8 @@ class ProcessTable(DataTable[Cell]):
         if not gone:
             return
         for key in gone:
-            row_key = RowKey(key)
-            del self.rows[row_key], self._data[row_key], self._drawn[key]
+            row_key = self._drawn.pop(key).row_key
+            del self.rows[row_key], self._data[row_key]
         self._require_update_dimensions = True
         self.check_idle()
 
@@ -273,17 +274,27 @@ class ProcessTable(DataTable[Cell]):
             return
         blank: dict[ColumnKey, Any] = dict.fromkeys(self.columns)  # no cells yet
         for key in added:
-            row_key = RowKey(key)
+            row_key = self._drawn[key].row_key
             self._data[row_key] = dict(blank)
             self.rows[row_key] = Row(row_key, 1)
         self._update_count += 1
         self._require_update_dimensions = True
         self.check_idle()
 
-    def _reorder(self, order: list[str]) -> None:
+    def _reorder(self, order: list[str], moved_only: bool = False) -> None:
         """What `DataTable.sort` leaves behind, with the positions given: the rows are
-        those of `order` (added and removed before), so nothing needs comparing."""
-        self._row_locations = TwoWayDict({RowKey(key): i for i, key in enumerate(order)})
+        those of `order` (added and removed before), so nothing needs comparing.
+
+        `moved_only`: the same rows as the last order, reordered; then only the
+        positions that changed are written (the busiest rows trade places at the top,
+        while thousands of idle ones below keep theirs)."""
+        drawn, locations = self._drawn, self._row_locations
+        if moved_only and len(locations) == len(order) == len(self._order):
+            for i, (key, was) in enumerate(zip(order, self._order, strict=True)):
+                if key is not was and key != was:
+                    locations[drawn[key].row_key] = i
+        else:
+            self._row_locations = TwoWayDict({drawn[key].row_key: i for i, key in enumerate(order)})
         self._order = order
         self._update_count += 1
         self.refresh()
