@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 
 need_pkgs=(python3-venv python3-bpfcc nethogs iproute2 procps)
-[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin gcc libc6-dev dnsmasq-base)
+[[ $DEV == 1 ]] && need_pkgs+=(tmux iputils-ping libcap2-bin gcc libc6-dev dnsmasq-base systemd)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -680,6 +680,24 @@ def test_the_systemd_units_command_line_records(tmp_path: Path) -> None:
     assert read(db, "SELECT count(*) FROM runs") == [(1,)]
 
 
+def test_the_unit_install_sh_writes_passes_systemds_own_check(tmp_path: Path) -> None:
+    """The unit as `install.sh --service` writes it (its /opt/nettop-ui replaced by the
+    checkout) passes `systemd-analyze verify`: settings systemd knows, and an ExecStart
+    that exists and is executable. (systemd does not run on this machine, so the unit is
+    not started here.)"""
+    analyze = shutil.which("systemd-analyze")
+    require(analyze is not None, "needs systemd-analyze (apt install systemd)")
+    root = Path(__file__).parent.parent
+    unit = (root / "packaging" / "nettop-ui-record.service").read_text()
+    installed = tmp_path / "nettop-ui-record.service"
+    installed.write_text(unit.replace("/opt/nettop-ui", str(root.resolve())))
+    out = subprocess.run([analyze, "verify", str(installed)], capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    installed.write_text(unit.replace("/opt/nettop-ui", str(tmp_path / "nowhere")))
+    out = subprocess.run([analyze, "verify", str(installed)], capture_output=True, text=True)
+    assert out.returncode != 0 and "nowhere" in out.stderr  # the check can fail
+
+
 def test_install_service_option_is_known() -> None:
     script = Path(__file__).parent.parent / "install.sh"
     out = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
