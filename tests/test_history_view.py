@@ -26,6 +26,7 @@ from nettop_ui.monitor import Tee, monitor
 from nettop_ui.record import Recorder
 from nettop_ui.store import HOUR, MINUTE, Batch, HostRow, ProcInfo, ProcRow, Store
 from nettop_ui.tui.detail_screen import DetailScreen
+from nettop_ui.tui.filter_bar import FilterBar
 from nettop_ui.tui.history_source import HistoryApp, HistorySource
 from nettop_ui.tui.live import LiveApp
 from nettop_ui.tui.source import ScriptedSource
@@ -433,6 +434,23 @@ async def test_history_view_shows_disk_per_direction_and_a_processs_hosts(
             assert scale.traffic(sent / span) in line and scale.traffic(recv / span) in line
         stats = next(x for x in lines if " disk " in x)
         assert f"R {scale.size_rate(0.0)} W {scale.size_rate(0.0)}" in stats
+        # host: matches each process's recorded hosts, by address, network or name
+        await press(pilot, "escape", "delete")
+        bar = app.main.query_one(FilterBar)
+        for text, names in (
+            ("host:10.0.0.8", {"nginx"}),
+            ("host:10.0.0.0/24", {"nginx"}),
+            ("host:example.com", {"curl"}),
+            ("-host:10.0.0.0/24 user:alice", {"curl", "cc1"}),  # cc1: no hosts at all
+        ):
+            await press(pilot, "slash", *text, "enter")
+            shown = {r.process.name for r in app.main.rows if r.process is not None}
+            assert shown == names, text
+            assert not bar.has_class("-warning"), text
+            await press(pilot, "delete")
+        await press(pilot, "slash", *"port:443", "enter")  # not recorded: says so
+        assert bar.has_class("-warning")
+        assert "port: needs a backend with connections" in " ".join(screen_lines(app))
     source.close()
 
 

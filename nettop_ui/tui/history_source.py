@@ -138,8 +138,8 @@ class HistorySource(ReplaySource):
         self.backend_name = f"history ({backend[0]})"
         self.layer = "per-minute rollups"
         self.per_process = True
-        self.per_connection = False  # connections are not recorded: host: and port: say so
-        self.per_host = True  # but each process's hosts are: the drill-down lists them
+        self.per_connection = False  # connections are not recorded: port: and proto: say so
+        self.per_host = True  # but each process's hosts are: the drill-down, host: use them
         self.interval_s = float(MINUTE)
         self.index = 0
         self.playing = False

@@ -232,6 +232,8 @@ class MainScreen(Screen[None]):
         f, source = matcher.filter, self.state.source
         if f is None or not f.needs_connections or source.per_connection:
             return None
+        if source.per_host and f.needs_connections == ("host",):  # each process's hosts
+            return None
         return connections_missing(f, source.backend_name, _with_connections())
 
     def _show_view(self) -> None:
