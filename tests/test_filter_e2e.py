@@ -215,7 +215,12 @@ async def test_tui_filter_box_on_real_traffic(net: Network, talkers: dict[str, C
         return lambda: app.frames_received > seen
 
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: shown() == set(ours.values()), "every client", 90)
+        await wait_for(  # past the first look (no connections yet): a sample's frame
+            pilot,
+            lambda: shown() == set(ours.values()) and app.frames_received >= 2,
+            "every client, sampled",
+            90,
+        )
         bar = app.main.query_one(FilterBar)
         for expr, expected, _check in terms(net, talkers).values():
             await pilot.press("delete", "slash", *expr, "escape")
