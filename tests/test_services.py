@@ -533,8 +533,11 @@ async def test_service_column_and_names_render_literally(
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(
             pilot,
-            lambda: any(p.pid == hostile.pid for p in (app.shown.processes if app.shown else ())),
-            "the hostile child",
+            lambda: any(  # sampled: the first look has no services yet
+                p.pid == hostile.pid and p.service is not None
+                for p in (app.shown.processes if app.shown else ())
+            ),
+            "the hostile child, its service read",
         )
         assert "service" in app.main.table.column_keys
         await press(pilot, "slash", *"ntu-hostile", "enter")
