@@ -444,8 +444,8 @@ async def test_history_view_shows_disk_per_direction_and_a_processs_hosts(
             ("-host:10.0.0.0/24 user:alice", {"curl", "cc1"}),  # cc1: no hosts at all
         ):
             await press(pilot, "slash", *text, "enter")
-            shown = {r.process.name for r in app.main.rows if r.process is not None}
-            assert shown == names, text
+            listed = {r.process.name for r in app.main.rows if r.process is not None}
+            assert listed == names, text
             assert not bar.has_class("-warning"), text
             await press(pilot, "delete")
         await press(pilot, "slash", *"port:443", "enter")  # not recorded: says so

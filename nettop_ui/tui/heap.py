@@ -2,54 +2,52 @@
 
 With thousands of processes the heap holds some 200,000 objects that live for the
 whole run (table rows, histories, Textual's own), while each refresh allocates tens
-of thousands that die within it. Left at its defaults, the collector walks the
-long-lived ones again and again: automatic full collections took ~100 ms every few
-refreshes, and young collections (every 700 allocations) a few ms more per refresh,
-together about a tenth of the CPU of a refresh.
+of thousands that live for a frame. Reference counting frees those as the next frame
+replaces them; the cycle collector only matters for the few cycles among them. Left at
+its defaults, it walked the long-lived objects again and again: full collections took
+~100 ms every few refreshes, and young collections (every 700 allocations) a few ms
+more per refresh. With young collections every 10,000 allocations, they still fired
+during the freeze of each frame, whose new views are all alive then, and took a third
+of it (18 of 31 ms in the host view at 2,000 hosts).
 
-`HeapPolicy` therefore
-  - freezes what has survived (`gc.freeze`: later collections skip it), after a full
-    collection, a few frames in and then every SETTLE_EVERY frames; unfreezing before
-    each of those collections lets any cycle that has died among the frozen objects be
-    freed, so nothing leaks;
-  - collects the young generation every YOUNG_THRESHOLD allocations rather than 700,
-    so that fewer of a refresh's short-lived objects are still alive when it runs.
-Both are undone when the app stops.
+`HeapPolicy` therefore, for the app's lifetime, turns automatic collection off and
+collects everything a few frames in, then at the first frame SETTLE_S seconds after the
+last collection: a dead cycle lives at most that long, whatever the interval. `stop`
+turns automatic collection back on.
 """
 
 from __future__ import annotations
 
 import gc
+import time
+from collections.abc import Callable
 
-SETTLE_FIRST, SETTLE_EVERY = 3, 60  # frames: the first settling, then one a minute or so
-YOUNG_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
+SETTLE_FIRST = 3  # frames: the first settling, once start-up's objects are in place
+SETTLE_S = 60.0  # then at the first frame this long after the last settling
 
 
 class HeapPolicy:
     """Garbage-collector settings for the app's lifetime; see the module docstring."""
 
-    def __init__(self) -> None:
-        self._saved: tuple[int, int, int] | None = None
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._was_enabled: bool | None = None  # None: not started
+        self._settled_at: float | None = None
 
     def start(self) -> None:
-        if self._saved is None:
-            self._saved = gc.get_threshold()
-            gc.set_threshold(YOUNG_THRESHOLD, *self._saved[1:])
+        if self._was_enabled is None:
+            self._was_enabled = gc.isenabled()
+            gc.disable()
 
     def frame(self, count: int) -> None:
         """Frame number `count` has been drawn."""
-        if count % SETTLE_EVERY == SETTLE_FIRST:
-            self.settle()
-
-    @staticmethod
-    def settle() -> None:
-        """Collect everything, then freeze what survived."""
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        now = self._clock()
+        due = self._settled_at is not None and now - self._settled_at >= SETTLE_S
+        if count == SETTLE_FIRST or due:
+            gc.collect()
+            self._settled_at = now
 
     def stop(self) -> None:
-        gc.unfreeze()
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
+        if self._was_enabled:
+            gc.enable()
+        self._was_enabled = None
