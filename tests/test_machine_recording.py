@@ -328,13 +328,19 @@ def copy_with(path: Path, tmp_path: Path, change: bytes, where: int) -> Path:
     return out
 
 
+def cut_short(raw: bytes, tmp_path: Path) -> Path:
+    """A copy of a recording whose writer was killed in the middle of its last line."""
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(raw[: len(raw) - 40])
+    return cut
+
+
 def test_an_indexed_recording_cut_short_replays_its_whole_lines(
     machine: Machine, tmp_path: Path
 ) -> None:
     path, _big, _small = machine
     raw = path.read_bytes()
-    cut = tmp_path / "cut.jsonl"
-    cut.write_bytes(raw[: len(raw) - 40])  # a writer killed in the middle of its last line
+    cut = cut_short(raw, tmp_path)
     _meta, samples = index_recording(str(cut))
     assert len(samples) == raw.count(b'{"type":"sample"') - 1
     assert samples.problem is not None and "cut short" in samples.problem
@@ -398,8 +404,7 @@ def test_summary_of_a_machine_recording_cut_short_says_where_in_one_line(
 ) -> None:
     path, big, _small = machine
     raw = path.read_bytes()
-    cut = tmp_path / "cut.jsonl"
-    cut.write_bytes(raw[: len(raw) - 40])
+    cut = cut_short(raw, tmp_path)
     lines = raw.count(b"\n")
     res = nettop("summary", "--json", str(cut))
     assert res.returncode == 0, res.stderr
