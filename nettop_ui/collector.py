@@ -13,10 +13,12 @@ processes); callers run it off the UI thread / event loop.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,12 +114,14 @@ class ProcessState:
     reaped_ticks: int | None = None  # procfs: cutime+cstime (reaped children) at the last scan
     mem_probe: tuple[int, int, int] | None = None  # procfs: stat's memory figures, last read
     sched: bytes | None = None  # procfs: /proc/PID/schedstat at the last full read
+    rested: bool = False  # procfs: asleep since before the last scan (Collector._slept)
     connections: dict[tuple[str, str, str], ConnectionState] = field(default_factory=dict)
     # A stamp, unique in its collector, set whenever one of `connections` is added, moves,
     # comes to rest, is renamed or dropped: a frame copies them again only then (0: none
     # ever). With 10,000 open connections most processes' stay as they were a tick.
     conns_stamp: int = 0
     history: SeriesSet | None = None
+    history_tick: int = 0  # the collector's tick of history's newest row (Collector._ticks)
 
     @property
     def key(self) -> ProcessKey:
@@ -175,6 +179,10 @@ class Snapshot:
     # `--profile`: every counted pid's profile, exited ones not yet forgotten too (in
     # run/attach the kernel counts only the tree); None when profiling is off.
     profiles: dict[int, ProcessProfile] | None = None
+    # The processes any figure of which may have changed this tick (new, gone, read in
+    # full, moved bytes, ...); None: any may have. The others are as in the last snapshot,
+    # their history included (see Collector.history_of).
+    changed: set[ProcessKey] | None = None
 
 
 def _psutil_io(io: Any) -> procfs.IoFacts:
@@ -253,6 +261,14 @@ class Collector:
         self.connection_count_every_s = connection_count_every_s
         self._counts: dict[int, int] | None = None
         self._counts_at = 0.0
+        self._counts_applied: dict[int, int] | None = None  # the counts set on processes
+        # This tick's changed processes (Snapshot.changed); None: every one may have.
+        self._changed: set[ProcessKey] | None = None
+        # Ticks so far, and the timestamps of the last `history_size`: a process whose
+        # figures did not change gets no row of history until it is read or changes
+        # (`history_of`), when its last row is repeated for the ticks it missed.
+        self._ticks = 0
+        self._tick_ts: deque[float] = deque(maxlen=max(history_size, 1))
         self._files: procfs.ProcFiles | None = None  # Linux: /proc files held between scans
         self._scans = 0
         # When the last /proc scan began, in the clock of a process's start_ticks.
@@ -292,10 +308,12 @@ class Collector:
         for pid, key in self._live_by_pid.items() - seen.items():
             if key in self.processes:
                 state = self.processes[key]
+                self._catch_up(state, self._ticks - 1)  # its rows while it lived
                 state.exited, state.exited_at = True, now
                 for name in LIVE_ONLY:  # gone with the process (its memory too): unknown
                     setattr(state, name, None)
                 self._gone_by_pid[pid] = key
+                self._touch(key)
         self._live_by_pid = seen
 
     def _new_state(self, key: ProcessKey, name: str, now: float) -> ProcessState:
@@ -304,7 +322,13 @@ class Collector:
             state.sent_bytes = state.recv_bytes = 0
             state.sent_bps = state.recv_bps = 0.0
         self.processes[key] = state
+        self._touch(key)
         return state
+
+    def _touch(self, key: ProcessKey) -> None:
+        """Note that a figure of process `key` may have changed this tick."""
+        if self._changed is not None:
+            self._changed.add(key)
 
     def _scan_procfs(self, now: float, dt: float) -> dict[int, ProcessKey]:
         """Read /proc for every process; skip what a process cannot have changed.
@@ -328,34 +352,39 @@ class Collector:
             listed = self.scope.pids() if self.scope is not None else None
             pids = listed if listed is not None else procfs.list_pids()
         except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
+            self._changed = None
             for live in self._live_by_pid.values():
                 if live in self.processes:
                     self._unread(self.processes[live])
             return dict(self._live_by_pid)
         live_by_pid, processes, scans = self._live_by_pid, self.processes, self._scans
         orphaned = live_by_pid.keys() - set(pids)  # their children have a new parent
+        get_known, get_state, read = live_by_pid.get, processes.get, files.read
         for pid in pids:
-            known = live_by_pid.get(pid)
-            state = processes.get(known) if known is not None else None
+            known = get_known(pid)
+            state = get_state(known) if known is not None else None
             sched = None
             if state is None or state.threads == 1:
-                sched = files.read(pid, "schedstat")  # before stat: a later run shows
+                sched = read(pid, "schedstat", 256)  # before stat: a later run shows
+                # The hot path (most processes, most ticks): it has not run.
                 if (
-                    known is not None
-                    and state is not None
+                    state is not None
                     and sched is not None
                     and sched == state.sched
                     and state.ppid not in orphaned
-                    and (pid + scans) % FULL_SCAN_EVERY
                 ):
-                    self._slept(state, dt)
-                    seen[pid] = known
+                    seen[pid] = known  # type: ignore[assignment]
+                    if not state.rested:
+                        self._slept(state, dt)
+                    if not (pid + scans) % FULL_SCAN_EVERY:
+                        self._reread_asleep(state, files)
                     continue
             try:
                 st = files.stat(pid)
             except OSError:  # unreadable this time, not gone (see procfs.GONE)
                 if known is not None and known in self.processes:
                     self._unread(self.processes[known])
+                    self._touch(known)
                     seen[pid] = known
                 continue
             if st is None:  # exited between listing and reading
@@ -373,6 +402,7 @@ class Collector:
             elif (pid + self._scans) % FULL_SCAN_EVERY == 0:  # moved since? in turns
                 self._read_cgroup(state, files)
             state.sched = sched if st.threads == 1 else None
+            state.rested = False
             # The process's memory moves by its own page faults and (un)mappings, or by
             # reclaim, which moves the approximate RSS in stat too: when none of those
             # moved, statm would say what it said last time, give or take that error.
@@ -388,6 +418,7 @@ class Collector:
                 state.cpu_percent = round(100.0 * used / dt, 1)
             self._take_stat(state, st)
             self._update_io(state, files.io(pid), dt)
+            self._touch(key)
             seen[pid] = key
         return seen
 
@@ -438,6 +469,7 @@ class Collector:
             self.processes[key] = state
             self._live_by_pid[pid] = key
         self._looked_unsampled = True
+        self._changed = None
         # No machine-wide figures: the CPU's would be measured over the few ms since the
         # sampler started (0%), and rates need two readings; the panels wait for a sample.
         snap = self.snapshot(now, 0.0, None)
@@ -461,16 +493,37 @@ class Collector:
         state.syscall_read_bytes = state.syscall_write_bytes = None
         state.page_faults_cached = state.page_faults_disk = None
 
-    @staticmethod
-    def _slept(state: ProcessState, dt: float) -> None:
-        """What a full read finds for a process that has not run: no CPU, no disk I/O."""
-        if dt > 0:
-            if state.cpu_ticks is not None:
-                state.cpu_percent = 0.0
-            if state.read_bytes is not None and state.write_bytes is not None:
-                state.read_bps = state.write_bps = 0.0
+    def _slept(self, state: ProcessState, dt: float) -> None:
+        """What a full read finds for a process that has not run since the last scan: no
+        CPU, no disk I/O. Once that is so, it is `rested`: nothing changes while it
+        sleeps on, but what others can change (`_reread_asleep`)."""
+        if dt <= 0:
+            return
+        was = (state.cpu_percent, state.read_bps, state.write_bps)
+        if state.cpu_ticks is not None:
+            state.cpu_percent = 0.0
+        if state.read_bytes is not None and state.write_bytes is not None:
+            state.read_bps = state.write_bps = 0.0
+        if was != (state.cpu_percent, state.read_bps, state.write_bps):
+            self._touch(state.key)
+        else:
+            state.rested = True
+
+    def _reread_asleep(self, state: ProcessState, files: procfs.ProcFiles) -> None:
+        """What can change while a process sleeps, read in turns: its memory (reclaim,
+        swap) and its cgroup (moved by a service manager)."""
+        mem = files.statm(state.pid)
+        if mem is None or mem == (state.vms_bytes, state.rss_bytes):
+            was = state.service, state.cgroup
+            self._read_cgroup(state, files)
+            if was == (state.service, state.cgroup):
+                return
+        else:
+            state.vms_bytes, state.rss_bytes = mem
+        self._touch(state.key)
 
     def _scan_psutil(self, now: float, dt: float) -> dict[int, ProcessKey]:
+        self._changed = None  # every process's figures are set afresh
         seen: dict[int, ProcessKey] = {}
         for proc in psutil.process_iter(_PSUTIL_ATTRS, ad_value=None):
             info = proc.info
@@ -526,6 +579,7 @@ class Collector:
             state.exited, state.exited_at = True, now
             self.processes[key] = state
             self._gone_by_pid[pid] = key
+            self._touch(key)
         return state
 
     def _apply_traffic(self, sample: TrafficSample, now: float) -> None:
@@ -553,12 +607,16 @@ class Collector:
         every = not self.per_process_bytes or self._looked_unsampled
         rest = self.processes.values() if every else self._movers.values()
         self._looked_unsampled = False
+        if every:
+            self._changed = None
         for state in rest:
             if state.key not in moved:
                 state.sent_bytes = state.sent_bytes or 0
                 state.recv_bytes = state.recv_bytes or 0
                 state.sent_bps = state.recv_bps = 0.0
+                self._touch(state.key)
         for key, state in movers.items():
+            self._touch(key)
             sent, recv = moved[key]
             state.sent_bytes = (state.sent_bytes or 0) + sent
             state.recv_bytes = (state.recv_bytes or 0) + recv
@@ -618,6 +676,7 @@ class Collector:
         """Mark `state`'s connections changed (see ProcessState.conns_stamp)."""
         self._stamps += 1
         state.conns_stamp = self._stamps
+        self._touch(state.key)
 
     def _refresh_remotes(self) -> None:
         """Recount the open connections per host, name the hosts (from the resolver's
@@ -655,8 +714,12 @@ class Collector:
         now = time.time()
         if isinstance(item, BackendFailure):
             self.last_failure = item
+            self._changed = None
             return self.snapshot(now, 0.0)
         dt = item.interval_s
+        self._changed = self._begin_tick()
+        self._ticks += 1
+        self._tick_ts.append(now)
         self._scan(now, dt)
         self._apply_traffic(item, now)
         counts = item.connection_counts
@@ -665,7 +728,35 @@ class Collector:
                 self._counts, self._counts_at = self._count_sockets(), now
             counts = self._counts
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
-        for key, state in self.processes.items():
+        self._apply_counts(counts, gpu)
+        if self.history_size:
+            changed = self.processes.keys() if self._changed is None else self._changed
+            for key in changed:
+                state = self.processes.get(key)
+                if state is not None and not state.exited:
+                    self._record_history(state, now)
+        if self.profiler is not None:
+            self._apply_profiles(self.profiler, dt)
+        self._forget_old(now)
+        self._refresh_remotes()
+        system = self._system.sample() if self._system else None
+        return self.snapshot(now, dt, system)
+
+    def _begin_tick(self) -> set[ProcessKey] | None:
+        """The changed processes a tick starts with: none (None: take every one as changed)."""
+        return set()
+
+    def _apply_counts(self, counts: dict[int, int] | None, gpu: GpuStats | None) -> None:
+        """Each process's open sockets and GPU use. Counts are read every few seconds: in
+        between only the changed processes (new ones among them) need theirs set."""
+        changed = self._changed
+        if changed is None or gpu is not None or counts is not self._counts_applied:
+            states = list(self.processes.items())
+        else:
+            states = [(key, self.processes[key]) for key in changed if key in self.processes]
+        self._counts_applied = counts
+        for key, state in states:
+            was = (state.connection_count, state.gpu_memory_bytes, state.gpu_sm_percent)
             if gpu is not None:
                 state.gpu_memory_bytes = (
                     gpu.process_memory.get(key[0]) if not state.exited else None
@@ -675,13 +766,12 @@ class Collector:
                 state.connection_count = counts.get(key[0], 0) if counts is not None else None
             else:
                 state.connection_count = 0 if counts is not None else None
-            self._record_history(state, now)
-        if self.profiler is not None:
-            self._apply_profiles(self.profiler, dt)
-        self._forget_old(now)
-        self._refresh_remotes()
-        system = self._system.sample() if self._system else None
-        return self.snapshot(now, dt, system)
+            if changed is not None and was != (
+                state.connection_count,
+                state.gpu_memory_bytes,
+                state.gpu_sm_percent,
+            ):
+                changed.add(key)
 
     def _apply_profiles(self, profiler: ProfileSource, dt: float) -> None:
         """Each live process's profile; an exited one keeps its last totals, its rates
@@ -689,6 +779,7 @@ class Collector:
         back), except in a watched tree, whose sum includes children that came and went
         between two scans."""
         profiles = self._profiles = profiler.read()
+        self._changed = None  # rates move for every process that ran
         for key, state in self.processes.items():
             if not state.exited:
                 new = profiles.get(key[0])
@@ -710,11 +801,30 @@ class Collector:
         return self._sockets.count()
 
     def _record_history(self, state: ProcessState, now: float) -> None:
-        if state.exited or not self.history_size:
-            return
+        """This tick's row of `state`'s history (a changed, live process)."""
         if state.history is None:
             state.history = SeriesSet(HISTORY_SERIES, self.history_size)
+        self._catch_up(state, self._ticks - 1)
         state.history.append_row(now, history_row(state))
+        state.history_tick = self._ticks
+
+    def _catch_up(self, state: ProcessState, upto: int) -> None:
+        """Give a live process's history the rows of the ticks up to `upto` it missed
+        while nothing of it changed: its last row again, at those ticks' times."""
+        history = state.history
+        missed = upto - state.history_tick
+        if history is None or not len(history) or state.exited or missed <= 0:
+            return
+        stamps = self._tick_ts
+        end = len(stamps) - 1 - (self._ticks - upto)  # where tick `upto`'s time is
+        n = min(missed, history.size, end + 1)
+        history.repeat_last(itertools.islice(stamps, end - n + 1, end + 1))
+        state.history_tick = upto
+
+    def history_of(self, state: ProcessState) -> SeriesSet | None:
+        """`state.history`, with a row for every tick so far (see `_catch_up`)."""
+        self._catch_up(state, self._ticks)
+        return state.history
 
     def _forget_old(self, now: float) -> None:
         """Drop exited processes without traffic after a while; keep talkers' totals."""
@@ -780,4 +890,5 @@ class Collector:
             remotes_folded=remotes.folded if remotes is not None else None,
             remotes_recounted=remotes.recounted if remotes is not None else True,
             profiles=self._profiles,
+            changed=self._changed,
         )

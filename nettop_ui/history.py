@@ -96,6 +96,21 @@ class SeriesSet:
         if self._count < self.size:
             self._count += 1
 
+    def repeat_last(self, stamps: Iterable[float]) -> None:
+        """Append the newest point's values again, at each of `stamps`."""
+        if not self._count:
+            raise ValueError("no point to repeat")
+        data, width = self._data, len(self._columns) + 1
+        last = ((self._head - 1) % self.size) * width
+        row = data[last : last + width]
+        for ts in stamps:
+            row[0] = ts
+            base = self._head * width
+            data[base : base + width] = row
+            self._head = (self._head + 1) % self.size
+            if self._count < self.size:
+                self._count += 1
+
     @property
     def ts(self) -> Column:
         return Column(self, 0)

@@ -27,6 +27,11 @@ from nettop_ui.system import SystemStats
 SPARK_SECONDS = 60.0
 
 
+def spark_points(interval_s: float) -> int:
+    """How many points of history a sparkline shows at this refresh interval."""
+    return max(1, math.ceil(SPARK_SECONDS / (interval_s if interval_s > 0 else 1.0)))
+
+
 @lru_cache(maxsize=1 << 14)
 def row_key(pid: int, create_time: float | None) -> str:
     """The DataTable row key of one process identity (cached: a float repr is not cheap)."""
@@ -353,22 +358,24 @@ def build_frame(
     previous: Mapping[ProcessKey, ProcessView] | None = None,
     previous_remotes: Mapping[str, RemoteView] | None = None,
     previous_stamps: Mapping[ProcessKey, int] | None = None,
+    views: tuple[ProcessView, ...] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
     `previous`, `previous_remotes`: the last frame's views of processes by identity
     and of remote hosts by address, handed on where nothing changed;
     `previous_stamps`: each process's `conns_stamp` when its view was made.
+    `views`: those of `snap.processes`, made already (FrameCollector.freeze).
     """
-    interval = snap.interval_s if snap.interval_s > 0 else 1.0
-    points = max(1, math.ceil(SPARK_SECONDS / interval))
-    old, stamps = previous or {}, previous_stamps or {}
+    if views is None:
+        points = spark_points(snap.interval_s)
+        old, stamps = previous or {}, previous_stamps or {}
 
-    def view(p: ProcessState) -> ProcessView:
-        key = (p.pid, p.create_time)
-        return view_of(p, points, traffic_known, old.get(key), stamps.get(key))
+        def view(p: ProcessState) -> ProcessView:
+            key = (p.pid, p.create_time)
+            return view_of(p, points, traffic_known, old.get(key), stamps.get(key))
 
-    views = tuple(map(view, snap.processes))
+        views = tuple(map(view, snap.processes))
     histories: dict[str, HistoryView] = {}
     if watch:
         for state in snap.processes:
@@ -475,8 +482,16 @@ class FrameCollector(Collector):
         self._views: dict[ProcessKey, ProcessView] = {}
         self._conn_stamps: dict[ProcessKey, int] = {}
         self._hosts: dict[str, RemoteView] = {}  # the last frame's, by address
+        # Views made again every frame though their process did not change: those whose
+        # sparkline still slides (not yet all zeros, or not yet full length).
+        self._sliding: set[ProcessKey] = set()
+        self._frozen_as: tuple[int, bool] | None = None  # (spark points, traffic_known)
         self.traffic_known = True
         self._lock = threading.Lock()
+
+    def _begin_tick(self) -> set[ProcessKey] | None:
+        # Traffic unknown: every process's rates were just cleared (`ingest`).
+        return super()._begin_tick() if self.traffic_known else None
 
     def fail_traffic(self) -> None:
         self.traffic_known = False
@@ -504,13 +519,43 @@ class FrameCollector(Collector):
             super().close()
 
     def freeze(self, snap: Snapshot) -> Frame:
-        """Turn `snap` into `self.frame`, handing on the views of unchanged processes."""
+        """Turn `snap` (this collector's latest) into `self.frame`, handing on the views
+        of unchanged processes: only those in `snap.changed` (and the sliding
+        sparklines) are looked at, unless anything may have changed."""
+        points, known = spark_points(snap.interval_s), self.traffic_known
+        views, stamps, sliding = self._views, self._conn_stamps, self._sliding
+        processes = self.processes
+        changed = snap.changed
+        if changed is None or self._frozen_as != (points, known):
+            changed = set(processes)  # every view made again (or handed on)
+        self._frozen_as = (points, known)
+        for gone in views.keys() - processes.keys() if len(views) > len(processes) else ():
+            del views[gone], stamps[gone]
+            sliding.discard(gone)
+        if len(views) < len(processes):  # never seen changed (not expected): made now
+            changed = changed | (processes.keys() - views.keys())
+        for key in changed | sliding:
+            state = processes.get(key)
+            if state is None:
+                continue
+            self.history_of(state)  # the rows it missed while unchanged
+            view = views[key] = view_of(state, points, known, views.get(key), stamps.get(key))
+            stamps[key] = state.conns_stamp
+            if view.spark and (any(view.spark) or len(view.spark) < points):
+                sliding.add(key)
+            else:
+                sliding.discard(key)
+        if self.watch:
+            for state in processes.values():
+                if row_key(state.pid, state.create_time) in self.watch:
+                    self.history_of(state)
         frame = build_frame(
-            snap, self.watch, self.traffic_known, self._views, self._hosts, self._conn_stamps
+            snap,
+            self.watch,
+            known,
+            previous_remotes=self._hosts,
+            views=tuple(map(views.__getitem__, processes)),
         )
-        keys = [(v.pid, v.create_time) for v in frame.processes]
-        self._views = dict(zip(keys, frame.processes, strict=True))
-        self._conn_stamps = dict(zip(keys, [p.conns_stamp for p in snap.processes], strict=True))
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
         return frame
