@@ -42,6 +42,7 @@ LINUX = sys.platform.startswith("linux")
 SWEEP_CONNECTIONS_S = 5.0  # how often connections idle past connection_keep_s are dropped
 RECOUNT_S = 5.0  # the hosts' open connections are recounted at least this often
 RENAME_S = 30.0  # every host's name is asked for again at least this often
+NO_SCHEDSTAT = b"0 0 0\n"  # /proc/PID/schedstat where the kernel keeps none
 FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
@@ -360,12 +361,20 @@ class Collector:
         live_by_pid, processes, scans = self._live_by_pid, self.processes, self._scans
         orphaned = live_by_pid.keys() - set(pids)  # their children have a new parent
         get_known, get_state, read = live_by_pid.get, processes.get, files.read
+        held, pread = files.held_fds.get, os.pread
         for pid in pids:
             known = get_known(pid)
             state = get_state(known) if known is not None else None
             sched = None
             if state is None or state.threads == 1:
-                sched = read(pid, "schedstat", 256)  # before stat: a later run shows
+                # before stat: a later run shows. `files.read`, written out (the hot path)
+                fd = held((pid, "schedstat"))
+                try:
+                    sched = pread(fd, 256, 0) if fd is not None else None
+                except OSError:
+                    pass
+                if sched is None:
+                    sched = read(pid, "schedstat", 256)
                 # The hot path (most processes, most ticks): it has not run.
                 if (
                     state is not None
@@ -401,7 +410,8 @@ class Collector:
                 self._read_cgroup(state, files)
             elif (pid + self._scans) % FULL_SCAN_EVERY == 0:  # moved since? in turns
                 self._read_cgroup(state, files)
-            state.sched = sched if st.threads == 1 else None
+            # "0 0 0": a kernel without scheduler statistics, where it would never move
+            state.sched = sched if st.threads == 1 and sched != NO_SCHEDSTAT else None
             state.rested = False
             # The process's memory moves by its own page faults and (un)mappings, or by
             # reclaim, which moves the approximate RSS in stat too: when none of those

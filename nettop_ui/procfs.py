@@ -255,6 +255,11 @@ class ProcFiles:
         self._finalizer = weakref.finalize(self, ProcFiles._close_all, self._fds, self._seldom)
         ProcFiles._instances.add(self)
 
+    @property
+    def held_fds(self) -> dict[tuple[int, str], int]:
+        """(pid, name) -> the descriptor held open for /proc/PID/NAME; read only."""
+        return self._fds
+
     @classmethod
     def held(cls) -> set[int]:
         """Every descriptor held open by any instance."""
