@@ -258,6 +258,8 @@ class Collector:
         # When the last /proc scan began, in the clock of a process's start_ticks.
         self._scanned_ticks: float | None = None
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
+        self._slept_pids: set[int] = set()  # the last scan's processes that had not run
+        self._quiet: set[int] | None = None  # those that slept through every scan since
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
         self._movers: dict[ProcessKey, ProcessState] = {}  # the processes that moved last tick
@@ -323,6 +325,7 @@ class Collector:
             self._files = procfs.ProcFiles()
         files = self._files
         self._scans += 1
+        slept = self._slept_pids = set()  # the pids that have not run since the last scan
         scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
             listed = self.scope.pids() if self.scope is not None else None
@@ -345,12 +348,12 @@ class Collector:
                     and state is not None
                     and sched is not None
                     and sched == state.sched
-                    and state.ppid not in orphaned
-                    and (pid + scans) % FULL_SCAN_EVERY
                 ):
-                    self._slept(state, dt)
-                    seen[pid] = known
-                    continue
+                    slept.add(pid)
+                    if state.ppid not in orphaned and (pid + scans) % FULL_SCAN_EVERY:
+                        self._slept(state, dt)
+                        seen[pid] = known
+                        continue
             try:
                 st = files.stat(pid)
             except OSError:  # unreadable this time, not gone (see procfs.GONE)
@@ -659,11 +662,7 @@ class Collector:
         dt = item.interval_s
         self._scan(now, dt)
         self._apply_traffic(item, now)
-        counts = item.connection_counts
-        if counts is None and self.count_connections:
-            if now - self._counts_at >= self.connection_count_every_s:
-                self._counts, self._counts_at = self._count_sockets(), now
-            counts = self._counts
+        counts = self._socket_counts(item.connection_counts, now)
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         for key, state in self.processes.items():
             if gpu is not None:
@@ -699,7 +698,20 @@ class Collector:
             gone = self._gone_by_pid
             profiler.forget(p for p in profiles if p in gone and p not in self._live_by_pid)
 
-    def _count_sockets(self) -> dict[int, int] | None:
+    def _socket_counts(self, given: dict[int, int] | None, now: float) -> dict[int, int] | None:
+        """Open sockets per pid: `given` (the backend's), else the collector's own count,
+        taken every `connection_count_every_s`, which skips the processes that slept
+        through every scan since the previous one (`_quiet`)."""
+        slept = self._slept_pids
+        self._quiet = slept if self._quiet is None else self._quiet & slept
+        if given is not None or not self.count_connections:
+            return given
+        if now - self._counts_at >= self.connection_count_every_s:
+            self._counts, self._counts_at = self._count_sockets(self._quiet), now
+            self._quiet = None
+        return self._counts
+
+    def _count_sockets(self, quiet: set[int]) -> dict[int, int] | None:
         if not LINUX:
             return inet_connection_counts()
         if self.scope is not None and self.scope.fallback is None:  # the tree's sockets only
@@ -707,7 +719,9 @@ class Collector:
             return counts if counts is not None else procfs.inet_socket_counts(self._live_by_pid)
         if self._sockets is None:
             self._sockets = procfs.SocketCounter()
-        return self._sockets.count()
+        # The scan's listing, not a second one; in a tree, every process's (as before).
+        pids = self._live_by_pid.keys() if self.scope is None else None
+        return self._sockets.count(pids, quiet)
 
     def _record_history(self, state: ProcessState, now: float) -> None:
         if state.exited or not self.history_size:
