@@ -20,18 +20,22 @@ NETLINK_SOCK_DIAG = 4
 TCPDIAG_GETSOCK = 18
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-ALL_STATES = 0xFFFFFFFF
+# Every state but TIME_WAIT and NEW_SYN_RECV: those are no process's (inode 0), and a
+# busy machine has tens of thousands of them (they are most of the tables' cost then).
+TCP_TIME_WAIT, TCP_NEW_SYN_RECV = 6, 12
+HELD_STATES = 0xFFFFFFFF & ~(1 << TCP_TIME_WAIT | 1 << TCP_NEW_SYN_RECV)
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, seq, pid
 # struct inet_diag_req: family, src_len, dst_len, ext, the socket id (48 bytes, zero:
 # any), states, dbs. The family is ignored by this request: both are dumped.
-REQUEST = struct.pack("=BBBB48xII", socket.AF_INET, 0, 0, 0, ALL_STATES, 0)
+REQUEST = struct.pack("=BBBB48xII", socket.AF_INET, 0, 0, 0, HELD_STATES, 0)
 INODE_AT = HEADER.size + 68  # struct inet_diag_msg's idiag_inode, after the header
 INODE = struct.Struct("=I")
 TIMEOUT_S = 5.0  # a dump takes milliseconds; this means it is stuck
 
 
 def tcp_inodes() -> set[int] | None:
-    """The inode of every TCP socket, IPv4 and IPv6, that /proc/net/tcp{,6} list."""
+    """The inode of every TCP socket, IPv4 and IPv6, that /proc/net/tcp{,6} list (a
+    process holds: TIME_WAIT's and NEW_SYN_RECV's inode 0 is left out)."""
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as s:
             s.settimeout(TIMEOUT_S)

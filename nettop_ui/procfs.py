@@ -382,8 +382,8 @@ def inet_rows(tables: Collection[str] = INET_TABLES) -> list[list[bytes]] | None
 
 def inet_inodes() -> set[int] | None:
     """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read.
-    The TCP ones come from one inet_diag dump where the kernel has it (the same sockets,
-    a quarter of the cost: nettop_ui.inetdiag)."""
+    The TCP ones come from one inet_diag dump where the kernel has it (the same sockets
+    but for those no process holds, at a fraction of the cost: nettop_ui.inetdiag)."""
     tcp = inetdiag.tcp_inodes()
     rows = inet_rows(INET_TABLES if tcp is None else UDP_TABLES)
     if rows is None:
@@ -538,11 +538,12 @@ class SocketCounter:
     count (`quiet`: a single-threaded one whose /proc/PID/schedstat reads the same, see
     Collector) cannot have changed its fd table, so it is not even stat'ed: its sockets
     are kept. A listed socket that then has no known holder (one file closed and a
-    socket opened between two counts) is searched for, processes holding sockets first,
-    until found. Every `full_every` counts all links are read again: a descriptor
-    replaced by dup2, a holder found out of pid order, and an fd table shared without
-    sharing threads (clone with CLONE_FILES but not CLONE_THREAD: rare), which another
-    process can change while a quiet one sleeps.
+    socket opened between two counts) is searched for among the processes that ran
+    since their links were read (`_unsure`), those holding sockets first, until found.
+    Every `full_every` counts all links are read again: a descriptor replaced by dup2, a
+    holder found out of pid order, and an fd table shared without sharing threads (clone
+    with CLONE_FILES but not CLONE_THREAD: rare), which another process can change while
+    a quiet one sleeps.
     `links_read`: the processes whose links the last count read; `stats`: the processes
     it stat'ed.
     """
@@ -551,7 +552,7 @@ class SocketCounter:
         self.full_every = full_every
         self.links_read = self.stats = 0
         self._held: dict[int, Held] = {}
-        self._fresh: set[int] = set()  # the pids whose links this count has read
+        self._unsure: set[int] = set()  # ran with as many fds since their links were read
         self._unowned: set[int] = set()  # listed sockets no readable process holds
         self._since_walk = 0
         # Before Linux 6.2 /proc/PID/fd has size 0: no count, so every process is read.
@@ -573,7 +574,6 @@ class SocketCounter:
         self._since_walk += 1
         full = not self._held or self._since_walk >= self.full_every
         self.links_read = self.stats = 0
-        self._fresh = set()
         self._refresh(list_pids() if pids is None else pids, every=full, quiet=quiet)
         owners = self._owners(inodes)
         missing = inodes - owners.keys() - self._unowned
@@ -589,10 +589,13 @@ class SocketCounter:
         """Stat every process but the quiet ones; read the links of the new and changed
         ones (`every`: all, quiet or not)."""
         held: dict[int, Held] = {}
+        unsure: set[int] = set()
         for pid in pids:
             known = self._held.get(pid)
             if known is not None and not every and pid in quiet:
                 held[pid] = known
+                if pid in self._unsure:
+                    unsure.add(pid)
                 continue
             self.stats += 1
             try:
@@ -602,19 +605,21 @@ class SocketCounter:
             fingerprint = (st.st_size, st.st_ino)
             if every or known is None or known[0] != fingerprint or not self._fd_counts:
                 known = self._read(pid, fingerprint)
+            else:
+                unsure.add(pid)
             if known is not None:
                 held[pid] = known
-        self._held = held
+        self._held, self._unsure = held, unsure
 
     def _search(self, missing: set[int]) -> None:
-        """Read the links of the processes not read yet until every socket in `missing`
-        has a holder: those holding sockets first, as a new one is mostly opened by a
-        process that has others."""
-        for pid in sorted(self._held, key=lambda pid: not self._held[pid][1]):
+        """Read the links of the unsure processes until every socket in `missing` has a
+        holder: those holding sockets first, as a new one is mostly opened by a process
+        that has others. (One opened by a process gone since, a short-lived client's,
+        has none: then every unsure process is read.)"""
+        for pid in sorted(self._unsure, key=lambda pid: not self._held[pid][1]):
             if not missing:
                 return
-            if pid in self._fresh:
-                continue
+            self._unsure.discard(pid)
             known = self._read(pid, self._held[pid][0])
             if known is None:
                 del self._held[pid]
@@ -624,7 +629,6 @@ class SocketCounter:
 
     def _read(self, pid: int, fingerprint: Fingerprint) -> Held | None:
         self.links_read += 1
-        self._fresh.add(pid)
         sockets = pid_sockets(pid)
         return None if sockets is None else (fingerprint, frozenset(sockets))
 
