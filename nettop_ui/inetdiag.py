@@ -51,16 +51,24 @@ def tcp_inodes() -> set[int] | None:
 def _read_dump(s: socket.socket) -> set[int] | None:
     inodes: set[int] = set()
     while True:
-        data = s.recv(1 << 16)
-        if not data:
-            return None
-        at = 0
-        while at + HEADER.size <= len(data):
-            length, kind = HEADER.unpack_from(data, at)[:2]
-            if kind == NLMSG_DONE:
-                return inodes
-            if kind == NLMSG_ERROR or length < HEADER.size:
-                return None
-            if kind == TCPDIAG_GETSOCK and length >= INODE_AT + INODE.size:
-                inodes.add(INODE.unpack_from(data, at + INODE_AT)[0])
-            at += (length + 3) & ~3
+        done = parse_reply(s.recv(1 << 16), inodes)
+        if done is not None:
+            return inodes if done else None
+
+
+def parse_reply(data: bytes, inodes: set[int]) -> bool | None:
+    """Add the inodes in one `recv` of the dump to `inodes`: True once it ends, False if
+    it failed or is damaged, None when more is to come. Never raises."""
+    if not data:
+        return False
+    at = 0
+    while at + HEADER.size <= len(data):
+        length, kind = HEADER.unpack_from(data, at)[:2]
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR or length < HEADER.size or at + length > len(data):
+            return False
+        if kind == TCPDIAG_GETSOCK and length >= INODE_AT + INODE.size:
+            inodes.add(INODE.unpack_from(data, at + INODE_AT)[0])
+        at += (length + 3) & ~3
+    return None

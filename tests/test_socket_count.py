@@ -18,8 +18,11 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backends.psutil_backend import PsutilBackend
 from nettop_ui import inetdiag, procfs
@@ -322,6 +325,34 @@ def test_monitor_leaves_the_machine_count_of_psutil_to_the_collector(
     finally:
         collector.close()
     assert len(seen) == 3
-    for given, live in seen:
-        assert given is None
+    for counted, live in seen:
+        assert counted is None
         assert (live[a.pid], live[a.kid]) == (2, 0)
+
+
+@cache
+def real_reply() -> tuple[bytes, int]:
+    """The kernel's first answer to inetdiag's request (listeners come first: this
+    one's among them), and the inode of a listener it lists."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, inetdiag.NETLINK_SOCK_DIAG) as s,
+    ):
+        size = inetdiag.HEADER.size + len(inetdiag.REQUEST)
+        flags = inetdiag.NLM_F_REQUEST | inetdiag.NLM_F_DUMP
+        s.sendto(
+            inetdiag.HEADER.pack(size, inetdiag.TCPDIAG_GETSOCK, flags, 1, 0) + inetdiag.REQUEST,
+            (0, 0),
+        )
+        return s.recv(1 << 16), os.fstat(server.fileno()).st_ino
+
+
+@given(st.integers(0, 4096), st.binary(max_size=64), st.integers(0, 4096))
+def test_inet_diag_replies_with_any_damage_never_raise(at: int, junk: bytes, cut: int) -> None:
+    """A real reply (whose listener is found), overwritten anywhere with anything and
+    cut anywhere: parsed without an exception."""
+    reply, listener = real_reply()
+    intact: set[int] = set()
+    assert inetdiag.parse_reply(reply, intact) is not False and listener in intact
+    damaged = (reply[:at] + junk + reply[at + len(junk) :])[:cut]
+    assert inetdiag.parse_reply(damaged, set()) in (True, False, None)
