@@ -6,9 +6,9 @@ however few sockets there are), and each file takes two reads (the second finds 
 by walking it again): ~8 ms for the two, as much as the rest of a socket count at
 2,000 idle processes. The inet_diag dump in its original form (TCPDIAG_GETSOCK, which
 asks for both address families at once) walks it once. It lists the tables' sockets:
-those in the listening and established hashes, in every state (a TCP socket neither
-listening nor connected is in neither). None where the kernel has no inet_diag (or it
-fails): the tables are read instead.
+those in the listening and established hashes (a TCP socket neither listening nor
+connected is in neither), but for those no process holds (TIME_WAIT, NEW_SYN_RECV: inode
+0). None where the kernel has no inet_diag (or it fails): the tables are read instead.
 """
 
 from __future__ import annotations
