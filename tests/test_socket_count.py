@@ -29,7 +29,11 @@ from nettop_ui import inetdiag, procfs
 from nettop_ui.collector import Collector, Snapshot
 from nettop_ui.core import TrafficSample
 from nettop_ui.monitor import monitor
+from nettop_ui.tui import NettopApp
+from nettop_ui.tui.source import MonitorSource
 from tests.netenv import require_root, spawn_on_pid
+from tests.tmuxterm import column, pid_of, table_rows
+from tests.tui_fixtures import screen_lines, wait_for
 
 # Holds a TCP connection to the port in argv[1] and a UDP socket, both shared with a
 # child that sleeps; prints the child's pid. Then one command a line on stdin, each
@@ -356,3 +360,36 @@ def test_inet_diag_replies_with_any_damage_never_raise(at: int, junk: bytes, cut
     assert inetdiag.parse_reply(reply, intact) is not False and listener in intact
     damaged = (reply[:at] + junk + reply[at + len(junk) :])[:cut]
     assert inetdiag.parse_reply(damaged, set()) in (True, False, None)
+
+
+async def test_tui_with_psutil_shows_a_change_at_the_next_tick(
+    listener: socket.socket, sharers: list[Sharer]
+) -> None:
+    """The TUI with psutil: the collector counts at every tick, so the CONNS column
+    follows a socket changing hands within a tick or two, not 5 s later (25 ticks)."""
+    a = start(sharers, listener)
+    ticks: list[float] = []
+
+    class Ticks:
+        def sample(self, snap: Snapshot, sample: TrafficSample) -> None:
+            ticks.append(snap.ts)
+
+        def failure(self, *_: object) -> None:
+            raise AssertionError("no failure expected")
+
+        def end(self, _failure: object) -> None:
+            pass
+
+    source = MonitorSource(PsutilBackend(), 0.2, sink=Ticks())
+    app = NettopApp(source, host="test", filter_text=f"pid:{a.pid},{a.kid}")
+
+    def conns() -> dict[int, str]:
+        screen = "\n".join(screen_lines(app))
+        return {pid_of(row): column(screen, row, "CONNS") for row in table_rows(screen)}
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: conns() == {a.pid: "2", a.kid: "0"}, "2 and 0", 30)
+        a.command("close")
+        closed_at = len(ticks)
+        await wait_for(pilot, lambda: conns() == {a.pid: "1", a.kid: "1"}, "1 and 1", 30)
+        assert len(ticks) <= closed_at + 3, f"{len(ticks) - closed_at} ticks to show it"
