@@ -275,6 +275,8 @@ class Collector:
         # When the last /proc scan began, in the clock of a process's start_ticks.
         self._scanned_ticks: float | None = None
         self._sockets: procfs.SocketCounter | None = None  # Linux: who holds which socket
+        self._slept_pids: set[int] = set()  # the last scan's processes that had not run
+        self._quiet: set[int] | None = None  # those that slept through every scan since
         # Made by the first sample with a per-connection view; None: no such backend.
         self.remotes: RemoteTable | None = None
         self._movers: dict[ProcessKey, ProcessState] = {}  # the processes that moved last tick
@@ -348,6 +350,7 @@ class Collector:
             self._files = procfs.ProcFiles()
         files = self._files
         self._scans += 1
+        slept = self._slept_pids = set()  # the pids that have not run since the last scan
         scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
             listed = self.scope.pids() if self.scope is not None else None
@@ -370,24 +373,19 @@ class Collector:
                 # before stat: a later run shows. `files.read`, written out (the hot path)
                 fd = held((pid, "schedstat"))
                 try:
-                    sched = pread(fd, 256, 0) if fd is not None else None
-                except OSError:
-                    pass
-                if sched is None:
+                    sched = pread(fd, 256, 0) if fd is not None else read(pid, "schedstat", 256)
+                except OSError:  # that process is gone (`read` opens the path afresh)
                     sched = read(pid, "schedstat", 256)
                 # The hot path (most processes, most ticks): it has not run.
-                if (
-                    state is not None
-                    and sched is not None
-                    and sched == state.sched
-                    and state.ppid not in orphaned
-                ):
-                    seen[pid] = known  # type: ignore[assignment]
-                    if not state.rested:
-                        self._slept(state, dt)
-                    if not (pid + scans) % FULL_SCAN_EVERY:
-                        self._reread_asleep(state, files)
-                    continue
+                if state is not None and sched is not None and sched == state.sched:
+                    slept.add(pid)
+                    if state.ppid not in orphaned:
+                        seen[pid] = known  # type: ignore[assignment]
+                        if not state.rested:
+                            self._slept(state, dt)
+                        if not (pid + scans) % FULL_SCAN_EVERY:
+                            self._reread_asleep(state, files)
+                        continue
             try:
                 st = files.stat(pid)
             except OSError:  # unreadable this time, not gone (see procfs.GONE)
@@ -732,11 +730,7 @@ class Collector:
         self._tick_ts.append(now)
         self._scan(now, dt)
         self._apply_traffic(item, now)
-        counts = item.connection_counts
-        if counts is None and self.count_connections:
-            if now - self._counts_at >= self.connection_count_every_s:
-                self._counts, self._counts_at = self._count_sockets(), now
-            counts = self._counts
+        counts = self._socket_counts(item.connection_counts, now)
         gpu = self._gpu_stats = self._gpu.sample() if self._gpu else None
         self._apply_counts(counts, gpu)
         if self.history_size:
@@ -757,10 +751,11 @@ class Collector:
         return set()
 
     def _apply_counts(self, counts: dict[int, int] | None, gpu: GpuStats | None) -> None:
-        """Each process's open sockets and GPU use. Counts are read every few seconds: in
-        between only the changed processes (new ones among them) need theirs set."""
-        changed = self._changed
-        if changed is None or gpu is not None or counts is not self._counts_applied:
+        """Each process's open sockets and GPU use. While the counts are as they were
+        (read every few seconds, or read again and the same), only the changed processes
+        (new ones among them) need theirs set."""
+        changed, applied = self._changed, self._counts_applied
+        if changed is None or gpu is not None or (counts is not applied and counts != applied):
             states = list(self.processes.items())
         else:
             states = [(key, self.processes[key]) for key in changed if key in self.processes]
@@ -800,7 +795,20 @@ class Collector:
             gone = self._gone_by_pid
             profiler.forget(p for p in profiles if p in gone and p not in self._live_by_pid)
 
-    def _count_sockets(self) -> dict[int, int] | None:
+    def _socket_counts(self, given: dict[int, int] | None, now: float) -> dict[int, int] | None:
+        """Open sockets per pid: `given` (the backend's), else the collector's own count,
+        taken every `connection_count_every_s`, which skips the processes that slept
+        through every scan since the previous one (`_quiet`)."""
+        slept = self._slept_pids
+        self._quiet = slept if self._quiet is None else self._quiet & slept
+        if given is not None or not self.count_connections:
+            return given
+        if now - self._counts_at >= self.connection_count_every_s:
+            self._counts, self._counts_at = self._count_sockets(self._quiet), now
+            self._quiet = None
+        return self._counts
+
+    def _count_sockets(self, quiet: set[int]) -> dict[int, int] | None:
         if not LINUX:
             return inet_connection_counts()
         if self.scope is not None and self.scope.fallback is None:  # the tree's sockets only
@@ -808,7 +816,9 @@ class Collector:
             return counts if counts is not None else procfs.inet_socket_counts(self._live_by_pid)
         if self._sockets is None:
             self._sockets = procfs.SocketCounter()
-        return self._sockets.count()
+        # The scan's listing, not a second one; in a tree, every process's (as before).
+        pids = self._live_by_pid.keys() if self.scope is None else None
+        return self._sockets.count(pids, quiet)
 
     def _record_history(self, state: ProcessState, now: float) -> None:
         """This tick's row of `state`'s history (a changed, live process)."""

@@ -169,8 +169,9 @@ class Backend(abc.ABC):
         """Stop counting and release everything (child processes, BPF programs)."""
 
     def leave_socket_counts(self) -> bool:
-        """Stop counting open sockets per process (a `run` tree's collector counts the
-        tree's own, cheaper than the whole machine's); True if this backend counted them."""
+        """Stop counting open sockets per process: the collector counts them instead (a
+        `run` tree's own, cheaper than the whole machine's; or the machine's, skipping
+        the processes that have not run); True if this backend counted them."""
         return False
 
     async def produce(

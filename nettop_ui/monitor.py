@@ -108,6 +108,15 @@ def collector_options(backend: Backend | type[Backend]) -> CollectorOptions:
     }
 
 
+def take_socket_counts(backend: Backend, collector: Collector) -> None:
+    """A backend that counts every process's sockets (psutil) leaves that to the
+    collector, which counts them every tick as the backend did, looking only at the
+    processes that ran since (Collector._socket_counts). run/attach's collector (a
+    scope) counts its tree's own; watch.py decides there."""
+    if collector.scope is None and backend.leave_socket_counts():
+        collector.connection_count_every_s = 0.0
+
+
 async def monitor(
     backend: Backend,
     interval_s: float,
@@ -137,6 +146,7 @@ async def monitor(
     """
     owned = collector is None
     collector = collector or Collector(**collector_options(backend), history_size=0)
+    take_socket_counts(backend, collector)
     stop = stop or asyncio.Event()
     # One sample waits at most: when the collector (or a UI fed by on_snapshot) is slower
     # than the interval, the backend's next read waits and then covers the longer time,
@@ -188,6 +198,7 @@ async def monitor(
                     fatal = item if shown else None
                     break
                 backend = remaining.pop(0)()
+                take_socket_counts(backend, collector)
                 producer = asyncio.create_task(
                     backend.produce(queue, interval_s, stop, schedule, abandon, ready)
                 )

@@ -32,6 +32,8 @@ from typing import ClassVar
 
 import psutil
 
+from nettop_ui import inetdiag
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # The files a scan reads per process (cgroup: when first seen, then one scan in ten).
@@ -363,14 +365,15 @@ class ProcFiles:
 # -- sockets ----------------------------------------------------------------------------
 
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6")
+UDP_TABLES = ("udp", "udp6")
 
 
-def inet_rows() -> list[list[bytes]] | None:
-    """The fields of every line of /proc/net/{tcp,tcp6,udp,udp6} (the socket's
-    `local_address`, `rem_address` and `inode` are fields 1, 2 and 9); None when they
-    cannot be read."""
+def inet_rows(tables: Collection[str] = INET_TABLES) -> list[list[bytes]] | None:
+    """The fields of every line of /proc/net/{tcp,tcp6,udp,udp6} (of `tables`; the
+    socket's `local_address`, `rem_address` and `inode` are fields 1, 2 and 9); None when
+    they cannot be read."""
     rows = []
-    for table in INET_TABLES:
+    for table in tables:
         try:
             with open(f"/proc/net/{table}", "rb") as f:
                 lines = f.read().splitlines()[1:]
@@ -383,11 +386,15 @@ def inet_rows() -> list[list[bytes]] | None:
 
 
 def inet_inodes() -> set[int] | None:
-    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read."""
-    rows = inet_rows()
+    """The inodes of every TCP/UDP socket in /proc/net; None when they cannot be read.
+    The TCP ones come from one inet_diag dump where the kernel has it (the same sockets
+    but for those no process holds, at a fraction of the cost: nettop_ui.inetdiag)."""
+    tcp = inetdiag.tcp_inodes()
+    rows = inet_rows(INET_TABLES if tcp is None else UDP_TABLES)
     if rows is None:
         return None
-    return {int(fields[9]) for fields in rows if fields[9].isdigit()}
+    found = {int(fields[9]) for fields in rows if fields[9].isdigit()}
+    return found if tcp is None else found | tcp
 
 
 def proc_net_address(text: bytes) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
@@ -484,6 +491,9 @@ def inet_socket_counts(pids: Collection[int] | None = None) -> dict[int, int] | 
     return dict(Counter(socket_owners(inodes, pids).values()))
 
 
+Fingerprint = tuple[int, int]  # /proc/PID/fd's size (its fds) and inode: SocketCounter
+Held = tuple[Fingerprint, frozenset[int]]  # and the socket inodes it found there
+
 INET_PROTOCOLS = frozenset({b"TCP", b"TCPv6", b"UDP", b"UDPv6"})  # sockprotoname's
 
 
@@ -525,21 +535,29 @@ class SocketCounter:
 
     Finding who holds which socket means reading the fd links of every process (~50 ms
     for 2,000 of them on an idle machine), while the sockets themselves are listed in
-    four small tables. So each process's socket inodes are remembered with its number of
-    open fds (the size of its /proc/PID/fd: one stat, Linux 6.2 and later), and a count
+    four small tables. So each process's socket inodes are remembered with its fd table's
+    fingerprint (the size of /proc/PID/fd, its number of open fds on Linux 6.2 and later,
+    and the directory's inode, new for a new process under a reused pid), and a count
     reads the tables, stats each process, and reads the links again only of a process
-    that is new or whose number of fds changed. A listed socket that then has no known
-    holder (one file closed and a socket opened between two counts) is searched for,
-    processes holding sockets first, until found. Every `full_every` counts all links
-    are read again (a descriptor replaced by dup2, a holder found out of pid order).
-    `links_read`: the processes whose links the last count read.
+    whose fingerprint changed. A process the caller knows has not run since the previous
+    count (`quiet`: a single-threaded one whose /proc/PID/schedstat reads the same, see
+    Collector) cannot have changed its fd table, so it is not even stat'ed: its sockets
+    are kept. A listed socket that then has no known holder (one file closed and a
+    socket opened between two counts) is searched for among the processes that ran
+    since their links were read (`_unsure`), those holding sockets first, until found.
+    Every `full_every` counts all links are read again: a descriptor replaced by dup2, a
+    holder found out of pid order, and an fd table shared without sharing threads (clone
+    with CLONE_FILES but not CLONE_THREAD: rare), which another process can change while
+    a quiet one sleeps.
+    `links_read`: the processes whose links the last count read; `stats`: the processes
+    it stat'ed.
     """
 
     def __init__(self, full_every: int = 30) -> None:
         self.full_every = full_every
-        self.links_read = 0
-        self._held: dict[int, tuple[int, frozenset[int]]] = {}  # pid -> (fds, sockets)
-        self._fresh: set[int] = set()  # the pids whose links this count has read
+        self.links_read = self.stats = 0
+        self._held: dict[int, Held] = {}
+        self._unsure: set[int] = set()  # ran with as many fds since their links were read
         self._unowned: set[int] = set()  # listed sockets no readable process holds
         self._since_walk = 0
         # Before Linux 6.2 /proc/PID/fd has size 0: no count, so every process is read.
@@ -550,14 +568,18 @@ class SocketCounter:
         except OSError:
             self._fd_counts = False
 
-    def count(self) -> dict[int, int] | None:
+    def count(
+        self, pids: Collection[int] | None = None, quiet: Collection[int] = ()
+    ) -> dict[int, int] | None:
+        """Open TCP/UDP sockets per pid. `pids`: the processes there are (None: /proc is
+        listed); `quiet`: those of them that have not run since the previous count."""
         inodes = inet_inodes()
         if inodes is None:
             return None
         self._since_walk += 1
         full = not self._held or self._since_walk >= self.full_every
-        self.links_read, self._fresh = 0, set()
-        self._refresh(every=full)
+        self.links_read = self.stats = 0
+        self._refresh(list_pids() if pids is None else pids, every=full, quiet=quiet)
         owners = self._owners(inodes)
         missing = inodes - owners.keys() - self._unowned
         if missing and not full:
@@ -568,30 +590,41 @@ class SocketCounter:
             self._since_walk = 0
         return dict(Counter(owners.values()))
 
-    def _refresh(self, every: bool) -> None:
-        """Stat every process; read the links of the new and changed ones (`every`: all)."""
-        held: dict[int, tuple[int, frozenset[int]]] = {}
-        for pid in list_pids():
+    def _refresh(self, pids: Collection[int], every: bool, quiet: Collection[int]) -> None:
+        """Stat every process but the quiet ones; read the links of the new and changed
+        ones (`every`: all, quiet or not)."""
+        held: dict[int, Held] = {}
+        unsure: set[int] = set()
+        for pid in pids:
+            known = self._held.get(pid)
+            if known is not None and not every and pid in quiet:
+                held[pid] = known
+                if pid in self._unsure:
+                    unsure.add(pid)
+                continue
+            self.stats += 1
             try:
-                fds = os.stat(f"/proc/{pid}/fd").st_size
+                st = os.stat(f"/proc/{pid}/fd")
             except OSError:
                 continue
-            known = self._held.get(pid)
-            if every or known is None or known[0] != fds or not self._fd_counts:
-                known = self._read(pid, fds)
+            fingerprint = (st.st_size, st.st_ino)
+            if every or known is None or known[0] != fingerprint or not self._fd_counts:
+                known = self._read(pid, fingerprint)
+            else:
+                unsure.add(pid)
             if known is not None:
                 held[pid] = known
-        self._held = held
+        self._held, self._unsure = held, unsure
 
     def _search(self, missing: set[int]) -> None:
-        """Read the links of the processes not read yet until every socket in `missing`
-        has a holder: those holding sockets first, as a new one is mostly opened by a
-        process that has others."""
-        for pid in sorted(self._held, key=lambda pid: not self._held[pid][1]):
+        """Read the links of the unsure processes until every socket in `missing` has a
+        holder: those holding sockets first, as a new one is mostly opened by a process
+        that has others. (One opened by a process gone since, a short-lived client's,
+        has none: then every unsure process is read.)"""
+        for pid in sorted(self._unsure, key=lambda pid: not self._held[pid][1]):
             if not missing:
                 return
-            if pid in self._fresh:
-                continue
+            self._unsure.discard(pid)
             known = self._read(pid, self._held[pid][0])
             if known is None:
                 del self._held[pid]
@@ -599,11 +632,10 @@ class SocketCounter:
             self._held[pid] = known
             missing -= known[1]
 
-    def _read(self, pid: int, fds: int) -> tuple[int, frozenset[int]] | None:
+    def _read(self, pid: int, fingerprint: Fingerprint) -> Held | None:
         self.links_read += 1
-        self._fresh.add(pid)
         sockets = pid_sockets(pid)
-        return None if sockets is None else (fds, frozenset(sockets))
+        return None if sockets is None else (fingerprint, frozenset(sockets))
 
     def _owners(self, inodes: set[int]) -> dict[int, int]:
         """Socket inode -> the lowest pid known to hold it."""

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,20 @@ def require(condition: bool, reason: str) -> None:
 
 def require_root() -> None:
     require(os.geteuid() == 0, "needs root")
+
+
+def spawn_on_pid(pid: int, argv: list[str], **popen: Any) -> subprocess.Popen[Any] | None:
+    """Start `argv` on exactly this pid by steering the kernel's next pid (root only);
+    None when other processes kept taking it."""
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(argv, **popen)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    return None
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

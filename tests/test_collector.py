@@ -16,7 +16,7 @@ import pytest
 from nettop_ui.collector import Collector, ProcessState, Snapshot
 from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
 from nettop_ui.jsonl import sample_record
-from tests.netenv import require_root
+from tests.netenv import require_root, spawn_on_pid
 
 # A child that names itself, allocates 64 MiB, writes 3 MiB to disk, then burns CPU.
 WORKER = r"""
@@ -163,19 +163,6 @@ def test_exited_idle_process_is_forgotten_after_keep_time() -> None:
     assert find(snap, proc.pid) == []
 
 
-def _spawn_on_pid(pid: int) -> subprocess.Popen[bytes] | None:
-    """Start `sleep` on exactly this pid by steering the kernel's next pid (root only)."""
-    for _ in range(50):
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(pid - 1))
-        proc = subprocess.Popen(["sleep", "30"])
-        if proc.pid == pid:
-            return proc
-        proc.kill()
-        proc.wait()
-    return None
-
-
 def test_reused_pid_starts_from_zero() -> None:
     require_root()
     collector = Collector(gpu=False)
@@ -185,7 +172,7 @@ def test_reused_pid_starts_from_zero() -> None:
     first.kill()
     first.wait()
     collector.ingest(sample(1.0))
-    second = _spawn_on_pid(pid)
+    second = spawn_on_pid(pid, ["sleep", "30"])
     assert second is not None, "could not recycle the pid"
     try:
         snap = collector.ingest(sample(1.0, ProcessTraffic(pid, 5, 6)))
