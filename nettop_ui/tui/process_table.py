@@ -398,7 +398,6 @@ class ProcessTable(DataTable[Cell]):
         drawn = self._drawn.get(key)
         if drawn is None or (drawn.made is drawn.row and drawn.fmt == self._format):
             return
-        drawn.line = None
         row, made, scale = drawn.row, drawn.made, self._format[0]
         marked = _marked(row)
         redo = (
@@ -411,6 +410,7 @@ class ProcessTable(DataTable[Cell]):
         index, cells = self.column_set.index, drawn.cells
         if redo:
             cells.clear()
+            drawn.line = None
         for n, col in enumerate(self._columns):
             i = index[col]
             value = row.values[i]
@@ -424,6 +424,7 @@ class ProcessTable(DataTable[Cell]):
                 continue
             else:
                 cells[n] = cell
+                drawn.line = None  # the row looks different now
             data[ColumnKey(col)] = cell
         drawn.made, drawn.fmt = row, self._format
 
