@@ -209,7 +209,8 @@ def sort_rows(
         return (v is None, v if v is not None else 0)
 
     known.sort(key=first)
-    known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+    if idx != total:  # on TOTAL itself, the last sort below orders the ties by PID alone
+        known.sort(key=lambda r: r.values[total] or 0, reverse=True)
     unknown.sort(key=first)
     known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
     return known + unknown
@@ -259,11 +260,15 @@ class RowCache:
 def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -> list[RowData]:
     """The rows to show, in order, for `frame` under `opts` (flat rows from `cache`)."""
     matcher = Matcher(opts.filter_text)
-    procs = [
-        p
-        for p in frame.processes
-        if (not opts.only_active or is_active(p)) and (opts.user is None or p.user == opts.user)
-    ]
+    procs = (
+        list(frame.processes)
+        if not opts.only_active and opts.user is None
+        else [
+            p
+            for p in frame.processes
+            if (not opts.only_active or is_active(p)) and (opts.user is None or p.user == opts.user)
+        ]
+    )
     extra = _unattributed_row(frame, opts) if opts.user is None else None  # no one's bytes
     if extra is not None:
         u = frame.unattributed
@@ -274,7 +279,7 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
         return _tree_rows(procs, matcher, opts, extra)
     if opts.mode in GROUPINGS:
         return _group_rows([p for p in procs if matcher.matches(p)], opts, extra)
-    shown = [p for p in procs if matcher.matches(p)]
+    shown = [p for p in procs if matcher.matches(p)] if matcher.active else procs
     if cache is None:
         rows = [_flat_row(p, opts) for p in shown]
     else:

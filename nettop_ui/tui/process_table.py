@@ -217,6 +217,8 @@ class ProcessTable(DataTable[Cell]):
         self._program_width = 0
         self._format: tuple[Scale, bool] = (Scale(), False)  # (units, totals) of the cells
         self._labels: dict[str, str] = {}
+        self._labels_gen = 0  # bumped when a column or its label changed
+        self._header: tuple[tuple[Any, ...], Strip | None] = ((), None)  # see _header_line
         self.rows_data: list[RowData] = []
         self.follow = False  # follow the selected process (the user picked it)
 
@@ -243,6 +245,7 @@ class ProcessTable(DataTable[Cell]):
         if keys == self._columns and program_width == self._program_width:
             return False
         self._columns, self._program_width = keys, program_width
+        self._labels_gen += 1
         self.clear(columns=True)
         self._drawn.clear()
         self._order = []
@@ -265,6 +268,7 @@ class ProcessTable(DataTable[Cell]):
             if self._labels.get(key) == label:
                 continue
             self._labels[key] = label
+            self._labels_gen += 1
             style = "bold underline" if key == opts.sort else "bold"
             self.columns[self._column_key(key)].label = Text(
                 label, justify=col.justify, style=style
@@ -498,8 +502,18 @@ class ProcessTable(DataTable[Cell]):
         if now is None:
             return super().render_line(y)
         if y < now.top:
-            return self._render_line(y, now.x1, now.x2, now.base)
+            return self._header_line(now, y)
         return self._body_line(now, y - now.top + now.scroll_y)
+
+    def _header_line(self, now: _Pass, y: int) -> Strip:
+        """DataTable's header line, drawn again only when a label, the layout, or the
+        cursor or hover (which may light the header up) changed."""
+        drawn_for = (y, self._labels_gen, now.cursor, now.hover, now.key)
+        was_for, line = self._header
+        if line is None or was_for != drawn_for:
+            line = self._render_line(y, now.x1, now.x2, now.base)
+            self._header = (drawn_for, line)
+        return line
 
     def _body_line(self, now: _Pass, index: int) -> Strip:
         """Row `index`'s line, as DataTable's `_render_line` makes it for a one-line row
