@@ -208,12 +208,29 @@ def sort_rows(
         v = r.values[pid]
         return (v is None, v if v is not None else 0)
 
-    known.sort(key=first)
-    if idx != total:  # on TOTAL itself, the last sort below orders the ties by PID alone
-        known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+    def at_once(r: RowData) -> tuple[Any, ...]:
+        """The order of the three passes below as one key, for numbers only (a name can
+        be unequal yet not less, which a tuple would not leave to the ties)."""
+        v = sort_key(r.values[idx])
+        if v.__class__ not in _NUMBERS:
+            raise _NotNumbers
+        return (-v if descending else v, -(r.values[total] or 0), first(r))
+
     unknown.sort(key=first)
-    known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
+    try:
+        known.sort(key=at_once)  # a key that raises leaves the list as it was
+    except _NotNumbers:
+        known.sort(key=first)
+        known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+        known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
     return known + unknown
+
+
+_NUMBERS = (int, float)
+
+
+class _NotNumbers(Exception):
+    """A value `sort_rows` cannot sort on at once: the passes one by one."""
 
 
 # -- the three views ------------------------------------------------------------------

@@ -319,19 +319,21 @@ class ProcessTable(DataTable[Cell]):
         changed = fmt != self._format
         self._format = fmt
         self.rows_data = rows
-        new_keys = {r.key for r in rows}
-        gone = [k for k in self._drawn if k not in new_keys]
+        added: list[str] = []
+        for row in rows:
+            drawn = self._drawn.get(row.key)
+            if drawn is None:
+                self._drawn[row.key] = _Drawn(row)
+                added.append(row.key)
+            elif drawn.row is not row:
+                drawn.row = row
+                changed = True
+        gone: list[str] = []
+        if len(self._drawn) != len(rows):  # (row keys are unique) some rows went
+            new_keys = {r.key for r in rows}
+            gone = [k for k in self._drawn if k not in new_keys]
         with self.app.batch_update():
             self._drop(gone)
-            added: list[str] = []
-            for row in rows:
-                drawn = self._drawn.get(row.key)
-                if drawn is None:
-                    self._drawn[row.key] = _Drawn(row)
-                    added.append(row.key)
-                elif drawn.row is not row:
-                    drawn.row = row
-                    changed = True
             had_rows = bool(self.rows)
             self._add(added)
             if changed:  # what update_cell does: outdate every rendered line, once
