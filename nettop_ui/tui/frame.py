@@ -123,11 +123,10 @@ class ProcessView:
     note: str | None = None  # what the backend knows it gets wrong about these bytes
     spark: tuple[float, ...] = ()  # total bps over the last SPARK_SECONDS, oldest first
     connections: tuple[ConnView, ...] = ()
-    # The table's row key: stored, as the UI reads it thousands of times a tick.
-    key: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", row_key(self.pid, self.create_time))
+    @property
+    def key(self) -> str:
+        return row_key(self.pid, self.create_time)
 
     @property
     def identity(self) -> ProcessKey:
