@@ -25,12 +25,14 @@ from nettop_ui.core import BackendFailure, ProcessTraffic, TrafficSample
 from nettop_ui.format import Scale
 from nettop_ui.tui.bindings import BINDING_IDS
 from nettop_ui.tui.cells import make_cell, sparkline
+from nettop_ui.tui.columns import TABLE, Program
 from nettop_ui.tui.frame import Frame, FrameCollector, ProcessView, build_frame, view_of
 from nettop_ui.tui.header import traffic_totals
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.model import (
     Matcher,
+    RowData,
     ViewOptions,
     build_rows,
     parent_index,
@@ -159,6 +161,50 @@ def test_sort_puts_unknown_last_both_ways() -> None:
     assert [r.value("pid") for r in rows] == [10, 12, 11]
     rows = sort_rows(rows, "up", descending=False)
     assert [r.value("pid") for r in rows] == [12, 10, 11]
+
+
+def sorted_by_passes(rows: list[RowData], column: str, descending: bool) -> list[RowData]:
+    """sort_rows's order spelled out as stable sorts: PID, then TOTAL (descending), then
+    the column; unknown values last, by PID."""
+    idx, total = TABLE.index[column], TABLE.index["total"]
+    key = TABLE.all[idx].sort_key
+
+    def pid(r: RowData) -> tuple[bool, Any]:
+        return (r.values[0] is None, r.values[0] or 0)
+
+    known = sorted((r for r in rows if r.values[idx] is not None), key=pid)
+    known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+    known.sort(key=lambda r: key(r.values[idx]), reverse=descending)
+    return known + sorted((r for r in rows if r.values[idx] is None), key=pid)
+
+
+FIGURES = st.sampled_from([None, 0, 1, 2.5, -0.0, 7, True])  # ties and unknowns, often
+PIDS = st.one_of(st.none(), st.integers(1, 9))
+
+
+@given(
+    st.lists(
+        st.tuples(PIDS, FIGURES, FIGURES, st.sampled_from("aBb")),
+        max_size=30,
+    ),
+    st.sampled_from(["total", "up", "cpu", "pid", "user", "program"]),
+    st.booleans(),
+)
+def test_sort_rows_orders_as_the_passes_one_by_one(
+    specs: list[tuple[int | None, Any, Any, str]], column: str, descending: bool
+) -> None:
+    """One sort on a combined key for numbers (the usual case), the passes for names:
+    the same order either way, ties and unknown values included."""
+    rows = []
+    for n, (pid, total, other, name) in enumerate(specs):
+        values: list[Any] = [None] * len(TABLE.all)
+        values[0], values[TABLE.index["total"]] = pid, total
+        values[TABLE.index["up"]] = values[TABLE.index["cpu"]] = other
+        values[TABLE.index["user"]] = name
+        values[TABLE.index["program"]] = Program("", name, str(n % 2))
+        rows.append(RowData(str(n), "proc", tuple(values)))
+    expected = [r.key for r in sorted_by_passes(rows, column, descending)]
+    assert [r.key for r in sort_rows(list(rows), column, descending)] == expected
 
 
 def test_tree_rolls_children_into_parents_and_folds() -> None:

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.cache import LRUCache
 from textual.geometry import Region
 from textual.renderables.styled import Styled
+from textual.strip import Strip
 
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.format import Scale
@@ -258,3 +259,86 @@ async def test_processes_coming_and_going_lay_nothing_out_again() -> None:
             assert rows == table.row_count  # the scrollbar knows
         assert len(counts) > 1  # the number of rows did change
         assert layouts == 0
+
+
+# -- each row's line is drawn again only when what it shows changed ---------------------
+
+
+def steady(tick: int, moving: int) -> Snapshot:
+    """40 processes whose figures stay put, but for `moving`'s DOWN, which grows 10 kB/s
+    each tick (too little to change their order, by TOTAL/s)."""
+    procs = []
+    for pid in range(2000, 2040):
+        state = ProcessState(pid, T0 + pid, f"kid{pid}")
+        state.user, state.ppid, state.cmdline = "root", 1, [f"/bin/kid{pid}"]
+        state.sent_bps, state.recv_bps = float(pid * 100_000), float(pid)
+        if pid == moving:
+            state.recv_bps = float(tick * 10_000)
+        state.sent_bytes, state.recv_bytes = pid, pid
+        state.cpu_percent, state.rss_bytes = 1.0, pid * 4096
+        procs.append(state)
+    return Snapshot(T0 + tick, 1.0, procs, None, None)
+
+
+def drawn_now(table: ProcessTable) -> list[Strip]:
+    return table.render_lines(Region(0, 0, table.size.width, table.size.height))
+
+
+def check_as_drawn_anew(table: ProcessTable) -> list[Strip]:
+    """The table's lines now, from its caches, are those it draws with no cache at all
+    (segment for segment: text, colours, and the row/column meta clicks read)."""
+    cached = drawn_now(table)
+    table._clear_caches()
+    fresh = drawn_now(table)
+    assert [list(s) for s in cached] == [list(s) for s in fresh]
+    return cached
+
+
+async def test_cached_lines_are_the_lines_drawn_anew() -> None:
+    """A changed figure, a cursor move, a re-sort, a new column and a resize each show
+    on screen exactly as a table with no cached lines draws it; a tick in which one
+    process changed draws that row's line again and keeps every other row's."""
+    source = ScriptedSource()
+    app = NettopApp(source, host="test")
+    moving = 2020
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        app.on_frame(source.frame_of(steady(1, moving)))
+        await pilot.pause()
+        before = check_as_drawn_anew(table)
+        drawn_now(table)  # the caches filled again, as a tick leaves them
+        lines = {key: drawn.line for key, drawn in table._drawn.items()}
+        row = table.header_height + table.get_row_index(table.rows_data[0].key)
+        at = table.header_height + table.get_row_index(f"{moving}:{T0 + moving}")
+
+        app.on_frame(source.frame_of(steady(2, moving)))  # one figure changed
+        await pilot.pause()
+        kept = {key for key, drawn in table._drawn.items() if drawn.line is lines[key]}
+        assert set(lines) - kept == {f"{moving}:{T0 + moving}"}  # all but the mover's
+        after = check_as_drawn_anew(table)
+        assert after[at].text != before[at].text
+        down = COLUMN_BY_KEY["down"].text(20_000.0, Scale(), False)
+        assert down in after[at].text
+
+        await pilot.press("down")  # the cursor leaves the top row for the next one
+        await pilot.pause()
+        moved = check_as_drawn_anew(table)
+        for y in (row, row + 1):  # the cursor's colours: off one row, on the other
+            assert list(moved[y]) != list(after[y]) and moved[y].text == after[y].text
+
+        await pilot.press("N")  # by PID: every row moves
+        await pilot.pause()
+        check_as_drawn_anew(table)
+        await pilot.press("D")  # the disk columns added
+        await pilot.pause()
+        assert app.opts.extra_columns
+        wider = check_as_drawn_anew(table)
+        assert [s.text for s in wider[table.header_height :]] != [
+            s.text for s in moved[table.header_height :]
+        ]
+        await pilot.resize_terminal(100, 24)
+        await pilot.pause()
+        check_as_drawn_anew(table)
+        app.on_frame(source.frame_of(steady(3, moving)))
+        await pilot.pause()
+        check_as_drawn_anew(table)

@@ -208,11 +208,29 @@ def sort_rows(
         v = r.values[pid]
         return (v is None, v if v is not None else 0)
 
-    known.sort(key=first)
-    known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+    def at_once(r: RowData) -> tuple[Any, ...]:
+        """The order of the three passes below as one key, for numbers only (a name can
+        be unequal yet not less, which a tuple would not leave to the ties)."""
+        v = sort_key(r.values[idx])
+        if v.__class__ not in _NUMBERS:
+            raise _NotNumbers
+        return (-v if descending else v, -(r.values[total] or 0), first(r))
+
     unknown.sort(key=first)
-    known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
+    try:
+        known.sort(key=at_once)  # a key that raises leaves the list as it was
+    except _NotNumbers:
+        known.sort(key=first)
+        known.sort(key=lambda r: r.values[total] or 0, reverse=True)
+        known.sort(key=lambda r: sort_key(r.values[idx]), reverse=descending)
     return known + unknown
+
+
+_NUMBERS = (int, float)
+
+
+class _NotNumbers(Exception):
+    """A value `sort_rows` cannot sort on at once: the passes one by one."""
 
 
 # -- the three views ------------------------------------------------------------------
@@ -259,11 +277,15 @@ class RowCache:
 def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -> list[RowData]:
     """The rows to show, in order, for `frame` under `opts` (flat rows from `cache`)."""
     matcher = Matcher(opts.filter_text)
-    procs = [
-        p
-        for p in frame.processes
-        if (not opts.only_active or is_active(p)) and (opts.user is None or p.user == opts.user)
-    ]
+    procs = (
+        list(frame.processes)
+        if not opts.only_active and opts.user is None
+        else [
+            p
+            for p in frame.processes
+            if (not opts.only_active or is_active(p)) and (opts.user is None or p.user == opts.user)
+        ]
+    )
     extra = _unattributed_row(frame, opts) if opts.user is None else None  # no one's bytes
     if extra is not None:
         u = frame.unattributed
@@ -274,7 +296,7 @@ def build_rows(frame: Frame, opts: ViewOptions, cache: RowCache | None = None) -
         return _tree_rows(procs, matcher, opts, extra)
     if opts.mode in GROUPINGS:
         return _group_rows([p for p in procs if matcher.matches(p)], opts, extra)
-    shown = [p for p in procs if matcher.matches(p)]
+    shown = [p for p in procs if matcher.matches(p)] if matcher.active else procs
     if cache is None:
         rows = [_flat_row(p, opts) for p in shown]
     else:

@@ -10,8 +10,10 @@ only when its text changed, not merely its raw value.
 
 DataTable keys all its render caches on a counter that every `update_cell` and `sort`
 bumps, so each tick it would render every visible cell anew (most of the CPU of a
-refresh). `_render_cell` instead keeps a cell's rendered lines for as long as that
-`Cell` object is on display, whatever row it has moved to.
+refresh). Here a body line is drawn by `_body_line`, which keeps each row's finished
+line until the row's cells, its position, the cursor/hover or the layout change, and
+`_cell_line` keeps a cell's rendered segments for as long as that `Cell` object is on
+display, whatever row it has moved to.
 Once the user has picked a row (arrow keys, a click, a search), the cursor follows that
 process across re-sorts; until then, and after ctrl+home, it stays on the top row, so a
 fresh screen always has the busiest process selected.
@@ -22,10 +24,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from rich.console import ConsoleOptions
 from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_crop
 from textual._two_way_dict import TwoWayDict
 from textual._types import SegmentLines
 from textual.binding import BindingType
@@ -61,7 +65,7 @@ class _Drawn:
     """One row: the `RowData` it should show (`row`), its DataTable key, and the cells
     drawn from `made` (None: none made yet) in the (units, totals) `fmt`."""
 
-    __slots__ = ("cells", "fmt", "made", "row", "row_key")
+    __slots__ = ("cells", "fmt", "line", "line_for", "made", "row", "row_key")
 
     def __init__(self, row: RowData) -> None:
         self.row = row
@@ -69,6 +73,8 @@ class _Drawn:
         self.made: RowData | None = None
         self.cells: list[Cell] = []
         self.fmt: tuple[Scale, bool] | None = None
+        self.line: Strip | None = None  # the row's line as last drawn (`_body_line`)
+        self.line_for: tuple[Any, ...] = ()  # what that line was drawn for
 
 
 def _padded(col: Column, label: str) -> str:
@@ -83,6 +89,89 @@ def _plain_key(key: StringKey | str) -> str:
 def _marked(row: RowData) -> bool:
     """Whether the row's byte figures carry the backend's note (cells.NOTE_MARK)."""
     return row.process is not None and row.process.note is not None
+
+
+class _Pass:
+    """What one render of the table looks up once, not for every line or cell: the
+    widget's style, scroll offset, column widths, cursor and hover rows."""
+
+    __slots__ = (
+        "_options",
+        "_styles",
+        "base",
+        "column_keys",
+        "cursor",
+        "gap",
+        "hover",
+        "key",
+        "pseudo",
+        "scroll_y",
+        "table",
+        "top",
+        "width",
+        "widths",
+        "x1",
+        "x2",
+    )
+
+    def __init__(self, table: ProcessTable) -> None:
+        self.table = table
+        self.base = table.rich_style
+        self.pseudo = table._pseudo_class_state  # set by DataTable.render_lines
+        ordered = table.ordered_columns
+        self.column_keys = tuple(c.key for c in ordered)
+        self.widths = tuple(c.get_render_width(table) for c in ordered)
+        scroll_x, self.scroll_y = table.scroll_offset
+        self.width = table.size.width
+        self.x1, self.x2 = scroll_x, scroll_x + self.width
+        self.top = table.header_height if table.show_header else 0
+        self.cursor = table.cursor_coordinate.row
+        self.hover = table.hover_coordinate.row
+        self.gap = max(0, self.width - sum(self.widths))
+        self._styles: dict[tuple[bool, bool, bool], tuple[Style, Style]] = {}
+        self._options: dict[int, ConsoleOptions] = {}
+        # Everything but the row's own position, cursor and hover that a line shows.
+        self.key = (
+            self.base,
+            self.pseudo,
+            self.column_keys,
+            self.widths,
+            self.x1,
+            self.width,
+            table.show_cursor,
+            table._show_hover_cursor,
+            table.cursor_foreground_priority,
+            table.cursor_background_priority,
+            table._style_gen,
+        )
+
+    def styles(self, cursor: bool, hover: bool, css_priority: bool) -> tuple[Style, Style]:
+        """DataTable's (component, post) styles for a body cell; with `css_priority`, the
+        cursor's colours give way to the cell's where the CSS asks for that."""
+        key = (cursor, hover, css_priority)
+        found = self._styles.get(key)
+        if found is None:
+            t = self.table
+            found = self._styles[key] = t._get_styles_to_render_cell(
+                False,  # not a header
+                False,  # not the row label
+                False,  # not the label column
+                hover,
+                cursor,
+                t.show_cursor,
+                t._show_hover_cursor,
+                css_priority and t.cursor_foreground_priority == "css",
+                css_priority and t.cursor_background_priority == "css",
+            )
+        return found
+
+    def options(self, width: int) -> ConsoleOptions:
+        """The console options of a one-line cell `width` wide."""
+        found = self._options.get(width)
+        if found is None:
+            found = self.table.app.console_options.update_dimensions(width, 1)
+            found = self._options[width] = found.update(no_wrap=True)
+        return found
 
 
 class ProcessTable(DataTable[Cell]):
@@ -101,7 +190,8 @@ class ProcessTable(DataTable[Cell]):
     def __init__(self, table: ColumnSet | None = None, **kwargs: Any) -> None:
         self._table = table  # None: the process table, `columns.TABLE` (tests swap it)
         # Before DataTable's __init__, which already clears the render caches.
-        self._lines: LRUCache[tuple[Any, ...], tuple[Cell, SegmentLines]] = LRUCache(CELL_CACHE)
+        self._lines: LRUCache[tuple[Any, ...], tuple[Cell, list[Segment]]] = LRUCache(CELL_CACHE)
+        self._style_gen = 0  # bumped when styles changed: the lines drawn before are stale
         super().__init__(
             cursor_type="row",
             cell_padding=0,
@@ -121,13 +211,14 @@ class ProcessTable(DataTable[Cell]):
         ):
             cache.maxsize = TICK_CACHE
         self._drawn: dict[str, _Drawn] = {}
-        self._style_now: Style | None = None  # set while rendering: see render_lines
-        self._widths_now: list[int] = []
+        self._pass: _Pass | None = None  # set while rendering: see render_lines
         self._order: list[str] = []  # row keys in the order of the last sort
         self._columns: list[str] = []
         self._program_width = 0
         self._format: tuple[Scale, bool] = (Scale(), False)  # (units, totals) of the cells
         self._labels: dict[str, str] = {}
+        self._labels_gen = 0  # bumped when a column or its label changed
+        self._header: tuple[tuple[Any, ...], Strip | None] = ((), None)  # see _header_line
         self.rows_data: list[RowData] = []
         self.follow = False  # follow the selected process (the user picked it)
 
@@ -154,6 +245,7 @@ class ProcessTable(DataTable[Cell]):
         if keys == self._columns and program_width == self._program_width:
             return False
         self._columns, self._program_width = keys, program_width
+        self._labels_gen += 1
         self.clear(columns=True)
         self._drawn.clear()
         self._order = []
@@ -176,6 +268,7 @@ class ProcessTable(DataTable[Cell]):
             if self._labels.get(key) == label:
                 continue
             self._labels[key] = label
+            self._labels_gen += 1
             style = "bold underline" if key == opts.sort else "bold"
             self.columns[self._column_key(key)].label = Text(
                 label, justify=col.justify, style=style
@@ -226,19 +319,21 @@ class ProcessTable(DataTable[Cell]):
         changed = fmt != self._format
         self._format = fmt
         self.rows_data = rows
-        new_keys = {r.key for r in rows}
-        gone = [k for k in self._drawn if k not in new_keys]
+        added: list[str] = []
+        for row in rows:
+            drawn = self._drawn.get(row.key)
+            if drawn is None:
+                self._drawn[row.key] = _Drawn(row)
+                added.append(row.key)
+            elif drawn.row is not row:
+                drawn.row = row
+                changed = True
+        gone: list[str] = []
+        if len(self._drawn) != len(rows):  # (row keys are unique) some rows went
+            new_keys = {r.key for r in rows}
+            gone = [k for k in self._drawn if k not in new_keys]
         with self.app.batch_update():
             self._drop(gone)
-            added: list[str] = []
-            for row in rows:
-                drawn = self._drawn.get(row.key)
-                if drawn is None:
-                    self._drawn[row.key] = _Drawn(row)
-                    added.append(row.key)
-                elif drawn.row is not row:
-                    drawn.row = row
-                    changed = True
             had_rows = bool(self.rows)
             self._add(added)
             if changed:  # what update_cell does: outdate every rendered line, once
@@ -321,6 +416,7 @@ class ProcessTable(DataTable[Cell]):
         index, cells = self.column_set.index, drawn.cells
         if redo:
             cells.clear()
+            drawn.line = None
         for n, col in enumerate(self._columns):
             i = index[col]
             value = row.values[i]
@@ -334,6 +430,7 @@ class ProcessTable(DataTable[Cell]):
                 continue
             else:
                 cells[n] = cell
+                drawn.line = None  # the row looks different now
             data[ColumnKey(col)] = cell
         drawn.made, drawn.fmt = row, self._format
 
@@ -379,22 +476,79 @@ class ProcessTable(DataTable[Cell]):
     # -- rendering ------------------------------------------------------------------
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # Looked up once per render instead of once per line (an ancestor walk each).
-        self._style_now = self.rich_style
-        self._widths_now = [c.get_render_width(self) for c in self.ordered_columns]
+        self._pass = None  # made by the first body line: see `_pass_now`
         try:
             return super().render_lines(crop)
         finally:
-            self._style_now, self._widths_now = None, []
+            self._pass = None
+
+    def _pass_now(self) -> _Pass | None:
+        """This render's `_Pass`, or None when the table is one `_body_line` cannot draw."""
+        if self._pass is None:
+            if (
+                self.fixed_rows
+                or self.fixed_columns
+                or self.cursor_type != "row"
+                or self.zebra_stripes
+                or self.cell_padding
+                or self._should_render_row_labels
+            ):
+                return None
+            self._pass = _Pass(self)
+        return self._pass
 
     def render_line(self, y: int) -> Strip:
-        """DataTable's, with the widget's style from `render_lines`."""
-        if self._style_now is None or self.fixed_rows:
+        """A body line from `_body_line`; the header, and lines outside `render_lines`,
+        as DataTable draws them."""
+        now = self._pass_now()
+        if now is None:
             return super().render_line(y)
-        scroll_x, scroll_y = self.scroll_offset
-        if y >= (self.header_height if self.show_header else 0):
-            y += scroll_y
-        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._style_now)
+        if y < now.top:
+            return self._header_line(now, y)
+        return self._body_line(now, y - now.top + now.scroll_y)
+
+    def _header_line(self, now: _Pass, y: int) -> Strip:
+        """DataTable's header line, drawn again only when a label, the layout, or the
+        cursor or hover (which may light the header up) changed."""
+        drawn_for = (y, self._labels_gen, now.cursor, now.hover, now.key)
+        was_for, line = self._header
+        if line is None or was_for != drawn_for:
+            line = self._render_line(y, now.x1, now.x2, now.base)
+            self._header = (drawn_for, line)
+        return line
+
+    def _body_line(self, now: _Pass, index: int) -> Strip:
+        """Row `index`'s line, as DataTable's `_render_line` makes it for a one-line row
+        with a row cursor, drawn again only when what it shows changed.
+
+        The finished line is kept on the row (`_Drawn.line`) with what it was drawn
+        for: its position (the mouse meta on its segments holds the row number), cursor
+        and hover, and this render's `_Pass.key`; `_fresh` drops it when a cell changes.
+        DataTable's own line cache cannot do this: its key holds a counter that every
+        tick bumps.
+        """
+        row_key = self._row_locations.get_key(index)
+        if row_key is None:
+            return Strip.blank(now.width, now.base)
+        key = row_key.value or ""
+        self._fresh(key)
+        drawn = self._drawn.get(key)
+        if drawn is None or self.rows[row_key].height != 1:
+            return self._render_line(index + now.top, now.x1, now.x2, now.base)
+        cursor, hover = index == now.cursor, index == now.hover
+        drawn_for = (index, cursor, hover, now.key)
+        if drawn.line is not None and drawn.line_for == drawn_for:
+            return drawn.line
+        cells = self._data[row_key]
+        segments: list[Segment] = []
+        for column, (column_key, width) in enumerate(zip(now.column_keys, now.widths, strict=True)):
+            segments += self._cell_line(now, cells[column_key], index, column, width, cursor, hover)
+        extend = now.base + now.styles(cursor, hover, css_priority=False)[0]
+        segments.append(Segment(" " * now.gap, extend + _meta(index, 0, True)))
+        line = line_crop(segments, now.x1, now.x2, now.width)
+        drawn.line = Strip(line).adjust_cell_length(now.width, now.base).simplify()
+        drawn.line_for = drawn_for
+        return drawn.line
 
     def _render_line_in_row(
         self,
@@ -404,101 +558,52 @@ class ProcessTable(DataTable[Cell]):
         cursor_location: Coordinate,
         hover_location: Coordinate,
     ) -> tuple[SegmentLines, SegmentLines]:
-        """DataTable's for a body row with a row cursor, less what it looked up for every
-        line although it cannot change within a render (column widths, the background
-        of the widget, the header's style). Its per-row cache is left out: the line
-        cache above it already holds what it would."""
+        """DataTable's, with the row's cells brought up to date first (the header, and
+        any line `_body_line` does not draw)."""
         if row_key is not self._header_row_key:
             self._fresh(row_key.value or "")
-        if (
-            not self._widths_now
-            or row_key is self._header_row_key
-            or self.cursor_type != "row"
-            or self.fixed_columns
-            or self.zebra_stripes
-            or self._should_render_row_labels
-        ):
-            return super()._render_line_in_row(
-                row_key, line_no, base_style, cursor_location, hover_location
-            )
-        row = self._row_locations.get(row_key)
-        if row is None:
-            return super()._render_line_in_row(
-                row_key, line_no, base_style, cursor_location, hover_location
-            )
-        cursor, hover = row == cursor_location.row, row == hover_location.row
-        cells = [
-            self._render_cell(row, column, base_style, width, cursor, hover)[line_no]
-            for column, width in enumerate(self._widths_now)
-        ]
-        extend, _ = self._body_styles(cursor, hover, css_priority=False)
-        gap = max(0, self.size.width - sum(self._widths_now))
-        cells.append([Segment(" " * gap, base_style + extend + _meta(row, 0, True))])
-        return [], cells
-
-    def _body_styles(self, cursor: bool, hover: bool, css_priority: bool) -> tuple[Style, Style]:
-        """DataTable's (component, post) styles for a body cell; with `css_priority`, the
-        cursor's colours give way to the cell's where the CSS asks for that."""
-        return self._get_styles_to_render_cell(
-            False,  # not a header
-            False,  # not the row label
-            False,  # not the label column
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            css_priority and self.cursor_foreground_priority == "css",
-            css_priority and self.cursor_background_priority == "css",
+        return super()._render_line_in_row(
+            row_key, line_no, base_style, cursor_location, hover_location
         )
 
-    def _render_cell(
+    def _cell_line(
         self,
+        now: _Pass,
+        cell: Cell,
         row_index: int,
         column_index: int,
-        base_style: Style,
         width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> SegmentLines:
-        """DataTable's rendering of one cell, cached by the `Cell` object, not the tick.
+        cursor: bool,
+        hover: bool,
+    ) -> list[Segment]:
+        """One body cell's line, cached by the `Cell` object, not the tick.
 
         Mirrors `DataTable._render_cell` (Textual 8.2.8) for one-line body cells; the
         row/column meta that mouse clicks read is put on afterwards, since it changes
         whenever the rows are re-sorted while the rendered text does not.
         """
-        if row_index < 0 or column_index < 0 or self.fixed_rows or self.fixed_columns:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        if row_key is None or column_key is None or self.rows[row_key].height != 1:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        cell = self._data[row_key][column_key]
-        key = (id(cell), base_style, width, cursor, hover, self._pseudo_class_state)
+        key = (id(cell), now.base, width, cursor, hover, now.pseudo)
         hit = self._lines.get(key)
         if hit is not None and hit[0] is cell:
-            lines = hit[1]
+            line = hit[1]
         else:
-            lines = self._draw(cell, base_style, width, cursor, hover)
-            self._lines[key] = (cell, lines)  # holding `cell` keeps its id from being reused
+            line = self._draw(now, cell, width, cursor, hover)
+            self._lines[key] = (cell, line)  # holding `cell` keeps its id from being reused
         meta = _meta(row_index, column_index)
-        return [
-            [Segment(text, style + meta if style else meta) for text, style, _ in line]
-            for line in lines
-        ]
+        return [Segment(text, style + meta if style else meta) for text, style, _ in line]
 
-    def _draw(
-        self, cell: Cell, base_style: Style, width: int, cursor: bool, hover: bool
-    ) -> SegmentLines:
+    def _draw(self, now: _Pass, cell: Cell, width: int, cursor: bool, hover: bool) -> list[Segment]:
         """One body cell, without meta: directly if it can, through Rich if not."""
-        component_style, post_style = self._body_styles(cursor, hover, css_priority=True)
-        style = base_style + component_style
-        options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
-        if width > 0 and not self.cell_padding:
+        component_style, post_style = now.styles(cursor, hover, css_priority=True)
+        style = now.base + component_style
+        options = now.options(width)
+        if width > 0:
             line = cell.line(self.app.console, options, style, post_style)
             if line is not None:
-                return [line]
-        styled = Styled(Padding(cell, (0, self.cell_padding)), style, post_style)
-        return self.app.console.render_lines(styled, options)
+                return line
+        styled = Styled(Padding(cell, (0, 0)), style, post_style)
+        lines = self.app.console.render_lines(styled, options)
+        return lines[0] if lines else []
 
     def _get_offsets(self, y: int) -> tuple[RowKey, int]:
         """DataTable's, without its list of every line of every row (rebuilt each tick):
@@ -515,9 +620,11 @@ class ProcessTable(DataTable[Cell]):
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._lines.clear()
+        self._style_gen += 1
 
     def notify_style_update(self) -> None:
         self._lines.clear()
+        self._style_gen += 1
         super().notify_style_update()
 
     # The user moving the cursor means: follow this process.
