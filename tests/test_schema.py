@@ -17,7 +17,7 @@ DOCS = Path(__file__).parent.parent / "docs" / "json-schema.md"
 # ProcessState's own bookkeeping, never in a record or a view.
 COLLECTOR_ONLY = {"exited_at", "first_seen", "cpu_ticks", "reaped_ticks", "mem_probe", "sched"}
 COLLECTOR_ONLY |= {"details_pending"}  # Collector.first_look: facts still to read
-COLLECTOR_ONLY |= {"conns_stamp"}
+COLLECTOR_ONLY |= {"conns_stamp", "rested", "history_tick"}  # the scan and the lazy history
 COLLECTOR_ONLY |= {"connections", "history", "ebpf"}  # records and views copy these themselves
 VIEW_ONLY = {"spark", "connections", "ebpf"}  # made by view_of from the history and connections
 TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool"}

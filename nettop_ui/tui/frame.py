@@ -519,12 +519,15 @@ class FrameCollector(Collector):
             super().close()
 
     def freeze(self, snap: Snapshot) -> Frame:
-        """Turn `snap` (this collector's latest) into `self.frame`, handing on the views
-        of unchanged processes: only those in `snap.changed` (and the sliding
-        sparklines) are looked at, unless anything may have changed."""
+        """Turn `snap` (this collector's latest, or its processes in part) into
+        `self.frame`, handing on the views of unchanged processes: only those in
+        `snap.changed` (and the sliding sparklines) are looked at, unless anything may
+        have changed."""
         points, known = spark_points(snap.interval_s), self.traffic_known
         views, stamps, sliding = self._views, self._conn_stamps, self._sliding
-        processes = self.processes
+        processes: Mapping[ProcessKey, ProcessState] = self.processes
+        if len(snap.processes) != len(processes):  # some left out (TreeFrameCollector)
+            processes = {p.key: p for p in snap.processes}
         changed = snap.changed
         if changed is None or self._frozen_as != (points, known):
             changed = set(processes)  # every view made again (or handed on)
@@ -532,12 +535,11 @@ class FrameCollector(Collector):
         for gone in views.keys() - processes.keys() if len(views) > len(processes) else ():
             del views[gone], stamps[gone]
             sliding.discard(gone)
-        if len(views) < len(processes):  # never seen changed (not expected): made now
-            changed = changed | (processes.keys() - views.keys())
-        for key in changed | sliding:
+
+        def make(key: ProcessKey) -> None:
             state = processes.get(key)
             if state is None:
-                continue
+                return
             self.history_of(state)  # the rows it missed while unchanged
             view = views[key] = view_of(state, points, known, views.get(key), stamps.get(key))
             stamps[key] = state.conns_stamp
@@ -545,6 +547,15 @@ class FrameCollector(Collector):
                 sliding.add(key)
             else:
                 sliding.discard(key)
+
+        for key in changed | sliding:
+            make(key)
+        try:
+            ordered = tuple(map(views.__getitem__, processes))
+        except KeyError:  # one never seen changed (a tree's new member): made now
+            for key in processes.keys() - views.keys():
+                make(key)
+            ordered = tuple(map(views.__getitem__, processes))
         if self.watch:
             for state in processes.values():
                 if row_key(state.pid, state.create_time) in self.watch:
@@ -554,7 +565,7 @@ class FrameCollector(Collector):
             self.watch,
             known,
             previous_remotes=self._hosts,
-            views=tuple(map(views.__getitem__, processes)),
+            views=ordered,
         )
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame
