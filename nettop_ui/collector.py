@@ -43,7 +43,7 @@ SWEEP_CONNECTIONS_S = 5.0  # how often connections idle past connection_keep_s a
 RECOUNT_S = 5.0  # the hosts' open connections are recounted at least this often
 RENAME_S = 30.0  # every host's name is asked for again at least this often
 NO_SCHEDSTAT = b"0 0 0\n"  # /proc/PID/schedstat where the kernel keeps none
-FULL_SCAN_EVERY = 10  # scans: a process that has not run is still read in full this often
+FULL_SCAN_EVERY = 10  # scans: a process that has not run has its statm and cgroup read again
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
 _PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads", "cpu_times"]
@@ -342,8 +342,8 @@ class Collector:
         stat, statm and io are not read again: most processes sleep through most
         seconds, and this halves the reads. What can change without it running is read
         anyway: its parent (when the parent exits: every process whose parent just
-        vanished is read in full) and its RSS (reclaim: every process is read in full
-        every FULL_SCAN_EVERY scans, in turns).
+        vanished is read in full), and in turns every FULL_SCAN_EVERY scans its memory
+        (reclaim) and cgroup (`_reread_asleep`).
         """
         seen: dict[int, ProcessKey] = {}
         if self._files is None:

@@ -355,27 +355,18 @@ def build_frame(
     snap: Snapshot,
     watch: Collection[str] = (),
     traffic_known: bool = True,
-    previous: Mapping[ProcessKey, ProcessView] | None = None,
     previous_remotes: Mapping[str, RemoteView] | None = None,
-    previous_stamps: Mapping[ProcessKey, int] | None = None,
     views: tuple[ProcessView, ...] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
-    `previous`, `previous_remotes`: the last frame's views of processes by identity
-    and of remote hosts by address, handed on where nothing changed;
-    `previous_stamps`: each process's `conns_stamp` when its view was made.
-    `views`: those of `snap.processes`, made already (FrameCollector.freeze).
+    `previous_remotes`: the last frame's views of remote hosts by address, handed on
+    where nothing changed. `views`: those of `snap.processes`, made already (the
+    process views FrameCollector.freeze hands on); None: made here.
     """
     if views is None:
         points = spark_points(snap.interval_s)
-        old, stamps = previous or {}, previous_stamps or {}
-
-        def view(p: ProcessState) -> ProcessView:
-            key = (p.pid, p.create_time)
-            return view_of(p, points, traffic_known, old.get(key), stamps.get(key))
-
-        views = tuple(map(view, snap.processes))
+        views = tuple(view_of(p, points, traffic_known) for p in snap.processes)
     histories: dict[str, HistoryView] = {}
     if watch:
         for state in snap.processes:
