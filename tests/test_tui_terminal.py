@@ -266,12 +266,27 @@ def test_closed_terminal_ends_app_and_its_child(net: Network) -> None:
         assert not gone(kids), "the closed terminal left a child running"
 
 
+def stale_size(cmd: list[str]) -> list[str]:
+    """`cmd` with COLUMNS and LINES exported at the starting size, as some shells do."""
+    return ["env", "COLUMNS=160", "LINES=48", *cmd]
+
+
 def test_tiny_terminal_does_not_crash_and_redraws(net: Network) -> None:
+    """Down to 20x5 and back, with the starting size left in COLUMNS and LINES: the app
+    lays itself out for each size the terminal reports (the footer on its 5th line),
+    and back at full size every line is drawn again."""
     require_root()
-    with tui(160, 48, "--backend", "ebpf", "--interval", "1") as (term, app):
+    with tui(160, 48, "--backend", "ebpf", "--interval", "1", wrap=stale_size) as (term, app):
         app.wait_table()
         term.resize(20, 5)
-        term.wait_for(lambda s: len(s.rstrip("\n").split("\n")) <= 5, 10, "a 20x5 screen")
+        term.wait_for(
+            lambda s: (
+                (lines := s.rstrip("\n").split("\n"))[-1].startswith("⏎ Open ? Help")
+                and len(lines) <= 5
+            ),
+            10,
+            "the app drawn for a 20x5 screen",
+        )
         deadline = time.monotonic() + 3  # three frames drawn at 20x5
         while time.monotonic() < deadline:
             assert app.proc.is_running() and app.proc.status() != psutil.STATUS_ZOMBIE

@@ -30,6 +30,11 @@ _UNIT = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 Wrap = Callable[[list[str]], list[str]]  # a command line -> how to run it
 
+# The shell's environment, as in a fresh terminal. COLUMNS and LINES stay out: something
+# in the test session puts them in the C-level environment (not in os.environ), which
+# children inherit, and an app that trusts them ignores every resize.
+TERMINAL_ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+
 
 def parse_rate(text: str) -> float:
     """Bytes/s of a table cell such as `2.4MiB` or `0B`."""
@@ -56,6 +61,7 @@ class Terminal:
     def tmux(self, *args: str, check: bool = True) -> str:
         res = subprocess.run(
             ["tmux", "-f", "/dev/null", "-L", self.socket, *args],
+            env=TERMINAL_ENV,
             capture_output=True,
             text=True,
             timeout=10,

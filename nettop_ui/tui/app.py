@@ -74,6 +74,20 @@ class QuickExitDriver(LinuxDriver):
         LinuxDriver.stop_application_mode(self)
         self.close()
 
+    def _get_terminal_size(self) -> tuple[int, int]:
+        """The size the terminal itself reports. Textual asks `shutil`, which takes
+        COLUMNS and LINES from the environment first: a shell that exports them (bash
+        keeps them current in its own variables, not in a child's environment) left
+        the app at its starting size through every resize."""
+        for stream in (self._file, sys.__stdin__):  # where it draws, where it reads
+            try:
+                width, height = os.get_terminal_size(stream.fileno())  # type: ignore[union-attr]
+            except (AttributeError, OSError, ValueError):  # None, closed, not a terminal
+                continue
+            if width and height:
+                return width, height
+        return super()._get_terminal_size()
+
 
 class StdoutDriver(QuickExitDriver):
     """Textual's terminal driver, drawing on stdout instead of stderr."""

@@ -313,21 +313,27 @@ class ProcessTable(DataTable[Cell]):
         return True
 
     def show(self, rows: list[RowData], opts: ViewOptions) -> None:
-        """Make the table show `rows` in this order; cells are made when drawn (`_fresh`)."""
+        """Make the table show `rows` in this order; cells are made when drawn (`_fresh`).
+
+        Only the lines on screen that show something else than before are repainted:
+        a row whose values changed, a position that now holds another row (or none),
+        the header when a label changed. The rest of the screen is left as it is
+        drawn, which on a quiet machine is nearly all of it."""
         selected, cursor_row = self.selected_key, self.cursor_row
         fmt = (opts.scale, opts.totals)
-        changed = fmt != self._format
+        everything = fmt != self._format
         self._format = fmt
         self.rows_data = rows
         added: list[str] = []
-        for row in rows:
+        changed: list[int] = []  # positions of rows that now show other values
+        for index, row in enumerate(rows):
             drawn = self._drawn.get(row.key)
             if drawn is None:
                 self._drawn[row.key] = _Drawn(row)
                 added.append(row.key)
             elif drawn.row is not row:
                 drawn.row = row
-                changed = True
+                changed.append(index)
         gone: list[str] = []
         if len(self._drawn) != len(rows):  # (row keys are unique) some rows went
             new_keys = {r.key for r in rows}
@@ -336,18 +342,58 @@ class ProcessTable(DataTable[Cell]):
             self._drop(gone)
             had_rows = bool(self.rows)
             self._add(added)
-            if changed:  # what update_cell does: outdate every rendered line, once
+            labels = self._labels_gen
+            self._set_labels(opts)
+            before, order = self._order, [r.key for r in rows]
+            if added or gone or order != before:
+                self._reorder(order, moved_only=not (added or gone))
+            if everything:  # what update_cell does: outdate every rendered line, once
                 self._update_count += 1
                 self.refresh()
-            self._set_labels(opts)
-            order = [r.key for r in rows]
-            if added or gone or order != self._order:
-                self._reorder(order, moved_only=not (added or gone))
+            else:
+                self._repaint(changed, before, order, labels != self._labels_gen)
             if gone:
                 self.hover_coordinate = self.hover_coordinate  # back within the rows left
             if added and not had_rows and self.show_cursor and self.cursor_type != "none":
                 self._highlight_cursor()  # as add_row does for a table's first row
             self._restore_cursor(selected, cursor_row)
+
+    def _repaint(
+        self, changed: list[int], before: list[str], order: list[str], header: bool
+    ) -> None:
+        """Mark dirty the lines on screen that `show` changed: the rows at `changed`
+        positions, the positions whose row is not the one `before` put there, and the
+        header if its labels changed. Runs of lines go as one region each."""
+        top = self.header_height if self.show_header else 0
+        first = round(self.scroll_y)
+        last = first + max(0, self.scrollable_content_region.height - top)
+        dirty = {i for i in changed if first <= i < last and self._looks_different(order[i])}
+        for i in range(first, min(last, max(len(order), len(before)))):
+            if i >= len(order) or i >= len(before) or order[i] != before[i]:
+                dirty.add(i)
+        width = self.size.width
+        if header and top:
+            self.refresh(Region(0, 0, width, top))
+        run_start = previous = None
+        for i in sorted(dirty):
+            if previous is not None and i == previous + 1:
+                previous = i
+                continue
+            if run_start is not None and previous is not None:
+                self.refresh(Region(0, top + run_start - first, width, previous - run_start + 1))
+            run_start = previous = i
+        if run_start is not None and previous is not None:
+            self.refresh(Region(0, top + run_start - first, width, previous - run_start + 1))
+
+    def _looks_different(self, key: str) -> bool:
+        """Whether row `key`, given new values, draws another line than it did: its
+        cells are brought up to date now (as drawing it would), keeping those that look
+        the same (`_fresh`). A new `RowData` often shows what the last one did."""
+        drawn = self._drawn[key]
+        if drawn.line is None:
+            return True
+        self._fresh(key)
+        return drawn.line is None
 
     def _drop(self, gone: list[str]) -> None:
         """Forget the rows `gone`, all at once, before `_reorder` numbers the rest:
@@ -392,7 +438,6 @@ class ProcessTable(DataTable[Cell]):
             self._row_locations = TwoWayDict({drawn[key].row_key: i for i, key in enumerate(order)})
         self._order = order
         self._update_count += 1
-        self.refresh()
 
     def _fresh(self, key: str) -> None:
         """Bring row `key`'s cells up to the row it should show: a cell is made only for
@@ -455,10 +500,9 @@ class ProcessTable(DataTable[Cell]):
         size, old = Size(width, self.row_count + header), self.virtual_size
         window = self.container_size.height
         if size.width == old.width and (size.height > window) == (old.height > window):
-            if size != old:
+            if size != old:  # the lines the rows changed on screen, `show` repainted
                 self.set_reactive(DataTable.virtual_size, size)
                 self._scroll_update(size)
-                self.refresh()
         else:
             self.virtual_size = size
 
