@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rich.control import ControlType
-from rich.segment import Segment
+from rich.segment import ControlType, Segment
 from rich.style import Style
 from textual._compositor import CompositorUpdate
 from textual.geometry import Region
@@ -34,7 +33,7 @@ def apply(cells: Cells, segments: Iterable[Segment]) -> None:
     for segment in segments:
         if segment.control:
             for code in segment.control:
-                if code[0] == ControlType.CURSOR_MOVE_TO:
+                if code[0] == ControlType.CURSOR_MOVE_TO and len(code) == 3:
                     x, y = int(code[1]), int(code[2])
             continue
         if segment.text == "\n":
@@ -59,7 +58,7 @@ class TerminalApp(NettopApp):
             width, height = self.size
             if len(self.screen_cells) != height or len(self.screen_cells[0]) != width:
                 self.screen_cells = [[(" ", None)] * width for _ in range(height)]
-            apply(self.screen_cells, self.console.render(renderable))
+            apply(self.screen_cells, self.console.render(renderable))  # type: ignore[arg-type]
 
     def table_part(self) -> Cells:
         """The cells of the table's content (not its scrollbar) on the screen."""
