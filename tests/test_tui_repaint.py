@@ -1,5 +1,6 @@
-"""The process table repaints only the lines that changed, and what the terminal then
-shows is exactly what a full repaint would draw.
+"""The process table repaints only the lines that changed, the panels and the header
+only when their text changed, and what the terminal then shows is exactly what a full
+repaint would draw.
 
 `TerminalApp` keeps a screen the way a terminal does: it applies each update the app
 would write (the compositor's partial updates, cursor moves and all) to the cells it
@@ -22,7 +23,8 @@ from textual.geometry import Region
 
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.tui import NettopApp, ScriptedSource
-from tests.tui_fixtures import T0
+from nettop_ui.tui.panels import Panel
+from tests.tui_fixtures import T0, scripted_snapshots
 
 Cells = list[list[tuple[str, Style | None]]]
 
@@ -191,3 +193,53 @@ async def test_the_terminal_shows_what_a_full_repaint_draws() -> None:
         tick(14, range(95, 145), {132: 5e9})
         await settle("tick after the tiny terminal")
         assert len(steps) == 21
+
+
+def screen_drawn_anew(app: TerminalApp) -> Cells:
+    """The whole screen as a repaint from empty caches draws it."""
+    for widget in app.screen.walk_children(with_self=True):
+        widget._styles_cache.clear()
+    app.main.table._clear_caches()
+    width, height = app.size
+    fresh: Cells = [[(" ", None)] * width for _ in range(height)]
+    update = app.screen._compositor.render_full_update()
+    apply(fresh, app.console.render(update))  # type: ignore[arg-type]
+    return fresh
+
+
+async def test_panels_and_header_repaint_only_when_their_text_changed() -> None:
+    """Each tick tells every panel and the header the new state; a panel whose text is
+    the same (the GPU panel without a GPU) is not repainted, one whose figures moved
+    is, and the whole screen is then what a full repaint draws."""
+    snaps = scripted_snapshots(6)
+    source = ScriptedSource()
+    app = TerminalApp(source)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panels = {panel.id: panel for panel in app.main.query(Panel)}
+        repainted: dict[str | None, int] = dict.fromkeys(panels, 0)
+        for panel in panels.values():
+            refresh = panel.refresh
+
+            def counted(
+                *args: Any, _id: str | None = panel.id, _r: Any = refresh, **kw: Any
+            ) -> Any:
+                repainted[_id] += 1
+                return _r(*args, **kw)
+
+            panel.refresh = counted  # type: ignore[method-assign]
+        app.on_frame(source.frame_of(snaps[0]))
+        await pilot.pause()
+        for snap in snaps[1:]:
+            for key in repainted:
+                repainted[key] = 0
+            app.on_frame(source.frame_of(snap))
+            await pilot.pause()
+            await pilot.pause()
+            assert repainted["panel-gpu"] == 0, "the GPU panel, unchanged, was repainted"
+            assert repainted["panel-cpu"] >= 1, "the CPU panel's new figures were not drawn"
+            assert "no NVIDIA GPU" in "".join(c for c, _ in app.screen_cells[2])
+            shown, fresh = app.screen_cells, screen_drawn_anew(app)
+            for y, (line, want) in enumerate(zip(shown, fresh, strict=True)):
+                text, want_text = "".join(c for c, _ in line), "".join(c for c, _ in want)
+                assert text == want_text, (y, text, want_text)
+                assert line == want, (y, "colours or click meta differ")

@@ -6,13 +6,13 @@ Segments are dropped from the least important end when the terminal is narrow.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widget import Widget
 
 from nettop_ui.tui.cells import NOTE_MARK
 from nettop_ui.tui.frame import Frame
 from nettop_ui.tui.model import ViewOptions
 from nettop_ui.tui.panels import nic_totals
 from nettop_ui.tui.safe import safe_text
+from nettop_ui.tui.text_widget import TextWidget
 
 
 def elapsed_text(seconds: float) -> str:
@@ -54,8 +54,8 @@ def traffic_totals(frame: Frame, totals: bool) -> tuple[float | None, float | No
     return nic_up, nic_down, " (interfaces)"
 
 
-class StatusHeader(Widget):
-    """One line of facts about this run; `set_state` then it redraws."""
+class StatusHeader(TextWidget):
+    """One line of facts about this run; `set_state` then it redraws (if it changed)."""
 
     DEFAULT_CSS = """
     StatusHeader { height: 1; background: $panel; }
@@ -72,12 +72,28 @@ class StatusHeader(Widget):
         self.elapsed_s = 0.0
         self.paused = False
         self.position: str | None = None  # replay: where on the timeline, instead of uptime
+        self._facts: tuple[
+            Frame | None, bool, tuple[float | None, float | None, str, str | None] | None
+        ] = (None, False, None)
 
     def set_state(
         self, frame: Frame | None, opts: ViewOptions, elapsed_s: float, paused: bool
     ) -> None:
         self.frame, self.opts, self.elapsed_s, self.paused = frame, opts, elapsed_s, paused
-        self.refresh()
+        self.show_text()
+
+    def _frame_facts(self) -> tuple[float | None, float | None, str, str | None]:
+        """The totals and the backend's note of this frame: each a pass over every
+        process, so made once per frame (and totals setting), not on every redraw."""
+        frame, totals = self.frame, self.opts.totals
+        assert frame is not None
+        was_frame, was_totals, facts = self._facts
+        if frame is not was_frame or totals != was_totals or facts is None:
+            up, down, where = traffic_totals(frame, totals)
+            note = next((p.note for p in frame.processes if p.note), None)
+            facts = (up, down, where, note)
+            self._facts = (frame, totals, facts)
+        return facts
 
     def segments(self) -> list[Text]:
         opts = self.opts
@@ -90,7 +106,7 @@ class StatusHeader(Widget):
             out.append(Text(f"user {safe_text(opts.user, 32)}", style="bold magenta"))
         out.append(Text(f"{self.backend} · {self.backend_layer}", style="cyan"))
         if self.frame is not None:
-            up, down, where = traffic_totals(self.frame, opts.totals)
+            up, down, where, note = self._frame_facts()
             suffix = "" if opts.totals else "/s"
             scale = opts.scale
             text = Text("↑", style="bold green").append(scale.traffic(up) + suffix)
@@ -99,7 +115,6 @@ class StatusHeader(Widget):
                 text.append(" total")
             text.append(where, style="dim")
             out.append(text)
-            note = next((p.note for p in self.frame.processes if p.note), None)
             if note is not None:  # the legend of the mark on byte figures; before the rest
                 out.append(Text(f"{NOTE_MARK} {note}", style="yellow"))
         if self.position is None:
@@ -116,7 +131,7 @@ class StatusHeader(Widget):
             out.append(Text("active only", style="magenta"))
         return out
 
-    def render(self) -> Text:
+    def make_text(self) -> Text:
         width = self.size.width
         line = Text(no_wrap=True, end="")
         for seg in self.segments():

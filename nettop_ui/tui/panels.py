@@ -10,7 +10,6 @@ from __future__ import annotations
 from textwrap import wrap
 
 from rich.text import Text
-from textual.widget import Widget
 
 from nettop_ui.format import Scale
 from nettop_ui.gpu import GpuDevice, GpuStats
@@ -19,6 +18,7 @@ from nettop_ui.tui.cells import sparkline
 from nettop_ui.tui.frame import Frame, RecordedFigures
 from nettop_ui.tui.safe import safe_text
 from nettop_ui.tui.system_history import SystemHistory
+from nettop_ui.tui.text_widget import TextWidget
 
 BAR_FULL, BAR_EMPTY = "█", "░"
 MACHINE_NOT_RECORDED = Text("machine: not recorded", style="dim")
@@ -64,8 +64,8 @@ def nic_totals(stats: SystemStats | None) -> tuple[float | None, float | None]:
     return (float(sum(ups)) if ups else None, float(sum(downs)) if downs else None)
 
 
-class Panel(Widget):
-    """Base: holds the latest frame, history and unit choice; `render` picks the form."""
+class Panel(TextWidget):
+    """Base: holds the latest frame, history and unit choice; `make_text` picks the form."""
 
     DEFAULT_CSS = """
     Panel { height: 1; }
@@ -84,9 +84,9 @@ class Panel(Widget):
 
     def show_frame(self, frame: Frame, scale: Scale) -> None:
         self.frame, self.scale = frame, scale
-        self.refresh()
+        self.show_text()
 
-    def render(self) -> Text:
+    def make_text(self) -> Text:
         width, height = self.content_region.width, self.content_region.height
         recorded = self._recorded()
         if height <= 1 and recorded:
