@@ -20,6 +20,7 @@ from rich.segment import ControlType, Segment
 from rich.style import Style
 from textual._compositor import CompositorUpdate
 from textual.geometry import Region
+from textual.widget import Widget
 
 from nettop_ui.collector import ProcessState, Snapshot
 from nettop_ui.tui import NettopApp, ScriptedSource
@@ -197,13 +198,13 @@ async def test_the_terminal_shows_what_a_full_repaint_draws() -> None:
 
 def screen_drawn_anew(app: TerminalApp) -> Cells:
     """The whole screen as a repaint from empty caches draws it."""
-    for widget in app.screen.walk_children(with_self=True):
+    for widget in app.screen.walk_children(Widget, with_self=True):
         widget._styles_cache.clear()
     app.main.table._clear_caches()
     width, height = app.size
     fresh: Cells = [[(" ", None)] * width for _ in range(height)]
     update = app.screen._compositor.render_full_update()
-    apply(fresh, app.console.render(update))  # type: ignore[arg-type]
+    apply(fresh, app.console.render(update))
     return fresh
 
 
