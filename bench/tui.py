@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from tests.tmuxterm import Terminal, header_line
 
 SIZES = ("160x48", "80x24")
 PEER_WARMUP_S, PEER_SECONDS = 10.0, 20.0  # each program in tmux: settle, then measure
+PEER_ROUNDS = 3  # of each program, in turns: the median one counts
 GOAL_CPU_MS, GOAL_RSS_MB = 100.0, 150.0
 MANY_PROCS, GOAL_MANY_CPU_MS, GOAL_MANY_RSS_MB = 10_000, 250.0, 250.0  # `--procs 10000`
 SLEEP_S = 900  # the children outlive a crashed run by at most this long
@@ -296,6 +297,7 @@ class Peer:
     cpu_ms: float | None  # None: it did not run (the reason in `note`)
     rss_mb: float | None
     note: str = ""
+    rounds: tuple[float, ...] = ()  # every round's CPU per refresh (cpu_ms: their median)
 
 
 def peer_commands(config: Path) -> dict[str, tuple[str, str]]:
@@ -347,31 +349,49 @@ def measure_peer(name: str, exe: str, command: str, size: str, seconds: float) -
         term.close()
 
 
-def measure_peers(sizes: list[str], seconds: float) -> list[Peer]:
+def measure_peers(sizes: list[str], seconds: float, rounds: int) -> list[Peer]:
+    """Every program `rounds` times per size, in turn (a program, then the next, then
+    the first again), so that the machine's slower and faster minutes fall on all of
+    them alike; each program's figure is the median of its rounds."""
     with tempfile.TemporaryDirectory(prefix="bench-tui-") as config:
         commands = peer_commands(Path(config))
-        return [
-            measure_peer(name, exe, command, size, seconds)
-            for size in sizes
-            for name, (exe, command) in commands.items()
-        ]
+        peers = []
+        for size in sizes:
+            runs: dict[str, list[Peer]] = {name: [] for name in commands}
+            for _ in range(rounds):
+                for name, (exe, command) in commands.items():
+                    runs[name].append(measure_peer(name, exe, command, size, seconds))
+            for measured in runs.values():
+                ran = sorted((p for p in measured if p.cpu_ms is not None), key=_cpu)
+                if len(ran) < len(measured):  # a round that did not run says why
+                    peers.append(next(p for p in measured if p.cpu_ms is None))
+                    continue
+                middle = ran[len(ran) // 2]
+                peers.append(replace(middle, rounds=tuple(_cpu(p) for p in ran)))
+        return peers
+
+
+def _cpu(peer: Peer) -> float:
+    return peer.cpu_ms if peer.cpu_ms is not None else 0.0
 
 
 def peer_table(peers: list[Peer]) -> str:
     """CPU per refresh and RSS of each program, and its CPU as a multiple of btop's."""
     btop = {p.size: p.cpu_ms for p in peers if p.program == "btop"}
     lines = [
-        "| terminal | program | CPU / refresh | vs btop | RSS |",
-        "| --- | --- | --: | --: | --: |",
+        "| terminal | program | CPU / refresh | vs btop | rounds | RSS |",
+        "| --- | --- | --: | --: | --: | --: |",
     ]
     for p in peers:
         if p.cpu_ms is None or p.rss_mb is None:
-            lines.append(f"| {p.size} | {p.program} | did not run: {p.note} | | |")
+            lines.append(f"| {p.size} | {p.program} | did not run: {p.note} | | | |")
             continue
         base = btop.get(p.size)
         ratio = f"{p.cpu_ms / base:.2f}x" if base else "unknown"
+        spread = ", ".join(f"{r:.1f}" for r in p.rounds) if p.rounds else f"{p.cpu_ms:.1f}"
         lines.append(
-            f"| {p.size} | {p.program} | {p.cpu_ms:.1f} ms | {ratio} | {p.rss_mb:.0f} MiB |"
+            f"| {p.size} | {p.program} | {p.cpu_ms:.1f} ms | {ratio} | {spread} ms "
+            f"| {p.rss_mb:.0f} MiB |"
         )
     return "\n".join(lines) + "\n"
 
@@ -414,7 +434,7 @@ def goals(procs: int) -> tuple[float, float]:
     return GOAL_CPU_MS, GOAL_RSS_MB
 
 
-def peers_section(peers: list[Peer], seconds: float) -> str:
+def peers_section(peers: list[Peer], seconds: float, rounds: int) -> str:
     """The programs side by side in tmux, and whether nettop-ui stayed at btop's cost."""
     btop = {p.size: p.cpu_ms for p in peers if p.program == "btop"}
     ours = [p for p in peers if p.program.startswith("nettop-ui")]
@@ -431,7 +451,9 @@ Each program ran alone in a fresh tmux terminal of the size given, with the same
 processes alive, refreshing once a second; {PEER_WARMUP_S:.0f} s after it started (for
 nettop-ui: after its first table), its CPU time (utime + stime of every thread, from
 /proc/PID/stat) over {seconds:.0f} s divided by the refreshes in that time; RSS is its VmRSS
-then. Goal: nettop-ui, whatever the backend, at or below btop's CPU per refresh:
+then. The programs took turns, {rounds} rounds of each per size; the figure is the median
+round (*rounds*: every round, lowest first), and the ratio is of medians.
+Goal: nettop-ui, whatever the backend, at or below btop's CPU per refresh:
 **{"met" if met else "not met"}**.
 
 {peer_table(peers)}"""
@@ -494,7 +516,7 @@ Figures are process CPU time (every thread) over the ticks divided by their numb
 sorted by TOTAL/s with the cursor on the top row. RSS is the app process's VmRSS after
 the run, peak its VmHWM. The host is a shared VM: a round can run 20% slower than the
 next, hence the median of several and the range.
-{peers_section(peers, args.peer_seconds) if peers else ""}"""
+{peers_section(peers, args.peer_seconds, args.peer_rounds) if peers else ""}"""
 
 
 def main() -> None:
@@ -521,6 +543,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--peer-seconds", type=float, default=PEER_SECONDS, help="each peer's measured time"
+    )
+    parser.add_argument(
+        "--peer-rounds", type=int, default=PEER_ROUNDS, help="rounds of each peer, in turns"
     )
     parser.add_argument("--one", metavar="WxH", help=argparse.SUPPRESS)  # a single round
     args = parser.parse_args()
@@ -549,7 +574,7 @@ def main() -> None:
             rows.append((rounds[len(rounds) // 2], [r.total_ms for r in rounds]))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
         if args.view == "processes" and not args.no_peers:
-            peers = measure_peers(args.size or list(SIZES), args.peer_seconds)
+            peers = measure_peers(args.size or list(SIZES), args.peer_seconds, args.peer_rounds)
     finally:
         stop_all(children)
     print()

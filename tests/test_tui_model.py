@@ -379,7 +379,7 @@ def test_a_view_is_reused_only_while_every_field_it_copies_is_unchanged() -> Non
     """view_of hands on the old view when nothing changed; a change in any field a view
     takes from its ProcessState must make a new one (else the screen would go stale)."""
     taken = {f.name for f in dataclasses.fields(ProcessView)} - {
-        "pid", "create_time", "spark", "connections",  # identity; made by view_of itself
+        "pid", "create_time", "key", "spark", "connections",  # identity; made by view_of
     }  # fmt: skip
     state = ProcessState(4242, 1.0, "proc", ["proc", "-x"], user="u", ppid=1)
     state.sent_bytes = state.recv_bytes = 10

@@ -128,10 +128,11 @@ class ProcessView:
     note: str | None = None  # what the backend knows it gets wrong about these bytes
     spark: tuple[float, ...] = ()  # total bps over the last SPARK_SECONDS, oldest first
     connections: tuple[ConnView, ...] = ()
+    # The table's row key: made once, read for every process on every tick.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return row_key(self.pid, self.create_time)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", row_key(self.pid, self.create_time))
 
     @property
     def identity(self) -> ProcessKey:

@@ -192,9 +192,9 @@ class MainScreen(Screen[None]):
         frame = state.shown
         header = self.query_one(StatusHeader)
         header.backend, header.backend_layer = state.source.backend_name, state.source.layer
-        self._show_state(header)
         if frame is None:
-            return
+            self._show_state(header)
+            return  # (else refresh_view shows the state, once the rows are counted)
         self._show_banner(frame)
         has_gpu = bool(frame.gpu and frame.gpu.devices)
         self.query_one("#panel-gpu").set_class(not has_gpu, "-none")
