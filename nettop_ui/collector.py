@@ -13,6 +13,7 @@ processes); callers run it off the UI thread / event loop.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from nettop_ui import procfs, services
+from nettop_ui import proc_events, procfs, services
 from nettop_ui.core import BackendFailure, ConnectionTraffic, TrafficSample
 from nettop_ui.gpu import GpuSampler, GpuStats
 from nettop_ui.history import SeriesSet
@@ -297,6 +298,8 @@ class Collector:
         self._profiles: dict[int, ProcessProfile] | None = None
         # run/attach: the one tree whose processes are read (and whose bytes are kept).
         self.scope = scope
+        self._every: proc_events.EveryProcess | None = None
+        self._every_tried = False
 
     # -- process facts -------------------------------------------------------------
 
@@ -353,7 +356,7 @@ class Collector:
         slept = self._slept_pids = set()  # the pids that have not run since the last scan
         scanned_ticks, self._scanned_ticks = self._scanned_ticks, procfs.boot_ticks()
         try:
-            listed = self.scope.pids() if self.scope is not None else None
+            listed = self.scope.pids() if self.scope is not None else self._every_pid()
             pids = listed if listed is not None else procfs.list_pids()
         except OSError:  # out of fds, say: nothing read, so nothing is known to have exited
             self._changed = None
@@ -881,9 +884,20 @@ class Collector:
         if self._gone_by_pid.get(key[0]) == key:
             del self._gone_by_pid[key[0]]
 
+    def _every_pid(self) -> list[int] | None:
+        """Every process's pid from the proc connector's events (`EveryProcess`); None
+        where it cannot be had: then /proc is listed (asked once)."""
+        if not self._every_tried and LINUX:
+            self._every_tried = True
+            with contextlib.suppress(proc_events.Unavailable):
+                self._every = proc_events.EveryProcess()
+        return self._every.pids() if self._every is not None else None
+
     def close(self) -> None:
-        """Release NVML, the held /proc files and the name lookups; call once the last
-        `ingest` returned."""
+        """Release NVML, the held /proc files, the process events and the name lookups;
+        call once the last `ingest` returned."""
+        if self._every is not None:
+            self._every.close()
         if self._resolver is not None:
             self._resolver.close()
         if self._gpu is not None:

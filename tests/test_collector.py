@@ -255,15 +255,26 @@ def use_up_fds():
     resource.setrlimit(resource.RLIMIT_NOFILE, (free, 256))
 
 
+real_every_pid = collector._every_pid  # the proc connector's pid set, where it works
+
+
 def listed_then_out_of_fds():
     pids = real_list_pids()
     use_up_fds()
     return pids
 
 
+def every_then_out_of_fds():
+    pids = real_every_pid()
+    if pids is not None:
+        use_up_fds()
+    return pids
+
+
 def tick(out_of_fds=None):
     if out_of_fds == "after listing":
         procfs.list_pids = listed_then_out_of_fds
+        collector._every_pid = every_then_out_of_fds
     elif out_of_fds == "before listing":
         use_up_fds()
     try:
@@ -273,6 +284,7 @@ def tick(out_of_fds=None):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         procfs.list_pids = real_list_pids
+        collector._every_pid = real_every_pid
     (state,) = [p for p in snap.processes if p.pid == target.pid]
     return {"exited": state.exited, "cpu_percent": state.cpu_percent}
 

@@ -1,4 +1,4 @@
-"""The proc connector follows a real process tree (nettop_ui/proc_events.py).
+"""The proc connector follows a real process tree, and every process (nettop_ui/proc_events.py).
 
 A driver process forks on request: a grandchild that stays, one that is forked, exits
 and is reaped before the scope next looks, and a storm of short-lived ones that
@@ -15,13 +15,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from nettop_ui import proc_events
+from nettop_ui import proc_events, procfs
 from nettop_ui.collector import Collector
 from nettop_ui.core import ProcessTraffic, TrafficSample
-from nettop_ui.proc_events import KEEP_EXITED_TICKS, ProcConnector, TreeScope
+from nettop_ui.proc_events import KEEP_EXITED_TICKS, EveryProcess, ProcConnector, TreeScope
 from tests.netenv import require_root
 
 DRIVER = """
@@ -32,6 +33,17 @@ for line in sys.stdin:
     if what == "sockets":  # TCP listeners on loopback
         held += [socket.create_server(("127.0.0.1", 0)) for _ in range(int(n))]
         print(len(held) - 1, flush=True)
+        continue
+    if what == "zombie":  # a child that exits, left unreaped until "reap"
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        zombie = pid
+        print(pid, flush=True)
+        continue
+    if what == "reap":
+        os.waitpid(zombie, 0)
+        print(zombie, flush=True)
         continue
     for _ in range(int(n)):  # children that exit at once, reaped at once
         pid = os.fork()
@@ -165,3 +177,65 @@ def test_the_kernel_queues_only_the_forks_and_exits_of_whole_processes() -> None
         assert kinds == {proc_events.PROC_EVENT_FORK, proc_events.PROC_EVENT_EXIT}
     finally:
         events.close()
+
+
+def in_proc(pid: int) -> bool:
+    return pid in procfs.list_pids()
+
+
+def test_every_process_is_what_a_listing_of_proc_shows(
+    driver: subprocess.Popen[str],
+) -> None:
+    """The whole machine's pids, kept from events, agree with /proc for each kind of
+    change: a process that stays, one forked and reaped between two looks, a zombie
+    (listed until reaped, as /proc lists it), a kill, and a storm that overflows the
+    socket (then /proc is listed again)."""
+    every = EveryProcess()
+    try:
+        assert driver.pid in every.pids()
+        kept = ask(driver, "keep", 0)
+        gone = ask(driver, "flash", 1)
+        pids = every.pids()
+        assert kept in pids and gone not in pids
+        zombie = ask(driver, "zombie", 0)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{zombie}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        time.sleep(0.05)  # its exit event is queued by now
+        assert in_proc(zombie) and zombie in every.pids()  # exited, unreaped: still listed
+        ask(driver, "reap", 0)
+        assert not in_proc(zombie) and zombie not in every.pids()
+        outsider = subprocess.Popen(["sleep", "60"])
+        assert outsider.pid in every.pids()
+        outsider.kill()
+        outsider.wait()
+        assert outsider.pid not in every.pids()
+        every._events.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        stays = ask(driver, "keep", 200)  # its fork lost in the storm
+        assert stays in every.pids()
+        assert every._events.overflows > 0
+        mine = {p for p in procfs.list_pids() if p in every.pids()}
+        assert {driver.pid, kept, stays} <= mine
+    finally:
+        every.close()
+
+
+def test_a_collector_of_every_process_sees_them_start_and_exit() -> None:
+    """The collector (with the connector, as root) shows a process started since the
+    last tick, and marks one killed since as exited, as with a listing of /proc."""
+    require_root()
+    collector = Collector(system=False, gpu=False, resolve=False, count_connections=False)
+    try:
+        collector.ingest(TrafficSample(time.time(), 1.0, []))
+        assert collector._every is not None  # the connector answered: it is what is tested
+        born = subprocess.Popen(["sleep", "60"])
+        snap = collector.ingest(TrafficSample(time.time(), 1.0, []))
+        state = next(p for p in snap.processes if p.pid == born.pid)
+        assert not state.exited and state.name == "sleep"
+        born.kill()
+        born.wait()
+        snap = collector.ingest(TrafficSample(time.time(), 1.0, []))
+        assert next(p for p in snap.processes if p.pid == born.pid).exited
+    finally:
+        collector.close()
