@@ -1,7 +1,7 @@
 """bench/soak: nettop-ui's memory over a long run at 0.2 s intervals, with traffic and churn.
 
     sudo .venv/bin/python -m bench.soak [--tui] [--minutes 30] [--warmup 3] [--churn-rate 50]
-                                         [--no-write]
+                                         [--procs 0] [--interval 0.2] [--no-write]
 
 Runs `nettop-ui --json --backend ebpf --interval 0.2 --output /dev/null` for `--minutes`
 while the test network carries a steady paced TCP upload and download and a UDP
@@ -15,6 +15,11 @@ With `--tui` the same run drives the full-screen app instead: `nettop-ui --backe
 --interval 0.2` in a 160x48 tmux terminal (tests/tmuxterm.py), so every frame is drawn
 (rows added and removed as the talkers come and go); it is quit with `q` at the end.
 Its results go between the soak-tui markers.
+
+`--procs N` keeps N more idle processes alive for the whole run, and `--interval` sets
+nettop-ui's refresh: `--tui --procs 2000 --interval 1` is the TUI as left open on a
+machine of 2,000 processes, whose RSS must also stay under 100 MiB (issue #15). Such a
+run goes between the soak-tui-N markers.
 """
 
 from __future__ import annotations
@@ -38,8 +43,7 @@ from tests.tmuxterm import App, Terminal
 NETTOP_UI = str(Path(sys.executable).parent / "nettop-ui")
 ROOT = Path(__file__).resolve().parent.parent
 READ_EVERY_S = 10
-ARGS = ["--backend", "ebpf", "--interval", "0.2"]
-MONITOR = [NETTOP_UI, "--json", *ARGS]
+TUI_RSS_GOAL_MIB = 100.0  # the TUI at 2,000 processes (--procs)
 TUI_SIZE = (160, 48)
 CHURN = [sys.executable, "-m", "tests.churn", "--bytes", "4096", "--name", "soak-churn"]
 
@@ -63,44 +67,69 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="minutes before the baseline")
     parser.add_argument("--churn-rate", type=float, default=50.0, help="processes per second")
     parser.add_argument("--tui", action="store_true", help="the TUI in tmux, not --json")
+    parser.add_argument("--procs", type=int, default=0, help="idle processes kept alive")
+    parser.add_argument("--interval", type=float, default=0.2, help="nettop-ui's refresh")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     seconds = args.minutes * 60
     readings: list[tuple[float, int]] = []
-    with network_env() as net:
-        monitor = TuiRun() if args.tui else JsonRun()
-        time.sleep(15)  # the BPF program compiles and attaches
-        clients = start_traffic(net, seconds)
-        churn = subprocess.Popen(
-            [*CHURN, "--rate", str(args.churn_rate), "--seconds", str(seconds)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        start = time.monotonic()
-        try:
-            while churn.poll() is None and monitor.running():
-                time.sleep(READ_EVERY_S)
-                rss = psutil.Process(monitor.pid).memory_info().rss
-                readings.append((time.monotonic() - start, rss))
-                print(f"{readings[-1][0]:7.0f} s  RSS {rss / 2**20:6.1f} MiB", flush=True)
-            churned = json.loads(churn.communicate(timeout=120)[0] or "{}")
-        finally:
-            if churn.poll() is None:
-                churn.send_signal(signal.SIGINT)
-            ended = monitor.stop()
-            for c in clients:  # a paced client may still be sending: stop it
-                c.proc.kill()
-                c.proc.wait()
+    args.nettop_args = ["--backend", "ebpf", "--interval", f"{args.interval:g}"]
+    null = subprocess.DEVNULL
+    idle = [
+        subprocess.Popen(["sleep", str(int(seconds) + 900)], stdin=null, stdout=null, stderr=null)
+        for _ in range(args.procs)
+    ]
+    try:
+        with network_env() as net:
+            run(args, net, seconds, readings)
+    finally:
+        for p in idle:
+            p.kill()
+            p.wait()
+
+
+def run(
+    args: argparse.Namespace,
+    net: Network,
+    seconds: float,
+    readings: list[tuple[float, int]],
+) -> None:
+    """The soak itself, in the test network."""
+    monitor = TuiRun(args.nettop_args) if args.tui else JsonRun(args.nettop_args)
+    time.sleep(15)  # the BPF program compiles and attaches
+    clients = start_traffic(net, seconds)
+    churn = subprocess.Popen(
+        [*CHURN, "--rate", str(args.churn_rate), "--seconds", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    start = time.monotonic()
+    try:
+        while churn.poll() is None and monitor.running():
+            time.sleep(READ_EVERY_S)
+            rss = psutil.Process(monitor.pid).memory_info().rss
+            readings.append((time.monotonic() - start, rss))
+            print(f"{readings[-1][0]:7.0f} s  RSS {rss / 2**20:6.1f} MiB", flush=True)
+        churned = json.loads(churn.communicate(timeout=120)[0] or "{}")
+    finally:
+        if churn.poll() is None:
+            churn.send_signal(signal.SIGINT)
+        ended = monitor.stop()
+        for c in clients:  # a paced client may still be sending: stop it
+            c.proc.kill()
+            c.proc.wait()
     report(args, readings, churned, ended)
 
 
 class JsonRun:
     """`nettop-ui --json ... --output /dev/null`, ended with SIGINT."""
 
-    def __init__(self) -> None:
+    def __init__(self, nettop_args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [*MONITOR, "--output", "/dev/null"], stderr=subprocess.PIPE, text=True
+            [NETTOP_UI, "--json", *nettop_args, "--output", "/dev/null"],
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.pid = self.proc.pid
 
@@ -119,9 +148,9 @@ class JsonRun:
 class TuiRun:
     """The TUI in a tmux terminal, ended with `q`."""
 
-    def __init__(self) -> None:
+    def __init__(self, nettop_args: list[str]) -> None:
         self.term = Terminal(*TUI_SIZE)
-        self.app = App(self.term, *ARGS)
+        self.app = App(self.term, *nettop_args)
         self.pid = self.app.proc.pid
 
     def running(self) -> bool:
@@ -157,13 +186,30 @@ def report(
     verdict = "met" if worst <= 0.10 else "NOT met"
     mib = [f"{rss / 2**20:.0f}" for t, rss in readings if int(t) % 300 < READ_EVERY_S]
     tui = " --tui" if args.tui else ""
-    what = f"`nettop-ui {' '.join(ARGS)}` in a {TUI_SIZE[0]}x{TUI_SIZE[1]} tmux terminal"
+    more = f" --procs {args.procs}" if args.procs else ""
+    more += f" --interval {args.interval:g}" if args.interval != 0.2 else ""
+    shown = " ".join(args.nettop_args)
+    what = f"`nettop-ui {shown}` in a {TUI_SIZE[0]}x{TUI_SIZE[1]} tmux terminal"
     if not args.tui:
-        what = f"`nettop-ui --json {' '.join(ARGS)}`"
+        what = f"`nettop-ui --json {shown}`"
+    if args.procs:
+        what += f", with {args.procs:,} more idle processes alive throughout,"
+    rows = [
+        f"| RSS at the end of the {args.warmup:g} min warm-up | {base / 2**20:.1f} MiB |",
+        f"| RSS at the end | {after[-1] / 2**20:.1f} MiB |",
+        f"| largest deviation after warm-up | {worst:.1%} (goal: within 10%, {verdict}) |",
+        f"| RSS every 5 min, MiB | {', '.join(mib)} |",
+    ]
+    if args.tui and args.procs >= 2000:
+        top = max(rss for _, rss in readings) / 2**20
+        under = "met" if top < TUI_RSS_GOAL_MIB else "NOT met"
+        rows.append(
+            f"| highest RSS | {top:.1f} MiB (goal: under {TUI_RSS_GOAL_MIB:.0f}, {under}) |"
+        )
     text = "\n".join(
         [
             f"Run {datetime.date.today()} on {platform.node()} (kernel {platform.release()}), "
-            f"`python -m bench.soak{tui} --minutes {args.minutes:g} "
+            f"`python -m bench.soak{tui}{more} --minutes {args.minutes:g} "
             f"--churn-rate {args.churn_rate:g}`: {what} under paced TCP uploads (500 kB/s "
             "over IPv4 and IPv6), UDP (50 datagrams/s) and "
             f"{churned.get('children', 0):,} short-lived talkers ({args.churn_rate:g}/s); "
@@ -171,16 +217,16 @@ def report(
             "",
             "| measure | value |",
             "| --- | --- |",
-            f"| RSS at the end of the {args.warmup:g} min warm-up | {base / 2**20:.1f} MiB |",
-            f"| RSS at the end | {after[-1] / 2**20:.1f} MiB |",
-            f"| largest deviation after warm-up | {worst:.1%} (goal: within 10%, {verdict}) |",
-            f"| RSS every 5 min, MiB | {', '.join(mib)} |",
+            *rows,
         ]
     )
     print(text)
     if args.no_write:
         return
-    if args.tui:
+    if args.tui and args.procs:
+        title = f"Soak, TUI at {args.procs:,} more processes (bench/soak --tui --procs)"
+        write_section(f"soak-tui-{args.procs}", text, title)
+    elif args.tui:
         write_section("soak-tui", text, "Soak, TUI (bench/soak --tui)")
     else:
         write_section("soak", text, "Soak (bench/soak)")
