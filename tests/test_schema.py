@@ -19,7 +19,7 @@ COLLECTOR_ONLY = {"exited_at", "first_seen", "cpu_ticks", "reaped_ticks", "mem_p
 COLLECTOR_ONLY |= {"details_pending"}  # Collector.first_look: facts still to read
 COLLECTOR_ONLY |= {"conns_stamp", "rested", "history_tick"}  # the scan and the lazy history
 COLLECTOR_ONLY |= {"connections", "history", "ebpf"}  # records and views copy these themselves
-VIEW_ONLY = {"spark", "connections", "ebpf"}  # made by view_of from the history and connections
+VIEW_ONLY = {"spark", "connections", "ebpf", "key"}  # made by view_of and the view itself
 TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool"}
 
 
