@@ -73,7 +73,6 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.minutes * 60
     readings: list[tuple[float, int]] = []
-    args.nettop_args = ["--backend", "ebpf", "--interval", f"{args.interval:g}"]
     null = subprocess.DEVNULL
     idle = [
         subprocess.Popen(["sleep", str(int(seconds) + 900)], stdin=null, stdout=null, stderr=null)
@@ -88,6 +87,10 @@ def main() -> None:
             p.wait()
 
 
+def nettop_args(args: argparse.Namespace) -> list[str]:
+    return ["--backend", "ebpf", "--interval", f"{args.interval:g}"]
+
+
 def run(
     args: argparse.Namespace,
     net: Network,
@@ -95,7 +98,7 @@ def run(
     readings: list[tuple[float, int]],
 ) -> None:
     """The soak itself, in the test network."""
-    monitor = TuiRun(args.nettop_args) if args.tui else JsonRun(args.nettop_args)
+    monitor = TuiRun(nettop_args(args)) if args.tui else JsonRun(nettop_args(args))
     time.sleep(15)  # the BPF program compiles and attaches
     clients = start_traffic(net, seconds)
     churn = subprocess.Popen(
@@ -188,7 +191,7 @@ def report(
     tui = " --tui" if args.tui else ""
     more = f" --procs {args.procs}" if args.procs else ""
     more += f" --interval {args.interval:g}" if args.interval != 0.2 else ""
-    shown = " ".join(args.nettop_args)
+    shown = " ".join(nettop_args(args))
     what = f"`nettop-ui {shown}` in a {TUI_SIZE[0]}x{TUI_SIZE[1]} tmux terminal"
     if not args.tui:
         what = f"`nettop-ui --json {shown}`"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from rich.control import Control
 from rich.segment import ControlType, Segment
 from rich.style import Style
 from textual._compositor import CompositorUpdate
@@ -79,14 +80,16 @@ class TerminalApp(NettopApp):
         width, height = table.scrollable_content_region.size
         fresh: Cells = [[(" ", None)] * width for _ in range(height)]
         for y, strip in enumerate(table.render_lines(Region(0, 0, width, height))):
-            row = fresh[y]
-            x = 0
-            for segment in strip:
-                for char in segment.text:
-                    if x < len(row):
-                        row[x] = (char, segment.style)
-                    x += 1
+            apply(fresh, [Control.move_to(0, y).segment, *strip])
         return fresh
+
+
+def assert_same(shown: Cells, fresh: Cells, step: str) -> None:
+    """`shown` (the terminal's) is `fresh` (a full repaint's), cell for cell."""
+    for y, (line, want) in enumerate(zip(shown, fresh, strict=True)):
+        text, want_text = "".join(c for c, _ in line), "".join(c for c, _ in want)
+        assert text == want_text, (step, y, text, want_text)
+        assert line == want, (step, y, "colours or click meta differ")
 
 
 def procs(tick: int, pids: Iterable[int], rates: dict[int, float] | None = None) -> Snapshot:
@@ -113,11 +116,7 @@ async def test_the_terminal_shows_what_a_full_repaint_draws() -> None:
         await pilot.pause()
         await pilot.pause()
         steps.append(step)
-        shown, fresh = app.table_part(), app.table_drawn_anew()
-        for y, (line, want) in enumerate(zip(shown, fresh, strict=True)):
-            text, want_text = "".join(c for c, _ in line), "".join(c for c, _ in want)
-            assert text == want_text, (step, y, text, want_text)
-            assert line == want, (step, y, "colours or click meta differ")
+        assert_same(app.table_part(), app.table_drawn_anew(), step)
         # (that repaint left the caches holding what the terminal holds)
 
     def tick(n: int, pids: Iterable[int], rates: dict[int, float] | None = None) -> int:
@@ -239,8 +238,4 @@ async def test_panels_and_header_repaint_only_when_their_text_changed() -> None:
             assert repainted["panel-gpu"] == 0, "the GPU panel, unchanged, was repainted"
             assert repainted["panel-cpu"] >= 1, "the CPU panel's new figures were not drawn"
             assert "no NVIDIA GPU" in "".join(c for c, _ in app.screen_cells[2])
-            shown, fresh = app.screen_cells, screen_drawn_anew(app)
-            for y, (line, want) in enumerate(zip(shown, fresh, strict=True)):
-                text, want_text = "".join(c for c, _ in line), "".join(c for c, _ in want)
-                assert text == want_text, (y, text, want_text)
-                assert line == want, (y, "colours or click meta differ")
+            assert_same(app.screen_cells, screen_drawn_anew(app), f"tick at {snap.ts}")

@@ -91,6 +91,17 @@ def _marked(row: RowData) -> bool:
     return row.process is not None and row.process.note is not None
 
 
+def _runs(lines: list[int]) -> list[tuple[int, int]]:
+    """(first, count) of each run of consecutive numbers in the sorted `lines`."""
+    runs: list[tuple[int, int]] = []
+    for line in lines:
+        if runs and sum(runs[-1]) == line:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((line, 1))
+    return runs
+
+
 class _Pass:
     """What one render of the table looks up once, not for every line or cell: the
     widget's style, scroll offset, column widths, cursor and hover rows."""
@@ -374,16 +385,8 @@ class ProcessTable(DataTable[Cell]):
         width = self.size.width
         if header and top:
             self.refresh(Region(0, 0, width, top))
-        run_start = previous = None
-        for i in sorted(dirty):
-            if previous is not None and i == previous + 1:
-                previous = i
-                continue
-            if run_start is not None and previous is not None:
-                self.refresh(Region(0, top + run_start - first, width, previous - run_start + 1))
-            run_start = previous = i
-        if run_start is not None and previous is not None:
-            self.refresh(Region(0, top + run_start - first, width, previous - run_start + 1))
+        for start, count in _runs(sorted(dirty)):
+            self.refresh(Region(0, top + start - first, width, count))
 
     def _looks_different(self, key: str) -> bool:
         """Whether row `key`, given new values, draws another line than it did: its
