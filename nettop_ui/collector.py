@@ -824,11 +824,16 @@ class Collector:
         return self._sockets.count(pids, quiet)
 
     def _record_history(self, state: ProcessState, now: float) -> None:
-        """This tick's row of `state`'s history (a changed, live process)."""
+        """This tick's row of `state`'s history (a changed, live process). A row that
+        repeats the newest is left for `_catch_up` to write when the history is read:
+        a process read again and found the same (most idle ones) stays a row or two."""
+        row = history_row(state)
         if state.history is None:
             state.history = SeriesSet(HISTORY_SERIES, self.history_size)
+        elif state.history.newest_is(row):
+            return
         self._catch_up(state, self._ticks - 1)
-        state.history.append_row(now, history_row(state))
+        state.history.append_row(now, row)
         state.history_tick = self._ticks
 
     def _catch_up(self, state: ProcessState, upto: int) -> None:

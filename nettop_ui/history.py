@@ -1,7 +1,9 @@
 """Fixed-size numeric history, cheap enough to keep one per process.
 
 A `Ring` stores floats in an `array('d')`, so 2,000 processes with a few series of
-300 points each cost megabytes, not the hundreds a deque of tuples would.
+300 points each cost megabytes, not the hundreds a deque of tuples would; a
+`SeriesSet` allocates its rows as they fill, so a process seen for a tick costs one
+small array.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 NAN = float("nan")
+FIRST_ROWS = 8  # a SeriesSet's rows at first; it doubles them as they fill
 
 
 def _window(
@@ -74,12 +77,16 @@ class SeriesSet:
     append a point to all of them.
     """
 
-    __slots__ = ("_columns", "_count", "_data", "_head", "size")
+    __slots__ = ("_columns", "_count", "_data", "_head", "_rows", "size")
 
     def __init__(self, names: tuple[str, ...], size: int) -> None:
         self.size = size
         self._columns = _columns(tuple(names))
-        self._data = array("d", bytes(8 * size * (len(names) + 1)))
+        # Rows are allocated as they fill, up to `size`: most processes live, or are
+        # read, for a few ticks only (a talker forked and gone, an idle process nobody
+        # looks at), and 300 rows each would be most of the TUI's memory.
+        self._rows = min(size, FIRST_ROWS)
+        self._data = array("d", bytes(8 * self._rows * (len(names) + 1)))
         self._head = 0  # row of the next write
         self._count = 0
 
@@ -88,28 +95,48 @@ class SeriesSet:
 
     def append_row(self, ts: float, values: Iterable[float | None]) -> None:
         """Append one point: `values` in the order of the names (None: unknown, NaN)."""
-        data, base = self._data, self._head * (len(self._columns) + 1)
+        base = self._next_row()
+        data = self._data
         data[base] = ts
         for i, value in enumerate(values, base + 1):
             data[i] = NAN if value is None else value
-        self._head = (self._head + 1) % self.size
+
+    def _next_row(self) -> int:
+        """Where the next row starts in `_data`, its place taken (growing the array while
+        it holds fewer than `size` rows; till then no row was overwritten, so the rows
+        lie oldest first from row 0)."""
+        if self._count == self._rows < self.size:
+            self._rows = min(self._rows * 2, self.size)
+            self._data.frombytes(bytes(8 * (self._rows - self._count) * (len(self._columns) + 1)))
+            self._head = self._count
+        base = self._head * (len(self._columns) + 1)
+        self._head = (self._head + 1) % self._rows
         if self._count < self.size:
             self._count += 1
+        return base
 
     def repeat_last(self, stamps: Iterable[float]) -> None:
         """Append the newest point's values again, at each of `stamps`."""
         if not self._count:
             raise ValueError("no point to repeat")
-        data, width = self._data, len(self._columns) + 1
-        last = ((self._head - 1) % self.size) * width
-        row = data[last : last + width]
+        width = len(self._columns) + 1
+        last = ((self._head - 1) % self._rows) * width
+        row = self._data[last : last + width]
         for ts in stamps:
             row[0] = ts
-            base = self._head * width
-            data[base : base + width] = row
-            self._head = (self._head + 1) % self.size
-            if self._count < self.size:
-                self._count += 1
+            base = self._next_row()
+            self._data[base : base + width] = row
+
+    def newest_is(self, values: Iterable[float | None]) -> bool:
+        """Whether the newest point holds `values` (None: unknown, stored as NaN)."""
+        if not self._count:
+            return False
+        width = len(self._columns) + 1
+        base = ((self._head - 1) % self._rows) * width + 1
+        return all(
+            (have != have) if value is None else have == value
+            for have, value in zip(self._data[base : base + width - 1], values, strict=True)
+        )
 
     @property
     def ts(self) -> Column:
@@ -142,4 +169,4 @@ class Column:
     def last(self, n: int) -> list[float]:
         """The newest `n` values (fewer if not that many yet), oldest first."""
         s = self._set
-        return _window(s._data, s.size, s._head, s._count, n, self._col)
+        return _window(s._data, s._rows, s._head, s._count, n, self._col)

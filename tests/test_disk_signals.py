@@ -31,6 +31,10 @@ PAGES = 8192  # 32 MiB of 4 KiB pages
 SLACK_BYTES = 4096
 # Faults besides the touched pages: the interpreter's own, within the loop.
 SLACK_FAULTS = 200
+# What a read from the page cache may still fetch from the disk: pages the kernel dropped
+# between the two reads (a CI run once saw 1.2 MiB of the 50 come back from the disk).
+# A tenth is far from the whole file that a count of syscall bytes would show.
+CACHE_MISS_BYTES = FILE_BYTES // 10
 
 # One command a line on stdin, "ok" on stdout after each; raw os.read/os.write only, so
 # every byte through a syscall is one the test asked for or one of these short lines.
@@ -142,7 +146,7 @@ def test_collector_counts_syscall_bytes_cache_hits_and_page_faults(
     assert FILE_BYTES <= grew(second, first, "syscall_read_bytes") <= FILE_BYTES + SLACK_BYTES
     # The block layer fetched the file once: the second read came from the page cache.
     assert grew(first, start, "read_bytes") >= FILE_BYTES * 0.9
-    assert grew(second, first, "read_bytes") <= SLACK_BYTES
+    assert grew(second, first, "read_bytes") <= CACHE_MISS_BYTES
     assert WRITE_BYTES <= grew(written, second, "syscall_write_bytes") <= WRITE_BYTES + SLACK_BYTES
     assert grew(written, second, "syscall_read_bytes") <= SLACK_BYTES
     # One minor fault per page of new anonymous memory, none waiting for the disk.
@@ -173,7 +177,7 @@ def test_json_stream_carries_the_disk_signals(worker: Worker, big_file: Path) ->
         stream.proc.wait(timeout=30)
     assert 2 * FILE_BYTES <= grew(read, start, "syscall_read_bytes") <= 2 * FILE_BYTES + SLACK_BYTES
     # The first read from the disk, the second from the page cache.
-    assert FILE_BYTES * 0.9 <= grew(read, start, "read_bytes") <= FILE_BYTES + SLACK_BYTES
+    assert FILE_BYTES * 0.9 <= grew(read, start, "read_bytes") <= FILE_BYTES + CACHE_MISS_BYTES
     assert PAGES <= grew(touched, read, "page_faults_cached") <= PAGES + SLACK_FAULTS
     assert touched["page_faults_disk"] is not None and touched["syscall_write_bytes"] is not None
 

@@ -20,6 +20,7 @@ import pytest
 
 from nettop_ui.collector import HISTORY_SERIES
 from nettop_ui.core import ProcessTraffic, TrafficSample
+from nettop_ui.history import FIRST_ROWS
 from nettop_ui.tui import frame as frame_module
 from nettop_ui.tui.frame import FrameCollector, ProcessView, build_frame
 
@@ -135,5 +136,35 @@ def test_unchanged_processes_cost_nothing_and_frames_and_histories_stay_exact(
         assert fc.frame is not None
         talked = next(v for v in fc.frame.processes if v.pid == talker.pid)
         assert talked.spark == (0.0,) * 6  # slid back to rest
+    finally:
+        fc.close()
+
+
+def test_idle_processes_keep_a_row_or_two_of_history_even_when_every_one_is_looked_at(
+    workers: list[Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where every process counts as changed every tick (the psutil scan, a failed
+    listing), a process whose figures stay the same still gets no row written until its
+    history is read: then it has every tick's, as before."""
+    fc = FrameCollector(per_process_bytes=True, system=False, gpu=False, history_size=300)
+    monkeypatch.setattr(fc, "_begin_tick", lambda: None)  # every process changed, each tick
+    workers.extend(Worker() for _ in range(4))
+    ticks = 40
+    stamps = []
+    try:
+        for _ in range(ticks):
+            fc.ingest(TrafficSample(time.time(), INTERVAL_S, []))
+            assert fc.frame is not None
+            stamps.append(fc.frame.ts)
+        states = [s for s in fc.processes.values() if s.pid in {w.pid for w in workers}]
+        assert len(states) == len(workers)
+        for state in states:
+            assert state.history is not None
+            # Allocated: the first few rows only (its figures settle on the second tick).
+            assert len(state.history._data) <= FIRST_ROWS * (len(HISTORY_SERIES) + 1)
+            history = fc.history_of(state)
+            assert history is not None and history.ts.values() == stamps
+            assert history["cpu_percent"].values()[1:] == [0.0] * (ticks - 1)
+            assert len(set(history["rss_bytes"].values())) == 1
     finally:
         fc.close()

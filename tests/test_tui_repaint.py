@@ -195,6 +195,38 @@ async def test_the_terminal_shows_what_a_full_repaint_draws() -> None:
         assert len(steps) == 21
 
 
+async def test_only_rows_near_the_screen_hold_their_cells() -> None:
+    """Rows scrolled far away give up their cells and lines, and draw the same when
+    they come back: memory follows the screen, not the thousands of rows listed."""
+    source = ScriptedSource()
+    app = TerminalApp(source)
+    many = range(100, 700)
+
+    def holding() -> int:
+        return sum(d.made is not None or d.line is not None for d in app.main.table._drawn.values())
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.main.table
+        app.on_frame(source.frame_of(procs(1, many)))
+        await pilot.pause()
+        for _ in range(40):  # every row on screen once
+            await pilot.press("pagedown")
+        height = table.scrollable_content_region.height
+        app.on_frame(source.frame_of(procs(2, many)))
+        await pilot.pause()
+        await pilot.pause()
+        assert 0 < holding() <= 3 * height, (holding(), height)
+        await pilot.press("home")
+        await pilot.pause()
+        await pilot.pause()
+        assert_same(app.table_part(), app.table_drawn_anew(), "back at the top")
+        app.on_frame(source.frame_of(procs(3, many, {650: 1e9})))
+        await pilot.pause()
+        await pilot.pause()
+        assert_same(app.table_part(), app.table_drawn_anew(), "a far row moved to the top")
+        assert 0 < holding() <= 3 * height, (holding(), height)
+
+
 def screen_drawn_anew(app: TerminalApp) -> Cells:
     """The whole screen as a repaint from empty caches draws it."""
     for widget in app.screen.walk_children(Widget, with_self=True):

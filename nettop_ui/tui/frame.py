@@ -32,9 +32,11 @@ def spark_points(interval_s: float) -> int:
     return max(1, math.ceil(SPARK_SECONDS / (interval_s if interval_s > 0 else 1.0)))
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 12)
 def row_key(pid: int, create_time: float | None) -> str:
-    """The DataTable row key of one process identity (cached: a float repr is not cheap)."""
+    """The DataTable row key of one process identity (cached: a float repr is not cheap,
+    and a process that moves bytes gets a new view every tick). A few thousand: each
+    entry costs some 300 bytes, and exited processes' stay until pushed out."""
     return f"{pid}:{create_time}"
 
 
@@ -370,10 +372,9 @@ def build_frame(
         views = tuple(view_of(p, points, traffic_known) for p in snap.processes)
     histories: dict[str, HistoryView] = {}
     if watch:
-        for state in snap.processes:
-            key = row_key(state.pid, state.create_time)
-            if key in watch:
-                histories[key] = _history(state.history)
+        for view, state in zip(views, snap.processes, strict=True):
+            if view.key in watch:
+                histories[view.key] = _history(state.history)
     unattributed = None
     if snap.unattributed is not None:
         u = snap.unattributed
@@ -532,7 +533,8 @@ class FrameCollector(Collector):
             state = processes.get(key)
             if state is None:
                 return
-            self.history_of(state)  # the rows it missed while unchanged
+            if state.had_traffic:  # its sparkline: the rows it missed while unchanged
+                self.history_of(state)
             view = views[key] = view_of(state, points, known, views.get(key), stamps.get(key))
             stamps[key] = state.conns_stamp
             if view.spark and (any(view.spark) or len(view.spark) < points):
@@ -549,8 +551,8 @@ class FrameCollector(Collector):
                 make(key)
             ordered = tuple(map(views.__getitem__, processes))
         if self.watch:
-            for state in processes.values():
-                if row_key(state.pid, state.create_time) in self.watch:
+            for view, state in zip(ordered, processes.values(), strict=True):
+                if view.key in self.watch:
                     self.history_of(state)
         frame = build_frame(
             snap,

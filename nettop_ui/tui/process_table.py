@@ -222,6 +222,7 @@ class ProcessTable(DataTable[Cell]):
         ):
             cache.maxsize = TICK_CACHE
         self._drawn: dict[str, _Drawn] = {}
+        self._holding: set[str] = set()  # rows whose cells are made (see `_let_go`)
         self._pass: _Pass | None = None  # set while rendering: see render_lines
         self._order: list[str] = []  # row keys in the order of the last sort
         self._columns: list[str] = []
@@ -259,6 +260,7 @@ class ProcessTable(DataTable[Cell]):
         self._labels_gen += 1
         self.clear(columns=True)
         self._drawn.clear()
+        self._holding.clear()
         self._order = []
         self._labels.clear()
         for key in keys:
@@ -363,6 +365,7 @@ class ProcessTable(DataTable[Cell]):
                 self.refresh()
             else:
                 self._repaint(changed, before, order, labels != self._labels_gen)
+            self._let_go()
             if gone:
                 self.hover_coordinate = self.hover_coordinate  # back within the rows left
             if added and not had_rows and self.show_cursor and self.cursor_type != "none":
@@ -387,6 +390,25 @@ class ProcessTable(DataTable[Cell]):
             self.refresh(Region(0, 0, width, top))
         for start, count in _runs(sorted(dirty)):
             self.refresh(Region(0, top + start - first, width, count))
+
+    def _let_go(self) -> None:
+        """Drop the cells and the line of the rows now more than a screenful away from
+        the screen: they are made again if the rows come back. Only the rows near the
+        screen cost memory, however many processes the table lists (exited talkers
+        scroll by in thousands)."""
+        height = max(1, self.scrollable_content_region.height)
+        first = round(self.scroll_y) - height
+        last = first + 3 * height
+        for key in list(self._holding):
+            drawn = self._drawn.get(key)
+            at = None if drawn is None else self._row_locations.get(drawn.row_key)
+            if at is not None and first <= at < last:
+                continue
+            self._holding.discard(key)
+            if drawn is not None:
+                drawn.made = drawn.fmt = drawn.line = None
+                drawn.cells = []
+                self._data[drawn.row_key] = {}
 
     def _looks_different(self, key: str) -> bool:
         """Whether row `key`, given new values, draws another line than it did: its
@@ -460,11 +482,12 @@ class ProcessTable(DataTable[Cell]):
             or made.kind != row.kind
             or _marked(made) != marked
         )
-        data = self._data[RowKey(key)]
+        data = self._data[drawn.row_key]
         index, cells = self.column_set.index, drawn.cells
         if redo:
             cells.clear()
             drawn.line = None
+            self._holding.add(key)
         for n, col in enumerate(self._columns):
             i = index[col]
             value = row.values[i]
