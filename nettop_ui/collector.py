@@ -44,7 +44,10 @@ SWEEP_CONNECTIONS_S = 5.0  # how often connections idle past connection_keep_s a
 RECOUNT_S = 5.0  # the hosts' open connections are recounted at least this often
 RENAME_S = 30.0  # every host's name is asked for again at least this often
 NO_SCHEDSTAT = b"0 0 0\n"  # /proc/PID/schedstat where the kernel keeps none
-FULL_SCAN_EVERY = 10  # scans: a process that has not run has its statm and cgroup read again
+FULL_SCAN_EVERY = 10  # scans: a process that has not run has its statm read again
+# scans: every process has its cgroup read again, in turns (a move between cgroups is
+# rare: a service manager places a process when it starts, and it is read then)
+CGROUP_EVERY = 60
 # Off Linux, facts come from psutil; on Linux from nettop_ui.procfs (far cheaper).
 _PSUTIL_ATTRS = ["name", "ppid", "cmdline", "username", "create_time", "cpu_percent"]
 _PSUTIL_ATTRS += ["memory_info", "io_counters", "num_threads", "cpu_times"]
@@ -346,7 +349,7 @@ class Collector:
         seconds, and this halves the reads. What can change without it running is read
         anyway: its parent (when the parent exits: every process whose parent just
         vanished is read in full), and in turns every FULL_SCAN_EVERY scans its memory
-        (reclaim) and cgroup (`_reread_asleep`).
+        (reclaim) and every CGROUP_EVERY scans its cgroup (`_reread_asleep`).
         """
         seen: dict[int, ProcessKey] = {}
         if self._files is None:
@@ -387,7 +390,7 @@ class Collector:
                         if not state.rested:
                             self._slept(state, dt)
                         if not (pid + scans) % FULL_SCAN_EVERY:
-                            self._reread_asleep(state, files)
+                            self._reread_asleep(state, files, (pid + scans) % CGROUP_EVERY == 0)
                         continue
             try:
                 st = files.stat(pid)
@@ -409,7 +412,7 @@ class Collector:
                 state.cmdline = procfs.read_cmdline(pid)
                 state.user = procfs.read_user(pid)
                 self._read_cgroup(state, files)
-            elif (pid + self._scans) % FULL_SCAN_EVERY == 0:  # moved since? in turns
+            elif (pid + self._scans) % CGROUP_EVERY == 0:  # moved since? in turns
                 self._read_cgroup(state, files)
             # "0 0 0": a kernel without scheduler statistics, where it would never move
             state.sched = sched if st.threads == 1 and sched != NO_SCHEDSTAT else None
@@ -520,18 +523,17 @@ class Collector:
         else:
             state.rested = True
 
-    def _reread_asleep(self, state: ProcessState, files: procfs.ProcFiles) -> None:
+    def _reread_asleep(self, state: ProcessState, files: procfs.ProcFiles, cgroup: bool) -> None:
         """What can change while a process sleeps, read in turns: its memory (reclaim,
-        swap) and its cgroup (moved by a service manager)."""
+        swap) and, where `cgroup`, its cgroup (moved by a service manager)."""
+        was = state.vms_bytes, state.rss_bytes, state.service, state.cgroup
         mem = files.statm(state.pid)
-        if mem is None or mem == (state.vms_bytes, state.rss_bytes):
-            was = state.service, state.cgroup
-            self._read_cgroup(state, files)
-            if was == (state.service, state.cgroup):
-                return
-        else:
+        if mem is not None:
             state.vms_bytes, state.rss_bytes = mem
-        self._touch(state.key)
+        if cgroup:
+            self._read_cgroup(state, files)
+        if was != (state.vms_bytes, state.rss_bytes, state.service, state.cgroup):
+            self._touch(state.key)
 
     def _scan_psutil(self, now: float, dt: float) -> dict[int, ProcessKey]:
         self._changed = None  # every process's figures are set afresh

@@ -25,7 +25,7 @@ import sys
 import time
 import weakref
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -545,21 +545,26 @@ class SocketCounter:
     are kept. A listed socket that then has no known holder (one file closed and a
     socket opened between two counts) is searched for among the processes that ran
     since their links were read (`_unsure`), those holding sockets first, until found.
-    Every `full_every` counts all links are read again: a descriptor replaced by dup2, a
-    holder found out of pid order, and an fd table shared without sharing threads (clone
-    with CLONE_FILES but not CLONE_THREAD: rare), which another process can change while
-    a quiet one sleeps.
+    Every `full_every_s` seconds (at a count) all links are read again: a descriptor
+    replaced by dup2, a holder found out of pid order, and an fd table shared without
+    sharing threads (clone with CLONE_FILES but not CLONE_THREAD: rare), which another
+    process can change while a quiet one sleeps. In seconds, not counts: the psutil
+    backend counts every tick, and a walk of 2,000 processes (~80 ms) every 30 counts
+    was most of its socket counting.
     `links_read`: the processes whose links the last count read; `stats`: the processes
     it stat'ed.
     """
 
-    def __init__(self, full_every: int = 30) -> None:
-        self.full_every = full_every
+    def __init__(
+        self, full_every_s: float = 150.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.full_every_s = full_every_s
+        self._clock = clock
+        self._walked_at = 0.0
         self.links_read = self.stats = 0
         self._held: dict[int, Held] = {}
         self._unsure: set[int] = set()  # ran with as many fds since their links were read
         self._unowned: set[int] = set()  # listed sockets no readable process holds
-        self._since_walk = 0
         # Before Linux 6.2 /proc/PID/fd has size 0: no count, so every process is read.
         # Where the kernel counts, 0 is a real count (kernel threads: most pids on a quiet
         # machine), not a reason to read again.
@@ -576,8 +581,8 @@ class SocketCounter:
         inodes = inet_inodes()
         if inodes is None:
             return None
-        self._since_walk += 1
-        full = not self._held or self._since_walk >= self.full_every
+        now = self._clock()
+        full = not self._held or now - self._walked_at >= self.full_every_s
         self.links_read = self.stats = 0
         self._refresh(list_pids() if pids is None else pids, every=full, quiet=quiet)
         owners = self._owners(inodes)
@@ -587,7 +592,7 @@ class SocketCounter:
             owners = self._owners(inodes)
         self._unowned = inodes - owners.keys()
         if full:
-            self._since_walk = 0
+            self._walked_at = now
         return dict(Counter(owners.values()))
 
     def _refresh(self, pids: Collection[int], every: bool, quiet: Collection[int]) -> None:

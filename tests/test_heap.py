@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from nettop_ui.tui.heap import SETTLE_FIRST, SETTLE_S, HeapPolicy
+from nettop_ui.tui.heap import FULL_EVERY, SETTLE_FIRST, SETTLE_S, HeapPolicy
 
 
 class Node:
@@ -43,6 +43,36 @@ def test_cycles_wait_for_the_settling_and_settings_come_back() -> None:
     finally:
         heap.stop()
     assert gc.isenabled()
+
+
+def test_a_cycle_that_outlived_a_settling_waits_for_the_next_full_one() -> None:
+    """The settlings after the first are young collections, which leave what lived
+    through one to every FULL_EVERY-th, a full one."""
+    now = [1000.0]
+    heap = HeapPolicy(clock=lambda: now[0])
+    heap.start()
+    try:
+        for count in range(1, SETTLE_FIRST + 1):
+            heap.frame(count)
+        old = Node()  # alive at a settling: an old object from then on
+        count = SETTLE_FIRST + 1
+        now[0] += SETTLE_S
+        heap.frame(count)
+        cycle = weakref.ref(old)
+        del old
+        young = dead_cycle()
+        for settling in range(2, FULL_EVERY):
+            count += 1
+            now[0] += SETTLE_S
+            heap.frame(count)
+            assert young() is None  # a young collection frees what was made since
+            assert cycle() is not None, f"settling {settling} was full"
+        count += 1
+        now[0] += SETTLE_S
+        heap.frame(count)
+        assert cycle() is None  # the FULL_EVERY-th after the first: full
+    finally:
+        heap.stop()
 
 
 def test_stop_leaves_collection_off_where_it_was_off() -> None:

@@ -105,7 +105,7 @@ def test_socket_counter_follows_sockets_opened_and_closed_reading_only_what_chan
     """Real sockets opened, closed, swapped (one closed and one opened between two counts,
     the fd count unchanged) and held by a child: each count is psutil's; and a count
     reads the fd links of the processes that changed, not of every process."""
-    counter = procfs.SocketCounter(full_every=1_000)  # the safety net out of the way
+    counter = procfs.SocketCounter(full_every_s=1e9)  # the safety net out of the way
     me = psutil.Process()
 
     def check() -> None:

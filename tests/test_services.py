@@ -29,7 +29,7 @@ from textual.pilot import Pilot
 from backends.ebpf import EbpfBackend
 from backends.psutil_backend import PsutilBackend
 from nettop_ui import services
-from nettop_ui.collector import FULL_SCAN_EVERY, Collector, ProcessState
+from nettop_ui.collector import CGROUP_EVERY, Collector, ProcessState
 from nettop_ui.core import TrafficSample
 from nettop_ui.services import parse_cgroup, service_of
 from nettop_ui.tui import MonitorSource, NettopApp
@@ -383,7 +383,7 @@ def test_collector_names_containers_and_sees_a_move_within_a_full_scan_round(
     placed: tuple[CgroupTree, dict[str, tuple[Child, str, str]]], root: Path
 ) -> None:
     """Names from planted runtime files; a process moved after it was first seen shows its
-    new cgroup within FULL_SCAN_EVERY scans (read then, not every tick)."""
+    new cgroup within CGROUP_EVERY scans (read then, not every tick)."""
     tree, layouts = placed
     plant_docker(root, DOCKER_ID, docker_config("/web-1"))
     plant_podman(root / "var/lib/containers/storage", [{"id": PODMAN_ID, "names": ["db-1"]}])
@@ -398,7 +398,7 @@ def test_collector_names_containers_and_sees_a_move_within_a_full_scan_round(
         scans = 0
         while procs[mover.pid].cgroup != moved:
             scans += 1
-            assert scans <= FULL_SCAN_EVERY, "the move was not seen within a round"
+            assert scans <= CGROUP_EVERY, "the move was not seen within a round"
             procs = ingest(collector)
         assert procs[mover.pid].service == "ntu-moved.service"
     finally:
@@ -406,7 +406,7 @@ def test_collector_names_containers_and_sees_a_move_within_a_full_scan_round(
 
 
 def test_collector_reads_cgroups_in_turns_not_every_tick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cost: after the first scan, FULL_SCAN_EVERY scans read each live process's cgroup
+    """Cost: after the first scan, CGROUP_EVERY scans read each live process's cgroup
     about once between them, not once a scan each."""
     reads: list[int] = []
     real = services.read_cgroup
@@ -421,7 +421,7 @@ def test_collector_reads_cgroups_in_turns_not_every_tick(monkeypatch: pytest.Mon
         first = ingest(collector)
         assert set(reads) >= set(first)  # everyone, when first seen
         reads.clear()
-        for _ in range(FULL_SCAN_EVERY):
+        for _ in range(CGROUP_EVERY):
             live = ingest(collector)
         stable = set(first) & set(live)  # alive throughout (other tests come and go)
         counts = Counter(reads)

@@ -128,7 +128,7 @@ def assert_as_full_walk(counts: dict[int, int] | None, pids: Collection[int]) ->
 def test_quiet_processes_are_not_looked_at_and_keep_their_sockets(
     listener: socket.socket, sharers: list[Sharer]
 ) -> None:
-    counter = procfs.SocketCounter(full_every=1_000)  # the full walk out of the way
+    counter = procfs.SocketCounter(full_every_s=1e9)  # the full walk out of the way
     a = start(sharers, listener)
     ours = [os.getpid(), a.pid, a.kid]
     assert_as_full_walk(counter.count(procfs.list_pids()), ours)
@@ -152,6 +152,29 @@ def test_quiet_processes_are_not_looked_at_and_keep_their_sockets(
     assert_as_full_walk(counter.count(procfs.list_pids(), quiet={a.pid, a.kid}), ours)
 
 
+def test_every_link_is_read_again_once_full_every_s_has_passed(
+    listener: socket.socket, sharers: list[Sharer]
+) -> None:
+    """The safety net is timed, not counted: a counter called every tick walks every
+    process's links once per `full_every_s`, however many counts fall in between."""
+    now = [0.0]
+    counter = procfs.SocketCounter(full_every_s=150.0, clock=lambda: now[0])
+    a = start(sharers, listener)
+    pids = procfs.list_pids()
+    counter.count(pids)  # the first count reads everyone
+    assert counter.links_read >= len(pids) - 5  # (some may have gone since the listing)
+    quiet = set(pids) - {os.getpid()}
+    for _ in range(149):  # a count a second: none of them walks
+        now[0] += 1.0
+        counts = counter.count(pids, quiet=quiet)
+        assert counter.stats <= 1 and counter.links_read <= 1
+    now[0] += 1.0
+    counts = counter.count(pids, quiet=quiet)
+    assert counter.stats == counter.links_read >= len(pids) - 5  # quiet or not, all
+    assert counts is not None and counts.get(a.pid) == 2
+    assert_as_full_walk(counts, [os.getpid(), a.pid, a.kid])
+
+
 def test_a_socket_whose_holder_is_not_listed_is_searched_for_among_the_unsure_only(
     listener: socket.socket, sharers: list[Sharer]
 ) -> None:
@@ -159,7 +182,7 @@ def test_a_socket_whose_holder_is_not_listed_is_searched_for_among_the_unsure_on
     time it is searched for; here one started after the listing) is searched for among
     the processes that ran since their links were read, never among the quiet ones,
     whose links were read since they last ran: at 2,000 processes, not 2,000 reads."""
-    counter = procfs.SocketCounter(full_every=1_000)
+    counter = procfs.SocketCounter(full_every_s=1e9)
     a = start(sharers, listener)
     pids = procfs.list_pids()
     counter.count(pids)
@@ -179,7 +202,7 @@ def test_a_reused_pid_with_as_many_fds_is_read_again(
     holding no socket, gets its pid with as many open fds: the old one's record must not
     keep claiming the child's sockets."""
     require_root()
-    counter = procfs.SocketCounter(full_every=1_000)
+    counter = procfs.SocketCounter(full_every_s=1e9)
     a = start(sharers, listener)
     fds = os.stat(f"/proc/{a.pid}/fd").st_size
     assert_as_full_walk(counter.count(procfs.list_pids()), [a.pid, a.kid])

@@ -501,6 +501,22 @@ async def test_panel_keys(kids: dict[str, Child]) -> None:
         assert "GPU" not in text.split("PID")[0]
 
 
+async def test_the_uptime_goes_on_while_paused(kids: dict[str, Child]) -> None:
+    """While frames come, they show the uptime; paused, the header's own second timer
+    does (it skips its repaint only while a frame showed the header within a second)."""
+    async with running(kids) as (app, pilot):
+        await press(pilot, "space")
+        assert "PAUSED" in screen_lines(app)[0]
+
+        def uptime() -> str:
+            found = re.search(r"up (\d+:\d\d:\d\d)", screen_lines(app)[0])
+            assert found is not None
+            return found.group(1)
+
+        first = uptime()
+        await wait_for(pilot, lambda: uptime() != first, "the uptime to move on", timeout=3.5)
+
+
 async def test_pause_freezes_the_display_while_sampling_goes_on(kids: dict[str, Child]) -> None:
     async with running(kids) as (app, pilot):
         await press(pilot, "space")

@@ -33,6 +33,7 @@ from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.model import (
     Matcher,
     RowData,
+    SortedRows,
     ViewOptions,
     build_rows,
     parent_index,
@@ -164,18 +165,28 @@ def test_sort_puts_unknown_last_both_ways() -> None:
 
 
 def sorted_by_passes(rows: list[RowData], column: str, descending: bool) -> list[RowData]:
-    """sort_rows's order spelled out as stable sorts: PID, then TOTAL (descending), then
-    the column; unknown values last, by PID."""
+    """sort_rows's order spelled out as stable sorts: PID and row key, then TOTAL
+    (descending), then the column; unknown values last, by PID and row key."""
     idx, total = TABLE.index[column], TABLE.index["total"]
     key = TABLE.all[idx].sort_key
 
-    def pid(r: RowData) -> tuple[bool, Any]:
-        return (r.values[0] is None, r.values[0] or 0)
+    def pid(r: RowData) -> tuple[bool, Any, str]:
+        return (r.values[0] is None, r.values[0] or 0, r.key)
 
     known = sorted((r for r in rows if r.values[idx] is not None), key=pid)
     known.sort(key=lambda r: r.values[total] or 0, reverse=True)
     known.sort(key=lambda r: key(r.values[idx]), reverse=descending)
     return known + sorted((r for r in rows if r.values[idx] is None), key=pid)
+
+
+def spec_row(n: int, spec: tuple[int | None, Any, Any, str], key: str | None = None) -> RowData:
+    pid, total, other, name = spec
+    values: list[Any] = [None] * len(TABLE.all)
+    values[0], values[TABLE.index["total"]] = pid, total
+    values[TABLE.index["up"]] = values[TABLE.index["cpu"]] = other
+    values[TABLE.index["user"]] = name
+    values[TABLE.index["program"]] = Program("", name, str(n % 2))
+    return RowData(key or str(n), "proc", tuple(values))
 
 
 FIGURES = st.sampled_from([None, 0, 1, 2.5, -0.0, 7, True])  # ties and unknowns, often
@@ -195,16 +206,45 @@ def test_sort_rows_orders_as_the_passes_one_by_one(
 ) -> None:
     """One sort on a combined key for numbers (the usual case), the passes for names:
     the same order either way, ties and unknown values included."""
-    rows = []
-    for n, (pid, total, other, name) in enumerate(specs):
-        values: list[Any] = [None] * len(TABLE.all)
-        values[0], values[TABLE.index["total"]] = pid, total
-        values[TABLE.index["up"]] = values[TABLE.index["cpu"]] = other
-        values[TABLE.index["user"]] = name
-        values[TABLE.index["program"]] = Program("", name, str(n % 2))
-        rows.append(RowData(str(n), "proc", tuple(values)))
+    rows = [spec_row(n, spec) for n, spec in enumerate(specs)]
     expected = [r.key for r in sorted_by_passes(rows, column, descending)]
     assert [r.key for r in sort_rows(list(rows), column, descending)] == expected
+
+
+SPECS = st.tuples(PIDS, FIGURES, FIGURES, st.sampled_from("aBb"))
+
+
+@given(
+    st.lists(SPECS, min_size=1, max_size=40),
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.integers(0, 60), SPECS), max_size=12),  # rows made anew
+            st.lists(st.integers(0, 60), max_size=4),  # rows gone
+            st.sampled_from(["total", "up", "cpu", "user"]),
+            st.booleans(),
+        ),
+        max_size=8,
+    ),
+)
+def test_sorted_rows_kept_between_ticks_order_as_sort_rows(
+    first: list[tuple[int | None, Any, Any, str]],
+    ticks: list[tuple[list[tuple[int, Any]], list[int], str, bool]],
+) -> None:
+    """SortedRows places only the rows that are new since the last tick (a changed
+    process's row is a new object); its order is sort_rows's after every tick, whatever
+    changed, went, came or was sorted on."""
+    rows = {str(n): spec_row(n, spec) for n, spec in enumerate(first)}
+    order = SortedRows()
+    made = len(first)
+    for anew, gone, column, descending in ticks:
+        for n, spec in anew:  # a key seen before is that row changed; else a new one
+            made += 1
+            rows[str(n)] = spec_row(made, spec, key=str(n))
+        for n in gone:
+            rows.pop(str(n), None)
+        listed = list(rows.values())
+        expected = [r.key for r in sort_rows(list(listed), column, descending)]
+        assert [r.key for r in order.sort(listed, column, descending)] == expected
 
 
 def test_tree_rolls_children_into_parents_and_folds() -> None:

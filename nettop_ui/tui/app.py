@@ -44,7 +44,7 @@ from nettop_ui.tui.host_screen import HostScreen
 from nettop_ui.tui.keymap import load_keymap
 from nettop_ui.tui.kill import KillRefused, refusal, send_signal
 from nettop_ui.tui.kill_dialog import KillDialog
-from nettop_ui.tui.main_screen import MainScreen
+from nettop_ui.tui.main_screen import HEADER_EVERY_S, MainScreen
 from nettop_ui.tui.messages import CursorMoved, DisplayReady, KillRequested, OpenDetail, OpenHost
 from nettop_ui.tui.model import ViewOptions
 from nettop_ui.tui.safe import safe_text
@@ -233,7 +233,7 @@ class NettopApp(App[int]):
         self.heap.start()
         if self._keymap_arg:
             self.set_keymap(self._keymap_arg)
-        self.set_interval(1.0, self._tick)
+        self.set_interval(HEADER_EVERY_S, self._tick)
         if self.why:
             self.notify(
                 f"{self.source.backend_name} ({self.source.layer}): {self.why}",
@@ -358,7 +358,7 @@ class NettopApp(App[int]):
         if not paused and self.latest is not None:
             self.display_frame(self.latest)
         elif self.screen is self.main:
-            self.main.tick_header()
+            self.main.tick_header(at_once=True)
         self.notify("display paused; sampling continues" if paused else "resumed", timeout=2)
 
     def action_help(self) -> None:

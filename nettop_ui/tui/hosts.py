@@ -22,7 +22,7 @@ from nettop_ui.format import Scale
 from nettop_ui.resolve import SOURCE as RESOLVER
 from nettop_ui.tui.columns import Column, ColumnSet, _count, _traffic
 from nettop_ui.tui.frame import Frame, ProcessView, RemoteView
-from nettop_ui.tui.model import Matcher, RowData, RowKind, ViewOptions, sort_rows
+from nettop_ui.tui.model import Matcher, RowData, RowKind, SortedRows, ViewOptions
 from nettop_ui.tui.safe import safe_text
 
 UNCONNECTED_KEY = "unconnected"  # the row of bytes without a remote address ("" in remotes)
@@ -183,6 +183,7 @@ class HostRowCache:
     def __init__(self) -> None:
         self._rows: dict[str, RowData] = {}
         self._made_for: tuple[bool, bool] | None = None  # (totals, numeric)
+        self.order = SortedRows()  # the rows' order, kept between ticks too
 
     def row(self, h: RemoteView, opts: ViewOptions) -> RowData:
         made_for = (opts.totals, opts.numeric)
@@ -226,7 +227,7 @@ def build_host_rows(
     folded = _folded_row(frame, opts)
     if folded is not None and matcher.matches_label("folded"):
         rows.append(folded)
-    return sort_rows(rows, *host_sort(opts), HOST_TABLE)
+    return cache.order.sort(rows, *host_sort(opts), HOST_TABLE)
 
 
 def _talks_as(h: RemoteView, user: str, processes: Mapping[int, ProcessView] | None) -> bool:

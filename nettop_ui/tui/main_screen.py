@@ -11,6 +11,7 @@ what needs the app (the drill-down, a signal, the cursor's history) goes up as a
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -94,6 +95,7 @@ class KeysFooter(Footer):
 
 
 _with_connections = functools.cache(registry.with_connections)  # loads every backend: once
+HEADER_EVERY_S = 1.0  # the header's uptime: shown afresh at least this often
 WIDE_MIN = (120, 34)  # columns, rows from which panels become boxes side by side
 
 
@@ -110,6 +112,9 @@ class MainScreen(Screen[None]):
         self._row_cache = RowCache()
         self._host_cache = HostRowCache()
         self._return_to: str | None = None  # row to select when this screen resumes
+        # Drawn every tick: kept, not looked up (a query walks the DOM: ~0.5 ms each)
+        self._panels: list[Panel] = []
+        self._header_at = float("-inf")  # when the header was last shown (monotonic)
 
     def compose(self) -> ComposeResult:
         state = self.state
@@ -122,8 +127,11 @@ class MainScreen(Screen[None]):
         )
         yield Static(id="banner")
         with Container(id="panels"):
-            for panel_id, cls in zip(PANEL_IDS, PANEL_CLASSES, strict=True):
-                yield cls(state.system_history, id=f"panel-{panel_id}")
+            self._panels = [
+                cls(state.system_history, id=f"panel-{panel_id}")
+                for panel_id, cls in zip(PANEL_IDS, PANEL_CLASSES, strict=True)
+            ]
+            yield from self._panels
         yield ProcessTable(id="processes")
         yield ProcessTable(HOST_TABLE, id="hosts", classes="-hidden")
         yield Static(id="hosts-none", classes="-hidden")
@@ -198,7 +206,7 @@ class MainScreen(Screen[None]):
         self._show_banner(frame)
         has_gpu = bool(frame.gpu and frame.gpu.devices)
         self.query_one("#panel-gpu").set_class(not has_gpu, "-none")
-        for panel in self.query(Panel):
+        for panel in self._panels:
             panel.show_frame(frame, state.opts.scale)
         self.refresh_view()
 
@@ -255,6 +263,7 @@ class MainScreen(Screen[None]):
         state = self.state
         header.position = state.position
         header.set_state(state.shown, state.opts, state.elapsed_s(), state.paused)
+        self._header_at = time.monotonic()
 
     def _show_banner(self, frame: Frame) -> None:
         banner = self.query_one("#banner", Static)
@@ -277,7 +286,12 @@ class MainScreen(Screen[None]):
         banner.update(text)
         banner.set_class(True, "-shown")
 
-    def tick_header(self) -> None:
+    def tick_header(self, at_once: bool = False) -> None:
+        """The uptime, once a second: unless a frame showed it less than a second ago
+        (at one frame a second, the frames keep it; a second repaint would cost as much).
+        `at_once`: whenever, as after a pause."""
+        if not at_once and time.monotonic() - self._header_at < HEADER_EVERY_S:
+            return
         for header in self.query(StatusHeader):  # none while the app is shutting down
             self._show_state(header)
 
