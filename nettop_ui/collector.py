@@ -256,6 +256,9 @@ class Collector:
         self.processes: dict[ProcessKey, ProcessState] = {}
         self._live_by_pid: dict[int, ProcessKey] = {}
         self._gone_by_pid: dict[int, ProcessKey] = {}
+        # the exited processes still listed, in the order they exited: `_forget_old` walks
+        # these, not every process
+        self._exited: dict[ProcessKey, None] = {}
         self.unattributed = Unattributed() if has_unattributed else None
         self._system = SystemSampler() if system else None
         self._gpu = GpuSampler() if gpu else None
@@ -319,6 +322,7 @@ class Collector:
                 state = self.processes[key]
                 self._catch_up(state, self._ticks - 1)  # its rows while it lived
                 state.exited, state.exited_at = True, now
+                self._exited[key] = None
                 for name in LIVE_ONLY:  # gone with the process (its memory too): unknown
                     setattr(state, name, None)
                 self._gone_by_pid[pid] = key
@@ -590,6 +594,7 @@ class Collector:
                 state.ppid = self.scope.parent_of(pid)
             state.sent_bytes = state.recv_bytes = 0
             state.exited, state.exited_at = True, now
+            self._exited[key] = None
             self.processes[key] = state
             self._gone_by_pid[pid] = key
             self._touch(key)
@@ -859,8 +864,10 @@ class Collector:
     def _forget_old(self, now: float) -> None:
         """Drop exited processes without traffic after a while; keep talkers' totals."""
         exited: list[ProcessState] = []  # the exited processes still listed
-        for key, state in list(self.processes.items()):
-            if not state.exited:
+        for key in list(self._exited):
+            state = self.processes.get(key)
+            if state is None or not state.exited:
+                del self._exited[key]
                 continue
             if state.exited_at is None or now - state.exited_at <= self.exited_keep_s:
                 exited.append(state)
@@ -886,6 +893,7 @@ class Collector:
             self._drop(state.key)
 
     def _drop(self, key: ProcessKey) -> None:
+        self._exited.pop(key, None)
         if self.processes.pop(key).connections:
             self._connections_changed += 1
         if self._gone_by_pid.get(key[0]) == key:

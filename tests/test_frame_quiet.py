@@ -168,3 +168,46 @@ def test_idle_processes_keep_a_row_or_two_of_history_even_when_every_one_is_look
             assert len(set(history["rss_bytes"].values())) == 1
     finally:
         fc.close()
+
+
+def test_watched_rows_are_found_by_pid_with_the_walk_as_fallback(
+    workers: list[Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cursor's row and the drill-downs' get their full history every tick. They
+    are found by the pid in their keys, not by a walk over every process: the walk runs
+    only when a process row's key is not found that way, and either way the frame holds
+    the same histories as a walk finds."""
+    walks = 0
+    real_walk = frame_module.watched_in
+
+    def counting_walk(*args: object) -> list[object]:
+        nonlocal walks
+        walks += 1 if args[2] else 0
+        return real_walk(*args)  # type: ignore[arg-type, return-value]
+
+    monkeypatch.setattr(frame_module, "watched_in", counting_walk)
+    fc = FrameCollector(per_process_bytes=True, system=False, gpu=False, history_size=20)
+    workers.extend(Worker() for _ in range(2))
+    live, leaver = workers
+    try:
+        fc.ingest(TrafficSample(time.time(), INTERVAL_S, []))
+        assert fc.frame is not None
+        keys = {v.pid: v.key for v in fc.frame.processes}
+        leaver.stop()
+        fc.watch = frozenset({keys[live.pid], keys[leaver.pid], "user:root", "unattributed"})
+        for _ in range(3):
+            live.burn()
+            fc.ingest(TrafficSample(time.time(), INTERVAL_S, []))
+        assert walks == 0  # both found by pid: the live one and the exited one
+        frame = fc.frame
+        assert frame is not None and set(frame.histories) == {keys[live.pid], keys[leaver.pid]}
+        states = {s.pid: s for s in fc.processes.values()}
+        history = fc.history_of(states[live.pid])
+        assert history is not None and frame.histories[keys[live.pid]].ts == tuple(history.ts)
+        # A key whose pid now names another process (or none): the walk, same result.
+        fc.watch = frozenset({keys[live.pid], f"{live.pid}:1.5"})
+        fc.ingest(TrafficSample(time.time(), INTERVAL_S, []))
+        assert walks == 1 and fc.frame is not None
+        assert set(fc.frame.histories) == {keys[live.pid]}
+    finally:
+        fc.close()

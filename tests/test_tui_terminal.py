@@ -474,10 +474,13 @@ AS_BEFORE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--"
 # goal itself is met. Before, both were the same (the issue saw a filter not yet applied
 # 2.5 s after the Enter). Sampling held while keys come in speeds up both apps alike.
 P95_RATIO, P95_GOAL_S = 0.7, 0.2
+# Rounds of 8 keys: at 3 (24 keys) the p95 was the second-slowest key, and one slow key
+# on this shared VM failed a CI run (0.289 s against 0.396 s: 0.73); 5 rounds give 40.
+ROUNDS = 5
 
 
 def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy() -> None:
-    """`/bravo` Enter, then delete, typed at human speed three times with both cores busy
+    """`/bravo` Enter, then delete, typed at human speed ROUNDS times with both cores busy
     (eight full-speed loopback uploads), into the TUI and, in turn, into one that cannot
     raise its priority: the keys reach the screen markedly sooner. The measuring side
     (this test, the tmux servers) runs at a high priority so the times are the apps';
@@ -503,7 +506,7 @@ def test_filter_typed_at_human_speed_applies_promptly_when_both_cores_are_busy()
         assert os.getpriority(os.PRIO_PROCESS, before.proc.pid) == 0
         times: list[float] = []
         before_times: list[float] = []
-        for _ in range(3):
+        for _ in range(ROUNDS):
             times += filter_round(term, "bravo")
             before_times += filter_round(before_term, "bravo")
         app.seconds_to_exit(lambda: term.keys("q"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -360,21 +360,21 @@ def build_frame(
     traffic_known: bool = True,
     previous_remotes: Mapping[str, RemoteView] | None = None,
     views: tuple[ProcessView, ...] | None = None,
+    watched: Iterable[ProcessState] | None = None,
 ) -> Frame:
     """Freeze `snap`; full histories are copied only for the row keys in `watch`.
 
     `previous_remotes`: the last frame's views of remote hosts by address, handed on
     where nothing changed. `views`: those of `snap.processes`, made already (the
-    process views FrameCollector.freeze hands on); None: made here.
+    process views FrameCollector.freeze hands on); None: made here. `watched`: the
+    processes of `watch`, found already; None: looked for here.
     """
     if views is None:
         points = spark_points(snap.interval_s)
         views = tuple(view_of(p, points, traffic_known) for p in snap.processes)
-    histories: dict[str, HistoryView] = {}
-    if watch:
-        for view, state in zip(views, snap.processes, strict=True):
-            if view.key in watch:
-                histories[view.key] = _history(state.history)
+    if watched is None:
+        watched = watched_in(views, snap.processes, watch)
+    histories = {row_key(s.pid, s.create_time): _history(s.history) for s in watched}
     unattributed = None
     if snap.unattributed is not None:
         u = snap.unattributed
@@ -407,6 +407,15 @@ def build_frame(
         remotes=remotes,
         remotes_folded=(rf.hosts, rf.sent_bytes, rf.recv_bytes) if rf else (0, 0, 0),
     )
+
+
+def watched_in(
+    views: Iterable[ProcessView], processes: Iterable[ProcessState], watch: Collection[str]
+) -> list[ProcessState]:
+    """The processes whose row keys are in `watch`, by a walk over all of them."""
+    if not watch:
+        return []
+    return [state for view, state in zip(views, processes, strict=True) if view.key in watch]
 
 
 def _same_host(
@@ -511,6 +520,25 @@ class FrameCollector(Collector):
         with self._lock:  # not under an ingest still running in its thread
             super().close()
 
+    def _watched(self, processes: Mapping[ProcessKey, ProcessState]) -> list[ProcessState] | None:
+        """The processes of the watched row keys (the cursor's row, the drill-downs'),
+        found by the pid in the key, not by a walk over every process each tick; None
+        when a process row's key is not found that way (an exited process whose pid
+        was taken since, or one gone)."""
+        found = []
+        for key in self.watch:
+            pid = key.partition(":")[0]
+            if not pid.isdigit():  # not a process's row: a group's, the unattributed
+                continue
+            for candidate in (self._live_by_pid.get(int(pid)), self._gone_by_pid.get(int(pid))):
+                state = processes.get(candidate) if candidate is not None else None
+                if state is not None and row_key(state.pid, state.create_time) == key:
+                    found.append(state)
+                    break
+            else:
+                return None
+        return found
+
     def freeze(self, snap: Snapshot) -> Frame:
         """Turn `snap` (this collector's latest, or its processes in part) into
         `self.frame`, handing on the views of unchanged processes: only those in
@@ -550,16 +578,18 @@ class FrameCollector(Collector):
             for key in processes.keys() - views.keys():
                 make(key)
             ordered = tuple(map(views.__getitem__, processes))
-        if self.watch:
-            for view, state in zip(ordered, processes.values(), strict=True):
-                if view.key in self.watch:
-                    self.history_of(state)
+        watched = self._watched(processes)
+        if watched is None:  # one not found by its pid
+            watched = watched_in(ordered, processes.values(), self.watch)
+        for state in watched:
+            self.history_of(state)
         frame = build_frame(
             snap,
             self.watch,
             known,
             previous_remotes=self._hosts,
             views=ordered,
+            watched=watched,
         )
         self._hosts = {h.address: h for h in frame.remotes or ()}
         self.frame = frame

@@ -11,6 +11,7 @@ what needs the app (the drill-down, a signal, the cursor's history) goes up as a
 from __future__ import annotations
 
 import functools
+import operator
 import time
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -95,6 +96,7 @@ class KeysFooter(Footer):
 
 
 _with_connections = functools.cache(registry.with_connections)  # loads every backend: once
+PROCESS_OF = operator.attrgetter("process")  # a row's process: counted in a C loop
 HEADER_EVERY_S = 1.0  # the header's uptime: shown afresh at least this often
 WIDE_MIN = (120, 34)  # columns, rows from which panels become boxes side by side
 
@@ -227,7 +229,7 @@ class MainScreen(Screen[None]):
         else:
             self.rows = build_rows(frame, opts, self._row_cache)
             self.table.show(self.rows, opts)
-            shown = sum(1 for r in self.rows if r.process is not None)
+            shown = len(self.rows) - list(map(PROCESS_OF, self.rows)).count(None)
             total = len(frame.processes)
         matcher = Matcher(opts.filter_text)
         bar.set_status(matcher.error, shown, total, self._unmatchable(matcher))
