@@ -527,10 +527,11 @@ class FrameCollector(Collector):
         was taken since, or one gone)."""
         found = []
         for key in self.watch:
-            pid = key.partition(":")[0]
-            if not pid.isdigit():  # not a process's row: a group's, the unattributed
+            digits = key.partition(":")[0]
+            if not digits.isdigit():  # not a process's row: a group's, the unattributed
                 continue
-            for candidate in (self._live_by_pid.get(int(pid)), self._gone_by_pid.get(int(pid))):
+            pid = int(digits)
+            for candidate in (self._live_by_pid.get(pid), self._gone_by_pid.get(pid)):
                 state = processes.get(candidate) if candidate is not None else None
                 if state is not None and row_key(state.pid, state.create_time) == key:
                     found.append(state)
