@@ -271,3 +271,40 @@ async def test_panels_and_header_repaint_only_when_their_text_changed() -> None:
             assert repainted["panel-cpu"] >= 1, "the CPU panel's new figures were not drawn"
             assert "no NVIDIA GPU" in "".join(c for c, _ in app.screen_cells[2])
             assert_same(app.screen_cells, screen_drawn_anew(app), f"tick at {snap.ts}")
+
+
+async def test_a_panel_repaints_only_the_lines_of_it_that_changed() -> None:
+    """The CPU and MEM panels' figures move every tick, but their borders, blank lines
+    and most rows do not: only the lines whose text changed are marked for repainting
+    (each a one-line region), and the screen is then what a full repaint draws."""
+    snaps = scripted_snapshots(6)
+    source = ScriptedSource()
+    app = TerminalApp(source)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panels = {panel.id: panel for panel in app.main.query(Panel)}
+        asked: dict[str | None, list[tuple[Region, ...]]] = {key: [] for key in panels}
+        for panel in panels.values():
+            refresh = panel.refresh
+
+            def recorded(
+                *regions: Any, _id: str | None = panel.id, _r: Any = refresh, **kw: Any
+            ) -> Any:
+                asked[_id].append(regions)
+                return _r(*regions, **kw)
+
+            panel.refresh = recorded  # type: ignore[method-assign]
+        app.on_frame(source.frame_of(snaps[0]))
+        await pilot.pause()
+        for snap in snaps[1:]:
+            for calls in asked.values():
+                calls.clear()
+            app.on_frame(source.frame_of(snap))
+            await pilot.pause()
+            await pilot.pause()
+            cpu = panels["panel-cpu"]
+            assert asked["panel-cpu"], "the CPU panel's new figures were not drawn"
+            for regions in asked["panel-cpu"]:
+                assert regions, "the whole CPU panel was repainted"
+                assert all(r.height == 1 and r.width == cpu.size.width for r in regions)
+                assert len(regions) < cpu.size.height, "every line was repainted"
+            assert_same(app.screen_cells, screen_drawn_anew(app), f"tick at {snap.ts}")

@@ -11,6 +11,7 @@ what needs the app (the drill-down, a signal, the cursor's history) goes up as a
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import time
 from dataclasses import replace
@@ -229,7 +230,7 @@ class MainScreen(Screen[None]):
         else:
             self.rows = build_rows(frame, opts, self._row_cache)
             self.table.show(self.rows, opts)
-            shown = len(self.rows) - list(map(PROCESS_OF, self.rows)).count(None)
+            shown = sum(map(operator.is_not, map(PROCESS_OF, self.rows), itertools.repeat(None)))
             total = len(frame.processes)
         matcher = Matcher(opts.filter_text)
         bar.set_status(matcher.error, shown, total, self._unmatchable(matcher))
