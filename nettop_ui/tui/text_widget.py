@@ -53,16 +53,19 @@ class TextWidget(Widget):
     def _take(self, text: Text) -> None:
         self._text, self._lines, self._text_size = text, _lines_of(text), self.size
 
-    def render(self) -> Text:
+    def _current(self) -> Text:
+        """The text for this size (made now if there is none yet, or the size changed)."""
         if self._text is None or self._text_size != self.size:
             self._take(self.make_text())
         assert self._text is not None
         return self._text
 
+    def render(self) -> Text:
+        return self._current()
+
     def render_line(self, y: int) -> Strip:
         """Line `y` of the text, drawn as Textual draws a one-line `Text`."""
-        if self._text is None or self._text_size != self.size:
-            self._take(self.make_text())
+        self._current()
         if self.text_selection is not None:  # a selection spans lines: drawn whole
             return super().render_line(y)
         line = self._lines[y] if y < len(self._lines) else Text()
